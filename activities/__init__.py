@@ -1,0 +1,1 @@
+"""Side effects only: every activity loads, calls a pure decision in ``shared/``, persists."""

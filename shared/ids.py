@@ -1,0 +1,48 @@
+"""Identifiers: tenant ids, idempotency keys and the workflow ids derived from them (pure)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from shared.errors import InvalidRequest
+
+_TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,255}$")
+_TRACE = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
+
+
+def check_tenant_id(tenant_id: str) -> str:
+    if not _TENANT.match(tenant_id):
+        raise InvalidRequest(
+            f"tenant id {tenant_id!r} is invalid: 1-63 chars of lowercase letters, digits, '_' or '-', "
+            "starting with a letter or digit", field="tenant_id")
+    return tenant_id
+
+
+def check_idempotency_key(key: str) -> str:
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise InvalidRequest(
+            "idempotency key must be 1-255 characters of [A-Za-z0-9._:-]", field="idempotency_key")
+    return key
+
+
+def check_trace_id(trace_id: str) -> str:
+    if not _TRACE.match(trace_id):
+        raise InvalidRequest("trace id must be 1-128 characters of [A-Za-z0-9._:/-]", field="trace_id")
+    return trace_id
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+def workflow_id_for(tenant_id: str, template_key: str, idempotency_key: str | None) -> str:
+    """The workflow id of a job request.
+
+    With an idempotency key the id depends on tenant + key only, so the same key always names the
+    same run (and reusing a key for another template is a conflict, not a second run).
+    """
+    if idempotency_key is not None:
+        return f"jobforge/{tenant_id}/idem/{idempotency_key}"
+    return f"jobforge/{tenant_id}/{template_key}/{uuid.uuid4().hex}"

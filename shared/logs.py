@@ -1,0 +1,57 @@
+"""structlog, configured once per process: console on a TTY, JSON otherwise; secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|authorization|api_?key|cookie|credential|private_?key|dsn)",
+                         re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@")
+REDACTED = "[REDACTED]"
+
+
+def redact_url(text: str) -> str:
+    """``scheme://user:password@host`` → ``scheme://user:[REDACTED]@host``."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
+
+
+def redact_event(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: drop values of secret-looking keys and passwords inside URLs."""
+    for key, value in list(event.items()):
+        if _SECRET_KEY.search(key.replace("-", "_")):
+            event[key] = REDACTED
+        elif isinstance(value, str) and "://" in value:
+            event[key] = redact_url(value)
+    return event
+
+
+def configure(level: str = "INFO", fmt: str = "auto") -> None:
+    """Configure structlog and stdlib logging for this process (call once, from a ``main()``)."""
+    use_console = sys.stderr.isatty() if fmt == "auto" else fmt == "console"
+    renderer: structlog.types.Processor = (
+        structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer())
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_event,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        processor=renderer, foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared]))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("temporalio").setLevel(max(logging.WARNING, root.level))

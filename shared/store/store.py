@@ -1,0 +1,162 @@
+"""The narrow, typed interface to JobForge's PostgreSQL store.
+
+Rows become frozen models at this boundary; callers never see SQLAlchemy objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from shared.errors import RunNotFound, StoreUnavailable
+from shared.flags import Flag
+from shared.models import RunRecord, RunStatus
+from shared.store.tables import FlagOverrideRow, RunRow
+
+
+def create_engine(url: str, pool_size: int = 5) -> AsyncEngine:
+    """An async engine on ``url`` (``postgresql+psycopg://``; a bare ``postgresql://`` is upgraded)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return create_async_engine(url, pool_size=pool_size, pool_pre_ping=True)
+
+
+def _record(row: RunRow) -> RunRecord:
+    return RunRecord(
+        tenant_id=row.tenant_id, template_key=row.template_key, workflow_id=row.workflow_id,
+        run_id=row.run_id, status=RunStatus(row.status), trace_id=row.trace_id, actor=row.actor,
+        idempotency_key=row.idempotency_key, input_hash=row.input_hash, summary=row.summary or {},
+        error=row.error, created_at=row.created_at, updated_at=row.updated_at, finished_at=row.finished_at,
+    )
+
+
+class Store:
+    """JobForge's persistent state. One instance per process, shared by its activities."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._session = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str, pool_size: int = 5) -> Store:
+        return cls(create_engine(url, pool_size))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (OperationalError, DBAPIError, OSError) as exc:
+            raise StoreUnavailable(f"the JobForge database cannot be reached: {type(exc).__name__}") from None
+
+    async def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at (None = never migrated)."""
+        async with self.engine.connect() as conn:
+            exists = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
+            if not exists:
+                return None
+            revision = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+            return str(revision) if revision is not None else None
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    async def record_run(self, *, tenant_id: str, template_key: str, workflow_id: str, run_id: str,
+                         status: RunStatus, trace_id: str, actor: str, idempotency_key: str | None,
+                         input_hash: str, error: str = "") -> RunRecord:
+        """Insert the run (idempotent: a retried activity finds its own row and leaves it as is)."""
+        finished = func.now() if status.is_final else None
+        stmt = (
+            insert(RunRow)
+            .values(run_id=run_id, workflow_id=workflow_id, tenant_id=tenant_id, template_key=template_key,
+                    status=status.value, trace_id=trace_id, actor=actor, idempotency_key=idempotency_key,
+                    input_hash=input_hash, summary={}, error=error, finished_at=finished)
+            .on_conflict_do_nothing(index_elements=[RunRow.run_id])
+        )
+        async with self._session.begin() as session:
+            await session.execute(stmt)
+            row = await session.get(RunRow, run_id)
+            assert row is not None
+            return _record(row)
+
+    async def finish_run(self, run_id: str, status: RunStatus, summary: Mapping[str, Any],
+                         error: str = "") -> RunRecord:
+        stmt = (
+            update(RunRow)
+            .where(RunRow.run_id == run_id)
+            .values(status=status.value, summary=dict(summary), error=error, updated_at=func.now(),
+                    finished_at=func.now())
+            .returning(RunRow)
+        )
+        async with self._session.begin() as session:
+            row = (await session.execute(stmt)).scalar_one_or_none()
+            if row is None:
+                raise RunNotFound(run_id)
+            return _record(row)
+
+    async def get_run(self, ident: str, tenant_id: str | None = None) -> RunRecord:
+        """A run by Temporal run id or workflow id (the latest run of that workflow id)."""
+        stmt = (select(RunRow).where(or_(RunRow.run_id == ident, RunRow.workflow_id == ident))
+                .order_by(RunRow.created_at.desc()).limit(1))
+        if tenant_id is not None:
+            stmt = stmt.where(RunRow.tenant_id == tenant_id)
+        async with self._session() as session:
+            row = (await session.execute(stmt)).scalar_one_or_none()
+        if row is None:
+            raise RunNotFound(ident)
+        return _record(row)
+
+    async def find_by_idempotency_key(self, tenant_id: str, key: str) -> RunRecord | None:
+        stmt = (select(RunRow).where(RunRow.tenant_id == tenant_id, RunRow.idempotency_key == key)
+                .order_by(RunRow.created_at).limit(1))
+        async with self._session() as session:
+            row = (await session.execute(stmt)).scalar_one_or_none()
+        return _record(row) if row else None
+
+    async def list_runs(self, tenant_id: str, *, template_key: str | None = None,
+                        status: RunStatus | None = None, limit: int = 50,
+                        before: datetime | None = None) -> Sequence[RunRecord]:
+        stmt = select(RunRow).where(RunRow.tenant_id == tenant_id)
+        if template_key:
+            stmt = stmt.where(RunRow.template_key == template_key)
+        if status:
+            stmt = stmt.where(RunRow.status == status.value)
+        if before:
+            stmt = stmt.where(RunRow.created_at < before)
+        stmt = stmt.order_by(RunRow.created_at.desc()).limit(limit)
+        async with self._session() as session:
+            return [_record(row) for row in (await session.execute(stmt)).scalars()]
+
+    # -- feature flag overrides ---------------------------------------------------------------
+
+    async def flag_overrides(self) -> dict[Flag, bool]:
+        async with self._session() as session:
+            rows = (await session.execute(select(FlagOverrideRow))).scalars().all()
+        out: dict[Flag, bool] = {}
+        for row in rows:
+            try:
+                out[Flag(row.name)] = row.enabled
+            except ValueError:
+                continue  # a flag retired by newer code; ignore it rather than fail every admission
+        return out
+
+    async def set_flag_override(self, flag: Flag, enabled: bool, actor: str = "", reason: str = "") -> None:
+        stmt = insert(FlagOverrideRow).values(name=flag.value, enabled=enabled, actor=actor, reason=reason)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[FlagOverrideRow.name],
+            set_={"enabled": enabled, "actor": actor, "reason": reason, "updated_at": func.now()},
+        )
+        async with self._session.begin() as session:
+            await session.execute(stmt)
+
+    async def delete_flag_override(self, flag: Flag) -> bool:
+        async with self._session.begin() as session:
+            result = await session.execute(delete(FlagOverrideRow).where(FlagOverrideRow.name == flag.value))
+        return bool(getattr(result, "rowcount", 0))

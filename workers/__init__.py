@@ -1,0 +1,1 @@
+"""Process entrypoints: ``jobforge-worker``, the ``jobforge`` CLI and the embedded dev stack."""

@@ -1,0 +1,387 @@
+"""The ``jobforge`` command line: ``jobforge NOUN VERB``.
+
+Exit codes: 0 success, 1 a negative verdict, 2 usage, refusal or infrastructure error (one line on
+stderr). Every command that prints data takes ``--json`` and then prints only JSON on stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import orjson
+import typer
+from pydantic import BaseModel, SecretStr
+from rich.console import Console
+from rich.table import Table
+
+from shared.errors import InvalidRequest, JobForgeError
+from shared.flags import Flag, FlagReader, parse_switch
+from shared.logs import configure
+from shared.models import RunRecord
+from shared.settings import Settings
+from shared.store import Store
+from shared.templates import load_registry
+from workers.runtime import database_url, open_runtime
+from workers.stack import effective_settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="JobForge: durable jobs on Temporal behind one security gate.")
+db_app = typer.Typer(no_args_is_help=True, help="JobForge's PostgreSQL schema.")
+flags_app = typer.Typer(help="Feature flags (all OFF by default) and their fleet-wide overrides.")
+jobs_app = typer.Typer(no_args_is_help=True, help="Request jobs.")
+runs_app = typer.Typer(no_args_is_help=True, help="Look at runs.")
+app.add_typer(db_app, name="db")
+app.add_typer(flags_app, name="flags")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(runs_app, name="runs")
+
+out = Console()
+err = Console(stderr=True)
+
+
+class NegativeVerdict(Exception):
+    """The command worked and its answer is no (exit 1)."""
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def command(fn: Callable[P, R]) -> Callable[P, R]:
+    """Map JobForge errors to exit 2 with a one-line reason, negative verdicts to exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except NegativeVerdict as exc:
+            if str(exc):
+                err.print(str(exc), highlight=False)
+            raise typer.Exit(1) from None
+        except JobForgeError as exc:
+            raise fail(f"{exc.code}: {exc.message}") from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+
+    return wrapper
+
+
+def run_async(coro: Coroutine[Any, Any, R]) -> R:
+    return asyncio.run(coro)
+
+
+def settings() -> Settings:
+    s = effective_settings()
+    configure(s.log_level if s.log_level.upper() != "INFO" else "WARNING", s.log_format)
+    return s
+
+
+def print_json(value: Any) -> None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=_default).decode() + "\n")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError
+
+
+def parse_inputs(text: str | None) -> dict[str, Any]:
+    """``--inputs``: inline JSON or ``@path`` to a JSON file; must be an object."""
+    if not text:
+        return {}
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read inputs file {path}: {exc.strerror}") from None
+    else:
+        raw = text.encode()
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"--inputs is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("--inputs must be a JSON object")
+    return value
+
+
+# -- db --------------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+@command
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from shared.store.migrate import upgrade
+
+    upgrade(database_url(settings()), revision)
+    out.print(f"database at {revision}")
+
+
+@db_app.command("current")
+@command
+def db_current(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show the schema revision of the database and of the code."""
+    from shared.store.migrate import head_revision
+
+    async def go() -> str | None:
+        store = Store.from_url(database_url(settings()))
+        try:
+            await store.ping()
+            return await store.schema_revision()
+        finally:
+            await store.close()
+
+    current, head = run_async(go()), head_revision()
+    if as_json:
+        print_json({"current": current, "head": head, "at_head": current == head})
+    else:
+        out.print(f"database: {current or 'not migrated'}  code: {head}")
+    if current != head:
+        raise NegativeVerdict("the database is not at the migrations' head: run `jobforge db upgrade`")
+
+
+# -- flags -----------------------------------------------------------------------------------------
+
+
+async def _flag_values(s: Settings) -> list[dict[str, Any]]:
+    url = s.database_url_value()
+    store = Store.from_url(url) if url else None
+    try:
+        reader = FlagReader(store.flag_overrides if store else None, 0)
+        return [{"name": v.flag.value, "enabled": v.enabled, "source": v.source.value}
+                for v in await reader.values()]
+    finally:
+        if store:
+            await store.close()
+
+
+@flags_app.callback(invoke_without_command=True)
+@command
+def flags_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every flag, its value and where the value came from (default / env / store)."""
+    if ctx.invoked_subcommand:
+        return
+    rows = run_async(_flag_values(settings()))
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("flag", "value", "source")
+    for row in rows:
+        table.add_row(row["name"], "[green]on[/]" if row["enabled"] else "off", row["source"])
+    out.print(table)
+
+
+async def _store_call(fn: Callable[[Store], Awaitable[R]]) -> R:
+    store = Store.from_url(database_url(settings()))
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+@flags_app.command("set")
+@command
+def flags_set(name: str, value: str, reason: str = typer.Option("", help="Why (kept with the override)."),
+              actor: str = typer.Option("cli")) -> None:
+    """Override flag NAME fleet-wide (on|off); running workers honour it within seconds."""
+    flag, enabled = Flag.parse(name), parse_switch(value)
+    run_async(_store_call(lambda store: store.set_flag_override(flag, enabled, actor, reason)))
+    out.print(f"{flag.value} = {'on' if enabled else 'off'} (store override)")
+
+
+@flags_app.command("unset")
+@command
+def flags_unset(name: str) -> None:
+    """Remove the store override of flag NAME (its env value or default applies again)."""
+    flag = Flag.parse(name)
+    removed = run_async(_store_call(lambda store: store.delete_flag_override(flag)))
+    out.print(f"{flag.value}: override {'removed' if removed else 'was not set'}")
+
+
+# -- templates -------------------------------------------------------------------------------------
+
+
+@app.command("templates")
+@command
+def templates(as_json: bool = typer.Option(False, "--json")) -> None:
+    """The registered job templates."""
+    s = settings()
+    registry = load_registry(s)
+    rows: list[dict[str, Any]] = [{"key": t.key, "description": t.description, "task_queue": t.queue(s), "action": t.action,
+             "required_scopes": list(t.required_scopes), "flags": [f.value for f in t.flags],
+             "inputs": t.input_model.model_json_schema()} for t in registry]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("template", "queue", "action", "scopes", "flags", "description")
+    for row in rows:
+        table.add_row(row["key"], row["task_queue"], "yes" if row["action"] else "no",
+                      ",".join(row["required_scopes"]), ",".join(row["flags"]), row["description"])
+    out.print(table)
+
+
+# -- jobs and runs ---------------------------------------------------------------------------------
+
+
+def _verdict(result: BaseModel) -> bool:
+    for field in ("healthy", "passed"):
+        value = getattr(result, field, None)
+        if isinstance(value, bool):
+            return value
+    return True
+
+
+@jobs_app.command("request")
+@command
+def jobs_request(
+    template: str,
+    tenant: str = typer.Option(..., "--tenant", "-t"),
+    inputs: str | None = typer.Option(None, "--inputs", "-i", help="JSON object, or @file.json"),
+    idempotency_key: str | None = typer.Option(None, "--idempotency-key"),
+    trace_id: str | None = typer.Option(None, "--trace-id"),
+    actor: str = typer.Option("cli", "--actor"),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the run and print its result."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Request a run of TEMPLATE for a tenant."""
+    parsed = parse_inputs(inputs)
+
+    async def go() -> tuple[Any, BaseModel | None]:
+        async with open_runtime(settings()) as rt:
+            client = rt.client()
+            handle = await client.request_job(tenant, template, parsed, trace_id=trace_id, actor=actor,
+                                              idempotency_key=idempotency_key)
+            if not as_json:
+                verb = "started" if handle.created else "already exists (same idempotency key)"
+                err.print(f"run {handle.run_id} {verb}: workflow {handle.workflow_id}", highlight=False)
+            result = await client.result(handle) if wait else None
+            return handle, result
+
+    handle, result = run_async(go())
+    if as_json:
+        print_json({"run": handle, "result": result})
+    elif result is not None:
+        out.print_json(result.model_dump_json())
+    else:
+        out.print(handle.run_id)
+    if result is not None and not _verdict(result):
+        raise NegativeVerdict(f"{template}: negative verdict")
+
+
+def _run_row(run: RunRecord) -> dict[str, Any]:
+    return run.model_dump(mode="json")
+
+
+@runs_app.command("list")
+@command
+def runs_list(tenant: str = typer.Option(..., "--tenant", "-t"), limit: int = typer.Option(50, min=1, max=1000),
+              as_json: bool = typer.Option(False, "--json")) -> None:
+    """A tenant's runs, newest first."""
+    from shared.ids import check_tenant_id
+
+    check_tenant_id(tenant)
+    runs = run_async(_store_call(lambda store: store.list_runs(tenant, limit=limit)))
+    if as_json:
+        print_json([_run_row(r) for r in runs])
+        return
+    table = Table("run id", "template", "status", "created", "trace")
+    for r in runs:
+        table.add_row(r.run_id, r.template_key, r.status.value, r.created_at.isoformat(timespec="seconds"),
+                      r.trace_id)
+    out.print(table)
+
+
+@runs_app.command("show")
+@command
+def runs_show(ident: str = typer.Argument(..., metavar="ID", help="Run id or workflow id."),
+              tenant: str | None = typer.Option(None, "--tenant", "-t"),
+              as_json: bool = typer.Option(False, "--json")) -> None:
+    """One run, by run id or workflow id."""
+    run = run_async(_store_call(lambda store: store.get_run(ident, tenant)))
+    if as_json:
+        print_json(_run_row(run))
+        return
+    for key, value in _run_row(run).items():
+        out.print(f"[bold]{key}[/]: {json.dumps(value) if isinstance(value, dict) else value}", highlight=False)
+
+
+# -- dev -------------------------------------------------------------------------------------------
+
+
+@app.command("dev")
+@command
+def dev(
+    temporal_port: int = typer.Option(7233, help="Temporal gRPC port."),
+    ui_port: int = typer.Option(8233, help="Temporal Web UI port."),
+    pg_port: int = typer.Option(54329, help="Embedded PostgreSQL port (unused with JOBFORGE_DATABASE_URL)."),
+    workers: int = typer.Option(1, min=0, max=16, help="Worker processes to start."),
+    headless: bool = typer.Option(False, help="No Temporal Web UI."),
+    run: str | None = typer.Option(None, "--run", help="Run this template once the stack is up, print its "
+                                   "result, stop the stack and exit (0 ok, 1 negative verdict)."),
+    tenant: str = typer.Option("demo", "--tenant", help="Tenant for --run."),
+    inputs: str | None = typer.Option(None, "--inputs", help="Inputs for --run (JSON or @file)."),
+) -> None:
+    """Start the embedded stack: Temporal dev server, PostgreSQL, migrations and workers."""
+    from workers.dev import DevPorts, DevStack
+
+    s = Settings()
+    configure(s.log_level, s.log_format)
+    stack = DevStack(s, DevPorts(temporal_port, ui_port, pg_port), workers=workers, headless=headless)
+    parsed = parse_inputs(inputs) if run else {}
+    try:
+        state = stack.start()
+        err.print(f"JobForge dev stack up ({s.home.resolve()})\n"
+                  f"  Temporal gRPC : {state.temporal_address} (namespace {s.temporal_namespace})\n"
+                  f"  Temporal UI   : {state.ui_url or '(headless)'}\n"
+                  f"  PostgreSQL    : {state.database_url}\n"
+                  f"  workers       : {workers} (logs in {stack.logs})", highlight=False)
+        if run:
+            _run_once(s.model_copy(update={"temporal_address": state.temporal_address,
+                                           "database_url": SecretStr(state.database_url)}), run, tenant, parsed)
+            return
+        err.print("Ctrl-C stops the stack; data stays in the home directory.", highlight=False)
+        problem = stack.wait_until_stopped()
+        if problem:
+            raise fail(problem)
+    except KeyboardInterrupt:
+        err.print("stopping...", highlight=False)
+    finally:
+        stack.stop()
+
+
+def _run_once(s: Settings, template: str, tenant: str, inputs: dict[str, Any]) -> None:
+    async def go() -> BaseModel:
+        async with open_runtime(s) as rt:
+            client = rt.client()
+            handle = await client.request_job(tenant, template, inputs, actor="jobforge-dev")
+            err.print(f"run {handle.run_id} of {template} started (workflow {handle.workflow_id})",
+                      highlight=False)
+            return await client.result(handle)
+
+    result = run_async(go())
+    out.print_json(result.model_dump_json())
+    if not _verdict(result):
+        raise NegativeVerdict(f"{template}: negative verdict")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

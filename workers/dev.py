@@ -1,0 +1,145 @@
+"""``jobforge dev``: bring up the embedded stack, supervise it, tear it down cleanly."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from shared.errors import StackStartFailed
+from shared.settings import Settings
+from shared.store.migrate import upgrade
+from workers.stack import (
+    EmbeddedPostgres,
+    StackState,
+    check_port_free,
+    temporal_dev_command,
+    terminate,
+    wait_for_port,
+)
+
+log = structlog.get_logger("jobforge.dev")
+
+
+@dataclass(frozen=True)
+class DevPorts:
+    temporal: int = 7233
+    ui: int = 8233
+    postgres: int = 54329
+
+
+class DevStack:
+    """Temporal dev server + PostgreSQL (embedded unless a URL is configured) + N workers."""
+
+    def __init__(self, settings: Settings, ports: DevPorts, workers: int = 1, headless: bool = False) -> None:
+        self.settings = settings
+        self.home = settings.home.resolve()
+        self.ports = ports
+        self.worker_count = workers
+        self.headless = headless
+        self.temporal: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.postgres: EmbeddedPostgres | None = None
+        self.database_url = settings.database_url_value() or ""
+        self.temporal_address = f"127.0.0.1:{ports.temporal}"
+        self.ui_url = "" if headless else f"http://127.0.0.1:{ports.ui}"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    def start(self) -> StackState:
+        existing = StackState.read(self.settings.state_file)
+        if existing is not None:
+            raise StackStartFailed(
+                f"a dev stack already runs from {self.home} (pid {existing.pid}); stop it first")
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        check_port_free(self.ports.temporal, "Temporal gRPC")
+        if not self.headless:
+            check_port_free(self.ports.ui, "Temporal Web UI")
+        try:
+            self._start_temporal()
+            self._start_postgres()
+            log.info("migrating", database=self.database_url)
+            upgrade(self.database_url)
+            self._wait_temporal()
+            for index in range(self.worker_count):
+                self.workers.append(self._start_worker(index))
+            state = StackState(pid=os.getpid(), temporal_address=self.temporal_address, ui_url=self.ui_url,
+                               database_url=self.database_url, home=str(self.home),
+                               pids={"temporal": self.temporal.pid if self.temporal else 0,
+                                     **{f"worker{i}": w.pid for i, w in enumerate(self.workers)}})
+            state.write(self.settings.state_file)
+            return state
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_temporal(self) -> None:
+        cmd = temporal_dev_command(self.home, self.ports.temporal, self.ports.ui,
+                                   self.settings.temporal_namespace, self.headless)
+        out = (self.logs / "temporal.log").open("ab")
+        self.temporal = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+
+    def _wait_temporal(self) -> None:
+        assert self.temporal is not None
+        if not wait_for_port(self.ports.temporal, 30, self.temporal):
+            tail = (self.logs / "temporal.log").read_text(errors="replace").strip().splitlines()[-5:]
+            raise StackStartFailed("the Temporal dev server did not start: " + " | ".join(tail))
+
+    def _start_postgres(self) -> None:
+        if self.database_url:
+            return
+        self.postgres = EmbeddedPostgres(self.home / "pgdata", self.ports.postgres)
+        self.database_url = self.postgres.start()
+
+    def worker_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({"JOBFORGE_TEMPORAL_ADDRESS": self.temporal_address, "JOBFORGE_DATABASE_URL": self.database_url,
+                    "JOBFORGE_HOME": str(self.home), "JOBFORGE_LOG_FORMAT": "json"})
+        return env
+
+    def _start_worker(self, index: int) -> subprocess.Popen[bytes]:
+        out = (self.logs / f"worker{index}.log").open("ab")
+        return subprocess.Popen([sys.executable, "-m", "workers.worker"], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=self.worker_env(), start_new_session=True)
+
+    def check(self) -> str | None:
+        """What died, if anything did."""
+        if self.temporal is not None and self.temporal.poll() is not None:
+            return f"the Temporal dev server exited ({self.temporal.returncode}); see {self.logs / 'temporal.log'}"
+        for index, worker in enumerate(self.workers):
+            if worker.poll() is not None:
+                return f"worker {index} exited ({worker.returncode}); see {self.logs / f'worker{index}.log'}"
+        return None
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            terminate(worker, self.settings.worker_graceful_shutdown_seconds + 5)
+        self.workers = []
+        if self.temporal is not None:
+            terminate(self.temporal, 15)
+            self.temporal = None
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
+        with contextlib.suppress(FileNotFoundError):
+            state = StackState.read(self.settings.state_file)
+            if state is None or state.pid == os.getpid():
+                self.settings.state_file.unlink()
+
+    def wait_until_stopped(self, poll: float = 0.5) -> str | None:
+        """Block until a component dies (returns what died) or KeyboardInterrupt."""
+        while True:
+            problem = self.check()
+            if problem:
+                return problem
+            time.sleep(poll)

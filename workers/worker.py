@@ -1,0 +1,128 @@
+"""``jobforge-worker``: runs every template's workflows and activities on its task queues."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import structlog
+import typer
+from temporalio.worker import Worker
+
+from activities.healthcheck import HealthcheckActivities
+from activities.runs import RunActivities
+from shared.errors import JobForgeError
+from shared.logs import configure
+from shared.settings import Settings
+from shared.templates import import_template_module
+from workers.runtime import Runtime, open_runtime
+from workflows import discover
+
+log = structlog.get_logger("jobforge.worker")
+
+
+def collect(rt: Runtime) -> tuple[list[type[Any]], list[Callable[..., Any]]]:
+    """Workflows and activities this worker registers; fails fast when a template has no workflow."""
+    assert rt.temporal is not None
+    extra = [import_template_module(name) for name in rt.settings.template_modules]
+    workflows = discover(extra)
+    names = {wf.__temporal_workflow_definition.name for wf in workflows}
+    missing = [spec.key for spec in rt.registry if spec.key not in names]
+    if missing:
+        raise JobForgeError(f"templates without a workflow named after them: {', '.join(missing)}")
+    runs = RunActivities(rt.store, rt.flags, rt.registry)
+    health = HealthcheckActivities(rt.store, rt.temporal, rt.settings, rt.registry)
+    activities: list[Callable[..., Any]] = [runs.admit, runs.finish_run, health.check_database,
+                                            health.check_temporal, health.check_pollers]
+    for module in extra:
+        build = getattr(module, "build_activities", None)
+        if build is not None:
+            activities.extend(build(rt))
+    return workflows, activities
+
+
+def build_workers(rt: Runtime, queues: list[str] | None = None) -> list[Worker]:
+    assert rt.temporal is not None
+    settings = rt.settings
+    workflows, activities = collect(rt)
+    queues = queues or settings.worker_task_queues or rt.registry.task_queues(settings)
+    identity = f"jobforge-worker@{socket.gethostname()}:{os.getpid()}"
+    return [
+        Worker(rt.temporal, task_queue=queue, workflows=workflows, activities=activities,
+               identity=identity,
+               max_concurrent_activities=settings.worker_max_concurrent_activities,
+               max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+               graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds))
+        for queue in queues
+    ]
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    async with open_runtime(settings) as rt:
+        workers = build_workers(rt)
+        queues = [w.task_queue for w in workers]
+        runner: asyncio.Future[list[None]] = asyncio.gather(*(worker.run() for worker in workers))
+        log.info("worker_started", task_queues=queues, pid=os.getpid(),
+                 temporal=settings.temporal_address, namespace=settings.temporal_namespace)
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait([runner, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if stopper in done:
+            log.info("worker_stopping", grace_seconds=settings.worker_graceful_shutdown_seconds)
+            await asyncio.gather(*(worker.shutdown() for worker in workers))
+            await runner
+        else:
+            stopper.cancel()
+            runner.result()
+        log.info("worker_stopped")
+
+
+async def _main(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(settings, stop)
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="Run JobForge's Temporal worker.")
+
+
+@app.command()
+def run(
+    task_queue: list[str] = typer.Option([], "--task-queue", "-q", help="Task queue to serve (repeatable)."),
+    max_concurrent_activities: int | None = typer.Option(None, min=1),
+    max_concurrent_workflow_tasks: int | None = typer.Option(None, min=1),
+    graceful_shutdown_seconds: float | None = typer.Option(None, min=0),
+) -> None:
+    """Serve JobForge's task queues until SIGTERM or SIGINT, then let in-flight activities finish."""
+    from workers.stack import effective_settings
+
+    overrides: dict[str, Any] = {}
+    if task_queue:
+        overrides["worker_task_queues"] = task_queue
+    if max_concurrent_activities:
+        overrides["worker_max_concurrent_activities"] = max_concurrent_activities
+    if max_concurrent_workflow_tasks:
+        overrides["worker_max_concurrent_workflow_tasks"] = max_concurrent_workflow_tasks
+    if graceful_shutdown_seconds is not None:
+        overrides["worker_graceful_shutdown_seconds"] = graceful_shutdown_seconds
+    settings = effective_settings(Settings(**overrides))
+    configure(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(_main(settings))
+    except JobForgeError as err:
+        log.error("worker_failed", error_code=err.code, error=err.message)
+        raise typer.Exit(2) from None
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

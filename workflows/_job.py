@@ -1,0 +1,73 @@
+"""The frame every template workflow runs in: admission first, the run record last."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.runs import RunActivities
+    from shared.models import AdmissionInput, AdmissionResult, FinishRunInput, JobRun, RunStatus
+
+T = TypeVar("T")
+
+BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10),
+                                maximum_attempts=0)
+BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
+
+
+async def admit(job: JobRun) -> AdmissionResult:
+    info = workflow.info()
+    return await workflow.execute_activity_method(
+        RunActivities.admit,
+        AdmissionInput(run=job, workflow_id=info.workflow_id, run_id=info.run_id,
+                       workflow_type=info.workflow_type),
+        start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY,
+    )
+
+
+async def finish(job: JobRun, status: RunStatus, summary: dict[str, Any] | None = None, error: str = "") -> None:
+    info = workflow.info()
+    await workflow.execute_activity_method(
+        RunActivities.finish_run,
+        FinishRunInput(tenant_id=job.tenant_id, workflow_id=info.workflow_id, run_id=info.run_id, status=status,
+                       summary=summary or {}, error=error[:2000]),
+        start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY,
+    )
+
+
+def _failure_message(exc: BaseException) -> tuple[str, str]:
+    """(type, message) of the innermost application failure, for the run record."""
+    current: BaseException | None = exc
+    found: tuple[str, str] = (type(exc).__name__, str(exc))
+    while current is not None:
+        if isinstance(current, ApplicationError):
+            found = (current.type or "ApplicationError", current.message)
+        current = current.cause if isinstance(current, FailureError) else None
+    return found
+
+
+async def run_job(job: JobRun, body: Callable[[dict[str, Any]], Awaitable[T]],
+                  summarise: Callable[[T], dict[str, Any]]) -> T:
+    """Admit ``job``, run ``body(validated_inputs)``, and record the outcome whatever it is."""
+    admission = await admit(job)
+    if not admission.admitted:
+        raise ApplicationError(admission.reason, {"code": admission.error_code}, type=admission.error_code,
+                               non_retryable=True)
+    try:
+        result = await body(admission.inputs)
+    except (asyncio.CancelledError, CancelledError):
+        await asyncio.shield(asyncio.ensure_future(finish(job, RunStatus.CANCELLED, error="cancelled")))
+        raise
+    except (ActivityError, ApplicationError) as exc:
+        code, message = _failure_message(exc)
+        await finish(job, RunStatus.FAILED, {"error_type": code}, message)
+        raise ApplicationError(message, type=code, non_retryable=True) from exc
+    await finish(job, RunStatus.SUCCEEDED, summarise(result))
+    return result
