@@ -36,5 +36,5 @@ def decide(run: JobRun, workflow_type: str, registry: Registry, flags: Mapping[F
         if run.input_hash and run.input_hash != digest:
             raise InvalidRequest("the request's input_hash does not match its inputs", field="input_hash")
     except JobForgeError as err:
-        return AdmissionResult(admitted=False, reason=err.message, error_code=err.code)
+        return AdmissionResult(admitted=False, reason=err.message, error_code=err.code, error_details=err.details)
     return AdmissionResult(admitted=True, inputs=model.model_dump(mode="json"), input_hash=digest)

@@ -53,6 +53,7 @@ class AdmissionResult(Frozen):
     admitted: bool
     reason: str = ""
     error_code: str = ""
+    error_details: dict[str, Any] = Field(default_factory=dict)
     #: the template inputs after validation against the template's model (defaults filled in)
     inputs: dict[str, Any] = Field(default_factory=dict)
     input_hash: str = ""

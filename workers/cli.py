@@ -222,7 +222,8 @@ def templates(as_json: bool = typer.Option(False, "--json")) -> None:
     """The registered job templates."""
     s = settings()
     registry = load_registry(s)
-    rows: list[dict[str, Any]] = [{"key": t.key, "description": t.description, "task_queue": t.queue(s), "action": t.action,
+    rows: list[dict[str, Any]] = [
+        {"key": t.key, "description": t.description, "task_queue": t.queue(s), "action": t.action,
              "required_scopes": list(t.required_scopes), "flags": [f.value for f in t.flags],
              "inputs": t.input_model.model_json_schema()} for t in registry]
     if as_json:

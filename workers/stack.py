@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from pydantic import SecretStr
 from psycopg import sql
+from pydantic import SecretStr
 
 from shared.errors import PortInUse, StackStartFailed
 from shared.settings import Settings

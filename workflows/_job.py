@@ -58,7 +58,7 @@ async def run_job(job: JobRun, body: Callable[[dict[str, Any]], Awaitable[T]],
     """Admit ``job``, run ``body(validated_inputs)``, and record the outcome whatever it is."""
     admission = await admit(job)
     if not admission.admitted:
-        raise ApplicationError(admission.reason, {"code": admission.error_code}, type=admission.error_code,
+        raise ApplicationError(admission.reason, admission.error_details, type=admission.error_code,
                                non_retryable=True)
     try:
         result = await body(admission.inputs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, Index, MetaData, String, Text, func
+from sqlalchemy import BigInteger, DateTime, Index, MetaData, String, Text, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -55,3 +55,39 @@ class FlagOverrideRow(Base):
     actor: Mapped[str] = mapped_column(String(200), default="")
     reason: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ArtifactRow(Base):
+    """A file a run produced, content-addressed by sha256 in the tenant's artifact store."""
+
+    __tablename__ = "artifacts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    run_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(String(40))
+    media_type: Mapped[str] = mapped_column(String(100))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    #: path relative to the artifact root
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "run_id", "name", name="uq_artifacts_run_name"),
+        Index("ix_artifacts_tenant_run", "tenant_id", "run_id"),
+    )
+
+
+class VerifyCacheRow(Base):
+    """A verify-pack verdict keyed by the code fingerprint it was computed for."""
+
+    __tablename__ = "verify_cache"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(80), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(16))
+    report: Mapped[dict[str, Any]]
+    run_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
