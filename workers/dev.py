@@ -85,9 +85,9 @@ class DevStack:
     def _start_temporal(self) -> None:
         cmd = temporal_dev_command(self.home, self.ports.temporal, self.ports.ui,
                                    self.settings.temporal_namespace, self.headless)
-        out = (self.logs / "temporal.log").open("ab")
-        self.temporal = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+        with (self.logs / "temporal.log").open("ab") as out:
+            self.temporal = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                             start_new_session=True)
 
     def _wait_temporal(self) -> None:
         assert self.temporal is not None
@@ -108,9 +108,9 @@ class DevStack:
         return env
 
     def _start_worker(self, index: int) -> subprocess.Popen[bytes]:
-        out = (self.logs / f"worker{index}.log").open("ab")
-        return subprocess.Popen([sys.executable, "-m", "workers.worker"], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=self.worker_env(), start_new_session=True)
+        with (self.logs / f"worker{index}.log").open("ab") as out:
+            return subprocess.Popen([sys.executable, "-m", "workers.worker"], stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=self.worker_env(), start_new_session=True)
 
     def check(self) -> str | None:
         """What died, if anything did."""

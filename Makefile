@@ -1,0 +1,34 @@
+# JobForge task runner: few verbs. `make help` lists them.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: help install run test lint bench clean
+
+help: ## list the verbs
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install JobForge with its dev tools
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: install ## bring up the embedded stack, run the healthcheck job through Temporal, print its report
+	JOBFORGE_AUTOPILOT_JOBS_ENABLED=1 $(BIN)/jobforge dev --headless --run autopilot.jobforge.healthcheck --tenant demo
+
+test: install lint ## lint, typecheck and run the whole test suite against real PostgreSQL + Temporal
+	$(BIN)/python -m tests.support.run_pytest -n 2 --dist loadfile
+
+lint: install ## ruff + mypy strict
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: install ## run the benchmarks under bench/ (ratios against a same-run baseline)
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean: ## remove the embedded stack's data (.jobforge/) and caches
+	rm -rf .jobforge .pytest_cache .mypy_cache .ruff_cache

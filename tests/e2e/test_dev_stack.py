@@ -1,0 +1,106 @@
+"""`jobforge dev` as a user runs it: starts, serves jobs and the UI, stops, restarts with its data."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import BIN, env_with, free_port, jobforge, wait_for
+from workers.stack import StackState
+
+pytestmark = pytest.mark.e2e
+
+
+def start_dev(env: dict[str, str], ports: dict[str, int], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(BIN / "jobforge"), "dev", "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"]),
+             "--pg-port", str(ports["pg"])],
+            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def stop_dev(proc: subprocess.Popen[bytes], log: Path) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        code = proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("jobforge dev did not stop within 60 s: " + log.read_text()[-2000:]) from None
+    assert code == 0, log.read_text()[-2000:]
+
+
+def test_dev_stack_lifecycle(tmp_path: Path) -> None:
+    """The stack serves a healthcheck, the UI and the CLI; Ctrl-C stops it; a restart keeps runs and history."""
+    home = tmp_path / "home"
+    ports = {"temporal": free_port(), "ui": free_port(), "pg": free_port()}
+    env = env_with({"JOBFORGE_HOME": str(home), "JOBFORGE_AUTOPILOT_JOBS_ENABLED": "1"})
+    log = tmp_path / "dev.log"
+    proc = start_dev(env, ports, log)
+    try:
+        wait_for(lambda: StackState.read(home / "state.json") is not None or proc.poll() is not None, 60,
+                 "the state file")
+        assert proc.poll() is None, log.read_text()
+        state = StackState.read(home / "state.json")
+        assert state is not None and state.temporal_address.endswith(str(ports["temporal"]))
+
+        done = jobforge("jobs", "request", "autopilot.jobforge.healthcheck", "--tenant", "e2e", "--wait", "--json",
+                        env=env)
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        assert answer["result"]["healthy"] is True
+        workflow_id = answer["run"]["workflow_id"]
+
+        listed = jobforge("runs", "list", "--tenant", "e2e", "--json", env=env)
+        assert [r["workflow_id"] for r in json.loads(listed.stdout)] == [workflow_id]
+
+        # the Temporal UI is up, and visibility filters the run by the JobForgeTenant search attribute
+        with urllib.request.urlopen(state.ui_url, timeout=10) as page:
+            assert page.status == 200
+        temporal = str(BIN / "temporal")
+        seen = subprocess.run([temporal, "workflow", "list", "--address", state.temporal_address,
+                               "--query", "JobForgeTenant='e2e'", "-o", "json"],
+                              capture_output=True, text=True, timeout=30, check=True)
+        assert workflow_id in seen.stdout
+
+        # a fleet-wide flag override, seen by `jobforge flags`
+        assert jobforge("flags", "set", "REPLAY_PACK_ENABLED", "on", env=env).returncode == 0
+        flags = {f["name"]: f for f in json.loads(jobforge("flags", "--json", env=env).stdout)}
+        assert flags["REPLAY_PACK_ENABLED"] == {"name": "REPLAY_PACK_ENABLED", "enabled": True, "source": "store"}
+        assert flags["JOBFORGE_AUTOPILOT_JOBS_ENABLED"]["source"] == "env"
+        assert flags["JOBFORGE_EVENTS_ENABLED"] == {"name": "JOBFORGE_EVENTS_ENABLED", "enabled": False,
+                                                    "source": "default"}
+
+        # a second stack on a busy port is refused with a clear error naming the port
+        busy = jobforge("dev", "--temporal-port", str(ports["temporal"]), "--ui-port", str(free_port()),
+                        "--pg-port", str(free_port()), env=env_with({"JOBFORGE_HOME": str(tmp_path / "other")}))
+        assert busy.returncode == 2
+        assert str(ports["temporal"]) in busy.stderr and "in use" in busy.stderr
+    finally:
+        stop_dev(proc, log)
+    assert not (home / "state.json").exists()
+    for port in ports.values():
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open after stop"
+
+    # restart: the run record (PostgreSQL) and the workflow history (Temporal SQLite) are still there
+    proc = start_dev(env, ports, log)
+    try:
+        wait_for(lambda: StackState.read(home / "state.json") is not None or proc.poll() is not None, 60,
+                 "the state file after restart")
+        shown = jobforge("runs", "show", workflow_id, "--json", env=env)
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["status"] == "succeeded"
+        described = subprocess.run([str(BIN / "temporal"), "workflow", "describe", "--address",
+                                    f"127.0.0.1:{ports['temporal']}", "-w", workflow_id, "-o", "json"],
+                                   capture_output=True, text=True, timeout=30, check=False)
+        assert described.returncode == 0, described.stderr
+        flags = {f["name"]: f for f in json.loads(jobforge("flags", "--json", env=env).stdout)}
+        assert flags["REPLAY_PACK_ENABLED"]["source"] == "store"
+    finally:
+        stop_dev(proc, log)

@@ -1,0 +1,90 @@
+"""Feature flags: off by default, env and store precedence, read at call time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import pytest
+
+from shared.errors import FeatureDisabled, InvalidRequest, UnknownFlag
+from shared.flags import Flag, FlagReader, FlagSource, parse_switch, resolve
+
+DESIGN_FLAGS = {
+    "JOBFORGE_EVENTS_ENABLED", "JOBFORGE_TRIGGERS_ENABLED", "JOBFORGE_AUTOPILOT_JOBS_ENABLED",
+    "JOBFORGE_ACTION_JOBS_ENABLED", "JOBFORGE_AUDIT_LOGGING_ENABLED", "JOBFORGE_MANIFESTS_ENABLED",
+    "JOBFORGE_RATE_LIMITING_ENABLED", "JOBFORGE_SECURITY_VALIDATION_ENABLED", "REPLAY_PACK_ENABLED",
+    "VERIFY_PACK_ENABLED",
+}
+
+
+def test_every_design_flag_exists_and_is_off_by_default() -> None:
+    """The flags are exactly DESIGN.md's list and each resolves to off from the default."""
+    assert {f.value for f in Flag} == DESIGN_FLAGS
+    for flag in Flag:
+        assert resolve(flag, {}, {}) == resolve(flag, {}, {}) and not resolve(flag, {}, {}).enabled
+        assert resolve(flag, {}, {}).source is FlagSource.DEFAULT
+
+
+@pytest.mark.parametrize(("raw", "enabled"), [("1", True), ("true", True), ("ON", True), ("yes", True),
+                                              ("0", False), ("off", False), ("", False), ("maybe", False)])
+def test_env_values(raw: str, enabled: bool) -> None:
+    """Env values turn a flag on only when they clearly say so; anything unclear fails safe (off)."""
+    value = resolve(Flag.EVENTS, {"JOBFORGE_EVENTS_ENABLED": raw}, {})
+    assert value.enabled is enabled and value.source is FlagSource.ENV
+
+
+def test_store_override_beats_env() -> None:
+    """A store override (the kill switch) wins over the environment in both directions."""
+    env = {"VERIFY_PACK_ENABLED": "1"}
+    assert resolve(Flag.VERIFY_PACK, env, {Flag.VERIFY_PACK: False}).enabled is False
+    assert resolve(Flag.VERIFY_PACK, env, {Flag.VERIFY_PACK: False}).source is FlagSource.STORE
+    assert resolve(Flag.EVENTS, {}, {Flag.EVENTS: True}).enabled is True
+
+
+def test_parse_names_and_switches() -> None:
+    """Flag names parse case-insensitively; unknown names and switch words are typed errors."""
+    assert Flag.parse("replay_pack_enabled") is Flag.REPLAY_PACK
+    with pytest.raises(UnknownFlag):
+        Flag.parse("JOBFORGE_NOPE")
+    assert parse_switch("on") is True and parse_switch("OFF") is False
+    with pytest.raises(InvalidRequest):
+        parse_switch("sometimes")
+
+
+def test_reader_reads_env_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Changing the environment changes the next answer: nothing is cached for the process lifetime."""
+    reader = FlagReader(None)
+    assert not asyncio.run(reader.is_enabled(Flag.EVENTS))
+    monkeypatch.setenv("JOBFORGE_EVENTS_ENABLED", "1")
+    assert asyncio.run(reader.is_enabled(Flag.EVENTS))
+
+
+def test_reader_rereads_overrides_after_ttl() -> None:
+    """Store overrides are cached for at most the TTL, then read again."""
+    calls: list[int] = []
+    state: dict[Flag, bool] = {}
+
+    async def load() -> Mapping[Flag, bool]:
+        calls.append(1)
+        return dict(state)
+
+    async def scenario() -> None:
+        reader = FlagReader(load, ttl_seconds=0.05, env={})
+        assert not await reader.is_enabled(Flag.EVENTS)
+        state[Flag.EVENTS] = True
+        assert not await reader.is_enabled(Flag.EVENTS)  # within TTL: cached
+        await asyncio.sleep(0.06)
+        assert await reader.is_enabled(Flag.EVENTS)
+
+    asyncio.run(scenario())
+    assert len(calls) == 2
+
+
+def test_require_names_the_first_flag_that_is_off() -> None:
+    """`require` raises FeatureDisabled naming the flag that is off."""
+    reader = FlagReader(None, env={"JOBFORGE_AUTOPILOT_JOBS_ENABLED": "1"})
+    with pytest.raises(FeatureDisabled) as info:
+        asyncio.run(reader.require(Flag.AUTOPILOT_JOBS, Flag.VERIFY_PACK))
+    assert info.value.flag == "VERIFY_PACK_ENABLED"
+    assert "VERIFY_PACK_ENABLED" in str(info.value)
