@@ -58,7 +58,8 @@ class SlowWorkflow:
     async def _body(self, raw: dict[str, Any]) -> SlowResult:
         return await workflow.execute_activity(
             slow_step, SlowInputs.model_validate(raw), start_to_close_timeout=timedelta(seconds=60),
-            heartbeat_timeout=timedelta(seconds=1), retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=100)))
+            heartbeat_timeout=timedelta(seconds=1),
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=100)))
 
 
 TEMPLATES = [TemplateSpec(key="testing.jobforge.slow", description="Heartbeats for a while (tests only).",

@@ -103,7 +103,7 @@ def test_canonical_json_handles_deep_nesting() -> None:
         nxt: list[object] = []
         cur.append(nxt)
         cur = nxt
-    with pytest.raises(Exception, match="(?i)recursion|depth|nest"):
+    with pytest.raises(Exception, match=r"(?i)recursion|depth|nest"):
         canonical_json(deep)  # orjson itself refuses > 1024 levels: a clear error, not a crash
 
 
