@@ -22,10 +22,10 @@ from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.settings import Settings  # noqa: E402
-from tests.support.procs import BIN, env_with, free_port  # noqa: E402
-from workers.runtime import open_runtime  # noqa: E402
-from workers.stack import StackState, temporal_dev_command, wait_for_port  # noqa: E402
+from shared.settings import Settings
+from tests.support.procs import BIN, env_with, free_port
+from workers.runtime import open_runtime
+from workers.stack import StackState, temporal_dev_command, wait_for_port
 
 
 def baseline_temporal(home: Path) -> float:
