@@ -72,7 +72,7 @@ class HealthcheckActivities:
                     missing.append(f"{queue} ({kind})")
         if missing:
             return Check(name="workers", status=CheckStatus.FAILED,
-                         detail="no worker polls " + ", ".join(missing), data={"pollers": str(counts)})
+                         detail="no worker polls " + ", ".join(missing), data={"pollers": counts})
         return Check(name="workers", status=CheckStatus.OK,
                      detail=f"workers poll {', '.join(queues)}",
-                     data={"queues": queues, "pollers": str(counts)})
+                     data={"queues": queues, "pollers": counts})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,7 +26,7 @@ class Check(BaseModel):
     name: str
     status: CheckStatus
     detail: str
-    data: dict[str, str | int | float | bool | list[str] | None] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict)
 
 
 class HealthcheckReport(BaseModel):
