@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-run: install ## bring up the embedded stack, run the healthcheck job through Temporal, print its report
-	JOBFORGE_AUTOPILOT_JOBS_ENABLED=1 $(BIN)/jobforge dev --headless --run autopilot.jobforge.healthcheck --tenant demo
+run: install ## verify the sample repositories (Python, Node) through the embedded stack, print the verdicts
+	JOBFORGE_AUTOPILOT_JOBS_ENABLED=1 VERIFY_PACK_ENABLED=1 $(BIN)/jobforge verify examples/python-sample
+	JOBFORGE_AUTOPILOT_JOBS_ENABLED=1 VERIFY_PACK_ENABLED=1 $(BIN)/jobforge verify examples/node-sample
 
 test: install lint ## lint, typecheck and run the whole test suite against real PostgreSQL + Temporal
 	$(BIN)/python -m tests.support.run_pytest -n 2 --dist loadfile

@@ -1,40 +1,77 @@
 """The admission decision every run meets first (pure: no I/O, no clock).
 
-The security issue extends this with payload limits, scopes, policy tokens and rate limits; the
-activity in ``activities/admission.py`` loads what the decision needs and persists the outcome.
+:func:`judge` is the pure part of the security gate for a job request: identifiers, template,
+feature flags, scopes, payload limits, secrets in inputs and the template's input model. The
+stateful parts (rate limit, policy token, audit) are applied around it by :class:`shared.gate.Gate`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from shared.canonical import input_hash
-from shared.errors import FeatureDisabled, InvalidRequest, JobForgeError
+from shared.errors import FeatureDisabled, InvalidRequest, JobForgeError, SecretInInputs
 from shared.flags import Flag
 from shared.ids import check_idempotency_key, check_tenant_id, check_trace_id
 from shared.models import AdmissionResult, JobRun
-from shared.templates import Registry
+from shared.security.limits import PayloadLimits, check_payload
+from shared.security.principal import Principal
+from shared.security.redaction import find_secret
+from shared.security.scopes import require_scopes
+from shared.templates import Registry, TemplateSpec
 
 
-def decide(run: JobRun, workflow_type: str, registry: Registry, flags: Mapping[Flag, bool]) -> AdmissionResult:
-    """Admit ``run`` or say exactly why not. ``flags`` holds the resolved value of every flag."""
+@dataclass(frozen=True, slots=True)
+class Judged:
+    spec: TemplateSpec
+    inputs: dict[str, Any]
+    input_hash: str
+
+
+def judge(run: JobRun, workflow_type: str, registry: Registry, flags: Mapping[Flag, bool], *,
+          principal: Principal | None = None, limits: PayloadLimits | None = None) -> Judged:
+    """Judge ``run`` for ``principal`` (None: an operator); raise the typed error that refuses it.
+
+    ``flags`` holds the resolved value of every flag; ``limits`` apply when
+    JOBFORGE_SECURITY_VALIDATION_ENABLED is on.
+    """
+    principal = principal or Principal.operator(run.actor)
+    check_tenant_id(run.tenant_id)
+    if not principal.may_act_for(run.tenant_id):
+        raise InvalidRequest("these credentials belong to another tenant", field="tenant_id")
+    if run.idempotency_key is not None:
+        check_idempotency_key(run.idempotency_key)
+    if run.trace_id:
+        check_trace_id(run.trace_id)
+    if workflow_type != run.template_key:
+        raise InvalidRequest(
+            f"workflow type {workflow_type!r} was started with a request for template {run.template_key!r}")
+    spec = registry.get(run.template_key)
+    for flag in spec.flags:
+        if not flags.get(flag, False):
+            raise FeatureDisabled(flag.value)
+    if spec.action and not flags.get(Flag.ACTION_JOBS, False):
+        raise FeatureDisabled(Flag.ACTION_JOBS.value)
+    require_scopes(principal.scopes, spec.required_scopes)
+    if flags.get(Flag.SECURITY_VALIDATION, False):
+        check_payload(run.inputs, limits or PayloadLimits())
+    secret = find_secret(run.inputs)
+    if secret is not None:
+        raise SecretInInputs(*secret)
+    model = spec.validate_inputs(run.inputs)
+    digest = input_hash(run.inputs)
+    if run.input_hash and run.input_hash != digest:
+        raise InvalidRequest("the request's input_hash does not match its inputs", field="input_hash")
+    return Judged(spec, model.model_dump(mode="json"), digest)
+
+
+def decide(run: JobRun, workflow_type: str, registry: Registry, flags: Mapping[Flag, bool], *,
+           principal: Principal | None = None, limits: PayloadLimits | None = None) -> AdmissionResult:
+    """:func:`judge` as a result: admitted with the validated inputs, or refused saying exactly why."""
     try:
-        check_tenant_id(run.tenant_id)
-        if run.idempotency_key is not None:
-            check_idempotency_key(run.idempotency_key)
-        if run.trace_id:
-            check_trace_id(run.trace_id)
-        if workflow_type != run.template_key:
-            raise InvalidRequest(
-                f"workflow type {workflow_type!r} was started with a request for template {run.template_key!r}")
-        spec = registry.get(run.template_key)
-        for flag in spec.flags:
-            if not flags.get(flag, False):
-                raise FeatureDisabled(flag.value)
-        model = spec.validate_inputs(run.inputs)
-        digest = input_hash(run.inputs)
-        if run.input_hash and run.input_hash != digest:
-            raise InvalidRequest("the request's input_hash does not match its inputs", field="input_hash")
+        judged = judge(run, workflow_type, registry, flags, principal=principal, limits=limits)
     except JobForgeError as err:
         return AdmissionResult(admitted=False, reason=err.message, error_code=err.code, error_details=err.details)
-    return AdmissionResult(admitted=True, inputs=model.model_dump(mode="json"), input_hash=digest)
+    return AdmissionResult(admitted=True, inputs=judged.inputs, input_hash=judged.input_hash)

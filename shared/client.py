@@ -1,15 +1,20 @@
-"""The JobForge SDK: ``JobForgeClient`` over the Temporal-direct transport.
+"""The JobForge SDK: one interface, two transports with the same methods and the same errors.
 
-``request_job`` starts the template's workflow; admission inside the workflow is authoritative, and
-when the client has the store it also checks flags and inputs up front so a caller gets the typed
-error at once instead of a rejected run.
+* :class:`JobForgeClient` — Temporal-direct. Trusted operator access: it runs the security gate
+  itself (as ``settings.operator_scopes``, ``*:*`` unless configured, or the ``principal`` given)
+  and starts the template's workflow with the signed admission receipt. Built without the gate
+  (no store), it starts the workflow bare and the admission activity applies the full gate.
+* :class:`shared.client_http.HttpJobForgeClient` — over the HTTP ingress with a tenant API key.
+
+Both implement :class:`JobForgeSDK`: ``submit_event``, ``request_job``, ``get_run``,
+``list_artifacts``.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
@@ -18,69 +23,137 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from shared.canonical import input_hash
 from shared.errors import IdempotencyConflict, RunFailed, StoreUnavailable
+from shared.events import route_admitted
 from shared.flags import FlagReader
 from shared.ids import check_idempotency_key, check_tenant_id, check_trace_id, new_trace_id, workflow_id_for
-from shared.models import JobRun, RunHandleInfo, RunRecord
+from shared.models import ArtifactRecord, EventEnvelope, EventReceipt, JobRun, RunHandleInfo, RunRecord
+from shared.security.principal import Principal
+from shared.security.scopes import require_scopes
+from shared.security.tokens import token_ref
 from shared.settings import Settings
 from shared.store import Store
 from shared.templates import Registry
 from shared.temporal import TRACE, from_failure, run_search_attributes
 
+if TYPE_CHECKING:
+    from shared.client_http import HttpJobForgeClient
+    from shared.gate import Gate, JobAdmission
+
+
+class JobForgeSDK(Protocol):
+    """What every transport offers; failures are the typed errors of :mod:`shared.errors`."""
+
+    async def submit_event(self, event: EventEnvelope) -> EventReceipt: ...
+
+    async def request_job(self, tenant_id: str, template_key: str, inputs: Mapping[str, Any] | None = None,
+                          trace_id: str | None = None, actor: str = "sdk", idempotency_key: str | None = None,
+                          policy_token: str | None = None) -> RunHandleInfo: ...
+
+    async def get_run(self, ident: str, tenant_id: str | None = None) -> RunRecord: ...
+
+    async def list_artifacts(self, run_id: str, tenant_id: str | None = None) -> Sequence[ArtifactRecord]: ...
+
 
 class JobForgeClient:
     def __init__(self, temporal: Client, settings: Settings, registry: Registry, *,
-                 store: Store | None = None, flags: FlagReader | None = None) -> None:
+                 store: Store | None = None, flags: FlagReader | None = None, gate: Gate | None = None,
+                 principal: Principal | None = None) -> None:
         self.temporal = temporal
         self.settings = settings
         self.registry = registry
         self.store = store
         self.flags = flags
+        self.gate = gate
+        self.principal = principal
+
+    @staticmethod
+    def http(base_url: str, api_key: str, **options: Any) -> HttpJobForgeClient:
+        """The same SDK over the HTTP ingress (``jobforge-api``) with a tenant API key."""
+        from shared.client_http import HttpJobForgeClient
+
+        return HttpJobForgeClient(base_url, api_key, **options)
+
+    def _principal(self, actor: str) -> Principal:
+        return self.principal or Principal.operator(actor, tuple(self.settings.operator_scopes))
+
+    async def submit_event(self, event: EventEnvelope) -> EventReceipt:
+        """Pass ``event`` through the gate (flag, scopes, limits, rate limit, dedupe, audit), then start its
+        durable routing (store + triggers); a duplicate within the TTL is answered, not routed."""
+        if self.gate is None:
+            raise StoreUnavailable("this client was built without the gate; events need it")
+        principal = self._principal("sdk")
+        receipt = (await self.gate.admit_event(event, principal)).receipt
+        if not receipt.duplicate:
+            await route_admitted(self.temporal, self.settings, self.gate, event, receipt, principal.actor)
+        return receipt
 
     async def request_job(self, tenant_id: str, template_key: str, inputs: Mapping[str, Any] | None = None,
-                          trace_id: str | None = None, actor: str = "sdk",
-                          idempotency_key: str | None = None) -> RunHandleInfo:
+                          trace_id: str | None = None, actor: str = "sdk", idempotency_key: str | None = None,
+                          policy_token: str | None = None) -> RunHandleInfo:
         """Start a run of ``template_key`` (or return the run this idempotency key already names)."""
+        handle, _ = await self.submit_job(tenant_id, template_key, inputs, trace_id=trace_id, actor=actor,
+                                          idempotency_key=idempotency_key, policy_token=policy_token)
+        return handle
+
+    async def submit_job(self, tenant_id: str, template_key: str, inputs: Mapping[str, Any] | None = None,
+                         trace_id: str | None = None, actor: str = "sdk", idempotency_key: str | None = None,
+                         policy_token: str | None = None) -> tuple[RunHandleInfo, JobAdmission | None]:
+        """:meth:`request_job`, also answering the gate's admission (rate-limit state) when it ran."""
         inputs = dict(inputs or {})
         check_tenant_id(tenant_id)
         trace_id = check_trace_id(trace_id) if trace_id else new_trace_id()
         if idempotency_key is not None:
             check_idempotency_key(idempotency_key)
         spec = self.registry.get(template_key)
-        if self.flags is not None:
-            await self.flags.require(*spec.flags)
-            spec.validate_inputs(inputs)
+        principal = self._principal(actor)
         digest = input_hash(inputs)
 
         if idempotency_key is not None and self.store is not None:
             existing = await self.store.find_by_idempotency_key(tenant_id, idempotency_key)
             if existing is not None:
+                require_scopes(principal.scopes, spec.required_scopes)
                 self._check_same_request(existing.template_key, existing.input_hash, template_key, digest)
                 return RunHandleInfo(tenant_id=tenant_id, template_key=existing.template_key,
                                      workflow_id=existing.workflow_id, run_id=existing.run_id,
-                                     trace_id=existing.trace_id, created=False)
+                                     trace_id=existing.trace_id, created=False), None
 
         workflow_id = workflow_id_for(tenant_id, template_key, idempotency_key)
-        request_id = uuid.uuid4().hex
         job = JobRun(tenant_id=tenant_id, template_key=template_key, inputs=inputs, trace_id=trace_id,
                      actor=actor, idempotency_key=idempotency_key, input_hash=digest)
+        admission: JobAdmission | None = None
+        if self.gate is not None:
+            admission = await self.gate.admit_job(job, principal, workflow_id=workflow_id, policy_token=policy_token)
+            job = job.model_copy(update={"receipt": admission.receipt})
+        else:
+            if self.flags is not None:
+                await self.flags.require(*spec.flags)
+                spec.validate_inputs(inputs)
+            if policy_token:  # the token itself never enters history: only its one-way reference
+                job = job.model_copy(update={"policy_ref": token_ref(policy_token)})
+        return await self._start(job, spec.queue(self.settings), workflow_id, digest), admission
+
+    async def _start(self, job: JobRun, task_queue: str, workflow_id: str, digest: str) -> RunHandleInfo:
+        request_id = uuid.uuid4().hex
         try:
             handle: WorkflowHandle[Any, Any] = await self.temporal.start_workflow(
-                template_key, job, id=workflow_id, task_queue=spec.queue(self.settings),
-                search_attributes=run_search_attributes(tenant_id, template_key, trace_id),
-                memo={"tenant_id": tenant_id, "input_hash": digest, "request_id": request_id, "actor": actor},
+                job.template_key, job, id=workflow_id, task_queue=task_queue,
+                search_attributes=run_search_attributes(job.tenant_id, job.template_key, job.trace_id),
+                memo={"tenant_id": job.tenant_id, "input_hash": digest, "request_id": request_id,
+                      "actor": job.actor},
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
         except WorkflowAlreadyStartedError:
             handle = self.temporal.get_workflow_handle(workflow_id)
-        if idempotency_key is None:
-            return RunHandleInfo(tenant_id=tenant_id, template_key=template_key, workflow_id=workflow_id,
-                                 run_id=handle.result_run_id or "", trace_id=trace_id, created=True)
+        if job.idempotency_key is None:
+            return RunHandleInfo(tenant_id=job.tenant_id, template_key=job.template_key, workflow_id=workflow_id,
+                                 run_id=handle.result_run_id or "", trace_id=job.trace_id, created=True)
         desc = await handle.describe()
         memo = await desc.memo()
-        self._check_same_request(desc.workflow_type, str(memo.get("input_hash", "")), template_key, digest)
-        return RunHandleInfo(tenant_id=tenant_id, template_key=template_key, workflow_id=workflow_id,
-                             run_id=desc.run_id, trace_id=desc.typed_search_attributes.get(TRACE) or trace_id,
+        self._check_same_request(desc.workflow_type, str(memo.get("input_hash", "")), job.template_key, digest)
+        return RunHandleInfo(tenant_id=job.tenant_id, template_key=job.template_key, workflow_id=workflow_id,
+                             run_id=desc.run_id,
+                             trace_id=desc.typed_search_attributes.get(TRACE) or job.trace_id,
                              created=memo.get("request_id") == request_id)
 
     @staticmethod
@@ -112,8 +185,12 @@ class JobForgeClient:
     async def list_runs(self, tenant_id: str, limit: int = 50) -> Sequence[RunRecord]:
         return await self._store().list_runs(check_tenant_id(tenant_id), limit=limit)
 
+    async def list_artifacts(self, run_id: str, tenant_id: str | None = None) -> Sequence[ArtifactRecord]:
+        """The artifacts of a run (found by run id or workflow id; ``tenant_id`` pins the tenant)."""
+        run = await self.get_run(run_id, tenant_id)
+        return await self._store().list_artifacts(run.tenant_id, run.run_id)
+
     def _store(self) -> Store:
         if self.store is None:
             raise StoreUnavailable("this client was built without the store; run queries need it")
         return self.store
-

@@ -127,9 +127,241 @@ class StackStartFailed(JobForgeError):
     code = "stack_start_failed"
 
 
+class RepoPathRefused(JobForgeError):
+    """This repository path may not be verified here."""
+
+    code = "repo_path_refused"
+
+
+class RepoCheckoutFailed(JobForgeError):
+    """The repository could not be cloned or checked out."""
+
+    code = "repo_checkout_failed"
+
+
+class VerifyConfigInvalid(JobForgeError):
+    """The repository's verify configuration is invalid."""
+
+    code = "verify_config_invalid"
+
+
+class SandboxUnavailable(JobForgeError):
+    """JOBFORGE_VERIFY_SANDBOX=required, but bubblewrap does not work on this worker."""
+
+    code = "sandbox_unavailable"
+
+
 ERRORS_BY_CODE: dict[str, type[JobForgeError]] = {
     cls.code: cls
     for cls in (JobForgeError, FeatureDisabled, TemplateNotFound, InvalidInputs, InvalidRequest, UnknownFlag,
                 IdempotencyConflict, RunNotFound, RunFailed, StoreUnavailable, TemporalUnavailable, PortInUse,
                 StackNotRunning, StackStartFailed)
 }
+ERRORS_BY_CODE.update({cls.code: cls for cls in (RepoPathRefused, RepoCheckoutFailed, VerifyConfigInvalid,
+                                                  SandboxUnavailable)})
+
+
+# -- the security gate (issue 4) ---------------------------------------------------------------------
+
+
+class PayloadTooLarge(JobForgeError):
+    """The payload is larger than allowed."""
+
+    code = "payload_too_large"
+
+    def __init__(self, message: str | None = None, *, limit: str = "max_bytes", allowed: int = 0,
+                 actual: int = 0) -> None:
+        super().__init__(message or f"payload of {actual} bytes is over the {limit} limit of {allowed} bytes",
+                         limit=limit, allowed=allowed, actual=actual)
+
+
+class PayloadLimitExceeded(JobForgeError):
+    """The payload breaks a structural limit."""
+
+    code = "payload_limit_exceeded"
+
+    def __init__(self, message: str | None = None, *, limit: str = "", allowed: int = 0, actual: int = 0,
+                 path: str = "$") -> None:
+        text = (f"{message} at {path}" if message
+                else f"payload breaks {limit} (allowed {allowed}, found {actual}) at {path}")
+        super().__init__(text, limit=limit, allowed=allowed, actual=actual, path=path)
+
+
+class SecretInInputs(JobForgeError):
+    """The inputs carry what looks like a secret; pass a reference to it instead."""
+
+    code = "secret_in_inputs"
+
+    def __init__(self, path: str = "$", why: str = "") -> None:
+        super().__init__(f"the inputs carry what looks like a secret at {path} ({why}); pass a reference "
+                         "(a secret name), never the value", path=path, why=why)
+
+
+class Unauthenticated(JobForgeError):
+    """A valid API key is needed (Authorization: Bearer <key>)."""
+
+    code = "unauthenticated"
+
+
+class InsufficientScope(JobForgeError):
+    """The credentials lack a scope this request needs."""
+
+    code = "insufficient_scope"
+
+    def __init__(self, message: str | None = None, *, missing: list[str] | None = None,
+                 required: list[str] | None = None) -> None:
+        missing = list(missing or [])
+        super().__init__(message or f"missing scope(s): {', '.join(missing)}", missing=missing,
+                         required=list(required or []))
+        self.missing = missing
+
+
+class RateLimited(JobForgeError):
+    """Too many requests; retry later."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str | None = None, *, retry_after: float = 1.0, limit: int = 0,
+                 period: float = 60.0, bucket: str = "tenant") -> None:
+        super().__init__(message or f"rate limit of {limit} per {period:g}s ({bucket}) reached; retry after "
+                         f"{retry_after:.2f}s", retry_after=retry_after, limit=limit, period=period, bucket=bucket)
+        self.retry_after = retry_after
+
+
+class TokenInvalid(JobForgeError):
+    """The token is not valid."""
+
+    code = "token_invalid"
+
+    def __init__(self, message: str | None = None, *, reason: str = "invalid") -> None:
+        super().__init__(message or f"token refused: {reason}", reason=reason)
+
+
+class PolicyTokenRequired(JobForgeError):
+    """This is an action job: it needs a policy token."""
+
+    code = "policy_token_required"
+
+    def __init__(self, template_key: str = "") -> None:
+        super().__init__(f"{template_key or 'this template'} is an action job: it needs a policy token "
+                         "(`jobforge tokens issue`)", template_key=template_key)
+
+
+class PolicyTokenInvalid(JobForgeError):
+    """The policy token does not authorize this request."""
+
+    code = "policy_token_invalid"
+
+    def __init__(self, message: str | None = None, *, reason: str = "invalid") -> None:
+        super().__init__(message or f"policy token refused: {reason}", reason=reason)
+
+
+class PolicyTokenReplayed(JobForgeError):
+    """This policy token was already used; each token authorizes one run."""
+
+    code = "policy_token_replayed"
+
+
+class TenantNotFound(JobForgeError):
+    """No tenant has this id."""
+
+    code = "tenant_not_found"
+
+    def __init__(self, tenant_id: str = "") -> None:
+        super().__init__(f"no tenant {tenant_id!r}", tenant_id=tenant_id)
+
+
+class TenantExists(JobForgeError):
+    """A tenant with this id exists already."""
+
+    code = "tenant_exists"
+
+    def __init__(self, tenant_id: str = "") -> None:
+        super().__init__(f"tenant {tenant_id!r} exists already", tenant_id=tenant_id)
+
+
+class ApiKeyNotFound(JobForgeError):
+    """No API key has this id."""
+
+    code = "api_key_not_found"
+
+    def __init__(self, key_id: str = "") -> None:
+        super().__init__(f"no API key {key_id!r}", key_id=key_id)
+
+
+class NotFound(JobForgeError):
+    """Nothing is here."""
+
+    code = "not_found"
+
+
+ERRORS_BY_CODE.update({cls.code: cls for cls in (
+    PayloadTooLarge, PayloadLimitExceeded, SecretInInputs, Unauthenticated, InsufficientScope, RateLimited,
+    TokenInvalid, PolicyTokenRequired, PolicyTokenInvalid, PolicyTokenReplayed, TenantNotFound, TenantExists,
+    ApiKeyNotFound, NotFound)})
+
+#: the HTTP status of each error code (problem+json answers); unknown codes: 503 if retryable else 400
+HTTP_STATUS: dict[str, int] = {
+    "invalid_request": 400, "invalid_inputs": 422, "payload_limit_exceeded": 422, "secret_in_inputs": 422,
+    "payload_too_large": 413, "unauthenticated": 401, "insufficient_scope": 403, "feature_disabled": 403,
+    "token_invalid": 403, "policy_token_required": 403, "policy_token_invalid": 403,
+    "policy_token_replayed": 409, "idempotency_conflict": 422, "rate_limited": 429, "template_not_found": 404,
+    "run_not_found": 404, "tenant_not_found": 404, "api_key_not_found": 404, "not_found": 404,
+    "tenant_exists": 409, "unknown_flag": 400, "store_unavailable": 503, "temporal_unavailable": 503,
+    "jobforge_error": 500,
+}
+
+
+def http_status(err: JobForgeError) -> int:
+    """The HTTP status answering ``err``."""
+    return HTTP_STATUS.get(err.code, 503 if err.retryable else 400)
+
+
+# -- replay bundles (issue 6) -----------------------------------------------------------------------
+
+
+class RunStillRunning(JobForgeError):
+    """The run has not finished; only finished runs can be exported."""
+
+    code = "run_still_running"
+
+
+class ReplayUnavailable(JobForgeError):
+    """What a bundle needs of this run was not captured and Temporal no longer has it."""
+
+    code = "replay_unavailable"
+
+
+class BundleInvalid(JobForgeError):
+    """This directory is not a readable replay bundle."""
+
+    code = "bundle_invalid"
+
+
+ERRORS_BY_CODE.update({cls.code: cls for cls in (RunStillRunning, ReplayUnavailable, BundleInvalid)})
+HTTP_STATUS.update({"run_still_running": 409, "replay_unavailable": 410, "bundle_invalid": 400})
+
+
+# -- events and triggers (issue 5) ------------------------------------------------------------------
+
+
+class TriggerNotFound(JobForgeError):
+    """No trigger has this name."""
+
+    code = "trigger_not_found"
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(f"no trigger {name!r}", trigger=name)
+
+
+class TriggerExists(JobForgeError):
+    """A trigger with this name exists already."""
+
+    code = "trigger_exists"
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(f"trigger {name!r} exists already", trigger=name)
+
+
+ERRORS_BY_CODE.update({cls.code: cls for cls in (TriggerNotFound, TriggerExists)})
+HTTP_STATUS.update({"trigger_not_found": 404, "trigger_exists": 409})

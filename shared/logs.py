@@ -22,12 +22,18 @@ def redact_url(text: str) -> str:
 
 
 def redact_event(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: drop values of secret-looking keys and passwords inside URLs."""
+    """structlog processor: secret fields (by name, deep) and secret-looking values (by pattern) redacted."""
+    from shared.security.redaction import is_secret_field, redact, redact_text
+
     for key, value in list(event.items()):
-        if _SECRET_KEY.search(key.replace("-", "_")):
+        if _SECRET_KEY.search(key.replace("-", "_")) or is_secret_field(key):
             event[key] = REDACTED
-        elif isinstance(value, str) and "://" in value:
-            event[key] = redact_url(value)
+        elif isinstance(value, str):
+            event[key] = redact_text(value)
+        elif isinstance(value, dict | list | tuple):
+            event[key] = redact(value)
+        elif isinstance(value, BaseException):
+            event[key] = redact_text(f"{type(value).__name__}: {value}")
     return event
 
 
@@ -40,17 +46,18 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_event,
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.processors.format_exc_info, redact_event, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        processor=renderer, foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared]))
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.format_exc_info,
+                    redact_event, renderer],
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared]))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -39,6 +39,12 @@ class JobRun(Frozen):
     actor: str = "unknown"
     idempotency_key: str | None = None
     input_hash: str = ""
+    #: a signed admission receipt from the HTTP ingress / SDK gate (not a secret: bound to this
+    #: workflow id, single-use); without one, admission applies the full gate as an operator request
+    receipt: str = ""
+    #: for action jobs started without a receipt: the one-way reference (``sha256:...``) of a policy
+    #: token, never the token itself (docs/security.md)
+    policy_ref: str = ""
 
 
 class AdmissionInput(Frozen):
@@ -97,3 +103,57 @@ class RunHandleInfo(Frozen):
     trace_id: str
     #: False when an earlier request with the same idempotency key already started this run
     created: bool
+
+
+class ArtifactRecord(Frozen):
+    """A file a run produced, as the store knows it (the bytes lie in the artifact store)."""
+
+    id: int
+    tenant_id: str
+    run_id: str
+    name: str
+    kind: str
+    media_type: str
+    sha256: str
+    size: int
+    #: relative to the artifact store's root
+    path: str
+    created_at: datetime
+
+
+class VerifyCacheEntry(Frozen):
+    """A passed verify-pack verdict, keyed by (tenant, code fingerprint)."""
+
+    tenant_id: str
+    fingerprint: str
+    verdict: str
+    report: dict[str, Any]
+    run_id: str
+    created_at: datetime
+
+
+class EventEnvelope(Frozen):
+    """An immutable event a product app submits."""
+
+    tenant_id: str
+    event_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")
+    event_type: str = Field(min_length=1, max_length=200, pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
+    trace_id: str = ""
+    source_app: str = Field(default="", max_length=100)
+    source_module: str = Field(default="", max_length=200)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    occurred_at: datetime | None = None
+
+
+class EventReceipt(Frozen):
+    """What ``submit_event`` answers: admitted, or a duplicate pointing at the original."""
+
+    tenant_id: str
+    event_id: str
+    event_type: str
+    trace_id: str
+    duplicate: bool
+    #: when the original copy was first seen, and its trace id
+    first_seen_at: datetime
+    original_trace_id: str
+    payload_hash: str

@@ -47,14 +47,56 @@ class Settings(BaseSettings):
     #: how long a process keeps store overrides of feature flags before reading them again
     flag_override_ttl_seconds: float = Field(default=2.0, ge=0, le=5)
 
+    #: how often a worker captures the histories of closed runs for replay bundles (REPLAY_PACK_ENABLED)
+    history_capture_interval_seconds: float = Field(default=2.0, gt=0)
+
     #: extra modules that register job templates (comma separated), e.g. a product's own pack
     template_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # -- the security gate (docs/security.md) --
+    #: payload limits (JOBFORGE_SECURITY_VALIDATION_ENABLED turns them on)
+    max_payload_bytes: int = Field(default=1_048_576, ge=1)
+    max_payload_depth: int = Field(default=10, ge=1)
+    max_string_chars: int = Field(default=100_000, ge=1)
+    max_array_items: int = Field(default=10_000, ge=1)
+    #: event dedupe window on (tenant_id, event_id, event_type)
+    dedupe_ttl_seconds: float = Field(default=300.0, gt=0)
+    #: per tenant (JOBFORGE_RATE_LIMITING_ENABLED turns it on); burst defaults to the limit
+    rate_limit_per_minute: int = Field(default=100, ge=1)
+    rate_limit_burst: int | None = Field(default=None, ge=1)
+    #: optional second limit per (tenant, actor)
+    rate_limit_actor_per_minute: int | None = Field(default=None, ge=1)
+    #: HMAC key of policy tokens and admission receipts; unset = ``home/signing.key`` (created once)
+    signing_key: SecretStr | None = None
+    receipt_ttl_seconds: int = Field(default=3600, ge=5, le=86_400)
+    policy_token_ttl_seconds: int = Field(default=900, ge=5, le=86_400)
+    #: the HTTP ingress (jobforge-api)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    #: who an operator request (SDK Temporal-direct, raw Temporal start) is granted
+    operator_scopes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*:*"])
+
+    # -- the verify pack (docs/verify-pack.md) --
+    #: directories repositories may be verified in (comma separated); default: the worker's working directory
+    verify_allowed_roots: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [Path(".")])
+    #: the task queue of verify runs and their steps; empty = ``<task_queue>-verify``
+    verify_task_queue: str = ""
+    #: a step that stops heartbeating this long is retried (on another worker)
+    verify_heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: between SIGTERM and SIGKILL of a step's process group
+    verify_kill_grace_seconds: float = Field(default=5.0, ge=0)
+    #: ``auto`` = bubblewrap when it works here, ``off``, ``required`` (refuse to run unsandboxed)
+    verify_sandbox: str = Field(default="auto", pattern="^(auto|off|required)$")
+    #: download caches (pip, npm) shared by verify installs; unset = ``home/verify/cache``
+    verify_cache_dir: Path | None = None
+    #: the artifact store (content-addressed, tenant-scoped); unset = ``home/artifacts``
+    artifact_dir: Path | None = None
 
     log_level: str = "INFO"
     #: ``auto`` = console on a TTY, JSON otherwise
     log_format: str = "auto"
 
-    @field_validator("worker_task_queues", "template_modules", mode="before")
+    @field_validator("worker_task_queues", "template_modules", "operator_scopes", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -64,6 +106,21 @@ class Settings(BaseSettings):
     @property
     def state_file(self) -> Path:
         return self.home / "state.json"
+
+    @field_validator("verify_allowed_roots", mode="before")
+    @classmethod
+    def _comma_separated_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def verify_queue(self) -> str:
+        return self.verify_task_queue or f"{self.task_queue}-verify"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.artifact_dir if self.artifact_dir is not None else self.home / "artifacts"
 
     def database_url_value(self) -> str | None:
         return self.database_url.get_secret_value() if self.database_url else None

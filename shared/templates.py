@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,9 @@ from pydantic import BaseModel, ValidationError
 from shared.errors import InvalidInputs, InvalidRequest, TemplateNotFound
 from shared.flags import Flag
 from shared.healthcheck import HealthcheckInputs, HealthcheckReport
+from shared.keys_rotation import KeyRotationInputs, KeyRotationResult
 from shared.settings import Settings
+from shared.verify.models import VerifyInputs, VerifyReport
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){1,5}$")
 
@@ -41,6 +43,8 @@ class TemplateSpec:
     action: bool = False
     #: None = the settings' default task queue
     task_queue: str | None = None
+    #: a task queue chosen by the settings (takes precedence over ``task_queue``), e.g. the verify queue
+    task_queue_of: Callable[[Settings], str] | None = None
     tags: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -48,6 +52,8 @@ class TemplateSpec:
             raise ValueError(f"template key {self.key!r} must look like 'area.product.job' (lowercase, dotted)")
 
     def queue(self, settings: Settings) -> str:
+        if self.task_queue_of is not None:
+            return self.task_queue_of(settings)
         return self.task_queue or settings.task_queue
 
     def validate_inputs(self, inputs: Mapping[str, Any]) -> BaseModel:
@@ -65,6 +71,11 @@ class TemplateSpec:
             ) from None
 
 
+def verify_queue(settings: Settings) -> str:
+    """The verify pack's task queue (``JOBFORGE_VERIFY_TASK_QUEUE``, default ``<task_queue>-verify``)."""
+    return settings.verify_queue
+
+
 BUILTIN_TEMPLATES: tuple[TemplateSpec, ...] = (
     TemplateSpec(
         key="autopilot.jobforge.healthcheck",
@@ -75,6 +86,29 @@ BUILTIN_TEMPLATES: tuple[TemplateSpec, ...] = (
         required_scopes=("jobs:request",),
         flags=(Flag.AUTOPILOT_JOBS,),
         tags=("autopilot", "ops"),
+    ),
+    TemplateSpec(
+        key="autopilot.readylayer.verify_pack",
+        description="Lints, typechecks, builds and tests a repository (Python or Node, or its own "
+        ".jobforge/verify.toml) step by step, sandboxed where bubblewrap works; returns a verdict with "
+        "logs, a report and a manifest in the artifact store.",
+        input_model=VerifyInputs,
+        output_model=VerifyReport,
+        required_scopes=("jobs:request",),
+        flags=(Flag.AUTOPILOT_JOBS, Flag.VERIFY_PACK),
+        task_queue_of=verify_queue,
+        tags=("autopilot", "readylayer", "verify"),
+    ),
+    TemplateSpec(
+        key="autopilot.keys.rotation",
+        description="Rotates a tenant API key: a successor with the same scopes (its secret sealed to the "
+        "caller's X25519 key), a grace period as a durable timer, then the old key is revoked.",
+        input_model=KeyRotationInputs,
+        output_model=KeyRotationResult,
+        required_scopes=("keys:rotate",),
+        flags=(Flag.AUTOPILOT_JOBS, Flag.ACTION_JOBS),
+        action=True,
+        tags=("autopilot", "keys", "action"),
     ),
 )
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
+from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client, TLSConfig
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadCodec, PayloadConverter
 from temporalio.exceptions import ApplicationError, FailureError
 
 from shared.errors import ERRORS_BY_CODE, JobForgeError, TemporalUnavailable
+from shared.security.redaction import redact, redact_text
 from shared.settings import Settings
 
 TENANT = SearchAttributeKey.for_keyword("JobForgeTenant")
@@ -31,6 +37,45 @@ def run_search_attributes(tenant_id: str, template_key: str, trace_id: str) -> T
     ])
 
 
+class SafeFailureConverter(DefaultFailureConverter):
+    """Failures leave a process without a stack trace and with secrets redacted from their messages."""
+
+    def to_failure(self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure) -> None:
+        super().to_failure(exception, payload_converter, failure)
+        current: Failure | None = failure
+        while current is not None:
+            current.stack_trace = ""
+            current.message = redact_text(current.message)
+            current = current.cause if current.HasField("cause") else None
+
+
+class RedactingCodec(PayloadCodec):
+    """The last line of defence: secret-looking values never reach Temporal's history.
+
+    JSON payloads are redacted by value pattern on their way out (only JSON-safe patterns apply, so
+    the payload stays valid JSON and decodes without this codec, e.g. in a replay bundle).
+    """
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        out: list[Payload] = []
+        for payload in payloads:
+            if payload.metadata.get("encoding") == b"json/plain":
+                text = payload.data.decode("utf-8", errors="replace")
+                cleaned = redact_text(text)
+                if cleaned != text:
+                    payload = Payload(metadata=dict(payload.metadata), data=cleaned.encode())
+            out.append(payload)
+        return out
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return list(payloads)
+
+
+#: every JobForge process converts with this: pydantic models, safe failures, redacted payloads
+DATA_CONVERTER: DataConverter = dataclasses.replace(
+    pydantic_data_converter, payload_codec=RedactingCodec(), failure_converter_class=SafeFailureConverter)
+
+
 async def connect(settings: Settings, *, address: str | None = None) -> Client:
     """A Temporal client with the pydantic data converter; the only way JobForge connects."""
     tls: TLSConfig | bool = False
@@ -45,7 +90,7 @@ async def connect(settings: Settings, *, address: str | None = None) -> Client:
         return await Client.connect(
             target,
             namespace=settings.temporal_namespace,
-            data_converter=pydantic_data_converter,
+            data_converter=DATA_CONVERTER,
             tls=tls,
             api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         )
@@ -57,7 +102,8 @@ async def connect(settings: Settings, *, address: str | None = None) -> Client:
 
 def to_application_error(err: JobForgeError) -> ApplicationError:
     """A JobForge error as a Temporal failure: typed, no stack, retryable only if transient."""
-    return ApplicationError(err.message, err.details, type=err.code, non_retryable=not err.retryable)
+    return ApplicationError(redact_text(err.message), redact(err.details), type=err.code,
+                            non_retryable=not err.retryable)
 
 
 def from_failure(exc: BaseException) -> JobForgeError | None:

@@ -6,31 +6,40 @@ stderr). Every command that prints data takes ``--json`` and then prints only JS
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
+import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
-from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-import orjson
 import typer
 from pydantic import BaseModel, SecretStr
-from rich.console import Console
 from rich.table import Table
 
-from shared.errors import InvalidRequest, JobForgeError
 from shared.flags import Flag, FlagReader, parse_switch
 from shared.logs import configure
 from shared.models import RunRecord
 from shared.settings import Settings
 from shared.store import Store
 from shared.templates import load_registry
+from workers.cli_common import (
+    NegativeVerdict,
+    command,
+    err,
+    fail,
+    out,
+    parse_inputs,
+    print_json,
+    run_async,
+    settings,
+)
+from workers.cli_ops import temporal_app
+from workers.cli_replay import replay_app
+from workers.cli_security import audit_app, keys_app, tenants_app, tokens_app
+from workers.cli_triggers import events_app, triggers_app
+from workers.cli_verify import verify
 from workers.runtime import database_url, open_runtime
-from workers.stack import effective_settings
 
-P = ParamSpec("P")
 R = TypeVar("R")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -43,80 +52,6 @@ app.add_typer(db_app, name="db")
 app.add_typer(flags_app, name="flags")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(runs_app, name="runs")
-
-out = Console()
-err = Console(stderr=True)
-
-
-class NegativeVerdict(Exception):
-    """The command worked and its answer is no (exit 1)."""
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def command(fn: Callable[P, R]) -> Callable[P, R]:
-    """Map JobForge errors to exit 2 with a one-line reason, negative verdicts to exit 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except NegativeVerdict as exc:
-            if str(exc):
-                err.print(str(exc), highlight=False)
-            raise typer.Exit(1) from None
-        except JobForgeError as exc:
-            raise fail(f"{exc.code}: {exc.message}") from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", 130) from None
-
-    return wrapper
-
-
-def run_async(coro: Coroutine[Any, Any, R]) -> R:
-    return asyncio.run(coro)
-
-
-def settings() -> Settings:
-    s = effective_settings()
-    configure(s.log_level if s.log_level.upper() != "INFO" else "WARNING", s.log_format)
-    return s
-
-
-def print_json(value: Any) -> None:
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json")
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=_default).decode() + "\n")
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    raise TypeError
-
-
-def parse_inputs(text: str | None) -> dict[str, Any]:
-    """``--inputs``: inline JSON or ``@path`` to a JSON file; must be an object."""
-    if not text:
-        return {}
-    if text.startswith("@"):
-        path = Path(text[1:])
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise InvalidRequest(f"cannot read inputs file {path}: {exc.strerror}") from None
-    else:
-        raw = text.encode()
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"--inputs is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise InvalidRequest("--inputs must be a JSON object")
-    return value
 
 
 # -- db --------------------------------------------------------------------------------------------
@@ -330,6 +265,7 @@ def dev(
     temporal_port: int = typer.Option(7233, help="Temporal gRPC port."),
     ui_port: int = typer.Option(8233, help="Temporal Web UI port."),
     pg_port: int = typer.Option(54329, help="Embedded PostgreSQL port (unused with JOBFORGE_DATABASE_URL)."),
+    api_port: int = typer.Option(8080, min=0, max=65535, help="HTTP API (jobforge-api) port; 0 = no API."),
     workers: int = typer.Option(1, min=0, max=16, help="Worker processes to start."),
     headless: bool = typer.Option(False, help="No Temporal Web UI."),
     run: str | None = typer.Option(None, "--run", help="Run this template once the stack is up, print its "
@@ -342,7 +278,7 @@ def dev(
 
     s = Settings()
     configure(s.log_level, s.log_format)
-    stack = DevStack(s, DevPorts(temporal_port, ui_port, pg_port), workers=workers, headless=headless)
+    stack = DevStack(s, DevPorts(temporal_port, ui_port, pg_port, api_port), workers=workers, headless=headless)
     parsed = parse_inputs(inputs) if run else {}
     try:
         state = stack.start()
@@ -350,6 +286,7 @@ def dev(
                   f"  Temporal gRPC : {state.temporal_address} (namespace {s.temporal_namespace})\n"
                   f"  Temporal UI   : {state.ui_url or '(headless)'}\n"
                   f"  PostgreSQL    : {state.database_url}\n"
+                  f"  HTTP API      : {state.api_url or '(none)'}\n"
                   f"  workers       : {workers} (logs in {stack.logs})", highlight=False)
         if run:
             _run_once(s.model_copy(update={"temporal_address": state.temporal_address,
@@ -380,8 +317,30 @@ def _run_once(s: Settings, template: str, tenant: str, inputs: dict[str, Any]) -
         raise NegativeVerdict(f"{template}: negative verdict")
 
 
+app.add_typer(replay_app, name="replay")
+app.add_typer(temporal_app, name="temporal")
+app.add_typer(events_app, name="events")
+app.add_typer(triggers_app, name="triggers")
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(keys_app, name="keys")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(audit_app, name="audit")
+app.command("verify")(verify)
+
+
 def main() -> None:
-    app()
+    code: int | str | None = 0
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code
+    if isinstance(code, str):
+        sys.stderr.write(code + "\n")
+    # The Temporal SDK can abort the interpreter at teardown (sdk-python #300, PyGILState_Release),
+    # which would replace the command's exit status with SIGABRT: flush, then leave without finalising.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
 if __name__ == "__main__":

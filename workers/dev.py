@@ -32,6 +32,8 @@ class DevPorts:
     temporal: int = 7233
     ui: int = 8233
     postgres: int = 54329
+    #: the HTTP ingress (jobforge-api); 0 = do not start it (``jobforge dev`` asks for 8080)
+    api: int = 0
 
 
 class DevStack:
@@ -45,6 +47,8 @@ class DevStack:
         self.headless = headless
         self.temporal: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.api: subprocess.Popen[bytes] | None = None
+        self.api_url = f"http://127.0.0.1:{ports.api}" if ports.api else ""
         self.postgres: EmbeddedPostgres | None = None
         self.database_url = settings.database_url_value() or ""
         self.temporal_address = f"127.0.0.1:{ports.temporal}"
@@ -64,6 +68,8 @@ class DevStack:
         check_port_free(self.ports.temporal, "Temporal gRPC")
         if not self.headless:
             check_port_free(self.ports.ui, "Temporal Web UI")
+        if self.ports.api:
+            check_port_free(self.ports.api, "JobForge HTTP API")
         try:
             self._start_temporal()
             self._start_postgres()
@@ -72,10 +78,12 @@ class DevStack:
             self._wait_temporal()
             for index in range(self.worker_count):
                 self.workers.append(self._start_worker(index))
+            self._start_api()
             state = StackState(pid=os.getpid(), temporal_address=self.temporal_address, ui_url=self.ui_url,
-                               database_url=self.database_url, home=str(self.home),
+                               database_url=self.database_url, home=str(self.home), api_url=self.api_url,
                                pids={"temporal": self.temporal.pid if self.temporal else 0,
-                                     **{f"worker{i}": w.pid for i, w in enumerate(self.workers)}})
+                                     **{f"worker{i}": w.pid for i, w in enumerate(self.workers)},
+                                     **({"api": self.api.pid} if self.api else {})})
             state.write(self.settings.state_file)
             return state
         except BaseException:
@@ -112,8 +120,21 @@ class DevStack:
             return subprocess.Popen([sys.executable, "-m", "workers.worker"], stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=self.worker_env(), start_new_session=True)
 
+    def _start_api(self) -> None:
+        if not self.ports.api:
+            return
+        with (self.logs / "api.log").open("ab") as out:
+            self.api = subprocess.Popen([sys.executable, "-m", "workers.api", "--port", str(self.ports.api)],
+                                        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        env=self.worker_env(), start_new_session=True)
+        if not wait_for_port(self.ports.api, 30, self.api):
+            tail = (self.logs / "api.log").read_text(errors="replace").strip().splitlines()[-5:]
+            raise StackStartFailed("the HTTP API did not start: " + " | ".join(tail))
+
     def check(self) -> str | None:
         """What died, if anything did."""
+        if self.api is not None and self.api.poll() is not None:
+            return f"the HTTP API exited ({self.api.returncode}); see {self.logs / 'api.log'}"
         if self.temporal is not None and self.temporal.poll() is not None:
             return f"the Temporal dev server exited ({self.temporal.returncode}); see {self.logs / 'temporal.log'}"
         for index, worker in enumerate(self.workers):
@@ -122,6 +143,9 @@ class DevStack:
         return None
 
     def stop(self) -> None:
+        if self.api is not None:
+            terminate(self.api, 15)
+            self.api = None
         for worker in self.workers:
             terminate(worker, self.settings.worker_graceful_shutdown_seconds + 5)
         self.workers = []

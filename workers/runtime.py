@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from temporalio.client import Client
 
 from shared.client import JobForgeClient
 from shared.errors import StoreUnavailable
 from shared.flags import FlagReader
+from shared.gate import Gate
 from shared.settings import Settings
 from shared.store import Store
 from shared.templates import Registry, load_registry
@@ -24,10 +25,20 @@ class Runtime:
     flags: FlagReader
     registry: Registry
     temporal: Client | None = None
+    _gate: Gate | None = field(default=None, repr=False)
+
+    @property
+    def gate(self) -> Gate:
+        """The security gate over this runtime's store, flags and registry (built on first use)."""
+        if self._gate is None:
+            self._gate = Gate(self.store.engine, self.settings, self.flags, self.registry)
+        return self._gate
 
     def client(self) -> JobForgeClient:
+        """The SDK over Temporal-direct, with the gate: trusted operator access (``operator_scopes``)."""
         assert self.temporal is not None, "runtime opened without Temporal"
-        return JobForgeClient(self.temporal, self.settings, self.registry, store=self.store, flags=self.flags)
+        return JobForgeClient(self.temporal, self.settings, self.registry, store=self.store, flags=self.flags,
+                              gate=self.gate)
 
 
 def database_url(settings: Settings) -> str:

@@ -91,6 +91,8 @@ class StackState:
     database_url: str
     home: str
     pids: dict[str, int] = field(default_factory=dict)
+    #: the HTTP ingress of the stack ("" when it was started without one)
+    api_url: str = ""
 
     def write(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")

@@ -15,11 +15,18 @@ import typer
 from temporalio.worker import Worker
 
 from activities.healthcheck import HealthcheckActivities
+from activities.keys import KeyActivities
+from activities.provenance import ProvenanceActivities
 from activities.runs import RunActivities
+from activities.triggers import TriggerActivities
+from activities.verify import VerifyActivities
 from shared.errors import JobForgeError
 from shared.logs import configure
+from shared.replay.service import ReplayService
 from shared.settings import Settings
+from shared.store.replay import ReplayStore
 from shared.templates import import_template_module
+from workers.archiver import archive_histories
 from workers.runtime import Runtime, open_runtime
 from workflows import discover
 
@@ -35,10 +42,18 @@ def collect(rt: Runtime) -> tuple[list[type[Any]], list[Callable[..., Any]]]:
     missing = [spec.key for spec in rt.registry if spec.key not in names]
     if missing:
         raise JobForgeError(f"templates without a workflow named after them: {', '.join(missing)}")
-    runs = RunActivities(rt.store, rt.flags, rt.registry)
+    runs = RunActivities(rt.store, rt.flags, rt.registry, rt.gate)
+    provenance = ProvenanceActivities(ReplayStore(rt.store), rt.flags)
     health = HealthcheckActivities(rt.store, rt.temporal, rt.settings, rt.registry)
     activities: list[Callable[..., Any]] = [runs.admit, runs.finish_run, health.check_database,
-                                            health.check_temporal, health.check_pollers]
+                                            health.check_temporal, health.check_pollers,
+                                            provenance.capture_provenance]
+    verify = VerifyActivities(rt.store, rt.settings, rt.flags)
+    activities += [verify.prepare, verify.install, verify.run_step, verify.finalize]
+    triggers = TriggerActivities(rt.store, rt.gate, rt.temporal, rt.settings, rt.registry)
+    activities += [triggers.store_event, triggers.match_triggers, triggers.fire]
+    keys = KeyActivities(rt.gate.tenants)
+    activities += [keys.create_successor, keys.revoke]
     for module in extra:
         build = getattr(module, "build_activities", None)
         if build is not None:
@@ -69,6 +84,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         runner: asyncio.Future[list[None]] = asyncio.gather(*(worker.run() for worker in workers))
         log.info("worker_started", task_queues=queues, pid=os.getpid(),
                  temporal=settings.temporal_address, namespace=settings.temporal_namespace)
+        archiver = asyncio.ensure_future(archive_histories(
+            ReplayService(rt.store, rt.temporal, rt.flags), stop, settings.history_capture_interval_seconds))
         stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait([runner, stopper], return_when=asyncio.FIRST_COMPLETED)
         if stopper in done:
@@ -78,6 +95,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         else:
             stopper.cancel()
             runner.result()
+        stop.set()
+        await archiver
         log.info("worker_stopped")
 
 

@@ -12,6 +12,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.provenance import CaptureProvenanceInput, ProvenanceActivities
     from activities.runs import RunActivities
     from shared.models import AdmissionInput, AdmissionResult, FinishRunInput, JobRun, RunStatus
 
@@ -53,13 +54,27 @@ def _failure_message(exc: BaseException) -> tuple[str, str]:
     return found
 
 
+async def capture_provenance(job: JobRun, inputs: dict[str, Any], code_path: str | None) -> None:
+    await workflow.execute_activity_method(
+        ProvenanceActivities.capture_provenance,
+        CaptureProvenanceInput(tenant_id=job.tenant_id, template_key=job.template_key,
+                               run_id=workflow.info().run_id, inputs=inputs, code_path=code_path),
+        start_to_close_timeout=timedelta(seconds=60), retry_policy=BOOKKEEPING_RETRY,
+    )
+
+
 async def run_job(job: JobRun, body: Callable[[dict[str, Any]], Awaitable[T]],
-                  summarise: Callable[[T], dict[str, Any]]) -> T:
-    """Admit ``job``, run ``body(validated_inputs)``, and record the outcome whatever it is."""
+                  summarise: Callable[[T], dict[str, Any]],
+                  code_path: Callable[[dict[str, Any]], str | None] | None = None) -> T:
+    """Admit ``job``, capture its provenance, run ``body(validated_inputs)``, record the outcome.
+
+    ``code_path`` picks the repository the run works on out of its inputs, for the provenance.
+    """
     admission = await admit(job)
     if not admission.admitted:
         raise ApplicationError(admission.reason, admission.error_details, type=admission.error_code,
                                non_retryable=True)
+    await capture_provenance(job, admission.inputs, code_path(admission.inputs) if code_path else None)
     try:
         result = await body(admission.inputs)
     except (asyncio.CancelledError, CancelledError):

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from shared.errors import RunNotFound, StoreUnavailable
 from shared.flags import Flag
-from shared.models import RunRecord, RunStatus
-from shared.store.tables import FlagOverrideRow, RunRow
+from shared.models import ArtifactRecord, RunRecord, RunStatus, VerifyCacheEntry
+from shared.store.tables import ArtifactRow, FlagOverrideRow, RunRow, VerifyCacheRow
 
 
 def create_engine(url: str, pool_size: int = 5) -> AsyncEngine:
@@ -160,3 +160,56 @@ class Store:
         async with self._session.begin() as session:
             result = await session.execute(delete(FlagOverrideRow).where(FlagOverrideRow.name == flag.value))
         return bool(getattr(result, "rowcount", 0))
+
+    # -- artifacts ------------------------------------------------------------------------------
+
+    async def record_artifact(self, *, tenant_id: str, run_id: str, name: str, kind: str, media_type: str,
+                              sha256: str, size: int, path: str) -> ArtifactRecord:
+        """Record (or, for a retried step, replace) the artifact ``name`` of a run."""
+        values = {"kind": kind, "media_type": media_type, "sha256": sha256, "size": size, "path": path}
+        stmt = (
+            insert(ArtifactRow)
+            .values(tenant_id=tenant_id, run_id=run_id, name=name, **values)
+            .on_conflict_do_update(constraint="uq_artifacts_run_name", set_={**values, "created_at": func.now()})
+            .returning(ArtifactRow)
+        )
+        async with self._session.begin() as session:
+            row = (await session.execute(stmt)).scalar_one()
+            return _artifact(row)
+
+    async def list_artifacts(self, tenant_id: str, run_id: str) -> Sequence[ArtifactRecord]:
+        stmt = (select(ArtifactRow).where(ArtifactRow.tenant_id == tenant_id, ArtifactRow.run_id == run_id)
+                .order_by(ArtifactRow.name))
+        async with self._session() as session:
+            return [_artifact(row) for row in (await session.execute(stmt)).scalars()]
+
+    # -- verify-pack cache ----------------------------------------------------------------------
+
+    async def get_verify_cache(self, tenant_id: str, fingerprint: str) -> VerifyCacheEntry | None:
+        async with self._session() as session:
+            row = await session.get(VerifyCacheRow, (tenant_id, fingerprint))
+        return _cache_entry(row) if row is not None else None
+
+    async def put_verify_cache(self, *, tenant_id: str, fingerprint: str, verdict: str, report: Mapping[str, Any],
+                               run_id: str) -> VerifyCacheEntry:
+        values = {"verdict": verdict, "report": dict(report), "run_id": run_id}
+        stmt = (
+            insert(VerifyCacheRow)
+            .values(tenant_id=tenant_id, fingerprint=fingerprint, **values)
+            .on_conflict_do_update(index_elements=[VerifyCacheRow.tenant_id, VerifyCacheRow.fingerprint],
+                                   set_={**values, "created_at": func.now()})
+            .returning(VerifyCacheRow)
+        )
+        async with self._session.begin() as session:
+            return _cache_entry((await session.execute(stmt)).scalar_one())
+
+
+def _artifact(row: ArtifactRow) -> ArtifactRecord:
+    return ArtifactRecord(id=row.id, tenant_id=row.tenant_id, run_id=row.run_id, name=row.name, kind=row.kind,
+                          media_type=row.media_type, sha256=row.sha256, size=row.size, path=row.path,
+                          created_at=row.created_at)
+
+
+def _cache_entry(row: VerifyCacheRow) -> VerifyCacheEntry:
+    return VerifyCacheEntry(tenant_id=row.tenant_id, fingerprint=row.fingerprint, verdict=row.verdict,
+                            report=row.report or {}, run_id=row.run_id, created_at=row.created_at)

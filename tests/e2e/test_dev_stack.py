@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.procs import BIN, env_with, free_port, jobforge, wait_for
-from workers.stack import StackState
+from workers.stack import StackState, pid_alive
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +20,7 @@ def start_dev(env: dict[str, str], ports: dict[str, int], log: Path) -> subproce
     with log.open("ab") as out:
         return subprocess.Popen(
             [str(BIN / "jobforge"), "dev", "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"]),
-             "--pg-port", str(ports["pg"])],
+             "--pg-port", str(ports["pg"]), "--api-port", str(ports["api"])],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
@@ -38,7 +37,7 @@ def stop_dev(proc: subprocess.Popen[bytes], log: Path) -> None:
 def test_dev_stack_lifecycle(tmp_path: Path) -> None:
     """The stack serves a healthcheck, the UI and the CLI; Ctrl-C stops it; a restart keeps runs and history."""
     home = tmp_path / "home"
-    ports = {"temporal": free_port(), "ui": free_port(), "pg": free_port()}
+    ports = {"temporal": free_port(), "ui": free_port(), "pg": free_port(), "api": free_port()}
     env = env_with({"JOBFORGE_HOME": str(home), "JOBFORGE_AUTOPILOT_JOBS_ENABLED": "1"})
     log = tmp_path / "dev.log"
     proc = start_dev(env, ports, log)
@@ -62,6 +61,10 @@ def test_dev_stack_lifecycle(tmp_path: Path) -> None:
         # the Temporal UI is up, and visibility filters the run by the JobForgeTenant search attribute
         with urllib.request.urlopen(state.ui_url, timeout=10) as page:
             assert page.status == 200
+        # the HTTP ingress is up too, recorded in the state file
+        assert state.api_url == f"http://127.0.0.1:{ports['api']}" and state.pids.get("api")
+        with urllib.request.urlopen(f"{state.api_url}/healthz", timeout=10) as page:
+            assert json.loads(page.read()) == {"status": "ok", "database": "ok"}
         temporal = str(BIN / "temporal")
         seen = subprocess.run([temporal, "workflow", "list", "--address", state.temporal_address,
                                "--query", "JobForgeTenant='e2e'", "-o", "json"],
@@ -84,9 +87,12 @@ def test_dev_stack_lifecycle(tmp_path: Path) -> None:
     finally:
         stop_dev(proc, log)
     assert not (home / "state.json").exists()
-    for port in ports.values():
-        with socket.socket() as sock:
-            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open after stop"
+    # every process of the stack is gone (ports may be reused at once by parallel tests, pids are ours)
+    children = dict(state.pids)
+    pg_pid = int((home / "pgdata" / "postmaster.pid").read_text().split()[0]) \
+        if (home / "pgdata" / "postmaster.pid").exists() else None
+    for name, pid in [*children.items(), ("postgres", pg_pid)]:
+        assert pid is None or not pid_alive(pid), f"{name} (pid {pid}) still runs after stop"
 
     # restart: the run record (PostgreSQL) and the workflow history (Temporal SQLite) are still there
     proc = start_dev(env, ports, log)

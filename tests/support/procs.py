@@ -42,3 +42,22 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval:
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def start_worker(settings: object, log: Path, extra: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A real ``jobforge-worker`` process on the test's services and task queue."""
+    from shared.settings import Settings
+
+    assert isinstance(settings, Settings)
+    env = env_with({
+        "JOBFORGE_TEMPORAL_ADDRESS": settings.temporal_address,
+        "JOBFORGE_DATABASE_URL": settings.database_url_value() or "",
+        "JOBFORGE_TASK_QUEUE": settings.task_queue,
+        "JOBFORGE_WORKER_GRACEFUL_SHUTDOWN_SECONDS": "0.5",
+        "JOBFORGE_LOG_FORMAT": "json",
+        "JOBFORGE_HOME": str(settings.home),
+        **(extra or {}),
+    })
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "workers.worker"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -1,0 +1,126 @@
+"""Event routing and trigger fires: store the event, find the triggers, decide each fire, start runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import structlog
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from shared.client import JobForgeClient
+from shared.errors import InvalidInputs, JobForgeError
+from shared.flags import Flag
+from shared.gate import Gate
+from shared.models import EventEnvelope
+from shared.security.audit import Decision as AuditDecision
+from shared.security.principal import Principal
+from shared.security.redaction import redact
+from shared.settings import Settings
+from shared.store import Store
+from shared.store.triggers import TriggerStore
+from shared.templates import Registry
+from shared.triggers.gate import evaluate_trigger_fire
+from shared.triggers.inputs import build_inputs
+from shared.triggers.models import (
+    Decision,
+    FireOutcome,
+    FireRequest,
+    MatchTriggersInput,
+    MatchTriggersResult,
+    StoreEventInput,
+    StoreEventResult,
+    Trigger,
+    TriggerKind,
+    TriggerState,
+    Verdict,
+)
+from shared.triggers.schedules import schedule_id
+
+log = structlog.get_logger("jobforge.activities.triggers")
+
+
+class TriggerActivities:
+    def __init__(self, store: Store, gate: Gate, temporal: Client, settings: Settings, registry: Registry) -> None:
+        self.store = store
+        self.triggers = TriggerStore(store.engine)
+        self.gate = gate
+        self.temporal = temporal
+        self.settings = settings
+        self.registry = registry
+
+    @activity.defn(name="events.store")
+    async def store_event(self, req: StoreEventInput) -> StoreEventResult:
+        """Persist the admitted event once (keyed by its routing workflow)."""
+        event = EventEnvelope.model_validate(req.event)
+        stored = await self.triggers.store_event(event, req.trace_id, req.route_workflow_id)
+        return StoreEventResult(event_row_id=stored.id)
+
+    @activity.defn(name="events.match_triggers")
+    async def match_triggers(self, req: MatchTriggersInput) -> MatchTriggersResult:
+        """The tenant's event triggers whose pattern matches the event type."""
+        matched = await self.triggers.matching(req.tenant_id, req.event_type)
+        return MatchTriggersResult(trigger_ids=[t.trigger_id for t in matched])
+
+    async def _schedule_paused(self, trigger: Trigger) -> str | None:
+        """Why a cron trigger's Schedule will not fire (paused in Temporal, or gone), else None."""
+        if trigger.kind is not TriggerKind.CRON:
+            return None
+        try:
+            desc = await self.temporal.get_schedule_handle(schedule_id(trigger.tenant_id, trigger.name)).describe()
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                return "its Temporal Schedule is missing"
+            raise
+        return "paused in Temporal" if desc.schedule.state.paused else None
+
+    @activity.defn(name="triggers.fire")
+    async def fire(self, req: FireRequest) -> FireOutcome:
+        """Decide one fire through the safety gate (recorded, audited), then start the run if it fires."""
+        trigger = await self.triggers.get_by_id(req.trigger_id)
+        flags = await self.gate.flag_values()
+        paused = await self._schedule_paused(trigger)
+
+        def decide(current: Trigger, state: TriggerState, now: datetime) -> tuple[Decision, dict[str, object]]:
+            subject = current.model_copy(update={"paused": current.paused or paused is not None})
+            decision = evaluate_trigger_fire(subject, state, now, req.context,
+                                             triggers_enabled=flags.get(Flag.TRIGGERS, False))
+            if decision.verdict is Verdict.SKIP:
+                if paused and decision.reasons == ["trigger is paused"]:
+                    decision = Decision(verdict=Verdict.SKIP, reasons=[f"trigger is {paused}"])
+                return decision, {}
+            try:
+                inputs = build_inputs(current.inputs, current.input_pointers, req.event)
+            except InvalidInputs as err:
+                return Decision(verdict=Verdict.SKIP, reasons=[err.message]), {}
+            return decision, redact(inputs)
+
+        record = await self.triggers.decide_fire(trigger.trigger_id, req.fire_key, req.context, decide)
+        actor = f"trigger:{trigger.name}"
+        if record.created:
+            await self.gate.record(
+                flags, trigger.tenant_id, actor, "triggers.fire", trigger.name,
+                AuditDecision.ALLOW if record.verdict is Verdict.FIRE else AuditDecision.DENY,
+                "; ".join(record.reasons), req.context.event_id or "",
+                {"verdict": record.verdict.value, "fire_key": req.fire_key, "source": req.context.source,
+                 "template": trigger.template_key})
+            log.info("trigger_decided", tenant_id=trigger.tenant_id, trigger=trigger.name,
+                     verdict=record.verdict.value, source=req.context.source)
+        outcome = FireOutcome(trigger_name=trigger.name, verdict=record.verdict, reasons=record.reasons,
+                              fire_id=record.id, run_workflow_id=record.run_workflow_id,
+                              start_error=record.start_error)
+        if record.verdict is not Verdict.FIRE or record.start_error:
+            return outcome
+        inputs = build_inputs(trigger.inputs, trigger.input_pointers, req.event)
+        client = JobForgeClient(self.temporal, self.settings, self.registry, store=self.store,
+                                flags=self.gate.flags, gate=self.gate, principal=Principal.operator(actor))
+        try:
+            await client.request_job(trigger.tenant_id, trigger.template_key, inputs, actor=actor,
+                                     idempotency_key=f"trigger.{trigger.name}.{record.id}")
+        except JobForgeError as err:
+            if err.retryable:
+                raise
+            await self.triggers.set_start_error(record.id, f"{err.code}: {err.message}")
+            return outcome.model_copy(update={"start_error": f"{err.code}: {err.message}"})
+        return outcome

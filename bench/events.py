@@ -1,0 +1,147 @@
+"""Events benchmark: raw Temporal start_workflow throughput vs JobForge event → run throughput.
+
+In one run, on one Temporal dev server (SQLite file, WAL) and the machine's PostgreSQL:
+
+1. baseline: N raw ``start_workflow`` calls (C concurrent) of a workflow nobody runs → starts/s;
+2. JobForge: N events submitted (C concurrent) through the whole gate (limits, rate limit, dedupe,
+   audit) and the durable router, each firing one trigger whose run's first activity (admission)
+   starts → events/s until the last run has started; ratio = JobForge / baseline (target >= 0.7);
+3. latency from ``submit_event`` returning to the template's first activity starting (p50/p99).
+
+The worker runs in this process, like `jobforge dev` with one worker. Usage: python bench/events.py [N] [C]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from pydantic import SecretStr
+from sqlalchemy import text
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from shared.flags import Flag
+from shared.models import EventEnvelope
+from shared.settings import Settings
+from shared.store.migrate import upgrade
+from shared.store.triggers import TriggerStore
+from shared.temporal import search_attribute_args
+from shared.triggers.models import TriggerKind, TriggerSpec
+from shared.triggers.service import TriggerService
+from workers.runtime import open_runtime
+from workers.stack import temporal_binary
+from workers.worker import build_workers
+
+PG_ADMIN = os.environ.get("JOBFORGE_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+FLAGS = (Flag.EVENTS, Flag.TRIGGERS, Flag.AUTOPILOT_JOBS, Flag.AUDIT_LOGGING, Flag.RATE_LIMITING,
+         Flag.SECURITY_VALIDATION)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()), data_converter=pydantic_data_converter, ui=False,
+        dev_server_log_level="error",
+        dev_server_extra_args=["--db-filename", str(home / "temporal.db"), "--sqlite-pragma", "journal_mode=wal",
+                               "--sqlite-pragma", "synchronous=normal",
+                               *[a for sa in search_attribute_args() for a in ("--search-attribute", sa)]])
+    try:
+        settings = Settings(home=home, temporal_address=env.client.service_client.config.target_host,
+                            database_url=SecretStr(url), task_queue=f"bench-{uuid.uuid4().hex[:8]}",
+                            rate_limit_per_minute=10**7, database_pool_size=concurrency + 5)
+        sem = asyncio.Semaphore(concurrency)
+
+        # 1. baseline: raw start_workflow
+        async def raw(i: int) -> None:
+            async with sem:
+                await env.client.start_workflow("bench.noop", id=f"raw-{i}-{uuid.uuid4().hex}",
+                                                task_queue="bench-nobody-polls")
+
+        await asyncio.gather(*(raw(-i - 1) for i in range(20)))
+        started = time.perf_counter()
+        await asyncio.gather(*(raw(i) for i in range(n)))
+        baseline = n / (time.perf_counter() - started)
+
+        # 2 + 3. events through the gate and the router to the first activity of each run
+        async with open_runtime(settings) as rt:
+            assert rt.temporal is not None
+            workers = build_workers(rt)
+            tasks = [asyncio.ensure_future(w.run()) for w in workers]
+            try:
+                triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, settings, rt.registry, rt.flags)
+                await triggers.create(TriggerSpec(
+                    tenant_id="bench", name="every-order", kind=TriggerKind.EVENT, event_pattern="order.*",
+                    template_key="autopilot.jobforge.healthcheck", inputs={"task_queues": [settings.task_queue]}))
+                client = rt.client()
+                returned: dict[str, float] = {}
+
+                async def submit(i: int, tenant: str = "bench") -> None:
+                    async with sem:
+                        await client.submit_event(EventEnvelope(tenant_id=tenant, event_id=f"o{i}",
+                                                                event_type="order.paid", payload={"order": i}))
+                        returned[f"o{i}"] = time.time()
+
+                await asyncio.gather(*(submit(i, "warmup") for i in range(20)))
+                started = time.perf_counter()
+                await asyncio.gather(*(submit(i) for i in range(n)))
+                query = text("""
+                    SELECT f.event_id, extract(epoch FROM r.created_at) FROM trigger_fires f
+                      JOIN runs r ON r.workflow_id = f.run_workflow_id
+                     WHERE f.tenant_id = 'bench'""")
+                while True:
+                    async with rt.store.engine.connect() as conn:
+                        rows = (await conn.execute(query)).all()
+                    if len(rows) >= n:
+                        break
+                    await asyncio.sleep(0.05)
+                elapsed = time.perf_counter() - started
+                latencies = [float(row[1]) - returned[row[0]] for row in rows]
+            finally:
+                await asyncio.gather(*(w.shutdown() for w in workers))
+                await asyncio.gather(*tasks, return_exceptions=True)
+        throughput = n / elapsed
+        print(f"events: {n} at {concurrency} concurrent, one worker in-process, dev server on SQLite+WAL")
+        print(f"  baseline raw start_workflow          {baseline:7.1f} /s")
+        print(f"  JobForge event → run (gate+router)   {throughput:7.1f} /s   ratio {throughput / baseline:.2f} "
+              f"(target >= 0.7)")
+        print(f"  submit_event returned → first activity of the run: p50 {statistics.median(latencies) * 1e3:.0f} ms,"
+              f" p99 {pct(latencies, 0.99) * 1e3:.0f} ms")
+    finally:
+        await env.shutdown()
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    concurrency = int(sys.argv[2]) if len(sys.argv) > 2 else 20
+    for flag in FLAGS:
+        os.environ[flag.value] = "1"
+    name = f"jobforge_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    try:
+        upgrade(url)
+        with tempfile.TemporaryDirectory() as tmp:
+            asyncio.run(bench(n, concurrency, Path(tmp), url))
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+if __name__ == "__main__":
+    main()

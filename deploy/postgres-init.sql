@@ -1,0 +1,2 @@
+-- JobForge's own database; Temporal's auto-setup creates `temporal` and `temporal_visibility` itself.
+CREATE DATABASE jobforge;

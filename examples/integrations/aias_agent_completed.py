@@ -1,0 +1,46 @@
+"""AIAS: `agent.execution.completed` events meet a strict (dry-run) trigger: recorded, not fired.
+
+    .venv/bin/python -m examples.integrations.aias_agent_completed
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+
+from examples.integrations._common import run_example
+from shared.errors import TriggerExists
+from shared.events import route_workflow_id
+from shared.flags import Flag
+from shared.models import EventEnvelope
+from shared.store.triggers import TriggerStore
+from shared.triggers.models import FireRecord, RouteEventResult, TriggerKind, TriggerSpec, strict_safety_config
+from shared.triggers.service import TriggerService
+from workers.runtime import Runtime
+
+TENANT = "aias"
+FLAGS = (Flag.EVENTS, Flag.TRIGGERS, Flag.AUTOPILOT_JOBS)
+
+
+async def main(rt: Runtime, tenant: str = TENANT) -> list[FireRecord]:
+    assert rt.temporal is not None
+    triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, rt.settings, rt.registry, rt.flags)
+    strict = strict_safety_config().model_copy(update={"allow": ("event_type:agent.execution.*",)})
+    with contextlib.suppress(TriggerExists):
+        await triggers.create(TriggerSpec(
+            tenant_id=tenant, name="agent-completed-audit", kind=TriggerKind.EVENT,
+            event_pattern="agent.execution.completed", template_key="autopilot.jobforge.healthcheck",
+            inputs={"task_queues": [rt.settings.task_queue]}, safety=strict))
+    receipt = await rt.client().submit_event(EventEnvelope(
+        tenant_id=tenant, event_id=f"exec-{uuid.uuid4().hex[:8]}", event_type="agent.execution.completed",
+        source_app="aias", payload={"agent": "planner", "status": "ok", "tokens_used": 1234}))
+    await rt.temporal.get_workflow_handle(route_workflow_id(receipt), result_type=RouteEventResult).result()
+    records = list(await triggers.dry_runs(tenant, "agent-completed-audit", limit=5))
+    for record in records:
+        print(f"{record.fired_at.isoformat(timespec='seconds')} dry run: would run {record.inputs} "
+              f"({'; '.join(record.reasons)})")
+    return records
+
+
+if __name__ == "__main__":
+    run_example(main, FLAGS)

@@ -1,0 +1,97 @@
+"""The JobForge SDK over the HTTP ingress: same methods and typed errors as the Temporal transport."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+from pydantic import TypeAdapter
+
+from shared.errors import ERRORS_BY_CODE, JobForgeError, StoreUnavailable, TemporalUnavailable
+from shared.models import ArtifactRecord, EventEnvelope, EventReceipt, RunHandleInfo, RunRecord
+
+_ARTIFACTS = TypeAdapter(list[ArtifactRecord])
+
+
+def error_from_problem(response: httpx.Response) -> JobForgeError:
+    """The typed error a problem+json answer carries (the same class the Temporal transport raises)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    code = str(body.get("code", "")) if isinstance(body, dict) else ""
+    message = str(body.get("detail", "")) if isinstance(body, dict) else ""
+    details = body.get("details", {}) if isinstance(body, dict) else {}
+    cls = ERRORS_BY_CODE.get(code)
+    if cls is None:
+        kind = TemporalUnavailable if response.status_code >= 500 else JobForgeError
+        return kind(message or f"HTTP {response.status_code}")
+    err = cls.__new__(cls)
+    JobForgeError.__init__(err, message or None, **(details if isinstance(details, dict) else {}))
+    for key, value in err.details.items():
+        setattr(err, key, value)
+    return err
+
+
+class HttpJobForgeClient:
+    """``JobForgeSDK`` over ``jobforge-api`` with a tenant API key (``Authorization: Bearer``)."""
+
+    def __init__(self, base_url: str, api_key: str, *, timeout: float = 30.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
+                                       headers={"Authorization": f"Bearer {api_key}"})
+
+    async def __aenter__(self) -> HttpJobForgeClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"cannot reach the JobForge API: {type(exc).__name__}") from None
+        if response.status_code >= 400:
+            raise error_from_problem(response)
+        return response.json()
+
+    async def submit_event(self, event: EventEnvelope) -> EventReceipt:
+        body = event.model_dump(mode="json", exclude_none=True)
+        return EventReceipt.model_validate(await self._call("POST", "/v1/events", json=body))
+
+    async def request_job(self, tenant_id: str, template_key: str, inputs: Mapping[str, Any] | None = None,
+                          trace_id: str | None = None, actor: str = "sdk", idempotency_key: str | None = None,
+                          policy_token: str | None = None) -> RunHandleInfo:
+        body: dict[str, Any] = {"tenant_id": tenant_id, "template_key": template_key, "inputs": dict(inputs or {}),
+                                "actor": actor}
+        optional = {"trace_id": trace_id, "idempotency_key": idempotency_key, "policy_token": policy_token}
+        body.update({name: value for name, value in optional.items() if value is not None})
+        return RunHandleInfo.model_validate(await self._call("POST", "/v1/jobs", json=body))
+
+    async def get_run(self, ident: str, tenant_id: str | None = None) -> RunRecord:
+        return RunRecord.model_validate(await self._call("GET", f"/v1/runs/{ident}"))
+
+    async def list_artifacts(self, run_id: str, tenant_id: str | None = None) -> Sequence[ArtifactRecord]:
+        return _ARTIFACTS.validate_python(await self._call("GET", f"/v1/runs/{run_id}/artifacts"))
+
+    async def list_audit(self, limit: int = 100, before_seq: int | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if before_seq is not None:
+            params["before_seq"] = before_seq
+        result: list[dict[str, Any]] = await self._call("GET", "/v1/audit", params=params)
+        return result
+
+    async def issue_policy_token(self, template_key: str, inputs: Mapping[str, Any] | None = None,
+                                 ttl_seconds: int | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"template_key": template_key, "inputs": dict(inputs or {})}
+        if ttl_seconds is not None:
+            body["ttl_seconds"] = ttl_seconds
+        result: dict[str, Any] = await self._call("POST", "/v1/policy-tokens", json=body)
+        return result

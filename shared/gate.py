@@ -1,0 +1,300 @@
+"""The security gate as a service: pure decisions from ``shared/security`` + state in PostgreSQL.
+
+One gate serves every entry path. The HTTP ingress and the SDK call :meth:`Gate.admit_job`
+synchronously (so callers get 4xx/429 at once) and hand the run a signed receipt; the workflow's
+admission activity accepts a valid receipt (:meth:`Gate.accept_receipt`) and applies the full gate
+to a run that has none (a raw ``temporal workflow start``, the UI, a Schedule), judged as an
+operator request. Rate limits are charged, policy tokens consumed and the audit entry written once
+per request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.admission import Judged, judge
+from shared.canonical import input_hash
+from shared.errors import (
+    FeatureDisabled,
+    InvalidRequest,
+    JobForgeError,
+    PolicyTokenInvalid,
+    PolicyTokenRequired,
+    RateLimited,
+    TokenInvalid,
+)
+from shared.flags import Flag, FlagReader
+from shared.ids import check_tenant_id, check_trace_id, new_trace_id
+from shared.models import EventEnvelope, EventReceipt, JobRun
+from shared.security import tokens
+from shared.security.audit import AuditFact, Decision
+from shared.security.limits import PayloadLimits, check_payload
+from shared.security.principal import Principal
+from shared.security.ratelimit import RateDecision, RatePolicy
+from shared.security.redaction import redact, redact_text
+from shared.security.scopes import require_scopes
+from shared.settings import Settings
+from shared.signing import signing_keys
+from shared.store.audit import AuditLog
+from shared.store.dedupe import EventDeduper
+from shared.store.grants import GrantStore
+from shared.store.ratelimits import RateLimiter
+from shared.store.tenants import TenantStore
+from shared.templates import Registry
+
+log = structlog.get_logger("jobforge.gate")
+
+EVENTS_WRITE = "events:write"
+TOKENS_ISSUE = "tokens:issue"
+
+
+def pg_text(value: str) -> str:
+    """``value`` storable in a PostgreSQL text column (which cannot hold NUL)."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+@dataclass(frozen=True, slots=True)
+class JobAdmission:
+    judged: Judged
+    receipt: str
+    rate: RateDecision | None
+    policy: RatePolicy
+
+
+@dataclass(frozen=True, slots=True)
+class EventAdmission:
+    receipt: EventReceipt
+    rate: RateDecision | None
+    policy: RatePolicy
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedPolicyToken:
+    token: str
+    ref: str
+    jti: str
+    expires_at: int
+
+
+class Gate:
+    def __init__(self, engine: AsyncEngine, settings: Settings, flags: FlagReader, registry: Registry) -> None:
+        self.settings = settings
+        self.flags = flags
+        self.registry = registry
+        self.tenants = TenantStore(engine)
+        self.limiter = RateLimiter(engine)
+        self.deduper = EventDeduper(engine)
+        self.audit = AuditLog(engine)
+        self.grants = GrantStore(engine)
+        self._keys: list[bytes] | None = None
+
+    # -- configuration ------------------------------------------------------------------------
+
+    @property
+    def keys(self) -> list[bytes]:
+        if self._keys is None:
+            self._keys = signing_keys(self.settings)
+        return self._keys
+
+    @property
+    def limits(self) -> PayloadLimits:
+        s = self.settings
+        return PayloadLimits(s.max_payload_bytes, s.max_payload_depth, s.max_string_chars, s.max_array_items)
+
+    @property
+    def tenant_policy(self) -> RatePolicy:
+        return RatePolicy(self.settings.rate_limit_per_minute, 60.0, self.settings.rate_limit_burst)
+
+    def _buckets(self, tenant_id: str, actor: str) -> list[tuple[str, RatePolicy]]:
+        buckets = [(f"tenant:{tenant_id}", self.tenant_policy)]
+        if self.settings.rate_limit_actor_per_minute:
+            buckets.insert(0, (f"actor:{tenant_id}:{actor}"[:300],
+                               RatePolicy(self.settings.rate_limit_actor_per_minute, 60.0)))
+        return buckets
+
+    async def flag_values(self) -> dict[Flag, bool]:
+        return {value.flag: value.enabled for value in await self.flags.values(tuple(Flag))}
+
+    # -- the shared steps ---------------------------------------------------------------------
+
+    async def charge(self, flags: Mapping[Flag, bool], tenant_id: str, actor: str) -> RateDecision | None:
+        """Charge one request to the tenant's (and actor's) budget; :class:`RateLimited` when spent."""
+        if not flags.get(Flag.RATE_LIMITING, False):
+            return None
+        buckets = self._buckets(tenant_id, actor)
+        decision = await self.limiter.hit(buckets)
+        if not decision.allowed:
+            policy = self.tenant_policy
+            raise RateLimited(retry_after=round(decision.retry_after, 3), limit=policy.limit, period=policy.period)
+        return decision
+
+    async def record(self, flags: Mapping[Flag, bool], tenant_id: str, actor: str, action: str, resource: str,
+                     decision: Decision, reason: str = "", trace_id: str = "",
+                     details: Mapping[str, Any] | None = None) -> None:
+        """Write an audit entry when JOBFORGE_AUDIT_LOGGING_ENABLED is on (secrets redacted)."""
+        if not flags.get(Flag.AUDIT_LOGGING, False):
+            return
+        try:
+            check_tenant_id(tenant_id)
+        except InvalidRequest:
+            log.warning("audit_skipped_invalid_tenant", action=action, decision=decision.value)
+            return
+        await self.audit.append(AuditFact(
+            tenant_id=tenant_id, actor=pg_text(actor)[:200], action=action, resource=pg_text(resource)[:300],
+            decision=decision, reason=pg_text(redact_text(reason))[:2000], trace_id=pg_text(trace_id)[:128],
+            details=redact(dict(details or {}))))
+
+    async def _deny(self, flags: Mapping[Flag, bool], tenant_id: str, actor: str, action: str, resource: str,
+                    err: JobForgeError, trace_id: str) -> None:
+        if err.retryable:
+            return  # infrastructure trouble is not a decision
+        await self.record(flags, tenant_id, actor, action, resource, Decision.DENY, err.message, trace_id,
+                          {"error_code": err.code})
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    async def admit_job(self, run: JobRun, principal: Principal, *, workflow_id: str, run_id: str = "",
+                        workflow_type: str | None = None, policy_token: str | None = None) -> JobAdmission:
+        """The full gate for a job request; raises the typed error that refuses it (after auditing it)."""
+        flags = await self.flag_values()
+        try:
+            judged = judge(run, workflow_type or run.template_key, self.registry, flags, principal=principal,
+                           limits=self.limits)
+            rate = await self.charge(flags, run.tenant_id, run.actor)
+            policy_jti = ""
+            if judged.spec.action:
+                policy_jti = await self._use_policy_token(run, judged, policy_token, used_by=run_id or workflow_id)
+        except JobForgeError as err:
+            await self._deny(flags, run.tenant_id, run.actor, "jobs.request", run.template_key, err, run.trace_id)
+            raise
+        await self.record(flags, run.tenant_id, run.actor, "jobs.request", run.template_key, Decision.ALLOW,
+                          "admitted", run.trace_id, {"workflow_id": workflow_id, "input_hash": judged.input_hash,
+                                                     "key_id": principal.key_id or "", "policy_jti": policy_jti})
+        now = int(time.time())
+        receipt = tokens.sign(tokens.make_claims(
+            typ="receipt", tenant=run.tenant_id, now=now, ttl=self.settings.receipt_ttl_seconds,
+            template=run.template_key, inputs_hash=judged.input_hash, workflow_id=workflow_id, actor=run.actor,
+            scopes=list(principal.scopes), key_id=principal.key_id or "", policy_jti=policy_jti),
+            self.keys[0], tokens.RECEIPT_PREFIX)
+        return JobAdmission(judged, receipt, rate, self.tenant_policy)
+
+    async def _use_policy_token(self, run: JobRun, judged: Judged, token: str | None, used_by: str) -> str:
+        if token:
+            try:
+                claims = tokens.verify(token, self.keys, prefix=tokens.POLICY_PREFIX, typ="policy",
+                                       now=time.time(), max_ttl=self.settings.policy_token_ttl_seconds)
+            except TokenInvalid as err:
+                raise PolicyTokenInvalid(reason=str(err.details.get("reason", "invalid"))) from None
+            if (claims.get("tenant"), claims.get("template"), claims.get("inputs_hash")) != (
+                    run.tenant_id, run.template_key, judged.input_hash):
+                raise PolicyTokenInvalid(reason="the token is bound to another tenant, template or inputs")
+            ref = tokens.token_ref(token)
+        elif run.policy_ref:
+            ref = run.policy_ref
+        else:
+            raise PolicyTokenRequired(run.template_key)
+        grant = await self.grants.consume_policy_token(ref, tenant_id=run.tenant_id, template_key=run.template_key,
+                                                       inputs_hash=judged.input_hash, used_by=used_by)
+        return grant.jti
+
+    async def accept_receipt(self, run: JobRun, *, workflow_type: str, workflow_id: str,
+                             run_id: str) -> Judged | None:
+        """The judged run when it carries a genuine, unexpired, unused receipt bound to it; else None.
+
+        Flags, scopes and limits are judged again (a kill switch flipped since the request still
+        applies); rate limit, policy token and audit were settled when the receipt was issued.
+        """
+        try:
+            claims = tokens.verify(run.receipt, self.keys, prefix=tokens.RECEIPT_PREFIX, typ="receipt",
+                                   now=time.time(), max_ttl=self.settings.receipt_ttl_seconds)
+        except TokenInvalid as err:
+            log.warning("receipt_refused", reason=err.details.get("reason"), workflow_id=workflow_id)
+            return None
+        if (claims.get("tenant"), claims.get("template"), claims.get("workflow_id"), claims.get("inputs_hash")) != (
+                run.tenant_id, run.template_key, workflow_id, input_hash(run.inputs)):
+            log.warning("receipt_refused", reason="bound to another run", workflow_id=workflow_id)
+            return None
+        try:
+            await self.grants.consume_receipt(str(claims["jti"]), workflow_id=workflow_id, run_id=run_id,
+                                              expires_at=int(claims["exp"]))
+        except TokenInvalid:
+            log.warning("receipt_refused", reason="already used", workflow_id=workflow_id)
+            return None
+        principal = Principal(actor=str(claims.get("actor", run.actor)),
+                              scopes=tuple(str(s) for s in claims.get("scopes", [])), tenant_id=run.tenant_id,
+                              key_id=str(claims.get("key_id") or "") or None)
+        flags = await self.flag_values()
+        judged = judge(run, workflow_type, self.registry, flags, principal=principal, limits=self.limits)
+        if judged.spec.action and not claims.get("policy_jti"):
+            raise PolicyTokenRequired(run.template_key)
+        return judged
+
+    async def issue_policy_token(self, principal: Principal, tenant_id: str, template_key: str,
+                                 inputs: Mapping[str, Any], *, ttl: int | None = None) -> IssuedPolicyToken:
+        """A single-use token authorizing one run of the action ``template_key`` with exactly ``inputs``."""
+        flags = await self.flag_values()
+        try:
+            check_tenant_id(tenant_id)
+            if not principal.may_act_for(tenant_id):
+                raise InvalidRequest("these credentials belong to another tenant", field="tenant_id")
+            if not flags.get(Flag.ACTION_JOBS, False):
+                raise FeatureDisabled(Flag.ACTION_JOBS.value)
+            spec = self.registry.get(template_key)
+            if not spec.action:
+                raise InvalidRequest(f"{template_key} is not an action job; it needs no policy token")
+            require_scopes(principal.scopes, (TOKENS_ISSUE, *spec.required_scopes))
+            ttl = min(ttl or self.settings.policy_token_ttl_seconds, self.settings.policy_token_ttl_seconds)
+            digest = input_hash(dict(inputs))
+            claims = tokens.make_claims(typ="policy", tenant=tenant_id, now=int(time.time()), ttl=ttl,
+                                        template=template_key, inputs_hash=digest, actor=principal.actor)
+            token = tokens.sign(claims, self.keys[0], tokens.POLICY_PREFIX)
+            ref = tokens.token_ref(token)
+            await self.grants.record_policy_token(jti=claims["jti"], token_ref=ref, tenant_id=tenant_id,
+                                                  template_key=template_key, inputs_hash=digest,
+                                                  actor=principal.actor, expires_at=claims["exp"])
+        except JobForgeError as err:
+            await self._deny(flags, tenant_id, principal.actor, "tokens.issue", template_key, err, "")
+            raise
+        await self.record(flags, tenant_id, principal.actor, "tokens.issue", template_key, Decision.ALLOW,
+                          "issued", "", {"jti": claims["jti"], "inputs_hash": digest})
+        return IssuedPolicyToken(token, ref, claims["jti"], claims["exp"])
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def admit_event(self, event: EventEnvelope, principal: Principal) -> EventAdmission:
+        """Flag, scopes, limits, rate limit and dedupe for one event; a duplicate points at the original."""
+        flags = await self.flag_values()
+        trace_id = event.trace_id or new_trace_id()
+        resource = f"{event.event_type}:{event.event_id}"
+        try:
+            check_tenant_id(event.tenant_id)
+            if not flags.get(Flag.EVENTS, False):
+                raise FeatureDisabled(Flag.EVENTS.value)
+            if not principal.may_act_for(event.tenant_id):
+                raise InvalidRequest("these credentials belong to another tenant", field="tenant_id")
+            check_trace_id(trace_id)
+            require_scopes(principal.scopes, (EVENTS_WRITE,))
+            if flags.get(Flag.SECURITY_VALIDATION, False):
+                check_payload(event.payload, self.limits)
+            rate = await self.charge(flags, event.tenant_id, principal.actor)
+            outcome = await self.deduper.claim(event.tenant_id, event.event_type, event.event_id,
+                                               ttl_seconds=self.settings.dedupe_ttl_seconds, trace_id=trace_id,
+                                               payload_hash=input_hash(event.payload))
+        except JobForgeError as err:
+            await self._deny(flags, event.tenant_id, principal.actor, "events.submit", resource, err, trace_id)
+            raise
+        reason = (f"duplicate of the copy first seen at {outcome.first_seen_at.isoformat()} "
+                  f"(trace {outcome.original_trace_id})" if outcome.duplicate else "admitted")
+        await self.record(flags, event.tenant_id, principal.actor, "events.submit", resource, Decision.ALLOW, reason,
+                          trace_id, {"duplicate": outcome.duplicate})
+        receipt = EventReceipt(tenant_id=event.tenant_id, event_id=event.event_id, event_type=event.event_type,
+                               trace_id=trace_id, duplicate=outcome.duplicate, first_seen_at=outcome.first_seen_at,
+                               original_trace_id=outcome.original_trace_id,
+                               payload_hash=outcome.original_payload_hash)
+        return EventAdmission(receipt, rate, self.tenant_policy)

@@ -1,0 +1,1 @@
+"""Provenance of runs and deterministic replay bundles (gated by REPLAY_PACK_ENABLED)."""

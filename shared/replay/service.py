@@ -1,0 +1,236 @@
+"""Capture, export, verify and dry-run of replay bundles (the I/O around ``bundle.py``)."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio import activity
+from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
+from temporalio.common import RawValue
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer, Worker
+
+from shared.canonical import canonical_json, sha256_hex, verify_input_hash
+from shared.errors import BundleInvalid, ReplayUnavailable, RunStillRunning
+from shared.flags import Flag, FlagReader
+from shared.models import RunStatus
+from shared.replay.bundle import (
+    MANIFEST_FILE,
+    REPLAY_FILE,
+    FileProblem,
+    build_bundle,
+    bundle_digest,
+    check_files,
+    failure_summary,
+    recorded_activities,
+    recorded_outcome,
+    redact_history,
+    redact_keeping_types,
+    tar_bundle,
+    workflow_input,
+    write_bundle,
+)
+from shared.store import Store
+from shared.store.replay import ReplayStore
+
+
+class ExportResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    tenant_id: str
+    directory: str
+    tarball: str | None
+    bundle_sha256: str
+    files: dict[str, str]
+
+
+class VerifyResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    files: list[FileProblem] = Field(default_factory=list)
+    input_hash: str = "unchecked"
+    #: "ok", or what diverged (the Replayer's message names the event)
+    determinism: str = "unchecked"
+    workflow_type: str = ""
+    events: int = 0
+
+
+class DryRunResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    recorded: dict[str, Any]
+    replayed: dict[str, Any]
+    activities_answered: int
+    detail: str = ""
+
+
+class ReplayService:
+    def __init__(self, store: Store, temporal: Client | None, flags: FlagReader) -> None:
+        self.store = store
+        self.replay = ReplayStore(store)
+        self.temporal = temporal
+        self.flags = flags
+
+    # -- capture --------------------------------------------------------------------------------
+
+    async def capture_history(self, tenant_id: str, workflow_id: str, run_id: str) -> bool:
+        """Store the redacted history of a closed run; False if it is still open (try later)."""
+        if self.temporal is None:
+            raise ReplayUnavailable("capturing histories needs a Temporal client")
+        try:
+            history = await self.temporal.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        except RPCError as exc:
+            raise ReplayUnavailable(f"Temporal has no history for run {run_id}: {exc.message}") from None
+        data = orjson.loads(history.to_json())
+        if recorded_outcome(data)["status"] == "running":
+            return False
+        redacted = redact_history(data)
+        await self.replay.save_history(run_id, tenant_id, workflow_id, canonical_json(redacted),
+                                       len(redacted.get("events") or []))
+        return True
+
+    async def capture_pending(self, limit: int = 50) -> int:
+        """Capture the histories of finished runs not captured yet (when REPLAY_PACK_ENABLED is on)."""
+        if not await self.flags.is_enabled(Flag.REPLAY_PACK):
+            return 0
+        captured = 0
+        for tenant_id, workflow_id, run_id in await self.replay.runs_without_history(limit):
+            try:
+                captured += await self.capture_history(tenant_id, workflow_id, run_id)
+            except ReplayUnavailable:
+                continue  # gone from Temporal already: export will say so
+        return captured
+
+    # -- export ---------------------------------------------------------------------------------
+
+    async def export(self, run_id: str, tenant_id: str | None, out_dir: Path, *, tarball: bool = False) -> ExportResult:
+        """Write the run's bundle to ``out_dir`` (and ``out_dir``.tar.gz) and record it."""
+        await self.flags.require(Flag.REPLAY_PACK)
+        run = await self.store.get_run(run_id, tenant_id)
+        if run.status is RunStatus.RUNNING:
+            raise RunStillRunning(f"run {run.run_id} is still running; export it once it has finished")
+        raw = await self.replay.history(run.run_id)
+        if raw is None and self.temporal is not None:
+            with contextlib.suppress(ReplayUnavailable):
+                await self.capture_history(run.tenant_id, run.workflow_id, run.run_id)
+            raw = await self.replay.history(run.run_id)
+        if raw is None:
+            raise ReplayUnavailable(
+                f"the history of run {run.run_id} was not captured when it closed (REPLAY_PACK_ENABLED off, or no "
+                "worker running) and Temporal no longer has it")
+        history = orjson.loads(raw)
+        provenance = await self.replay.provenance(run.run_id)
+        artifacts = await self.replay.artifacts(run.tenant_id, run.run_id)
+        run_view = run.model_dump(mode="json", exclude={"updated_at"})
+        files = build_bundle(run=run_view, provenance=provenance, history=history, artifacts=artifacts)
+        write_bundle(files, out_dir)
+        tar_path: Path | None = None
+        if tarball:
+            tar_path = out_dir.with_name(out_dir.name + ".tar.gz")
+            tar_path.write_bytes(tar_bundle(files, out_dir.name))
+        digest = bundle_digest(files)
+        await self.replay.record_bundle(run.tenant_id, run.run_id, digest, sha256_hex(files[REPLAY_FILE]),
+                                        str(tar_path or out_dir))
+        return ExportResult(run_id=run.run_id, tenant_id=run.tenant_id, directory=str(out_dir),
+                            tarball=str(tar_path) if tar_path else None, bundle_sha256=digest,
+                            files={name: sha256_hex(data) for name, data in sorted(files.items())})
+
+
+def load_bundle(directory: Path) -> dict[str, Any]:
+    try:
+        replay = orjson.loads((directory / REPLAY_FILE).read_bytes())
+    except FileNotFoundError:
+        raise BundleInvalid(f"{directory} has no {REPLAY_FILE}") from None
+    except orjson.JSONDecodeError as exc:
+        raise BundleInvalid(f"{directory / REPLAY_FILE} is not valid JSON: {exc}") from None
+    if not isinstance(replay, dict) or not isinstance(replay.get("history"), dict):
+        raise BundleInvalid(f"{directory / REPLAY_FILE} has no workflow history")
+    return replay
+
+
+async def verify_bundle(directory: Path, workflows: Sequence[type[Any]]) -> VerifyResult:
+    """Check every hash, the input snapshot, and replay the history against ``workflows``."""
+    if not (directory / MANIFEST_FILE).is_file() and not (directory / REPLAY_FILE).is_file():
+        raise BundleInvalid(f"{directory} is not a replay bundle (no {MANIFEST_FILE}, no {REPLAY_FILE})")
+    files = check_files(directory)
+    try:
+        replay = load_bundle(directory)
+    except BundleInvalid as exc:
+        return VerifyResult(ok=False, files=[*files, FileProblem(path=REPLAY_FILE, problem=exc.message)])
+    snapshot = replay.get("input_snapshot") or {}
+    if not snapshot:
+        input_check = "no provenance captured"
+    elif snapshot.get("redacted"):
+        input_check = "skipped: the snapshot is redacted (verify with the original inputs)"
+    else:
+        input_check = "ok" if verify_input_hash(snapshot.get("inputs"), snapshot.get("input_hash", "")) else (
+            "mismatch: the snapshot does not hash to its input_hash")
+    history = replay["history"]
+    workflow_type, _ = workflow_input(history)
+    workflow_id = str((replay.get("run") or {}).get("workflow_id") or "replay")
+    replayer = Replayer(workflows=list(workflows), data_converter=pydantic_data_converter)
+    outcome = await replayer.replay_workflow(WorkflowHistory.from_json(workflow_id, history),
+                                             raise_on_replay_failure=False)
+    determinism = "ok" if outcome.replay_failure is None else (
+        f"{type(outcome.replay_failure).__name__}: {outcome.replay_failure}")
+    ok = not files and determinism == "ok" and not input_check.startswith("mismatch")
+    return VerifyResult(ok=ok, files=files, input_hash=input_check, determinism=determinism,
+                        workflow_type=workflow_type, events=len(history.get("events") or []))
+
+
+async def dry_run_bundle(directory: Path, workflows: Sequence[type[Any]], temporal_binary: Path) -> DryRunResult:
+    """Re-execute the recorded run on a throwaway dev server with activities answered from the history."""
+    replay = load_bundle(directory)
+    history = replay["history"]
+    workflow_type, run_input = workflow_input(history)
+    recorded = recorded_activities(history)
+    expected = recorded_outcome(history)
+    answered: list[str] = []
+
+    @activity.defn(dynamic=True)
+    async def answer_from_history(_args: Sequence[RawValue]) -> Any:
+        info = activity.info()
+        rec = recorded.get(info.activity_id)
+        if rec is None or rec.activity_type != info.activity_type:
+            raise ApplicationError(f"dry run diverged: activity {info.activity_type} (id {info.activity_id}) is not in "
+                                   "the recorded history", type="dry_run_diverged", non_retryable=True)
+        answered.append(info.activity_id)
+        if rec.outcome == "completed":
+            return rec.result
+        raise ApplicationError(str(rec.failure.get("message", rec.outcome)), type=rec.failure.get("type") or None,
+                               non_retryable=True)
+
+    env = await WorkflowEnvironment.start_local(dev_server_existing_path=str(temporal_binary),
+                                                data_converter=pydantic_data_converter, ui=False,
+                                                dev_server_log_level="error")
+    try:
+        queue = f"dry-run-{uuid.uuid4().hex}"
+        async with Worker(env.client, task_queue=queue, workflows=list(workflows),
+                          activities=[answer_from_history]):
+            handle = await env.client.start_workflow(workflow_type, run_input, id=f"dry-run/{uuid.uuid4().hex}",
+                                                     task_queue=queue)
+            try:
+                replayed: dict[str, Any] = {"status": "completed",
+                                            "result": redact_keeping_types(await handle.result())}
+            except WorkflowFailureError as exc:
+                history_now = orjson.loads((await handle.fetch_history()).to_json())
+                replayed = recorded_outcome(redact_history(history_now))
+                if replayed.get("status") != "failed":
+                    replayed = {"status": "failed", "failure": failure_summary({"message": str(exc)})}
+    finally:
+        await env.shutdown()
+    ok = canonical_json(replayed) == canonical_json(expected)
+    detail = "" if ok else "the re-executed outcome differs from the recorded one"
+    return DryRunResult(ok=ok, recorded=expected, replayed=replayed, activities_answered=len(answered), detail=detail)

@@ -1,0 +1,169 @@
+"""Payload limits: total bytes, nesting depth, string length, array length (pure).
+
+:func:`check_payload` makes one level-order pass over the document with an explicit work list (no
+recursion, so no recursion limit, and linear work): each level's children are gathered and
+classified with C-level iterators, so a 1 MB document costs about as much as parsing it. Only when
+a limit is broken does a second, slower walk find the first offending node in document order and
+name its JSON path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import chain, compress, repeat
+from operator import is_
+from typing import Any
+
+import orjson
+
+from shared.errors import PayloadLimitExceeded, PayloadTooLarge
+
+_SCALARS = frozenset({int, float, bool, type(None)})
+_KNOWN = frozenset({dict, list, str}) | _SCALARS
+_CONTAINERS = frozenset({dict, list})
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadLimits:
+    """The seeded defaults of the threat model; every one is configurable."""
+
+    max_bytes: int = 1_048_576
+    max_depth: int = 10
+    max_string: int = 100_000
+    max_array: int = 10_000
+
+
+DEFAULT_LIMITS = PayloadLimits()
+
+
+def check_size(nbytes: int, limits: PayloadLimits = DEFAULT_LIMITS) -> None:
+    """Refuse a document of ``nbytes`` bytes when it is over ``max_bytes``."""
+    if nbytes > limits.max_bytes:
+        raise PayloadTooLarge(limit="max_bytes", allowed=limits.max_bytes, actual=nbytes)
+
+
+def _fast_scan(value: Any, limits: PayloadLimits) -> bool:
+    """True when ``value`` is within the structural limits (False = look closer)."""
+    frontier: list[Any] = [value]
+    depth = 0
+    while frontier:
+        types = list(map(type, frontier))
+        if not _KNOWN.issuperset(types):
+            return False  # subclasses or non-JSON types: let the exact walk judge them
+        strings = compress(frontier, map(is_, types, repeat(str)))
+        if max(map(len, strings), default=0) > limits.max_string:
+            return False
+        containers = list(compress(frontier, map(_CONTAINERS.__contains__, types)))
+        if not containers:
+            return True
+        dicts = [node for node in containers if type(node) is dict]
+        lists = [node for node in containers if type(node) is list]
+        depth += 1
+        if depth > limits.max_depth:
+            return False
+        if max(map(len, lists), default=0) > limits.max_array:
+            return False
+        keys = set(chain.from_iterable(dicts))  # documents repeat their keys: check each once
+        if keys:
+            if not all(map(is_, map(type, keys), repeat(str))):
+                return False
+            if max(map(len, keys)) > limits.max_string:
+                return False
+        frontier = list(chain(chain.from_iterable(map(dict.values, dicts)), chain.from_iterable(lists)))
+    return True
+
+
+_Path = tuple[Any, ...] | None  # linked list: (parent, key), materialised only for an error
+
+
+def render_path(path: _Path) -> str:
+    """``$.a[3]['odd key']`` for a linked path."""
+    parts: list[str] = []
+    while path is not None:
+        path, key = path
+        if isinstance(key, int):
+            parts.append(f"[{key}]")
+        elif isinstance(key, str) and key.isidentifier():
+            parts.append(f".{key}")
+        else:
+            parts.append("[" + orjson.dumps(str(key)).decode().replace('"', "'") + "]")
+    return "$" + "".join(reversed(parts))
+
+
+def _walk(value: Any) -> Iterator[tuple[Any, int, _Path]]:
+    """Every node in document order with its depth (containers count) and path; explicit stack."""
+    stack: list[tuple[Any, int, _Path]] = [(value, 0, None)]
+    while stack:
+        node, depth, path = stack.pop()
+        yield node, depth, path
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1, (path, key)) for key, child in reversed(list(node.items())))
+        elif isinstance(node, list | tuple):
+            stack.extend((node[i], depth + 1, (path, i)) for i in range(len(node) - 1, -1, -1))
+
+
+def _find_violation(value: Any, limits: PayloadLimits) -> PayloadLimitExceeded | None:
+    for node, depth, path in _walk(value):
+        if isinstance(node, dict | list | tuple):
+            if depth + 1 > limits.max_depth:
+                return PayloadLimitExceeded(limit="max_depth", allowed=limits.max_depth, actual=depth + 1,
+                                            path=render_path(path))
+            if not isinstance(node, dict) and len(node) > limits.max_array:
+                return PayloadLimitExceeded(limit="max_array", allowed=limits.max_array, actual=len(node),
+                                            path=render_path(path))
+            if isinstance(node, dict):
+                for key in node:
+                    if not isinstance(key, str):
+                        return PayloadLimitExceeded(
+                            "object keys must be strings", limit="key_type", allowed=0, actual=0,
+                            path=render_path(path))
+                    if len(key) > limits.max_string:
+                        return PayloadLimitExceeded(limit="max_string", allowed=limits.max_string,
+                                                    actual=len(key), path=render_path((path, key)))
+        elif isinstance(node, str):
+            if len(node) > limits.max_string:
+                return PayloadLimitExceeded(limit="max_string", allowed=limits.max_string, actual=len(node),
+                                            path=render_path(path))
+        elif not (node is None or isinstance(node, bool | int | float)):
+            return PayloadLimitExceeded(f"{type(node).__name__} is not a JSON value", limit="json_type",
+                                        allowed=0, actual=0, path=render_path(path))
+    return None
+
+
+def check_structure(value: Any, limits: PayloadLimits = DEFAULT_LIMITS) -> None:
+    """Refuse a document whose depth, strings or arrays break ``limits``, naming limit and path."""
+    if _fast_scan(value, limits):
+        return
+    problem = _find_violation(value, limits)
+    if problem is not None:
+        raise problem
+
+
+def check_payload(value: Any, limits: PayloadLimits = DEFAULT_LIMITS, *, nbytes: int | None = None) -> None:
+    """All limits on a parsed document; ``nbytes`` is its wire size (measured here when not given)."""
+    if nbytes is None:
+        try:
+            nbytes = len(orjson.dumps(value))
+        except TypeError:  # integers beyond 64 bits, or values that are not JSON at all
+            import json
+
+            try:
+                nbytes = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+            except (TypeError, ValueError):
+                nbytes = 0  # not JSON: check_structure names the offending value
+    check_size(nbytes, limits)
+    check_structure(value, limits)
+
+
+def parse_and_check(raw: bytes, limits: PayloadLimits = DEFAULT_LIMITS) -> Any:
+    """Parse JSON bytes and check every limit (size first, before parsing)."""
+    from shared.errors import InvalidRequest
+
+    check_size(len(raw), limits)
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {str(exc).splitlines()[0][:200]}") from None
+    check_structure(value, limits)
+    return value

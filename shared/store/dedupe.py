@@ -1,0 +1,61 @@
+"""Event dedupe: the first copy of (tenant, event type, event id) within the TTL is admitted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+# One atomic upsert: a new key is inserted; an existing key is re-armed only WHERE it has expired.
+# A row back = this copy is the original; no row = a duplicate within the TTL.
+_CLAIM = text("""
+INSERT INTO event_dedupe AS d (tenant_id, event_type, event_id, first_seen_at, expires_at, trace_id,
+                               payload_hash, duplicates)
+SELECT :tenant, :etype, :eid, c.now, c.now + make_interval(secs => :ttl), :trace, :hash, 0
+  FROM (SELECT clock_timestamp() AS now) AS c
+ON CONFLICT (tenant_id, event_type, event_id) DO UPDATE
+   SET first_seen_at = excluded.first_seen_at, expires_at = excluded.expires_at, trace_id = excluded.trace_id,
+       payload_hash = excluded.payload_hash, duplicates = 0
+ WHERE d.expires_at <= excluded.first_seen_at
+RETURNING first_seen_at, expires_at, trace_id, payload_hash
+""")
+_COUNT_DUPLICATE = text("""
+UPDATE event_dedupe SET duplicates = duplicates + 1
+ WHERE tenant_id = :tenant AND event_type = :etype AND event_id = :eid
+RETURNING first_seen_at, expires_at, trace_id, payload_hash
+""")
+
+
+@dataclass(frozen=True, slots=True)
+class DedupeOutcome:
+    duplicate: bool
+    #: the original copy's first sighting, trace id and payload hash
+    first_seen_at: datetime
+    expires_at: datetime
+    original_trace_id: str
+    original_payload_hash: str
+
+
+class EventDeduper:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def claim(self, tenant_id: str, event_type: str, event_id: str, *, ttl_seconds: float,
+                    trace_id: str = "", payload_hash: str = "") -> DedupeOutcome:
+        params = {"tenant": tenant_id, "etype": event_type, "eid": event_id, "ttl": ttl_seconds,
+                  "trace": trace_id, "hash": payload_hash}
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(_CLAIM, params)).one_or_none()
+            duplicate = row is None
+            if row is None:
+                row = (await conn.execute(_COUNT_DUPLICATE, params)).one()
+        return DedupeOutcome(duplicate, row.first_seen_at, row.expires_at, row.trace_id, row.payload_hash)
+
+    async def release(self, tenant_id: str, event_type: str, event_id: str, first_seen_at: datetime) -> None:
+        """Forget the claim made at ``first_seen_at`` (its event could not be routed; a retry may claim again)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(text("DELETE FROM event_dedupe WHERE tenant_id = :tenant AND event_type = :etype "
+                                    "AND event_id = :eid AND first_seen_at = :seen"),
+                               {"tenant": tenant_id, "etype": event_type, "eid": event_id, "seen": first_seen_at})

@@ -1,0 +1,189 @@
+"""Triggers, their fires (gate decisions, dry-run records) and stored events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from shared.errors import TriggerExists, TriggerNotFound
+from shared.models import EventEnvelope
+from shared.store.tables import EventRow, TriggerFireRow, TriggerRow
+from shared.triggers.gate import type_matches
+from shared.triggers.models import (
+    Decision,
+    FireContext,
+    FireRecord,
+    StoredEvent,
+    Trigger,
+    TriggerKind,
+    TriggerSpec,
+    TriggerState,
+)
+
+#: decide(trigger, state, now) -> (decision, inputs to record)
+Decide = Callable[[Trigger, TriggerState, datetime], tuple[Decision, dict[str, object]]]
+
+
+def _trigger(row: TriggerRow) -> Trigger:
+    return Trigger(**row.spec, trigger_id=row.trigger_id, created_at=row.created_at, updated_at=row.updated_at)
+
+
+def _fire(row: TriggerFireRow, created: bool = True) -> FireRecord:
+    return FireRecord(id=row.id, tenant_id=row.tenant_id, trigger_id=row.trigger_id, trigger_name=row.trigger_name,
+                      fire_key=row.fire_key, source=row.source, verdict=row.verdict, reasons=list(row.reasons),
+                      event_type=row.event_type, event_id=row.event_id, inputs=dict(row.inputs),
+                      run_workflow_id=row.run_workflow_id, start_error=row.start_error, fired_at=row.fired_at,
+                      created=created)
+
+
+def _event(row: EventRow) -> StoredEvent:
+    return StoredEvent(id=row.id, tenant_id=row.tenant_id, event_id=row.event_id, event_type=row.event_type,
+                       trace_id=row.trace_id, source_app=row.source_app, source_module=row.source_module,
+                       payload=dict(row.payload), occurred_at=row.occurred_at,
+                       route_workflow_id=row.route_workflow_id, received_at=row.received_at)
+
+
+class TriggerStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._session = async_sessionmaker(engine, expire_on_commit=False)
+
+    # -- triggers ---------------------------------------------------------------------------------
+
+    async def create(self, spec: TriggerSpec) -> Trigger:
+        row = TriggerRow(trigger_id=uuid.uuid4().hex, tenant_id=spec.tenant_id, name=spec.name, kind=spec.kind.value,
+                         template_key=spec.template_key, event_pattern=spec.event_pattern, enabled=spec.enabled,
+                         spec=spec.model_dump(mode="json"))
+        try:
+            async with self._session.begin() as session:
+                session.add(row)
+        except IntegrityError:
+            raise TriggerExists(spec.name) from None
+        return await self.get(spec.tenant_id, spec.name)
+
+    async def get(self, tenant_id: str, name: str) -> Trigger:
+        stmt = select(TriggerRow).where(TriggerRow.tenant_id == tenant_id, TriggerRow.name == name)
+        async with self._session() as session:
+            row = (await session.execute(stmt)).scalar_one_or_none()
+        if row is None:
+            raise TriggerNotFound(name)
+        return _trigger(row)
+
+    async def get_by_id(self, trigger_id: str) -> Trigger:
+        async with self._session() as session:
+            row = await session.get(TriggerRow, trigger_id)
+        if row is None:
+            raise TriggerNotFound(trigger_id)
+        return _trigger(row)
+
+    async def list(self, tenant_id: str, kind: TriggerKind | None = None) -> Sequence[Trigger]:
+        stmt = select(TriggerRow).where(TriggerRow.tenant_id == tenant_id).order_by(TriggerRow.name)
+        if kind is not None:
+            stmt = stmt.where(TriggerRow.kind == kind.value)
+        async with self._session() as session:
+            return [_trigger(r) for r in (await session.execute(stmt)).scalars()]
+
+    async def set_enabled(self, tenant_id: str, name: str, enabled: bool) -> Trigger:
+        trigger = await self.get(tenant_id, name)
+        spec = trigger.model_dump(mode="json", include=set(TriggerSpec.model_fields))
+        spec["enabled"] = enabled
+        stmt = (update(TriggerRow).where(TriggerRow.trigger_id == trigger.trigger_id)
+                .values(enabled=enabled, spec=spec, updated_at=func.now()))
+        async with self._session.begin() as session:
+            await session.execute(stmt)
+        return await self.get(tenant_id, name)
+
+    async def delete(self, tenant_id: str, name: str) -> Trigger:
+        trigger = await self.get(tenant_id, name)
+        async with self._session.begin() as session:
+            await session.execute(delete(TriggerRow).where(TriggerRow.trigger_id == trigger.trigger_id))
+        return trigger
+
+    async def matching(self, tenant_id: str, event_type: str) -> Sequence[Trigger]:
+        """The tenant's event triggers whose pattern matches ``event_type`` (enabled or not: the gate says)."""
+        return [t for t in await self.list(tenant_id, TriggerKind.EVENT)
+                if t.event_pattern and type_matches(t.event_pattern, event_type)]
+
+    # -- fires ------------------------------------------------------------------------------------
+
+    async def decide_fire(self, trigger_id: str, fire_key: str, ctx: FireContext, decide: Decide) -> FireRecord:
+        """Run the gate for one fire while holding the trigger's row lock, and record the decision.
+
+        Two fires racing on one trigger (two workers, a Schedule fire and a manual fire) take turns
+        on the lock, so the second sees the first in its state: cooldown and max runs hold. A
+        retried fire (same ``fire_key``) returns the recorded decision instead of deciding again.
+        """
+        async with self._session.begin() as session:
+            row = (await session.execute(
+                select(TriggerRow).where(TriggerRow.trigger_id == trigger_id).with_for_update())).scalar_one_or_none()
+            if row is None:
+                raise TriggerNotFound(trigger_id)
+            existing = (await session.execute(
+                select(TriggerFireRow).where(TriggerFireRow.fire_key == fire_key))).scalar_one_or_none()
+            if existing is not None:
+                return _fire(existing, created=False)
+            trigger = _trigger(row)
+            now: datetime = (await session.execute(text("SELECT clock_timestamp()"))).scalar_one()
+            window_start = now - timedelta(seconds=trigger.safety.window_seconds)
+            fired = select(TriggerFireRow).where(TriggerFireRow.trigger_id == trigger_id,
+                                                 TriggerFireRow.verdict == "fire")
+            last = (await session.execute(
+                select(func.max(TriggerFireRow.fired_at)).where(TriggerFireRow.trigger_id == trigger_id,
+                                                                TriggerFireRow.verdict == "fire"))).scalar_one()
+            count = (await session.execute(
+                select(func.count()).select_from(fired.where(TriggerFireRow.fired_at > window_start).subquery())
+            )).scalar_one()
+            decision, inputs = decide(trigger, TriggerState(last_fired_at=last, fires_in_window=count), now)
+            record = TriggerFireRow(tenant_id=trigger.tenant_id, trigger_id=trigger_id, trigger_name=trigger.name,
+                                    fire_key=fire_key, source=ctx.source, verdict=decision.verdict.value,
+                                    reasons=decision.reasons, event_type=ctx.event_type, event_id=ctx.event_id,
+                                    inputs=inputs, fired_at=now, start_error="")
+            session.add(record)
+            await session.flush()
+            if decision.verdict.value == "fire":
+                record.run_workflow_id = f"jobforge/{trigger.tenant_id}/idem/trigger.{trigger.name}.{record.id}"
+            return _fire(record)
+
+    async def set_start_error(self, fire_id: int, error: str) -> None:
+        async with self._session.begin() as session:
+            await session.execute(update(TriggerFireRow).where(TriggerFireRow.id == fire_id)
+                                  .values(start_error=error[:2000]))
+
+    async def fires(self, tenant_id: str, *, trigger_name: str | None = None, verdict: str | None = None,
+                    limit: int = 100) -> Sequence[FireRecord]:
+        stmt = select(TriggerFireRow).where(TriggerFireRow.tenant_id == tenant_id)
+        if trigger_name:
+            stmt = stmt.where(TriggerFireRow.trigger_name == trigger_name)
+        if verdict:
+            stmt = stmt.where(TriggerFireRow.verdict == verdict)
+        stmt = stmt.order_by(TriggerFireRow.fired_at.desc(), TriggerFireRow.id.desc()).limit(limit)
+        async with self._session() as session:
+            return [_fire(r) for r in (await session.execute(stmt)).scalars()]
+
+    # -- events -----------------------------------------------------------------------------------
+
+    async def store_event(self, event: EventEnvelope, trace_id: str, route_workflow_id: str) -> StoredEvent:
+        """Persist an admitted event once (a retried activity finds the same row)."""
+        stmt = insert(EventRow).values(
+            tenant_id=event.tenant_id, event_id=event.event_id, event_type=event.event_type, trace_id=trace_id,
+            source_app=event.source_app, source_module=event.source_module, payload=event.payload,
+            occurred_at=event.occurred_at, route_workflow_id=route_workflow_id,
+        ).on_conflict_do_nothing(index_elements=[EventRow.route_workflow_id])
+        async with self._session.begin() as session:
+            await session.execute(stmt)
+            row = (await session.execute(
+                select(EventRow).where(EventRow.route_workflow_id == route_workflow_id))).scalar_one()
+            return _event(row)
+
+    async def events(self, tenant_id: str, *, event_type: str | None = None, limit: int = 100) -> Sequence[StoredEvent]:
+        stmt = select(EventRow).where(EventRow.tenant_id == tenant_id)
+        if event_type:
+            stmt = stmt.where(EventRow.event_type == event_type)
+        stmt = stmt.order_by(EventRow.received_at.desc(), EventRow.id.desc()).limit(limit)
+        async with self._session() as session:
+            return [_event(r) for r in (await session.execute(stmt)).scalars()]

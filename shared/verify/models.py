@@ -1,0 +1,305 @@
+"""Typed inputs, plans, results and the report of ``autopilot.readylayer.verify_pack``.
+
+Every model that crosses a Temporal boundary is frozen and gives each new field a default, so
+histories recorded by older code still decode.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TEMPLATE_KEY = "autopilot.readylayer.verify_pack"
+
+_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]{0,199}$")
+_URL_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://")
+_SCP_URL = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._/~-]+$")
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Pack(enum.StrEnum):
+    FAST = "fast"
+    FULL = "full"
+
+
+class StepName(enum.StrEnum):
+    INSTALL = "install"
+    LINT = "lint"
+    TYPECHECK = "typecheck"
+    BUILD = "build"
+    TEST = "test"
+
+
+CHECK_STEPS: tuple[StepName, ...] = (StepName.LINT, StepName.TYPECHECK, StepName.BUILD, StepName.TEST)
+PACK_STEPS: dict[Pack, tuple[StepName, ...]] = {
+    Pack.FAST: (StepName.LINT, StepName.TYPECHECK, StepName.BUILD),
+    Pack.FULL: CHECK_STEPS,
+}
+
+
+class StepStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_failure(self) -> bool:
+        return self in (StepStatus.FAILED, StepStatus.TIMED_OUT, StepStatus.CANCELLED)
+
+
+class Verdict(enum.StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    #: every step was skipped: nothing was verified, which is not a pass
+    NOTHING_TO_VERIFY = "nothing_to_verify"
+
+
+class VerifyOptions(Frozen):
+    #: per step; None = the repository's config, else 15 minutes
+    timeout_minutes: float | None = Field(default=None, gt=0, le=240)
+    #: run only these steps (the others are reported skipped); None = the pack's steps
+    steps: list[StepName] | None = None
+    #: ignore a cached verdict for the same code fingerprint
+    no_cache: bool = False
+    #: install dependencies into the per-repo environment (off = use what the repository has)
+    install: bool = True
+
+    @field_validator("steps")
+    @classmethod
+    def _no_install_step(cls, value: list[StepName] | None) -> list[StepName] | None:
+        if value is not None and StepName.INSTALL in value:
+            raise ValueError("install is not a selectable step: use options.install")
+        return value
+
+
+class VerifyInputs(Frozen):
+    """What to verify: a directory on the worker host, or a git URL (+ ref) cloned for the run."""
+
+    repo_path: str | None = Field(default=None, max_length=4096)
+    repo_url: str | None = Field(default=None, max_length=2048)
+    ref: str | None = None
+    pack: Pack = Pack.FULL
+    options: VerifyOptions = Field(default_factory=VerifyOptions)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> VerifyInputs:
+        if (self.repo_path is None) == (self.repo_url is None):
+            raise ValueError("give exactly one of repo_path or repo_url")
+        if self.ref is not None and self.repo_url is None:
+            raise ValueError("ref is only meaningful with repo_url")
+        if self.repo_path is not None and "\x00" in self.repo_path:
+            raise ValueError("repo_path contains a NUL byte")
+        if self.repo_url is not None:
+            url = self.repo_url
+            if "\x00" in url or any(ch.isspace() for ch in url) or url.startswith("-"):
+                raise ValueError("repo_url is not a URL")
+            if not (url.startswith(_URL_SCHEMES) or _SCP_URL.match(url)):
+                raise ValueError("repo_url must be https://, http://, ssh://, git://, file:// or user@host:path")
+        if self.ref is not None and (not _REF.match(self.ref) or ".." in self.ref or self.ref.endswith(".lock")):
+            raise ValueError("ref must be a branch, tag or commit name ([A-Za-z0-9._/+-], no '..')")
+        return self
+
+    @property
+    def source(self) -> str:
+        return self.repo_path if self.repo_path is not None else f"{self.repo_url}@{self.ref or 'HEAD'}"
+
+
+class Toolchain(enum.StrEnum):
+    PYTHON = "python"
+    NODE = "node"
+    EXPLICIT = "explicit"
+    NONE = "none"
+
+
+class StepSpec(Frozen):
+    """One step of the plan: the command to run, or why there is none."""
+
+    name: StepName
+    #: argv; empty = nothing to run (see ``reason``)
+    argv: list[str] = Field(default_factory=list)
+    #: the command as a person would type it in the repository
+    display: str = ""
+    reason: str = ""
+    #: install only: whether the command needs the network
+    network: bool = False
+    #: further commands run in turn after ``argv`` (install: create the venv, then pip); the first failure
+    #: stops the step
+    extra: list[list[str]] = Field(default_factory=list)
+
+    @property
+    def runnable(self) -> bool:
+        return bool(self.argv)
+
+    def commands(self) -> list[list[str]]:
+        return [self.argv, *self.extra] if self.argv else []
+
+
+class Plan(Frozen):
+    toolchain: Toolchain
+    #: where the steps came from: "detected (python)", "pyproject.toml [tool.jobforge.verify]", ...
+    source: str
+    package_manager: str = ""
+    install: StepSpec
+    steps: list[StepSpec]
+    #: groups of step names; the steps of a group run in parallel, groups in order
+    stages: list[list[StepName]]
+    #: a per-repo environment (venv) directory, when the toolchain uses one
+    env_dir: str = ""
+    #: what decides whether ``install`` must run again (sha256 of the dependency files)
+    install_key: str = ""
+    timeout_minutes: float = 15.0
+    #: extra directories put first on PATH for every step
+    path_prefix: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+    def step(self, name: StepName) -> StepSpec:
+        if name is StepName.INSTALL:
+            return self.install
+        for spec in self.steps:
+            if spec.name is name:
+                return spec
+        raise KeyError(name)
+
+
+class ArtifactRef(Frozen):
+    name: str
+    kind: str
+    media_type: str
+    sha256: str
+    size: int
+    #: where the file lies (absolute path on the artifact store's host)
+    location: str
+
+
+class StepResult(Frozen):
+    name: StepName
+    status: StepStatus
+    exit_code: int | None = None
+    duration_seconds: float = 0.0
+    command: str = ""
+    reason: str = ""
+    log: ArtifactRef | None = None
+    #: the last lines of the (redacted) output, for a quick look at failures
+    tail: list[str] = Field(default_factory=list)
+    attempt: int = 1
+
+
+class SandboxInfo(Frozen):
+    enabled: bool
+    tool: str = ""
+    reason: str = ""
+
+
+class ManifestInfo(Frozen):
+    status: str  # "written" | "skipped"
+    reason: str = ""
+    artifact: ArtifactRef | None = None
+
+
+class VerifyReport(Frozen):
+    template_key: str = TEMPLATE_KEY
+    tenant_id: str = ""
+    run_id: str = ""
+    source: str = ""
+    pack: Pack = Pack.FULL
+    toolchain: Toolchain = Toolchain.NONE
+    plan_source: str = ""
+    verdict: Verdict
+    passed: bool
+    steps: list[StepResult]
+    fingerprint: str = ""
+    fingerprint_parts: dict[str, Any] = Field(default_factory=dict)
+    cached: bool = False
+    cached_from_run_id: str = ""
+    sandbox: SandboxInfo = Field(default_factory=lambda: SandboxInfo(enabled=False))
+    artifacts: list[ArtifactRef] = Field(default_factory=list)
+    manifest: ManifestInfo | None = None
+    duration_seconds: float = 0.0
+    notes: list[str] = Field(default_factory=list)
+
+    def step(self, name: StepName) -> StepResult:
+        for result in self.steps:
+            if result.name is name:
+                return result
+        raise KeyError(name)
+
+
+# -- activity inputs and outputs --------------------------------------------------------------------
+
+
+class CheckoutSpec(Frozen):
+    url: str
+    commit: str
+
+
+class PrepareInput(Frozen):
+    tenant_id: str
+    run_id: str
+    inputs: VerifyInputs
+    workflow_id: str = ""
+
+
+class Prepared(Frozen):
+    repo_dir: str
+    workspace: str
+    checkout: CheckoutSpec | None = None
+    plan: Plan
+    fingerprint: str
+    fingerprint_parts: dict[str, Any]
+    tool_versions: dict[str, str] = Field(default_factory=dict)
+    #: a passed verdict for this fingerprint, already finalised for this run (report.json, manifest)
+    cached: VerifyReport | None = None
+    #: whether ``install`` has work to do (False: nothing to install, or the environment is up to date)
+    install_needed: bool = True
+    sandbox: SandboxInfo
+    heartbeat_timeout_seconds: float = 30.0
+    kill_grace_seconds: float = 5.0
+    timeout_seconds: float = 900.0
+
+
+class StepInput(Frozen):
+    tenant_id: str
+    run_id: str
+    prepared: Prepared
+    step: StepName
+
+
+class InstallResult(Frozen):
+    result: StepResult
+    tool_versions: dict[str, str] = Field(default_factory=dict)
+
+
+class FinalizeInput(Frozen):
+    tenant_id: str
+    run_id: str
+    workflow_id: str
+    report: VerifyReport
+    workspace: str = ""
+
+
+class StepProgress(Frozen):
+    name: StepName
+    status: StepStatus = StepStatus.PENDING
+    started_at: datetime | None = None
+    duration_seconds: float | None = None
+    reason: str = ""
+
+
+class VerifyProgress(Frozen):
+    """What the ``progress`` query answers while the run goes on."""
+
+    phase: str = "admission"
+    steps: list[StepProgress] = Field(default_factory=list)
+    sandboxed: bool | None = None
+    cached: bool = False

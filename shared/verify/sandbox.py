@@ -1,0 +1,57 @@
+"""The bubblewrap command line a sandboxed step runs under (pure).
+
+The whole filesystem is mounted read-only; the repository and the run's workspace are writable;
+JobForge's home (database files, other tenants' artifacts, the stack's state) and the usual secret
+stores of the worker user's home are hidden behind empty mounts; the network is cut off except for
+``install``; the step gets its own PID, IPC and UTS namespaces and dies with the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+#: relative to the worker user's home: hidden from every step
+SECRET_DIRS = (".ssh", ".aws", ".gnupg", ".docker", ".kube", ".config/gcloud", ".azure", ".config/gh")
+SECRET_FILES = (".netrc", ".git-credentials", ".pypirc", ".npmrc", ".config/pip/pip.conf", ".pip/pip.conf")
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    repo: str
+    workspace: str
+    #: hidden behind an empty tmpfs (JobForge's home, secret directories)
+    hidden_dirs: Sequence[str] = ()
+    #: replaced by /dev/null
+    hidden_files: Sequence[str] = ()
+    #: bound read-only again after hiding (the per-repo environment, for the checks)
+    readonly: Sequence[str] = ()
+    #: bound writable after hiding (environment and caches, for install)
+    writable: Sequence[str] = field(default_factory=tuple)
+    network: bool = False
+
+
+def _inside(path: str, parent: str) -> bool:
+    return PurePosixPath(path).is_relative_to(PurePosixPath(parent))
+
+
+def bwrap_argv(bwrap: str, argv: Sequence[str], spec: SandboxSpec) -> list[str]:
+    """``argv`` wrapped in bubblewrap according to ``spec``."""
+    out = [bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    if not spec.network:
+        out.append("--unshare-net")
+    out += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    out += ["--bind", spec.repo, spec.repo]
+    for path in spec.hidden_dirs:
+        out += ["--tmpfs", path]
+    for path in spec.hidden_files:
+        out += ["--ro-bind", "/dev/null", path]
+    for path in spec.readonly:
+        out += ["--ro-bind", path, path]
+    for path in (*spec.writable, spec.workspace):
+        out += ["--bind", path, path]
+    if any(_inside(spec.repo, hidden) for hidden in spec.hidden_dirs) and not _inside(spec.repo, spec.workspace):
+        out += ["--bind", spec.repo, spec.repo]
+    out += ["--chdir", spec.repo, "--", *argv]
+    return out

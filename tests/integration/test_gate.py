@@ -1,0 +1,148 @@
+"""The security gate on every entry path: the SDK (with receipt) and a raw Temporal start (without)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from temporalio.client import WorkflowFailureError
+
+from shared.errors import (
+    InsufficientScope,
+    PayloadLimitExceeded,
+    PolicyTokenInvalid,
+    PolicyTokenReplayed,
+    PolicyTokenRequired,
+    RateLimited,
+    SecretInInputs,
+)
+from shared.flags import Flag
+from shared.models import JobRun, RunStatus
+from shared.security.principal import Principal
+from shared.security.tokens import token_ref
+from shared.settings import Settings
+from shared.temporal import from_failure, run_search_attributes
+from workers.runtime import Runtime
+
+pytestmark = pytest.mark.integration
+
+HEALTHCHECK = "autopilot.jobforge.healthcheck"
+DEPLOY = "testing.jobforge.deploy"
+ECHO = "testing.jobforge.echo"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The session's settings plus the security test templates and a small rate limit."""
+    return settings.model_copy(update={"template_modules": ["tests.support.security_templates"],
+                                       "rate_limit_per_minute": 2})
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"gate-{uuid.uuid4().hex[:8]}"
+
+
+def flags_on(monkeypatch: pytest.MonkeyPatch, *flags: Flag) -> None:
+    for flag in flags:
+        monkeypatch.setenv(flag.value, "1")
+
+
+async def raw_start(runtime: Runtime, job: JobRun) -> Exception | None:
+    """Start ``job`` as `temporal workflow start` would (no receipt) and return its typed failure."""
+    assert runtime.temporal is not None
+    handle = await runtime.temporal.start_workflow(
+        job.template_key, job, id=f"raw-{uuid.uuid4().hex}", task_queue=runtime.settings.task_queue,
+        search_attributes=run_search_attributes(job.tenant_id, job.template_key, "raw"))
+    try:
+        await handle.result()
+    except WorkflowFailureError as exc:
+        return from_failure(exc)
+    return None
+
+
+async def test_scope_denial_names_missing_scope_and_is_audited(runtime: Runtime, worker: None, tenant: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller without jobs:request is refused naming it, and the denial lands in the audit chain."""
+    flags_on(monkeypatch, Flag.AUTOPILOT_JOBS, Flag.AUDIT_LOGGING)
+    client = runtime.client()
+    client.principal = Principal(actor="reader", scopes=("runs:read",), tenant_id=tenant)
+    with pytest.raises(InsufficientScope) as info:
+        await client.request_job(tenant, HEALTHCHECK, {}, actor="reader")
+    assert info.value.missing == ["jobs:request"]
+    entries = await runtime.gate.audit.list(tenant)
+    assert [(e.decision, e.action) for e in entries] == [("deny", "jobs.request")]
+    assert "jobs:request" in entries[0].reason
+    assert (await runtime.gate.audit.verify(tenant)).ok
+
+
+async def test_rate_limit_is_charged_once_and_raw_starts_meet_it(runtime: Runtime, worker: None, tenant: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """With 2/min, two SDK runs complete (receipts are not charged again); the third request and a raw start
+    are both refused with RateLimited carrying retry_after."""
+    flags_on(monkeypatch, Flag.AUTOPILOT_JOBS, Flag.RATE_LIMITING, Flag.AUDIT_LOGGING)
+    client = runtime.client()
+    for _ in range(2):
+        await client.result(await client.request_job(tenant, HEALTHCHECK, {}))
+    with pytest.raises(RateLimited) as info:
+        await client.request_job(tenant, HEALTHCHECK, {})
+    assert 0 < info.value.retry_after <= 30
+    failure = await raw_start(runtime, JobRun(tenant_id=tenant, template_key=HEALTHCHECK))
+    assert isinstance(failure, RateLimited) and failure.retry_after > 0
+    decisions = [e.decision for e in reversed(await runtime.gate.audit.list(tenant))]
+    assert decisions == ["allow", "allow", "deny", "deny"]
+
+
+async def test_payload_limits_apply_to_sdk_and_raw_start(runtime: Runtime, worker: None, tenant: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """With validation on, a string over the limit is refused with its path on both entry paths."""
+    flags_on(monkeypatch, Flag.SECURITY_VALIDATION)
+    client = runtime.client()
+    with pytest.raises(PayloadLimitExceeded) as info:
+        await client.request_job(tenant, ECHO, {"note": "x" * 100_001})
+    assert info.value.details["path"] == "$.note" and info.value.details["limit"] == "max_string"
+    failure = await raw_start(runtime, JobRun(tenant_id=tenant, template_key=ECHO, inputs={"note": "x" * 100_001}))
+    assert isinstance(failure, PayloadLimitExceeded) and failure.details["path"] == "$.note"
+    monkeypatch.delenv(Flag.SECURITY_VALIDATION.value)
+    result = await client.result(await client.request_job(tenant, ECHO, {"note": "x" * 100_001}))
+    assert len(result.output) > 100_000  # type: ignore[attr-defined]
+
+
+async def test_secret_in_inputs_never_starts_a_run(runtime: Runtime, worker: None, tenant: str) -> None:
+    """Inputs carrying a token are refused before any workflow starts, naming the path, not the value."""
+    secret = "ghp_" + "Z" * 36
+    with pytest.raises(SecretInInputs) as info:
+        await runtime.client().request_job(tenant, ECHO, {"note": f"use {secret}"})
+    assert info.value.details["path"] == "$.note" and secret not in info.value.message
+    assert list(await runtime.store.list_runs(tenant)) == []
+
+
+async def test_action_jobs_need_a_single_use_bound_policy_token(runtime: Runtime, worker: None, tenant: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Action runs need a token bound to tenant, template and inputs; a replay is refused; a raw start can
+    present the token's one-way reference; the token itself never enters the history."""
+    flags_on(monkeypatch, Flag.ACTION_JOBS)
+    client, gate = runtime.client(), runtime.gate
+    operator = Principal.operator("ops")
+    with pytest.raises(PolicyTokenRequired):
+        await client.request_job(tenant, DEPLOY, {"target": "prod"})
+
+    issued = await gate.issue_policy_token(operator, tenant, DEPLOY, {"target": "prod"})
+    with pytest.raises(PolicyTokenInvalid, match="bound"):
+        await client.request_job(tenant, DEPLOY, {"target": "staging"}, policy_token=issued.token)
+    handle = await client.request_job(tenant, DEPLOY, {"target": "prod"}, policy_token=issued.token)
+    assert (await client.result(handle)).deployed == "prod"  # type: ignore[attr-defined]
+    with pytest.raises(PolicyTokenReplayed):
+        await client.request_job(tenant, DEPLOY, {"target": "prod"}, policy_token=issued.token)
+
+    assert runtime.temporal is not None
+    history = (await runtime.temporal.get_workflow_handle(handle.workflow_id).fetch_history()).to_json()
+    assert issued.token not in history
+
+    fresh = await gate.issue_policy_token(operator, tenant, DEPLOY, {"target": "canary"})
+    job = JobRun(tenant_id=tenant, template_key=DEPLOY, inputs={"target": "canary"}, policy_ref=token_ref(fresh.token))
+    assert await raw_start(runtime, job) is None
+    failure = await raw_start(runtime, job)
+    assert isinstance(failure, PolicyTokenReplayed)
+    rejected = [r for r in await runtime.store.list_runs(tenant) if r.status is RunStatus.REJECTED]
+    assert len(rejected) == 1

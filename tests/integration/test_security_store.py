@@ -1,0 +1,164 @@
+"""The gate's PostgreSQL services, raced by several processes: dedupe, GCRA rate limit, audit chain."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from shared.errors import ApiKeyNotFound, PolicyTokenInvalid, PolicyTokenReplayed, TenantExists, Unauthenticated
+from shared.security.audit import AuditFact, Decision
+from shared.security.ratelimit import RatePolicy
+from shared.store import Store
+from shared.store.audit import AuditLog
+from shared.store.dedupe import EventDeduper
+from shared.store.grants import GrantStore
+from shared.store.ratelimits import RateLimiter
+from shared.store.tenants import TenantStore
+from tests.support.security_race import race
+
+pytestmark = pytest.mark.integration
+
+PROCESSES = 4
+
+
+def run_race(pg_url: str, op: str, key: str, total: int = 1000, at: datetime | None = None) -> tuple[int, float]:
+    """``total`` operations split over PROCESSES spawned processes; (admitted, seconds of the race)."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(PROCESSES, mp_context=ctx) as pool:
+        start_at = time.time() + 3.0
+        futures = [pool.submit(race, pg_url, start_at, total // PROCESSES, op, key, at) for _ in range(PROCESSES)]
+        admitted = sum(f.result(timeout=120) for f in futures)
+        return admitted, time.time() - start_at
+
+
+@pytest.fixture
+async def store(pg_url: str) -> Store:
+    store = Store.from_url(pg_url)
+    yield store  # type: ignore[misc]
+    await store.close()
+
+
+def test_dedupe_admits_one_of_a_thousand_copies_across_processes(pg_url: str) -> None:
+    """1,000 copies of one event from 4 processes (16 connections) admit exactly one."""
+    admitted, seconds = run_race(pg_url, "dedupe", "race-dedupe")
+    print(f"dedupe: {admitted} of 1000 admitted in {seconds:.2f}s")
+    assert admitted == 1
+
+
+def test_rate_limit_admits_exactly_the_limit_across_processes(pg_url: str) -> None:
+    """At one instant, 1,000 requests from 4 processes against 100/min admit exactly 100."""
+    admitted, _ = run_race(pg_url, "ratelimit", "tenant:race-pinned", at=datetime.now(UTC))
+    assert admitted == 100
+
+
+def test_rate_limit_on_the_shared_clock(pg_url: str) -> None:
+    """On clock_timestamp(), 1,000 racing requests admit the burst of 100 plus only what time refilled."""
+    admitted, seconds = run_race(pg_url, "ratelimit", "tenant:race-clock")
+    print(f"rate limit (shared clock): {admitted} of 1000 admitted in {seconds:.2f}s")
+    assert 100 <= admitted <= 100 + int(seconds / 0.6) + 1
+
+
+def test_audit_chain_written_by_four_processes_verifies(pg_url: str) -> None:
+    """400 entries appended by 4 processes at once form one gap-free chain that verifies."""
+    admitted, _ = run_race(pg_url, "audit", "race-audit", total=400)
+    assert admitted == 400
+    with psycopg.connect(pg_url.replace("postgresql+psycopg", "postgresql")) as conn:
+        seqs = [row[0] for row in conn.execute("SELECT seq FROM audit_log WHERE tenant_id = 'race-audit' ORDER BY seq")]
+    assert seqs == list(range(1, 401))
+
+
+async def test_audit_verify_names_edited_and_deleted_rows(store: Store, pg_url: str) -> None:
+    """An edited column, edited bytes and a deleted row are each named by seq; an intact chain verifies."""
+    audit = AuditLog(store.engine)
+    for i in range(6):
+        await audit.append(AuditFact("tamper", "a", "jobs.request", "a.b.c", Decision.DENY, f"r{i}", "t",
+                                     {"i": i}))
+    assert (await audit.verify("tamper")).ok
+    listed = await audit.list("tamper", limit=2)
+    assert [r.seq for r in listed] == [6, 5] and listed[0].details == {"i": 5}
+    with psycopg.connect(pg_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute("UPDATE audit_log SET decision = 'allow' WHERE tenant_id = 'tamper' AND seq = 2")
+        conn.execute("UPDATE audit_log SET body = convert_to(replace(convert_from(body, 'UTF8'), "
+                     "'\"r3\"', '\"rX\"'), 'UTF8') WHERE tenant_id = 'tamper' AND seq = 4")
+        conn.execute("DELETE FROM audit_log WHERE tenant_id = 'tamper' AND seq = 5")
+    verdict = await audit.verify("tamper")
+    assert not verdict.ok
+    assert [(p.seq, p.kind) for p in verdict.problems] == [(2, "edited"), (4, "edited"), (5, "deleted")]
+
+
+async def test_dedupe_rearms_after_the_ttl(store: Store) -> None:
+    """A copy after the TTL is admitted again; a duplicate points at the original's trace."""
+    deduper = EventDeduper(store.engine)
+    first = await deduper.claim("ttl", "x.y", "e1", ttl_seconds=0.3, trace_id="orig")
+    dup = await deduper.claim("ttl", "x.y", "e1", ttl_seconds=0.3, trace_id="second")
+    assert not first.duplicate and dup.duplicate
+    assert dup.original_trace_id == "orig" and dup.first_seen_at == first.first_seen_at
+    other_type = await deduper.claim("ttl", "x.z", "e1", ttl_seconds=0.3)
+    assert not other_type.duplicate
+    await asyncio.sleep(0.35)
+    again = await deduper.claim("ttl", "x.y", "e1", ttl_seconds=0.3, trace_id="later")
+    assert not again.duplicate and again.original_trace_id == "later"
+
+
+async def test_rate_limit_all_or_nothing_across_buckets(store: Store) -> None:
+    """When the actor bucket refuses, the tenant bucket is not charged; retry_after says when to come back."""
+    limiter = RateLimiter(store.engine)
+    now = datetime.now(UTC)
+    tenant, actor = ("tenant:aon", RatePolicy(10, 60)), ("actor:aon:bob", RatePolicy(1, 60))
+    assert (await limiter.hit([actor, tenant], at=now)).allowed
+    refused = await limiter.hit([actor, tenant], at=now)
+    assert not refused.allowed and refused.retry_after == pytest.approx(60, abs=0.01)
+    left = [await limiter.hit([tenant], at=now) for _ in range(10)]
+    assert [d.allowed for d in left] == [True] * 9 + [False]
+
+
+async def test_tenants_and_keys(store: Store) -> None:
+    """Keys authenticate to their tenant and scopes; only a hash is stored; revoked and forged keys fail."""
+    tenants = TenantStore(store.engine)
+    await tenants.create_tenant("keyco", "Key Co")
+    with pytest.raises(TenantExists):
+        await tenants.create_tenant("keyco")
+    issued = await tenants.create_key("keyco", ["jobs:*", "events:write"], "ci")
+    principal = await tenants.authenticate(issued.secret)
+    assert (principal.tenant_id, principal.scopes) == ("keyco", ("events:write", "jobs:*"))
+    async with store.engine.connect() as conn:
+        from sqlalchemy import text
+
+        stored = (await conn.execute(text("SELECT secret_sha256 FROM api_keys WHERE key_id = :k"),
+                                     {"k": issued.key.key_id})).scalar_one()
+    assert issued.secret not in stored and len(stored) == 64
+    for bad in ("", "jfk_nope", issued.secret[:-1] + ("A" if issued.secret[-1] != "A" else "B")):
+        with pytest.raises(Unauthenticated):
+            await tenants.authenticate(bad)
+    await tenants.revoke_key(issued.key.key_id)
+    with pytest.raises(Unauthenticated):
+        await tenants.authenticate(issued.secret)
+    with pytest.raises(ApiKeyNotFound):
+        await tenants.revoke_key("000000000000")
+
+
+async def test_policy_token_single_use(store: Store) -> None:
+    """A token is consumed once; the same run may re-consume (retries); anyone else is a replay."""
+    grants = GrantStore(store.engine)
+    await grants.record_policy_token(jti="j" * 32, token_ref="sha256:ref1", tenant_id="t", template_key="a.b.c",
+                                     inputs_hash="h", actor="x", expires_at=int(time.time()) + 60)
+    with pytest.raises(PolicyTokenInvalid, match="bound"):
+        await grants.consume_policy_token("sha256:ref1", tenant_id="t", template_key="a.b.c", inputs_hash="other",
+                                          used_by="run-1")
+    grant = await grants.consume_policy_token("sha256:ref1", tenant_id="t", template_key="a.b.c", inputs_hash="h",
+                                              used_by="run-1")
+    assert grant.jti == "j" * 32
+    await grants.consume_policy_token("sha256:ref1", tenant_id="t", template_key="a.b.c", inputs_hash="h",
+                                      used_by="run-1")
+    with pytest.raises(PolicyTokenReplayed):
+        await grants.consume_policy_token("sha256:ref1", tenant_id="t", template_key="a.b.c", inputs_hash="h",
+                                          used_by="run-2")
+    with pytest.raises(PolicyTokenInvalid, match="unknown"):
+        await grants.consume_policy_token("sha256:nope", tenant_id="t", template_key="a.b.c", inputs_hash="h",
+                                          used_by="run-1")

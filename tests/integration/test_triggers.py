@@ -1,0 +1,185 @@
+"""Events and triggers end to end against real Temporal and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.errors import FeatureDisabled
+from shared.events import route_workflow_id
+from shared.flags import Flag
+from shared.models import EventEnvelope, RunStatus
+from shared.store.triggers import TriggerStore
+from shared.triggers.models import FireOutcome, RouteEventResult, SafetyConfig, TriggerKind, TriggerSpec, Verdict
+from shared.triggers.schedules import schedule_id
+from shared.triggers.service import TriggerService
+from workers.runtime import Runtime
+from workers.stack import temporal_binary
+
+pytestmark = pytest.mark.integration
+
+HC = "autopilot.jobforge.healthcheck"
+
+
+@pytest.fixture
+def all_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    for flag in (Flag.EVENTS, Flag.TRIGGERS, Flag.AUTOPILOT_JOBS, Flag.AUDIT_LOGGING):
+        monkeypatch.setenv(flag.value, "1")
+
+
+def service(rt: Runtime) -> TriggerService:
+    assert rt.temporal is not None
+    return TriggerService(TriggerStore(rt.store.engine), rt.temporal, rt.settings, rt.registry, rt.flags)
+
+
+def tenant() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+def event_trigger(tenant_id: str, name: str, pattern: str, **safety: object) -> TriggerSpec:
+    return TriggerSpec(tenant_id=tenant_id, name=name, kind=TriggerKind.EVENT, template_key=HC,
+                       event_pattern=pattern, input_pointers={"task_queues": "/payload/queues"},
+                       safety=SafetyConfig(**safety))  # type: ignore[arg-type]
+
+
+async def submit(rt: Runtime, tenant_id: str, event_type: str, event_id: str | None = None) -> RouteEventResult | None:
+    receipt = await rt.client().submit_event(EventEnvelope(
+        tenant_id=tenant_id, event_id=event_id or uuid.uuid4().hex, event_type=event_type, source_app="settler",
+        payload={"queues": [rt.settings.task_queue], "contract": {"id": "c-1"}}, occurred_at=datetime.now(UTC)))
+    if receipt.duplicate:
+        return None
+    assert rt.temporal is not None
+    handle = rt.temporal.get_workflow_handle(route_workflow_id(receipt), result_type=RouteEventResult)
+    result = await handle.result()
+    assert isinstance(result, RouteEventResult)
+    return result
+
+
+async def test_event_fans_out_to_matching_triggers_only(runtime: Runtime, worker: None, all_on: None) -> None:
+    """An event fires the two triggers whose patterns match it, not the third; runs get event values."""
+    t, svc = tenant(), service(runtime)
+    await svc.create(event_trigger(t, "any-contract", "contract.*"))
+    await svc.create(event_trigger(t, "signed", "contract.signed"))
+    await svc.create(event_trigger(t, "invoices", "invoice.*"))
+    result = await submit(runtime, t, "contract.signed")
+    assert result is not None and result.matched == 2
+    assert sorted(f.trigger_name for f in result.fires) == ["any-contract", "signed"]
+    assert all(f.verdict is Verdict.FIRE and f.run_workflow_id and not f.start_error for f in result.fires)
+    client = runtime.client()
+    for fire in result.fires:
+        assert fire.run_workflow_id is not None and runtime.temporal is not None
+        await runtime.temporal.get_workflow_handle(fire.run_workflow_id).result()
+        run = await client.get_run(fire.run_workflow_id, t)
+        assert run.status is RunStatus.SUCCEEDED and run.actor == f"trigger:{fire.trigger_name}"
+    stored = await TriggerStore(runtime.store.engine).events(t)
+    assert [e.event_type for e in stored] == ["contract.signed"]
+
+
+async def test_duplicate_event_fires_nothing(runtime: Runtime, worker: None, all_on: None) -> None:
+    """A second copy of an event within the dedupe TTL is answered as a duplicate and fires nothing."""
+    t, svc = tenant(), service(runtime)
+    await svc.create(event_trigger(t, "signed", "contract.signed"))
+    assert await submit(runtime, t, "contract.signed", "evt-1") is not None
+    assert await submit(runtime, t, "contract.signed", "evt-1") is None
+    assert len(await svc.fires(t)) == 1
+    assert len(await TriggerStore(runtime.store.engine).events(t)) == 1
+
+
+async def test_dry_run_trigger_records_and_starts_nothing(runtime: Runtime, worker: None, all_on: None) -> None:
+    """A dry-run trigger stores what it would have fired, with the inputs, and starts no run."""
+    t, svc = tenant(), service(runtime)
+    await svc.create(event_trigger(t, "careful", "contract.*", dry_run=True))
+    result = await submit(runtime, t, "contract.signed")
+    assert result is not None and [f.verdict for f in result.fires] == [Verdict.DRY_RUN]
+    records = await svc.dry_runs(t, "careful")
+    assert len(records) == 1 and records[0].inputs == {"task_queues": [runtime.settings.task_queue]}
+    assert records[0].run_workflow_id is None
+    assert await runtime.client().list_runs(t) == []
+
+
+async def test_deny_list_and_flag_off(runtime: Runtime, worker: None, all_on: None,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A denied source app is skipped with the reason; with triggers off, creating one is FeatureDisabled."""
+    t, svc = tenant(), service(runtime)
+    await svc.create(event_trigger(t, "no-settler", "contract.*", deny=("source_app:settler",)))
+    result = await submit(runtime, t, "contract.signed")
+    assert result is not None
+    assert result.fires[0].verdict is Verdict.SKIP and result.fires[0].reasons == ["denied by source_app:settler"]
+    monkeypatch.setenv(Flag.TRIGGERS.value, "0")
+    with pytest.raises(FeatureDisabled):
+        await svc.create(event_trigger(t, "later", "x.*"))
+
+
+async def test_racing_fires_respect_cooldown(runtime: Runtime, worker: None, all_on: None) -> None:
+    """Two fires of one trigger at the same instant: one fires, the other is held by the cooldown."""
+    t, svc = tenant(), service(runtime)
+    spec = TriggerSpec(tenant_id=t, name="nightly", kind=TriggerKind.CRON, template_key=HC, interval_seconds=3600,
+                       inputs={"task_queues": [runtime.settings.task_queue]},
+                       safety=SafetyConfig(cooldown_seconds=600), enabled=False)
+    await svc.create(spec)
+    await svc.resume(t, "nightly")
+    outcomes = await asyncio.gather(svc.fire(t, "nightly"), svc.fire(t, "nightly"))
+    verdicts = sorted(o.verdict.value for o in outcomes)
+    assert verdicts == ["fire", "skip"]
+    skipped = next(o for o in outcomes if o.verdict is Verdict.SKIP)
+    assert skipped.reasons[0].startswith("cooldown")
+    await svc.delete(t, "nightly")
+
+
+async def test_cron_trigger_fires_then_is_held(runtime: Runtime, worker: None, all_on: None) -> None:
+    """A 1-second Schedule fires, then cooldown and max-runs hold it; recorded decisions say why."""
+    t, svc = tenant(), service(runtime)
+    inputs = {"task_queues": [runtime.settings.task_queue]}
+    await svc.create(TriggerSpec(tenant_id=t, name="cool", kind=TriggerKind.CRON, template_key=HC,
+                                 interval_seconds=1, inputs=inputs, safety=SafetyConfig(cooldown_seconds=30)))
+    await svc.create(TriggerSpec(tenant_id=t, name="capped", kind=TriggerKind.CRON, template_key=HC,
+                                 interval_seconds=1, inputs=inputs, safety=SafetyConfig(max_runs=2, window_seconds=60)))
+    try:
+        for _ in range(100):
+            fires = await svc.fires(t)
+            cool = [f for f in fires if f.trigger_name == "cool"]
+            capped = [f for f in fires if f.trigger_name == "capped"]
+            if len(cool) >= 3 and len(capped) >= 4:
+                break
+            await asyncio.sleep(0.2)
+        assert [f.verdict for f in cool].count(Verdict.FIRE) == 1
+        assert any(f.reasons[0].startswith("cooldown") for f in cool if f.verdict is Verdict.SKIP)
+        assert [f.verdict for f in capped].count(Verdict.FIRE) == 2
+        assert any(f.reasons[0].startswith("max runs") for f in capped if f.verdict is Verdict.SKIP)
+    finally:
+        await svc.delete(t, "cool")
+        await svc.delete(t, "capped")
+
+
+async def test_schedule_paused_with_temporal_cli(runtime: Runtime, worker: None, all_on: None) -> None:
+    """`temporal schedule toggle --pause` stops the firing and JobForge shows the trigger paused."""
+    t, svc = tenant(), service(runtime)
+    await svc.create(TriggerSpec(tenant_id=t, name="ticker", kind=TriggerKind.CRON, template_key=HC,
+                                 interval_seconds=1, inputs={"task_queues": [runtime.settings.task_queue]},
+                                 safety=SafetyConfig(dry_run=True)))
+    try:
+        for _ in range(50):
+            if await svc.fires(t):
+                break
+            await asyncio.sleep(0.2)
+        assert await svc.fires(t)
+        done = await asyncio.to_thread(
+            subprocess.run, [str(temporal_binary()), "schedule", "toggle", "--schedule-id", schedule_id(t, "ticker"),
+                             "--pause", "--reason", "ops", "--address", runtime.settings.temporal_address],
+            capture_output=True, text=True, timeout=30, check=False)
+        assert done.returncode == 0, done.stderr
+        view = await svc.show(t, "ticker")
+        assert view.state == "paused"
+        await asyncio.sleep(1.5)  # let an in-flight fire land
+        before = len(await svc.fires(t))
+        await asyncio.sleep(2.5)
+        assert len(await svc.fires(t)) == before
+        manual = await svc.fire(t, "ticker")
+        assert isinstance(manual, FireOutcome)
+        assert manual.verdict is Verdict.SKIP and manual.reasons == ["trigger is paused in Temporal"]
+    finally:
+        await svc.delete(t, "ticker")

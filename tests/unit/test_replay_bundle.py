@@ -1,0 +1,114 @@
+"""Replay bundle files, history reading and redaction (pure)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from shared.replay.bundle import (
+    build_bundle,
+    bundle_digest,
+    check_files,
+    recorded_activities,
+    recorded_outcome,
+    redact_history,
+    redact_keeping_types,
+    tar_bundle,
+    workflow_input,
+    write_bundle,
+)
+from shared.replay.provenance import env_fingerprint, input_snapshot
+
+ENC = base64.b64encode(b"json/plain").decode()
+CANARY = "ghp_" + "A" * 36
+
+
+def payload(value: Any) -> dict[str, Any]:
+    return {"metadata": {"encoding": ENC}, "data": base64.b64encode(orjson.dumps(value)).decode()}
+
+
+def history() -> dict[str, Any]:
+    return {"events": [
+        {"eventId": "1", "eventType": "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED",
+         "workflowExecutionStartedEventAttributes": {"workflowType": {"name": "a.b.c"},
+                                                     "input": {"payloads": [payload({"tenant_id": "t",
+                                                                                     "inputs": {"api_token": CANARY,
+                                                                                                "retries": 3}})]}}},
+        {"eventId": "5", "eventType": "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED",
+         "activityTaskScheduledEventAttributes": {"activityId": "1", "activityType": {"name": "jobforge.admit"}}},
+        {"eventId": "7", "eventType": "EVENT_TYPE_ACTIVITY_TASK_COMPLETED",
+         "activityTaskCompletedEventAttributes": {"scheduledEventId": "5", "result": {"payloads": [payload(
+             {"admitted": True})]}}},
+        {"eventId": "8", "eventType": "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED",
+         "activityTaskScheduledEventAttributes": {"activityId": "2", "activityType": {"name": "x.step"}}},
+        {"eventId": "9", "eventType": "EVENT_TYPE_ACTIVITY_TASK_FAILED",
+         "activityTaskFailedEventAttributes": {"scheduledEventId": "8", "failure": {
+             "message": f"boom {CANARY}", "stackTrace": f"at x {CANARY}",
+             "applicationFailureInfo": {"type": "step_failed"}}}},
+        {"eventId": "12", "eventType": "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED",
+         "workflowExecutionCompletedEventAttributes": {"result": {"payloads": [payload({"ok": True})]}}},
+    ]}
+
+
+def test_history_reading() -> None:
+    """The started input, each activity's recorded outcome and the run's outcome are read from history."""
+    h = history()
+    assert workflow_input(h) == ("a.b.c", {"tenant_id": "t", "inputs": {"api_token": CANARY, "retries": 3}})
+    acts = recorded_activities(h)
+    assert acts["1"].outcome == "completed" and acts["1"].result == {"admitted": True}
+    assert acts["2"].outcome == "failed" and acts["2"].failure["type"] == "step_failed"
+    assert recorded_outcome(h) == {"status": "completed", "result": {"ok": True}}
+    assert recorded_outcome({"events": h["events"][:3]}) == {"status": "running"}
+
+
+def test_redact_history_removes_secrets_and_keeps_shape() -> None:
+    """Payloads and failure texts lose their secrets; numbers and structure stay replayable."""
+    redacted = redact_history(history())
+    text = orjson.dumps(redacted).decode()
+    assert CANARY not in text and CANARY not in base64.b64decode(
+        redacted["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]["data"]).decode()
+    _, started = workflow_input(redacted)
+    assert started["inputs"] == {"api_token": "[REDACTED]", "retries": 3}
+    assert len(redacted["events"]) == len(history()["events"])
+    assert redact_keeping_types({"token_count": 5, "password": {"a": 1, "b": "x"}}) == {
+        "token_count": 5, "password": {"a": 1, "b": "[REDACTED]"}}
+
+
+def test_bundle_is_canonical_and_hash_checked(tmp_path: Path) -> None:
+    """The same run gives the same bytes; a changed byte or an extra file is named by check_files."""
+    args: dict[str, Any] = {"run": {"run_id": "r", "b": 1, "a": 2}, "provenance": None,
+                            "history": redact_history(history()), "artifacts": []}
+    files = build_bundle(**args)
+    assert files == build_bundle(**args) and bundle_digest(files) == bundle_digest(build_bundle(**args))
+    assert tar_bundle(files, "x") == tar_bundle(files, "x")
+    write_bundle(files, tmp_path / "b")
+    assert check_files(tmp_path / "b") == []
+    (tmp_path / "b" / "extra.txt").write_text("hi")
+    data = bytearray((tmp_path / "b" / "replay.json").read_bytes())
+    data[10] ^= 1
+    (tmp_path / "b" / "replay.json").write_bytes(bytes(data))
+    assert {(p.path, p.problem.split(" ")[0]) for p in check_files(tmp_path / "b")} == {
+        ("replay.json", "sha256"), ("extra.txt", "not")}
+    (tmp_path / "b" / "replay.json").unlink()
+    assert any(p.path == "replay.json" and p.problem == "missing" for p in check_files(tmp_path / "b"))
+
+
+def test_env_fingerprint_hashes_values_only() -> None:
+    """Only allowlisted variables count, by the hash of their values; secrets elsewhere are ignored."""
+    fp = env_fingerprint({"PATH": "/usr/bin", "AWS_SECRET_ACCESS_KEY": "nope", "TZ": "UTC"})
+    assert set(fp.variables) == {"PATH", "TZ"} and "/usr/bin" not in fp.model_dump_json()
+    assert fp.sha256 == env_fingerprint({"TZ": "UTC", "PATH": "/usr/bin"}).sha256
+    assert fp.sha256 != env_fingerprint({"PATH": "/bin", "TZ": "UTC"}).sha256
+
+
+def test_input_snapshot_redacts_but_hashes_the_original() -> None:
+    """The snapshot never holds a secret in clear; its hash is that of the original inputs."""
+    from shared.canonical import input_hash
+
+    snap = input_snapshot({"repo": "x", "password": "hunter2"})
+    assert snap.inputs == {"repo": "x", "password": "[REDACTED]"} and snap.redacted
+    assert snap.input_hash == input_hash({"password": "hunter2", "repo": "x"})
+    assert not input_snapshot({"repo": "x"}).redacted

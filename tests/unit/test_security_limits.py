@@ -1,0 +1,165 @@
+"""Payload limits: sizes, depth, strings, arrays, the JSON path of a violation, linear time."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.errors import InvalidRequest, PayloadLimitExceeded, PayloadTooLarge
+from shared.security.limits import PayloadLimits, check_payload, check_size, check_structure, parse_and_check
+
+SMALL = PayloadLimits(max_bytes=1000, max_depth=3, max_string=10, max_array=4)
+
+
+def nest(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def test_defaults_are_the_threat_model_seeds() -> None:
+    """The defaults are 1 MiB, depth 10, strings of 100,000 chars and arrays of 10,000 items."""
+    assert PayloadLimits() == PayloadLimits(1_048_576, 10, 100_000, 10_000)
+
+
+def test_within_limits_passes() -> None:
+    """A document at every limit exactly is accepted."""
+    check_payload({"a": [1, 2, 3, "x" * 10], "b": {"c": None}}, SMALL)
+    check_structure(nest(3), SMALL)
+
+
+def test_depth_names_limit_and_path() -> None:
+    """One level too deep is refused, naming max_depth and the path of the container that broke it."""
+    with pytest.raises(PayloadLimitExceeded) as info:
+        check_structure({"x": [{"y": {"z": 1}}]}, SMALL)
+    assert info.value.details["limit"] == "max_depth"
+    assert info.value.details["path"] == "$.x[0].y"
+    assert "max_depth" in info.value.message and "$.x[0].y" in info.value.message
+
+
+def test_string_and_key_lengths() -> None:
+    """A long string value or a long key is refused with its path."""
+    with pytest.raises(PayloadLimitExceeded) as info:
+        check_structure({"ok": ["fine", "x" * 11]}, SMALL)
+    assert (info.value.details["limit"], info.value.details["path"]) == ("max_string", "$.ok[1]")
+    with pytest.raises(PayloadLimitExceeded) as info:
+        check_structure({"k" * 11: 1}, SMALL)
+    assert info.value.details["limit"] == "max_string"
+    assert info.value.details["path"] == "$." + "k" * 11
+
+
+def test_array_length_and_odd_keys_in_path() -> None:
+    """A long array is refused; keys that are not identifiers are quoted in the path."""
+    with pytest.raises(PayloadLimitExceeded) as info:
+        check_structure({"a b": [1, 2, 3, 4, 5]}, SMALL)
+    assert (info.value.details["limit"], info.value.details["path"]) == ("max_array", "$['a b']")
+
+
+def test_size_limit_is_checked_before_parsing() -> None:
+    """Bytes over max_bytes are refused as payload_too_large without being parsed."""
+    with pytest.raises(PayloadTooLarge) as info:
+        parse_and_check(b"{" * 2000, SMALL)
+    assert info.value.details == {"limit": "max_bytes", "allowed": 1000, "actual": 2000}
+    with pytest.raises(PayloadTooLarge):
+        check_size(1001, SMALL)
+    check_size(1000, SMALL)
+
+
+def test_bad_json_is_invalid_request() -> None:
+    """Bytes that are not JSON are an invalid request."""
+    with pytest.raises(InvalidRequest):
+        parse_and_check(b"{nope", SMALL)
+
+
+def test_non_json_values_are_refused() -> None:
+    """A value that JSON cannot carry is refused with its path."""
+    with pytest.raises(PayloadLimitExceeded) as info:
+        check_structure({"a": [object()]}, SMALL)
+    assert info.value.details["path"] == "$.a[0]"
+
+
+def test_very_deep_document_needs_no_recursion() -> None:
+    """100,000 levels of nesting are refused quickly, with no RecursionError."""
+    deep: Any = []
+    for _ in range(100_000):
+        deep = [deep]
+    started = time.perf_counter()
+    with pytest.raises(PayloadLimitExceeded) as info:
+        check_structure(deep)
+    assert info.value.details["limit"] == "max_depth"
+    assert time.perf_counter() - started < 2
+
+
+def test_work_is_linear() -> None:
+    """Checking a document 8x larger takes far less than 64x longer (no quadratic work)."""
+    def doc(n: int) -> Any:
+        return [{"id": i, "name": f"n{i}", "tags": ["a", "b"]} for i in range(n)]
+
+    limits = PayloadLimits(max_array=10**7)
+    small, large = doc(5_000), doc(40_000)
+    t0 = time.perf_counter()
+    for _ in range(5):
+        check_structure(small, limits)
+    t1 = time.perf_counter()
+    for _ in range(5):
+        check_structure(large, limits)
+    t2 = time.perf_counter()
+    assert (t2 - t1) < 24 * (t1 - t0) + 0.05
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=15),
+    lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=12), children, max_size=6),
+    max_leaves=40,
+)
+
+
+def reference(value: Any, limits: PayloadLimits, depth: int = 0) -> str | None:
+    """A plain recursive statement of the limits, to hold the fast walk to."""
+    if isinstance(value, dict | list):
+        if depth + 1 > limits.max_depth:
+            return "max_depth"
+        if isinstance(value, list) and len(value) > limits.max_array:
+            return "max_array"
+        items = list(value.items()) if isinstance(value, dict) else [(None, v) for v in value]
+        broken = [reason for key, child in items
+                  for reason in [("max_string" if key is not None and len(key) > limits.max_string else None),
+                                 reference(child, limits, depth + 1)] if reason]
+        return broken[0] if broken else None
+    if isinstance(value, str) and len(value) > limits.max_string:
+        return "max_string"
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_property_fast_walk_agrees_with_the_reference(value: Any) -> None:
+    """For any JSON value, the checker refuses exactly when the recursive reference finds a violation."""
+    expected = reference(value, SMALL)
+    try:
+        check_structure(value, SMALL)
+    except PayloadLimitExceeded as exc:
+        assert expected is not None, exc.message
+        assert exc.details["path"].startswith("$")
+    else:
+        assert expected is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(json_values)
+def test_property_size_is_the_serialised_length(value: Any) -> None:
+    """check_payload refuses exactly the documents whose JSON is longer than max_bytes."""
+    limits = PayloadLimits(max_bytes=60, max_depth=100, max_string=10**6, max_array=10**6)
+    size = len(orjson.dumps(value))
+    if size > 60:
+        with pytest.raises(PayloadTooLarge):
+            check_payload(value, limits)
+    else:
+        check_payload(value, limits)

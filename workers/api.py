@@ -1,0 +1,446 @@
+"""``jobforge-api``: the HTTP ingress (FastAPI on uvicorn) in front of the same security gate.
+
+Authentication is a tenant API key (``Authorization: Bearer jfk_...``), which pins the tenant and
+the granted scopes. Every error is ``application/problem+json`` without stack or secret; a tenant
+never sees another tenant's runs, artifacts or audit entries (a foreign id is a 404).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+import structlog
+import typer
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+from shared.errors import (
+    FeatureDisabled,
+    InsufficientScope,
+    InvalidRequest,
+    JobForgeError,
+    RateLimited,
+    Unauthenticated,
+    http_status,
+)
+from shared.events import route_admitted
+from shared.flags import Flag
+from shared.logs import configure
+from shared.models import ArtifactRecord, EventEnvelope, EventReceipt, RunHandleInfo, RunRecord
+from shared.security.limits import PayloadLimits, parse_and_check
+from shared.security.principal import Principal
+from shared.security.ratelimit import RateDecision, RatePolicy, headers
+from shared.security.redaction import redact, redact_text
+from shared.security.scopes import require_scopes
+from shared.settings import Settings
+from workers.runtime import Runtime, open_runtime
+
+log = structlog.get_logger("jobforge.api")
+
+PROBLEM = "application/problem+json"
+ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[dict[str, Any]]],
+                    Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
+#: with JOBFORGE_SECURITY_VALIDATION_ENABLED off, bodies are still capped at this multiple of the limit
+HARD_CAP_FACTOR = 10
+
+
+# -- request and response bodies -----------------------------------------------------------------
+
+
+class JobRequestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    template_key: str = Field(max_length=200)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    #: optional; must be the key's tenant when given
+    tenant_id: str | None = Field(default=None, max_length=63)
+    trace_id: str | None = Field(default=None, max_length=128)
+    actor: str | None = Field(default=None, max_length=200)
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    policy_token: str | None = Field(default=None, max_length=16384)
+
+
+class EventBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(max_length=200)
+    event_type: str = Field(max_length=200)
+    tenant_id: str | None = Field(default=None, max_length=63)
+    trace_id: str | None = Field(default=None, max_length=128)
+    source_app: str = Field(default="", max_length=100)
+    source_module: str = Field(default="", max_length=200)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    occurred_at: datetime | None = None
+
+
+class PolicyTokenBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    template_key: str = Field(max_length=200)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    ttl_seconds: int | None = Field(default=None, ge=5, le=86_400)
+
+
+class PolicyTokenOut(BaseModel):
+    token: str
+    ref: str
+    jti: str
+    expires_at: int
+
+
+class AuditEntryOut(BaseModel):
+    tenant_id: str
+    seq: int
+    occurred_at: str
+    actor: str
+    action: str
+    resource: str
+    decision: str
+    reason: str
+    trace_id: str
+    details: dict[str, Any]
+    hash: str
+    prev_hash: str
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+
+
+# -- problems ------------------------------------------------------------------------------------
+
+
+def problem(status: int, code: str, detail: str, details: dict[str, Any] | None = None,
+            extra_headers: dict[str, str] | None = None) -> Response:
+    """An RFC 9457 problem document; detail and details pass through redaction."""
+    body = {"type": f"urn:jobforge:problem:{code}", "title": code.replace("_", " "), "status": status,
+            "detail": redact_text(detail), "code": code, "details": redact(details or {})}
+    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=extra_headers)
+
+
+def error_response(err: JobForgeError, policy: RatePolicy | None = None) -> Response:
+    status = http_status(err)
+    extra: dict[str, str] = {}
+    if isinstance(err, Unauthenticated):
+        extra["WWW-Authenticate"] = 'Bearer realm="jobforge"'
+    elif isinstance(err, InsufficientScope):
+        extra["WWW-Authenticate"] = f'Bearer error="insufficient_scope", scope="{" ".join(err.missing)}"'
+    elif isinstance(err, RateLimited):
+        limit = int(err.details.get("limit") or 1)
+        period = float(err.details.get("period") or 60.0)
+        retry = float(err.details.get("retry_after") or 1.0)
+        refused = RateDecision(allowed=False, tat=0.0, remaining=0, retry_after=retry, reset=retry)
+        extra.update(headers(refused, policy or RatePolicy(limit, period)))
+    return problem(status, err.code, err.message, dict(err.details), extra)
+
+
+class BodyLimit:
+    """Pure ASGI middleware: refuse a body over the limit with 413 before reading it all.
+
+    A declared ``Content-Length`` over the limit is refused without reading a byte; a chunked body
+    is counted as it arrives and refused as soon as it passes the limit.
+    """
+
+    def __init__(self, app: Any, limit: Callable[[], Awaitable[int]]) -> None:
+        self.app: ASGIApp = app
+        #: the FastAPI app inside (its OpenAPI document, its routes)
+        self.fastapi: FastAPI | None = app if isinstance(app, FastAPI) else None
+        self.limit = limit
+
+    @staticmethod
+    async def _refuse(send: Callable[[dict[str, Any]], Awaitable[None]], limit: int, seen: int | None) -> None:
+        body = orjson.dumps({
+            "type": "urn:jobforge:problem:payload_too_large", "title": "payload too large", "status": 413,
+            "detail": f"the request body is over the limit of {limit} bytes", "code": "payload_too_large",
+            "details": {"limit": "max_bytes", "allowed": limit, **({"actual": seen} if seen is not None else {})}})
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        limit = await self.limit()
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > limit:
+                    await self._refuse(send, limit, declared)
+                    return
+        state = {"seen": 0, "over": False, "answered": False}
+
+        async def counted_receive() -> dict[str, Any]:
+            if state["over"]:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                state["seen"] += len(message.get("body", b""))
+                if state["seen"] > limit:
+                    state["over"] = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            if state["over"]:
+                if not state["answered"]:
+                    state["answered"] = True
+                    await self._refuse(send, limit, None)
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not state["over"]:
+                raise
+        if state["over"] and not state["answered"]:
+            state["answered"] = True
+            await self._refuse(send, limit, None)
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+bearer = HTTPBearer(auto_error=False, description="A tenant API key: `jobforge keys create --tenant T`.")
+
+
+async def principal(request: Request,
+                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+    """The caller behind ``Authorization: Bearer <key>``."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated()
+    runtime: Runtime = request.app.state.runtime
+    return await runtime.gate.tenants.authenticate(credentials.credentials)
+
+
+Caller = Annotated[Principal, Depends(principal)]
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
+    """The ASGI app; with ``runtime`` given (tests) it is used as is, else opened for the app's life."""
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime is not None:
+            yield
+            return
+        async with open_runtime(settings) as opened:
+            app.state.runtime = opened
+            log.info("api_started", host=settings.api_host, port=settings.api_port)
+            yield
+
+    app = FastAPI(title="JobForge", version="1", lifespan=lifespan,
+                  description="Events and job requests behind JobForge's security gate.")
+    if runtime is not None:
+        app.state.runtime = runtime
+
+    def rt() -> Runtime:
+        opened: Runtime = app.state.runtime
+        return opened
+
+    async def limits() -> PayloadLimits:
+        gate = rt().gate
+        if await rt().flags.is_enabled(Flag.SECURITY_VALIDATION):
+            return gate.limits
+        base = gate.limits
+        return PayloadLimits(base.max_bytes * HARD_CAP_FACTOR, 1000, base.max_bytes * HARD_CAP_FACTOR,
+                             base.max_bytes * HARD_CAP_FACTOR)
+
+    async def body_limit() -> int:
+        return (await limits()).max_bytes
+
+    async def parse(request: Request, model: type[BaseModel]) -> Any:
+        raw = await request.body()
+        body_limits = await limits()
+        # the envelope adds one level around inputs/payload, which the gate then checks exactly
+        value = parse_and_check(raw, dataclasses.replace(body_limits, max_depth=body_limits.max_depth + 1))
+        try:
+            return model.model_validate(value)
+        except ValidationError as exc:
+            problems = [f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}"
+                        for e in exc.errors(include_url=False, include_input=False)]
+            raise InvalidRequest("the body is invalid: " + "; ".join(problems), problems=problems) from None
+
+    def tenant_of(caller: Principal, claimed: str | None) -> str:
+        assert caller.tenant_id is not None
+        if claimed is not None and claimed != caller.tenant_id:
+            raise InvalidRequest("tenant_id must be the API key's tenant", field="tenant_id")
+        return caller.tenant_id
+
+    def rate_headers(response: Response, rate: RateDecision | None, policy: RatePolicy) -> None:
+        if rate is not None:
+            response.headers.update(headers(rate, policy))
+
+    @app.exception_handler(JobForgeError)
+    async def _jobforge_error(_request: Request, exc: JobForgeError) -> Response:
+        return error_response(exc, rt().gate.tenant_policy if hasattr(app.state, "runtime") else None)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> Response:
+        problems = [f"{'.'.join(str(p) for p in e.get('loc', ())) or '(request)'}: {e.get('msg', 'invalid')}"
+                    for e in exc.errors()]
+        return problem(422, "invalid_request", "the request is invalid: " + "; ".join(problems)[:2000],
+                       {"problems": problems[:50]})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return problem(exc.status_code, code, str(exc.detail), extra_headers=dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> Response:
+        if not isinstance(exc, ClientDisconnect):  # a body cut off by BodyLimit, or a client gone
+            log.error("api_unexpected_error", error_type=type(exc).__name__,
+                      error=redact_text(str(exc).splitlines()[0] if str(exc) else "")[:300])
+        return problem(500, "internal_error", "JobForge failed to answer; the error was logged")
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    async def healthz() -> Response:
+        """Liveness and database reachability (no authentication)."""
+        try:
+            await rt().store.ping()
+        except JobForgeError:
+            return JSONResponse({"status": "degraded", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    @app.post("/v1/events", status_code=202, response_model=EventReceipt, tags=["events"],
+              openapi_extra=_body_schema(EventBody),
+              responses={200: {"description": "a duplicate within the dedupe window"}})
+    async def post_event(request: Request, caller: Caller) -> Response:
+        """Submit an event (scope ``events:write``); a duplicate answers 200 pointing at the original."""
+        body: EventBody = await parse(request, EventBody)
+        try:
+            event = EventEnvelope(tenant_id=tenant_of(caller, body.tenant_id), event_id=body.event_id,
+                                  event_type=body.event_type, trace_id=body.trace_id or "",
+                                  source_app=body.source_app, source_module=body.source_module,
+                                  payload=body.payload, occurred_at=body.occurred_at)
+        except ValidationError as exc:
+            problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                        for e in exc.errors(include_url=False, include_input=False)]
+            raise InvalidRequest("the event is invalid: " + "; ".join(problems), problems=problems) from None
+        runtime = rt()
+        admission = await runtime.gate.admit_event(event, caller)
+        if not admission.receipt.duplicate:
+            assert runtime.temporal is not None
+            await route_admitted(runtime.temporal, runtime.settings, runtime.gate, event, admission.receipt,
+                                 caller.actor)
+        response = Response(admission.receipt.model_dump_json(), media_type="application/json",
+                            status_code=200 if admission.receipt.duplicate else 202)
+        rate_headers(response, admission.rate, admission.policy)
+        return response
+
+    @app.post("/v1/jobs", status_code=202, response_model=RunHandleInfo, tags=["jobs"],
+              openapi_extra=_body_schema(JobRequestBody),
+              responses={200: {"description": "the run this idempotency key already names"}})
+    async def post_job(request: Request, caller: Caller) -> Response:
+        """Request a run of a template (the template's scopes; action jobs need a policy token)."""
+        body: JobRequestBody = await parse(request, JobRequestBody)
+        tenant = tenant_of(caller, body.tenant_id)
+        key = body.idempotency_key or request.headers.get("idempotency-key")
+        client = rt().client()
+        client.principal = caller
+        handle, admission = await client.submit_job(tenant, body.template_key, body.inputs, trace_id=body.trace_id,
+                                                    actor=body.actor or caller.actor, idempotency_key=key,
+                                                    policy_token=body.policy_token)
+        response = Response(handle.model_dump_json(), media_type="application/json",
+                            status_code=202 if handle.created else 200)
+        if admission is not None:
+            rate_headers(response, admission.rate, admission.policy)
+        return response
+
+    @app.post("/v1/policy-tokens", status_code=201, response_model=PolicyTokenOut, tags=["jobs"],
+              openapi_extra=_body_schema(PolicyTokenBody))
+    async def post_policy_token(request: Request, caller: Caller) -> PolicyTokenOut:
+        """Issue a single-use policy token for one action run (scope ``tokens:issue`` + the template's)."""
+        body: PolicyTokenBody = await parse(request, PolicyTokenBody)
+        assert caller.tenant_id is not None
+        issued = await rt().gate.issue_policy_token(caller, caller.tenant_id, body.template_key, body.inputs,
+                                                    ttl=body.ttl_seconds)
+        return PolicyTokenOut(token=issued.token, ref=issued.ref, jti=issued.jti, expires_at=issued.expires_at)
+
+    @app.get("/v1/runs/{ident:path}/artifacts", response_model=list[ArtifactRecord], tags=["runs"])
+    async def get_artifacts(ident: str, caller: Caller) -> list[ArtifactRecord]:
+        """The artifacts of one of the tenant's runs (scope ``artifacts:read``)."""
+        require_scopes(caller.scopes, ("artifacts:read",))
+        assert caller.tenant_id is not None
+        run = await rt().store.get_run(ident, caller.tenant_id)
+        return list(await rt().store.list_artifacts(caller.tenant_id, run.run_id))
+
+    @app.get("/v1/runs/{ident:path}", response_model=RunRecord, tags=["runs"])
+    async def get_run(ident: str, caller: Caller) -> RunRecord:
+        """One of the tenant's runs, by run id or workflow id (scope ``runs:read``)."""
+        require_scopes(caller.scopes, ("runs:read",))
+        return await rt().store.get_run(ident, caller.tenant_id)
+
+    @app.get("/v1/audit", response_model=list[AuditEntryOut], tags=["audit"])
+    async def get_audit(caller: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                        before_seq: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> list[AuditEntryOut]:
+        """The tenant's audit entries, newest first (scope ``audit:read``)."""
+        require_scopes(caller.scopes, ("audit:read",))
+        if not await rt().flags.is_enabled(Flag.AUDIT_LOGGING):
+            raise FeatureDisabled(Flag.AUDIT_LOGGING.value)
+        assert caller.tenant_id is not None
+        records = await rt().gate.audit.list(caller.tenant_id, limit=limit, before_seq=before_seq)
+        return [AuditEntryOut(**record.to_json()) for record in records]
+
+    return BodyLimit(app, body_limit)
+
+
+# -- the process ---------------------------------------------------------------------------------
+
+cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="Run JobForge's HTTP ingress.")
+
+
+@cli.command()
+def run(host: str | None = typer.Option(None, help="Address to bind (default: JOBFORGE_API_HOST)."),
+        port: int | None = typer.Option(None, help="Port (default: JOBFORGE_API_PORT).")) -> None:
+    """Serve the HTTP API until SIGTERM or SIGINT."""
+    import uvicorn
+
+    from workers.stack import effective_settings
+
+    settings = effective_settings()
+    overrides: dict[str, Any] = {}
+    if host:
+        overrides["api_host"] = host
+    if port is not None:
+        overrides["api_port"] = port
+    settings = settings.model_copy(update=overrides) if overrides else settings
+    configure(settings.log_level, settings.log_format)
+    config = uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
+                            log_config=None, proxy_headers=False, server_header=False, lifespan="on")
+    try:
+        asyncio.run(uvicorn.Server(config).serve())
+    except JobForgeError as err:
+        log.error("api_failed", error_code=err.code, error=err.message)
+        raise typer.Exit(2) from None
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()
+

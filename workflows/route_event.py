@@ -1,0 +1,54 @@
+"""``jobforge.event.route``: store an admitted event and fire every trigger whose pattern matches it.
+
+Durable: an accepted event is routed even if a worker dies mid-way (the workflow resumes on another
+worker), and never twice (one routing workflow per admitted event; each fire has its own key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.triggers import TriggerActivities
+    from shared.triggers.models import (
+        FireContext,
+        FireRequest,
+        MatchTriggersInput,
+        RouteEventInput,
+        RouteEventResult,
+        StoreEventInput,
+    )
+
+TIMEOUT = timedelta(seconds=15)  # short: a crashed worker's activity is retried elsewhere soon
+RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
+
+
+@workflow.defn(name="jobforge.event.route")
+class RouteEventWorkflow:
+    @workflow.run
+    async def run(self, req: RouteEventInput) -> RouteEventResult:
+        info = workflow.info()
+        event = req.event
+        stored = await workflow.execute_activity_method(
+            TriggerActivities.store_event,
+            StoreEventInput(event=event, trace_id=req.trace_id, route_workflow_id=info.workflow_id),
+            start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
+        matched = await workflow.execute_activity_method(
+            TriggerActivities.match_triggers,
+            MatchTriggersInput(tenant_id=str(event["tenant_id"]), event_type=str(event["event_type"])),
+            start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
+        context = FireContext(source="event", event_type=str(event["event_type"]),
+                              source_app=str(event.get("source_app") or "") or None,
+                              actor=req.actor or "event", event_id=str(event["event_id"]))
+        fires = await asyncio.gather(*(
+            workflow.execute_activity_method(
+                TriggerActivities.fire,
+                FireRequest(trigger_id=trigger_id, fire_key=f"{info.workflow_id}#{trigger_id}", context=context,
+                            event=event),
+                start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
+            for trigger_id in matched.trigger_ids))
+        return RouteEventResult(event_row_id=stored.event_row_id, matched=len(matched.trigger_ids), fires=list(fires))
