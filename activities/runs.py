@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 from temporalio import activity
 
+from shared import metrics, tracing
 from shared.errors import JobForgeError
 from shared.flags import FlagReader
 from shared.gate import Gate, pg_text
@@ -42,6 +43,7 @@ class RunActivities:
     async def admit(self, req: AdmissionInput) -> AdmissionResult:
         """Decide whether the run may proceed, and record the run with that outcome."""
         run = req.run
+        tracing.tag_trace(run.trace_id)
         try:
             result = await self._judge(req)
         except JobForgeError as err:
@@ -49,6 +51,7 @@ class RunActivities:
                 raise  # the store or Temporal is away: let the retry policy work
             result = AdmissionResult(admitted=False, reason=redact_text(err.message), error_code=err.code,
                                      error_details=redact(err.details))
+        metrics.job_admission("run", allowed=result.admitted, reason=result.error_code or "admitted")
         status = RunStatus.RUNNING if result.admitted else RunStatus.REJECTED
         await self.store.record_run(
             tenant_id=pg_text(run.tenant_id)[:63], template_key=pg_text(run.template_key)[:200],

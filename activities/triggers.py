@@ -9,6 +9,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from shared import metrics
 from shared.client import JobForgeClient
 from shared.errors import InvalidInputs, JobForgeError
 from shared.flags import Flag
@@ -24,13 +25,11 @@ from shared.templates import Registry
 from shared.triggers.gate import evaluate_trigger_fire
 from shared.triggers.inputs import build_inputs
 from shared.triggers.models import (
+    AcceptEventResult,
     Decision,
     FireOutcome,
     FireRequest,
-    MatchTriggersInput,
-    MatchTriggersResult,
     StoreEventInput,
-    StoreEventResult,
     Trigger,
     TriggerKind,
     TriggerState,
@@ -50,18 +49,13 @@ class TriggerActivities:
         self.settings = settings
         self.registry = registry
 
-    @activity.defn(name="events.store")
-    async def store_event(self, req: StoreEventInput) -> StoreEventResult:
-        """Persist the admitted event once (keyed by its routing workflow)."""
+    @activity.defn(name="events.accept")
+    async def accept_event(self, req: StoreEventInput) -> AcceptEventResult:
+        """Persist the admitted event once (keyed by its routing workflow) and find the triggers it matches."""
         event = EventEnvelope.model_validate(req.event)
         stored = await self.triggers.store_event(event, req.trace_id, req.route_workflow_id)
-        return StoreEventResult(event_row_id=stored.id)
-
-    @activity.defn(name="events.match_triggers")
-    async def match_triggers(self, req: MatchTriggersInput) -> MatchTriggersResult:
-        """The tenant's event triggers whose pattern matches the event type."""
-        matched = await self.triggers.matching(req.tenant_id, req.event_type)
-        return MatchTriggersResult(trigger_ids=[t.trigger_id for t in matched])
+        matched = await self.triggers.matching(event.tenant_id, event.event_type)
+        return AcceptEventResult(event_row_id=stored.id, trigger_ids=[t.trigger_id for t in matched])
 
     async def _schedule_paused(self, trigger: Trigger) -> str | None:
         """Why a cron trigger's Schedule will not fire (paused in Temporal, or gone), else None."""
@@ -107,6 +101,7 @@ class TriggerActivities:
                  "template": trigger.template_key})
             log.info("trigger_decided", tenant_id=trigger.tenant_id, trigger=trigger.name,
                      verdict=record.verdict.value, source=req.context.source)
+            metrics.trigger_decided(record.verdict.value, req.context.source)
         outcome = FireOutcome(trigger_name=trigger.name, verdict=record.verdict, reasons=record.reasons,
                               fire_id=record.id, run_workflow_id=record.run_workflow_id,
                               start_error=record.start_error)

@@ -37,6 +37,7 @@ from temporalio import activity
 
 from activities.artifacts import ArtifactStore
 from activities.process import ProcessResult, Progress, kill_stale, run_process
+from shared import metrics
 from shared.canonical import canonical_json
 from shared.errors import JobForgeError, RepoCheckoutFailed, SandboxUnavailable
 from shared.flags import Flag, FlagReader
@@ -457,6 +458,7 @@ class VerifyActivities:
             with contextlib.suppress(Exception):
                 await asyncio.shield(asyncio.ensure_future(store_log))
             log.info("step_cancelled", step=name, run_id=req.run_id, tenant_id=req.tenant_id)
+            metrics.verify_step_finished(name, "cancelled", duration)
             raise asyncio.CancelledError
         ref = await store_log
         last = results[-1] if results else None
@@ -475,6 +477,7 @@ class VerifyActivities:
         tail = last.tail if last is not None else []
         log.info("step_finished", step=name, run_id=req.run_id, tenant_id=req.tenant_id, status=status.value,
                  exit_code=code, duration=round(duration, 3))
+        metrics.verify_step_finished(name, status.value, duration)
         return StepResult(name=spec.name, status=status, exit_code=code, duration_seconds=round(duration, 3),
                           command=spec.display, reason=reason, log=ref, tail=tail, attempt=attempt)
 

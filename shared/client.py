@@ -142,10 +142,14 @@ class JobForgeClient:
                       "actor": job.actor},
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # a worker sharing this client (a trigger fire inside a worker) takes the first task at once
+                request_eager_start=True,
             )
         except WorkflowAlreadyStartedError:
             handle = self.temporal.get_workflow_handle(workflow_id)
-        if job.idempotency_key is None:
+        started = getattr(handle, "_start_workflow_response", None)
+        if job.idempotency_key is None or (started is not None and started.started):
+            # a fresh start under this id: nothing earlier to compare with, no describe round trip needed
             return RunHandleInfo(tenant_id=job.tenant_id, template_key=job.template_key, workflow_id=workflow_id,
                                  run_id=handle.result_run_id or "", trace_id=job.trace_id, created=True)
         desc = await handle.describe()

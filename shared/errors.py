@@ -365,3 +365,12 @@ class TriggerExists(JobForgeError):
 
 ERRORS_BY_CODE.update({cls.code: cls for cls in (TriggerNotFound, TriggerExists)})
 HTTP_STATUS.update({"trigger_not_found": 404, "trigger_exists": 409})
+
+
+# -- observability (issue 7) --------------------------------------------------------------------------
+
+
+class TelemetryUnavailable(JobForgeError):
+    """The metrics endpoint or the trace exporter cannot be set up."""
+
+    code = "telemetry_unavailable"

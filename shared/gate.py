@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared import metrics
 from shared.admission import Judged, judge
 from shared.canonical import input_hash
 from shared.errors import (
@@ -171,8 +172,12 @@ class Gate:
             if judged.spec.action:
                 policy_jti = await self._use_policy_token(run, judged, policy_token, used_by=run_id or workflow_id)
         except JobForgeError as err:
+            metrics.job_admission("gate", allowed=False, reason=err.code, retryable=err.retryable)
+            if isinstance(err, RateLimited):
+                metrics.rate_limited("jobs.request")
             await self._deny(flags, run.tenant_id, run.actor, "jobs.request", run.template_key, err, run.trace_id)
             raise
+        metrics.job_admission("gate", allowed=True, reason="admitted")
         await self.record(flags, run.tenant_id, run.actor, "jobs.request", run.template_key, Decision.ALLOW,
                           "admitted", run.trace_id, {"workflow_id": workflow_id, "input_hash": judged.input_hash,
                                                      "key_id": principal.key_id or "", "policy_jti": policy_jti})
@@ -287,8 +292,12 @@ class Gate:
                                                ttl_seconds=self.settings.dedupe_ttl_seconds, trace_id=trace_id,
                                                payload_hash=input_hash(event.payload))
         except JobForgeError as err:
+            metrics.event_denied(err.code, retryable=err.retryable)
+            if isinstance(err, RateLimited):
+                metrics.rate_limited("events.submit")
             await self._deny(flags, event.tenant_id, principal.actor, "events.submit", resource, err, trace_id)
             raise
+        metrics.event_admitted(duplicate=outcome.duplicate)
         reason = (f"duplicate of the copy first seen at {outcome.first_seen_at.isoformat()} "
                   f"(trace {outcome.original_trace_id})" if outcome.duplicate else "admitted")
         await self.record(flags, event.tenant_id, principal.actor, "events.submit", resource, Decision.ALLOW, reason,

@@ -92,6 +92,16 @@ class Settings(BaseSettings):
     #: the artifact store (content-addressed, tenant-scoped); unset = ``home/artifacts``
     artifact_dir: Path | None = None
 
+    # -- observability (docs/operations.md) --
+    #: ``host:port`` of jobforge-worker's Prometheus endpoint (``/metrics``); empty = none
+    metrics_bind: str = Field(default="", pattern=r"^(|.+:\d{1,5})$")
+    #: ``host:port`` of jobforge-api's Prometheus endpoint (``/metrics``); empty = none
+    api_metrics_bind: str = Field(default="", pattern=r"^(|.+:\d{1,5})$")
+    #: how often a worker with metrics on refreshes its task queues' backlog gauge (DescribeTaskQueue)
+    queue_depth_interval_seconds: float = Field(default=15.0, gt=0)
+    #: OTLP/HTTP collector that receives traces, e.g. ``http://127.0.0.1:4318``; empty = tracing off
+    otlp_endpoint: str = ""
+
     log_level: str = "INFO"
     #: ``auto`` = console on a TTY, JSON otherwise
     log_format: str = "auto"

@@ -14,6 +14,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadCodec, PayloadConverter
 from temporalio.exceptions import ApplicationError, FailureError
 
+from shared import metrics, tracing
 from shared.errors import ERRORS_BY_CODE, JobForgeError, TemporalUnavailable
 from shared.security.redaction import redact, redact_text
 from shared.settings import Settings
@@ -77,7 +78,11 @@ DATA_CONVERTER: DataConverter = dataclasses.replace(
 
 
 async def connect(settings: Settings, *, address: str | None = None) -> Client:
-    """A Temporal client with the pydantic data converter; the only way JobForge connects."""
+    """A Temporal client with the pydantic data converter; the only way JobForge connects.
+
+    It runs on this process's metrics runtime (:mod:`shared.metrics`) and carries the tracing
+    interceptor when tracing is on (:mod:`shared.tracing`); workers built on it inherit both.
+    """
     tls: TLSConfig | bool = False
     if settings.temporal_tls or settings.temporal_tls_cert:
         tls = TLSConfig(
@@ -93,6 +98,7 @@ async def connect(settings: Settings, *, address: str | None = None) -> Client:
             data_converter=DATA_CONVERTER,
             tls=tls,
             api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
+            runtime=metrics.temporal_runtime(), interceptors=tracing.interceptors(),
         )
     except RuntimeError as exc:
         raise TemporalUnavailable(

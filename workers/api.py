@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 import structlog
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from shared import tracing
 from shared.errors import (
     FeatureDisabled,
     InsufficientScope,
@@ -38,13 +39,15 @@ from shared.events import route_admitted
 from shared.flags import Flag
 from shared.logs import configure
 from shared.models import ArtifactRecord, EventEnvelope, EventReceipt, RunHandleInfo, RunRecord
+from shared.replay.bundle import REPLAY_FILE, tar_bundle
+from shared.replay.service import ReplayService
 from shared.security.limits import PayloadLimits, parse_and_check
 from shared.security.principal import Principal
 from shared.security.ratelimit import RateDecision, RatePolicy, headers
 from shared.security.redaction import redact, redact_text
 from shared.security.scopes import require_scopes
 from shared.settings import Settings
-from workers.runtime import Runtime, open_runtime
+from workers.runtime import Runtime, configure_telemetry, leave, open_runtime
 
 log = structlog.get_logger("jobforge.api")
 
@@ -252,6 +255,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
 
     app = FastAPI(title="JobForge", version="1", lifespan=lifespan,
                   description="Events and job requests behind JobForge's security gate.")
+    traced = tracing.current()
+    if traced is not None:  # tracing on: a server span per request, parent of the Temporal spans it causes
+        app.add_middleware(tracing.IngressSpans, tracer=traced.tracer)
     if runtime is not None:
         app.state.runtime = runtime
 
@@ -341,6 +347,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
             raise InvalidRequest("the event is invalid: " + "; ".join(problems), problems=problems) from None
         runtime = rt()
         admission = await runtime.gate.admit_event(event, caller)
+        tracing.tag_trace(admission.receipt.trace_id)
         if not admission.receipt.duplicate:
             assert runtime.temporal is not None
             await route_admitted(runtime.temporal, runtime.settings, runtime.gate, event, admission.receipt,
@@ -363,6 +370,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
         handle, admission = await client.submit_job(tenant, body.template_key, body.inputs, trace_id=body.trace_id,
                                                     actor=body.actor or caller.actor, idempotency_key=key,
                                                     policy_token=body.policy_token)
+        tracing.tag_trace(handle.trace_id)
         response = Response(handle.model_dump_json(), media_type="application/json",
                             status_code=202 if handle.created else 200)
         if admission is not None:
@@ -386,6 +394,24 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
         assert caller.tenant_id is not None
         run = await rt().store.get_run(ident, caller.tenant_id)
         return list(await rt().store.list_artifacts(caller.tenant_id, run.run_id))
+
+    @app.get("/v1/runs/{ident:path}/replay", tags=["runs"], response_class=Response, responses={200: {
+        "description": "the bundle: a reproducible .tar.gz, or replay.json with ?format=json",
+        "content": {"application/gzip": {}, "application/json": {}}}})
+    async def get_replay(ident: str, caller: Caller,
+                         fmt: Annotated[Literal["tar", "json"], Query(alias="format")] = "tar") -> Response:
+        """The replay bundle of one of the tenant's finished runs (scope ``runs:read``, REPLAY_PACK_ENABLED)."""
+        require_scopes(caller.scopes, ("runs:read",))
+        assert caller.tenant_id is not None
+        runtime = rt()
+        bundle = await ReplayService(runtime.store, runtime.temporal, runtime.flags).bundle(ident, caller.tenant_id)
+        etag = {"ETag": f'"{bundle.sha256}"'}
+        if fmt == "json":
+            return Response(bundle.files[REPLAY_FILE], media_type="application/json", headers=etag)
+        root = f"replay-{bundle.run_id}"
+        data = await asyncio.to_thread(tar_bundle, bundle.files, root)
+        return Response(data, media_type="application/gzip",
+                        headers={**etag, "Content-Disposition": f'attachment; filename="{root}.tar.gz"'})
 
     @app.get("/v1/runs/{ident:path}", response_model=RunRecord, tags=["runs"])
     async def get_run(ident: str, caller: Caller) -> RunRecord:
@@ -428,9 +454,10 @@ def run(host: str | None = typer.Option(None, help="Address to bind (default: JO
         overrides["api_port"] = port
     settings = settings.model_copy(update=overrides) if overrides else settings
     configure(settings.log_level, settings.log_format)
-    config = uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
-                            log_config=None, proxy_headers=False, server_header=False, lifespan="on")
     try:
+        configure_telemetry(settings, "jobforge-api", settings.api_metrics_bind)
+        config = uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
+                                log_config=None, proxy_headers=False, server_header=False, lifespan="on")
         asyncio.run(uvicorn.Server(config).serve())
     except JobForgeError as err:
         log.error("api_failed", error_code=err.code, error=err.message)
@@ -438,7 +465,10 @@ def run(host: str | None = typer.Option(None, help="Address to bind (default: JO
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except SystemExit as exc:
+        leave(exc.code)
 
 
 if __name__ == "__main__":

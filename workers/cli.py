@@ -191,6 +191,8 @@ def jobs_request(
     idempotency_key: str | None = typer.Option(None, "--idempotency-key"),
     trace_id: str | None = typer.Option(None, "--trace-id"),
     actor: str = typer.Option("cli", "--actor"),
+    policy_token: str | None = typer.Option(None, "--policy-token",
+                                            help="For action jobs: a token from `jobforge tokens issue`."),
     wait: bool = typer.Option(False, "--wait", help="Wait for the run and print its result."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -201,7 +203,7 @@ def jobs_request(
         async with open_runtime(settings()) as rt:
             client = rt.client()
             handle = await client.request_job(tenant, template, parsed, trace_id=trace_id, actor=actor,
-                                              idempotency_key=idempotency_key)
+                                              idempotency_key=idempotency_key, policy_token=policy_token)
             if not as_json:
                 verb = "started" if handle.created else "already exists (same idempotency key)"
                 err.print(f"run {handle.run_id} {verb}: workflow {handle.workflow_id}", highlight=False)

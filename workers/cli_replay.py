@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -19,6 +23,21 @@ replay_app = typer.Typer(no_args_is_help=True, help="Replay bundles: export, ver
 def _workflows() -> list[type[object]]:
     s = settings()
     return discover([import_template_module(name) for name in s.template_modules])
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Point file descriptor 1 at stderr meanwhile, so processes started inside (the throwaway dev
+    server prints a banner) cannot mix into this command's stdout (``--json`` must stay JSON)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @replay_app.command("export")
@@ -72,7 +91,9 @@ def dry_run(directory: Path = typer.Argument(..., exists=True, file_okay=False),
             as_json: bool = typer.Option(False, "--json")) -> None:
     """Re-execute the recorded run with side effects disabled and compare outcomes (exit 1 if they differ)."""
     err.print("re-executing on a throwaway Temporal dev server; activities answer from the history", highlight=False)
-    result = run_async(dry_run_bundle(directory, _workflows(), temporal_binary()))
+    workflows = _workflows()
+    with _stdout_to_stderr():
+        result = run_async(dry_run_bundle(directory, workflows, temporal_binary()))
     if as_json:
         print_json(result)
     else:

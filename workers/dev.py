@@ -13,6 +13,7 @@ from pathlib import Path
 import structlog
 
 from shared.errors import StackStartFailed
+from shared.metrics import nth_bind
 from shared.settings import Settings
 from shared.store.migrate import upgrade
 from workers.stack import (
@@ -116,9 +117,12 @@ class DevStack:
         return env
 
     def _start_worker(self, index: int) -> subprocess.Popen[bytes]:
+        env = self.worker_env()
+        if self.settings.metrics_bind:  # one Prometheus endpoint per worker process: consecutive ports
+            env["JOBFORGE_METRICS_BIND"] = nth_bind(self.settings.metrics_bind, index)
         with (self.logs / f"worker{index}.log").open("ab") as out:
             return subprocess.Popen([sys.executable, "-m", "workers.worker"], stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=self.worker_env(), start_new_session=True)
+                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
 
     def _start_api(self) -> None:
         if not self.ports.api:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import NoReturn
 
+import structlog
 from temporalio.client import Client
 
+from shared import metrics, tracing
 from shared.client import JobForgeClient
 from shared.errors import StoreUnavailable
 from shared.flags import FlagReader
@@ -16,6 +21,8 @@ from shared.settings import Settings
 from shared.store import Store
 from shared.templates import Registry, load_registry
 from shared.temporal import connect
+
+log = structlog.get_logger("jobforge.runtime")
 
 
 @dataclass
@@ -47,6 +54,35 @@ def database_url(settings: Settings) -> str:
         raise StoreUnavailable(
             "no database: set JOBFORGE_DATABASE_URL, or start the embedded stack with `jobforge dev`")
     return url
+
+
+def leave(code: int | str | None) -> NoReturn:
+    """End a service process with ``code`` once traces and output are flushed, skipping interpreter teardown.
+
+    The Temporal SDK can abort the interpreter at teardown (sdk-python #300, PyGILState_Release), which
+    would turn a clean stop on SIGTERM into SIGABRT for whatever supervises the process.
+    """
+    traced = tracing.current()
+    if traced is not None:
+        traced.shutdown()
+    if isinstance(code, str):
+        sys.stderr.write(code + "\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+
+
+def configure_telemetry(settings: Settings, process: str, metrics_bind: str) -> None:
+    """Once per process, in ``main()``: the Prometheus endpoint (empty bind = none) and tracing (OTLP when set)."""
+    served = metrics.configure(metrics_bind, process)
+    if served.bind:
+        log.info("metrics_serving", url=f"http://{served.bind}/metrics")
+    else:
+        log.info("metrics_off", reason="no bind address (JOBFORGE_METRICS_BIND / JOBFORGE_API_METRICS_BIND)")
+    if tracing.configure(settings.otlp_endpoint, process) is not None:
+        log.info("tracing_on", otlp=tracing.traces_url(settings.otlp_endpoint))
+    else:
+        log.info("tracing_off", reason="JOBFORGE_OTLP_ENDPOINT is not set")
 
 
 @asynccontextmanager

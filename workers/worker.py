@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 import typer
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.healthcheck import HealthcheckActivities
 from activities.keys import KeyActivities
@@ -20,6 +21,7 @@ from activities.provenance import ProvenanceActivities
 from activities.runs import RunActivities
 from activities.triggers import TriggerActivities
 from activities.verify import VerifyActivities
+from shared import metrics
 from shared.errors import JobForgeError
 from shared.logs import configure
 from shared.replay.service import ReplayService
@@ -27,10 +29,18 @@ from shared.settings import Settings
 from shared.store.replay import ReplayStore
 from shared.templates import import_template_module
 from workers.archiver import archive_histories
-from workers.runtime import Runtime, open_runtime
+from workers.queue_depth import watch_queue_depth
+from workers.runtime import Runtime, configure_telemetry, leave, open_runtime
 from workflows import discover
 
 log = structlog.get_logger("jobforge.worker")
+
+#: The sandbox re-imports a workflow's non-passthrough modules for every new workflow instance. JobForge's
+#: domain core, activities (only their definitions are referenced) and the shared workflow frame hold no
+#: mutable module state, so they pass through: a run's instance is built in a fraction of the time.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(
+    "shared", "activities", "workflows._job", "pydantic", "pydantic_core", "sqlalchemy", "structlog", "orjson",
+    "cryptography"))
 
 
 def collect(rt: Runtime) -> tuple[list[type[Any]], list[Callable[..., Any]]]:
@@ -51,7 +61,7 @@ def collect(rt: Runtime) -> tuple[list[type[Any]], list[Callable[..., Any]]]:
     verify = VerifyActivities(rt.store, rt.settings, rt.flags)
     activities += [verify.prepare, verify.install, verify.run_step, verify.finalize]
     triggers = TriggerActivities(rt.store, rt.gate, rt.temporal, rt.settings, rt.registry)
-    activities += [triggers.store_event, triggers.match_triggers, triggers.fire]
+    activities += [triggers.accept_event, triggers.fire]
     keys = KeyActivities(rt.gate.tenants)
     activities += [keys.create_successor, keys.revoke]
     for module in extra:
@@ -72,7 +82,8 @@ def build_workers(rt: Runtime, queues: list[str] | None = None) -> list[Worker]:
                identity=identity,
                max_concurrent_activities=settings.worker_max_concurrent_activities,
                max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
-               graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds))
+               graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
+               workflow_runner=WORKFLOW_RUNNER)
         for queue in queues
     ]
 
@@ -86,6 +97,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                  temporal=settings.temporal_address, namespace=settings.temporal_namespace)
         archiver = asyncio.ensure_future(archive_histories(
             ReplayService(rt.store, rt.temporal, rt.flags), stop, settings.history_capture_interval_seconds))
+        watcher: asyncio.Future[None] | None = None
+        if metrics.current().bind and rt.temporal is not None:  # the backlog gauge exists only where it is served
+            watcher = asyncio.ensure_future(watch_queue_depth(rt.temporal, queues, stop,
+                                                              settings.queue_depth_interval_seconds))
         stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait([runner, stopper], return_when=asyncio.FIRST_COMPLETED)
         if stopper in done:
@@ -97,6 +112,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             runner.result()
         stop.set()
         await archiver
+        if watcher is not None:
+            await watcher
         log.info("worker_stopped")
 
 
@@ -117,6 +134,8 @@ def run(
     max_concurrent_activities: int | None = typer.Option(None, min=1),
     max_concurrent_workflow_tasks: int | None = typer.Option(None, min=1),
     graceful_shutdown_seconds: float | None = typer.Option(None, min=0),
+    metrics_bind: str | None = typer.Option(None, help="host:port of the Prometheus endpoint "
+                                            "(default: JOBFORGE_METRICS_BIND; empty = none)."),
 ) -> None:
     """Serve JobForge's task queues until SIGTERM or SIGINT, then let in-flight activities finish."""
     from workers.stack import effective_settings
@@ -130,9 +149,12 @@ def run(
         overrides["worker_max_concurrent_workflow_tasks"] = max_concurrent_workflow_tasks
     if graceful_shutdown_seconds is not None:
         overrides["worker_graceful_shutdown_seconds"] = graceful_shutdown_seconds
+    if metrics_bind is not None:
+        overrides["metrics_bind"] = metrics_bind
     settings = effective_settings(Settings(**overrides))
     configure(settings.log_level, settings.log_format)
     try:
+        configure_telemetry(settings, "jobforge-worker", settings.metrics_bind)
         asyncio.run(_main(settings))
     except JobForgeError as err:
         log.error("worker_failed", error_code=err.code, error=err.message)
@@ -140,7 +162,10 @@ def run(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        leave(exc.code)
 
 
 if __name__ == "__main__":

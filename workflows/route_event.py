@@ -17,7 +17,6 @@ with workflow.unsafe.imports_passed_through():
     from shared.triggers.models import (
         FireContext,
         FireRequest,
-        MatchTriggersInput,
         RouteEventInput,
         RouteEventResult,
         StoreEventInput,
@@ -33,13 +32,9 @@ class RouteEventWorkflow:
     async def run(self, req: RouteEventInput) -> RouteEventResult:
         info = workflow.info()
         event = req.event
-        stored = await workflow.execute_activity_method(
-            TriggerActivities.store_event,
+        accepted = await workflow.execute_activity_method(
+            TriggerActivities.accept_event,
             StoreEventInput(event=event, trace_id=req.trace_id, route_workflow_id=info.workflow_id),
-            start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
-        matched = await workflow.execute_activity_method(
-            TriggerActivities.match_triggers,
-            MatchTriggersInput(tenant_id=str(event["tenant_id"]), event_type=str(event["event_type"])),
             start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
         context = FireContext(source="event", event_type=str(event["event_type"]),
                               source_app=str(event.get("source_app") or "") or None,
@@ -50,5 +45,6 @@ class RouteEventWorkflow:
                 FireRequest(trigger_id=trigger_id, fire_key=f"{info.workflow_id}#{trigger_id}", context=context,
                             event=event),
                 start_to_close_timeout=TIMEOUT, retry_policy=RETRY)
-            for trigger_id in matched.trigger_ids))
-        return RouteEventResult(event_row_id=stored.event_row_id, matched=len(matched.trigger_ids), fires=list(fires))
+            for trigger_id in accepted.trigger_ids))
+        return RouteEventResult(event_row_id=accepted.event_row_id, matched=len(accepted.trigger_ids),
+                                fires=list(fires))

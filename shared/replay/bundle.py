@@ -200,6 +200,38 @@ def recorded_activities(history: Mapping[str, Any]) -> dict[str, RecordedActivit
     return found
 
 
+def task_queues(history: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """(the workflow's task queue, the other task queues its activities were scheduled on, sorted)."""
+    events = history.get("events") or []
+    if not events:
+        raise ValueError("the history has no events")
+    workflow_queue = str((_attrs(events[0], "StartedEventAttributes").get("taskQueue") or {}).get("name", ""))
+    others: set[str] = set()
+    for event in events:
+        if str(event.get("eventType", "")).endswith("ACTIVITY_TASK_SCHEDULED"):
+            name = (_attrs(event, "ScheduledEventAttributes").get("taskQueue") or {}).get("name")
+            if name and name != workflow_queue:
+                others.add(str(name))
+    return workflow_queue, tuple(sorted(others))
+
+
+def outcome_differences(recorded: Any, replayed: Any, path: str = "$") -> list[str]:
+    """The JSON paths at which two outcomes differ (``$`` is the root), depth first."""
+    differences: list[str] = []
+    stack: list[tuple[Any, Any, str]] = [(recorded, replayed, path)]
+    while stack:
+        left, right, where = stack.pop()
+        if isinstance(left, dict) and isinstance(right, dict):
+            stack.extend((left.get(key), right.get(key), f"{where}.{key}")
+                         for key in sorted(left.keys() | right.keys(), reverse=True))
+        elif isinstance(left, list) and isinstance(right, list) and len(left) == len(right):
+            stack.extend((a, b, f"{where}[{i}]") for i, (a, b) in reversed(list(enumerate(zip(left, right,
+                                                                                                  strict=True)))))
+        elif canonical_json(left) != canonical_json(right):
+            differences.append(where)
+    return differences
+
+
 def build_bundle(*, run: Mapping[str, Any], provenance: Mapping[str, Any] | None, history: Mapping[str, Any],
                  artifacts: Sequence[Mapping[str, Any]]) -> dict[str, bytes]:
     """The bundle's files (name → canonical bytes); ``history`` must already be redacted."""

@@ -31,11 +31,13 @@ from shared.replay.bundle import (
     bundle_digest,
     check_files,
     failure_summary,
+    outcome_differences,
     recorded_activities,
     recorded_outcome,
     redact_history,
     redact_keeping_types,
     tar_bundle,
+    task_queues,
     workflow_input,
     write_bundle,
 )
@@ -74,6 +76,25 @@ class DryRunResult(BaseModel):
     replayed: dict[str, Any]
     activities_answered: int
     detail: str = ""
+    #: JSON paths where the re-executed outcome differs from the recorded one
+    differences: list[str] = Field(default_factory=list)
+    #: the task queues the dry run served (the workflow's first)
+    task_queues: list[str] = Field(default_factory=list)
+
+
+class Bundle(BaseModel):
+    """A run's bundle in memory: file name → canonical bytes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    tenant_id: str
+    files: dict[str, bytes]
+
+    @property
+    def sha256(self) -> str:
+        """The bundle's identity (sha256 of manifest.json)."""
+        return bundle_digest(self.files)
 
 
 class ReplayService:
@@ -115,8 +136,8 @@ class ReplayService:
 
     # -- export ---------------------------------------------------------------------------------
 
-    async def export(self, run_id: str, tenant_id: str | None, out_dir: Path, *, tarball: bool = False) -> ExportResult:
-        """Write the run's bundle to ``out_dir`` (and ``out_dir``.tar.gz) and record it."""
+    async def bundle(self, run_id: str, tenant_id: str | None) -> Bundle:
+        """The run's bundle files, built in memory (nothing is written or recorded)."""
         await self.flags.require(Flag.REPLAY_PACK)
         run = await self.store.get_run(run_id, tenant_id)
         if run.status is RunStatus.RUNNING:
@@ -135,16 +156,21 @@ class ReplayService:
         artifacts = await self.replay.artifacts(run.tenant_id, run.run_id)
         run_view = run.model_dump(mode="json", exclude={"updated_at"})
         files = build_bundle(run=run_view, provenance=provenance, history=history, artifacts=artifacts)
+        return Bundle(run_id=run.run_id, tenant_id=run.tenant_id, files=files)
+
+    async def export(self, run_id: str, tenant_id: str | None, out_dir: Path, *, tarball: bool = False) -> ExportResult:
+        """Write the run's bundle to ``out_dir`` (and ``out_dir``.tar.gz) and record it."""
+        built = await self.bundle(run_id, tenant_id)
+        files = built.files
         write_bundle(files, out_dir)
         tar_path: Path | None = None
         if tarball:
             tar_path = out_dir.with_name(out_dir.name + ".tar.gz")
             tar_path.write_bytes(tar_bundle(files, out_dir.name))
-        digest = bundle_digest(files)
-        await self.replay.record_bundle(run.tenant_id, run.run_id, digest, sha256_hex(files[REPLAY_FILE]),
+        await self.replay.record_bundle(built.tenant_id, built.run_id, built.sha256, sha256_hex(files[REPLAY_FILE]),
                                         str(tar_path or out_dir))
-        return ExportResult(run_id=run.run_id, tenant_id=run.tenant_id, directory=str(out_dir),
-                            tarball=str(tar_path) if tar_path else None, bundle_sha256=digest,
+        return ExportResult(run_id=built.run_id, tenant_id=built.tenant_id, directory=str(out_dir),
+                            tarball=str(tar_path) if tar_path else None, bundle_sha256=built.sha256,
                             files={name: sha256_hex(data) for name, data in sorted(files.items())})
 
 
@@ -158,6 +184,15 @@ def load_bundle(directory: Path) -> dict[str, Any]:
     if not isinstance(replay, dict) or not isinstance(replay.get("history"), dict):
         raise BundleInvalid(f"{directory / REPLAY_FILE} has no workflow history")
     return replay
+
+
+def _unregistered(workflow_type: str, workflows: Sequence[type[Any]]) -> str:
+    """Why ``workflow_type`` cannot be replayed here ("" when one of ``workflows`` defines it)."""
+    names = sorted(getattr(wf, "__temporal_workflow_definition").name for wf in workflows)
+    if workflow_type in names:
+        return ""
+    return (f"workflow type {workflow_type!r} is not registered here (known: {', '.join(names)}); load its "
+            "template module with JOBFORGE_TEMPLATE_MODULES")
 
 
 async def verify_bundle(directory: Path, workflows: Sequence[type[Any]]) -> VerifyResult:
@@ -180,23 +215,42 @@ async def verify_bundle(directory: Path, workflows: Sequence[type[Any]]) -> Veri
     history = replay["history"]
     workflow_type, _ = workflow_input(history)
     workflow_id = str((replay.get("run") or {}).get("workflow_id") or "replay")
-    replayer = Replayer(workflows=list(workflows), data_converter=pydantic_data_converter)
-    outcome = await replayer.replay_workflow(WorkflowHistory.from_json(workflow_id, history),
-                                             raise_on_replay_failure=False)
-    determinism = "ok" if outcome.replay_failure is None else (
-        f"{type(outcome.replay_failure).__name__}: {outcome.replay_failure}")
+    unknown = _unregistered(workflow_type, workflows)
+    if unknown:
+        determinism = unknown
+    else:
+        replayer = Replayer(workflows=list(workflows), data_converter=pydantic_data_converter)
+        # handed over as text: the SDK parses a str with json.loads but deep-copies a dict first (slower)
+        recorded = WorkflowHistory.from_json(workflow_id, orjson.dumps(history).decode())
+        outcome = await replayer.replay_workflow(recorded, raise_on_replay_failure=False)
+        determinism = "ok" if outcome.replay_failure is None else (
+            f"{type(outcome.replay_failure).__name__}: {outcome.replay_failure}")
     ok = not files and determinism == "ok" and not input_check.startswith("mismatch")
     return VerifyResult(ok=ok, files=files, input_hash=input_check, determinism=determinism,
                         workflow_type=workflow_type, events=len(history.get("events") or []))
 
 
+#: the dev server flag that lets a dry run skip the recorded run's timers (time-skipping v2)
+TIME_SKIPPING_ARGS = ("--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true")
+
+
 async def dry_run_bundle(directory: Path, workflows: Sequence[type[Any]], temporal_binary: Path) -> DryRunResult:
-    """Re-execute the recorded run on a throwaway dev server with activities answered from the history."""
+    """Re-execute the recorded run on a throwaway dev server with activities answered from the history.
+
+    The workflow starts under its recorded id on its recorded task queue, and every task queue its
+    activities were scheduled on is served (by the history, not by real activities). Timers are
+    skipped (the server's per-workflow time skipping), so a grace period of hours takes no time.
+    """
     replay = load_bundle(directory)
     history = replay["history"]
     workflow_type, run_input = workflow_input(history)
+    workflow_queue, activity_queues = task_queues(history)
     recorded = recorded_activities(history)
     expected = recorded_outcome(history)
+    unknown = _unregistered(workflow_type, workflows)
+    if unknown:  # a worker without the workflow would fail its task forever: say so instead
+        return DryRunResult(ok=False, recorded=expected, replayed={"status": "not_run"}, activities_answered=0,
+                            detail=unknown)
     answered: list[str] = []
 
     @activity.defn(dynamic=True)
@@ -212,15 +266,19 @@ async def dry_run_bundle(directory: Path, workflows: Sequence[type[Any]], tempor
         raise ApplicationError(str(rec.failure.get("message", rec.outcome)), type=rec.failure.get("type") or None,
                                non_retryable=True)
 
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=str(temporal_binary),
-                                                data_converter=pydantic_data_converter, ui=False,
-                                                dev_server_log_level="error")
+    workflow_id = str((replay.get("run") or {}).get("workflow_id") or f"dry-run/{uuid.uuid4().hex}")
+    queue = workflow_queue or f"dry-run-{uuid.uuid4().hex}"
+    env = await WorkflowEnvironment.start_time_skipping_v2(
+        dev_server_existing_path=str(temporal_binary), data_converter=pydantic_data_converter, ui=False,
+        dev_server_log_level="error", dev_server_extra_args=list(TIME_SKIPPING_ARGS))
     try:
-        queue = f"dry-run-{uuid.uuid4().hex}"
-        async with Worker(env.client, task_queue=queue, workflows=list(workflows),
-                          activities=[answer_from_history]):
-            handle = await env.client.start_workflow(workflow_type, run_input, id=f"dry-run/{uuid.uuid4().hex}",
-                                                     task_queue=queue)
+        workers = [Worker(env.client, task_queue=queue, workflows=list(workflows), activities=[answer_from_history]),
+                   *(Worker(env.client, task_queue=name, activities=[answer_from_history])
+                     for name in activity_queues)]
+        async with contextlib.AsyncExitStack() as stack:
+            for worker in workers:
+                await stack.enter_async_context(worker)
+            handle = await env.client.start_workflow(workflow_type, run_input, id=workflow_id, task_queue=queue)
             try:
                 replayed: dict[str, Any] = {"status": "completed",
                                             "result": redact_keeping_types(await handle.result())}
@@ -231,6 +289,8 @@ async def dry_run_bundle(directory: Path, workflows: Sequence[type[Any]], tempor
                     replayed = {"status": "failed", "failure": failure_summary({"message": str(exc)})}
     finally:
         await env.shutdown()
-    ok = canonical_json(replayed) == canonical_json(expected)
-    detail = "" if ok else "the re-executed outcome differs from the recorded one"
-    return DryRunResult(ok=ok, recorded=expected, replayed=replayed, activities_answered=len(answered), detail=detail)
+    differences = outcome_differences(expected, replayed)
+    detail = "" if not differences else (
+        "the re-executed outcome differs from the recorded one at " + ", ".join(differences[:20]))
+    return DryRunResult(ok=not differences, recorded=expected, replayed=replayed, activities_answered=len(answered),
+                        detail=detail, differences=differences, task_queues=[queue, *activity_queues])

@@ -32,11 +32,15 @@ class ReplayStore:
         return dict(row.provenance) if row else None
 
     async def runs_without_history(self, limit: int = 50) -> Sequence[tuple[str, str, str]]:
-        """(tenant, workflow id, run id) of finished runs whose history is not captured yet, oldest first."""
+        """(tenant, workflow id, run id) of finished runs whose history is not captured yet, newest first.
+
+        Newest first: runs Temporal no longer has (closed before REPLAY_PACK_ENABLED was turned on, past
+        retention) stay uncaptured for good, and must not keep just-closed runs from being captured.
+        """
         stmt = (select(RunRow.tenant_id, RunRow.workflow_id, RunRow.run_id)
                 .outerjoin(RunHistoryRow, RunHistoryRow.run_id == RunRow.run_id)
                 .where(RunRow.status != RunStatus.RUNNING.value, RunHistoryRow.run_id.is_(None))
-                .order_by(RunRow.finished_at).limit(limit))
+                .order_by(RunRow.finished_at.desc().nulls_last()).limit(limit))
         async with self._session() as session:
             return [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]
 

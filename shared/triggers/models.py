@@ -256,19 +256,6 @@ class RouteEventResult(BaseModel):
     fires: list[FireOutcome]
 
 
-class MatchTriggersInput(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    tenant_id: str
-    event_type: str
-
-
-class MatchTriggersResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    trigger_ids: list[str]
-
-
 class StoreEventInput(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -277,7 +264,9 @@ class StoreEventInput(BaseModel):
     route_workflow_id: str
 
 
-class StoreEventResult(BaseModel):
+class AcceptEventResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     event_row_id: int
+    #: the tenant's event triggers whose pattern matches the event type
+    trigger_ids: list[str]

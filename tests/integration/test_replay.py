@@ -148,3 +148,23 @@ async def test_rejected_run_bundle_verifies(runtime: Runtime, worker: None, tmp_
     assert (await verify_bundle(tmp_path / "r", discover())).ok
     dry = await dry_run_bundle(tmp_path / "r", discover(), temporal_binary())
     assert dry.ok, dry
+
+
+async def test_forgotten_runs_do_not_starve_the_archiver(runtime: Runtime, worker: None, replay_on: None) -> None:
+    """Finished runs Temporal no longer has (closed before capture was on) do not keep a new run from being
+    captured: the archiver takes the newest first."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from shared.store.tables import RunRow
+
+    long_ago = datetime.now(UTC) - timedelta(days=3)
+    async with AsyncSession(runtime.store.engine) as session, session.begin():
+        session.add_all([RunRow(run_id=f"gone-{i}-{runtime.settings.task_queue}", workflow_id=f"gone/{i}",
+                                tenant_id="replay-gone", template_key=HC, status="succeeded", idempotency_key=None,
+                                summary={}, finished_at=long_ago - timedelta(minutes=i)) for i in range(3)])
+    run_id = await finished_run(runtime)
+    service = ReplayService(runtime.store, runtime.temporal, runtime.flags)
+    assert await service.capture_pending(limit=3) >= 1
+    assert await ReplayStore(runtime.store).history(run_id) is not None

@@ -12,11 +12,13 @@ from shared.replay.bundle import (
     build_bundle,
     bundle_digest,
     check_files,
+    outcome_differences,
     recorded_activities,
     recorded_outcome,
     redact_history,
     redact_keeping_types,
     tar_bundle,
+    task_queues,
     workflow_input,
     write_bundle,
 )
@@ -112,3 +114,27 @@ def test_input_snapshot_redacts_but_hashes_the_original() -> None:
     assert snap.inputs == {"repo": "x", "password": "[REDACTED]"} and snap.redacted
     assert snap.input_hash == input_hash({"password": "hunter2", "repo": "x"})
     assert not input_snapshot({"repo": "x"}).redacted
+
+
+def test_task_queues_are_read_from_the_history() -> None:
+    """The workflow's task queue comes from its started event; other queues from scheduled activities."""
+    def scheduled(queue: str) -> dict[str, Any]:
+        return {"eventType": "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED",
+                "activityTaskScheduledEventAttributes": {"taskQueue": {"name": queue}}}
+
+    h = {"events": [{"eventType": "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED",
+                     "workflowExecutionStartedEventAttributes": {"taskQueue": {"name": "main"}}},
+                    scheduled("main"), scheduled("side-b"), scheduled("side-a"), scheduled("side-b")]}
+    assert task_queues(h) == ("main", ("side-a", "side-b"))
+    assert task_queues({"events": h["events"][:2]}) == ("main", ())
+
+
+def test_outcome_differences_name_the_paths() -> None:
+    """Equal outcomes have no differences; changed leaves, lengths and types are named by JSON path."""
+    recorded = {"status": "completed", "result": {"steps": [{"exit": 0}, {"exit": 1}], "n": 1.0}}
+    assert outcome_differences(recorded, {"status": "completed", "result": {"n": 1, "steps": [{"exit": 0},
+                                                                                             {"exit": 1}]}}) == []
+    changed = {"status": "completed", "result": {"steps": [{"exit": 0}, {"exit": 2}], "n": 1, "extra": True}}
+    assert outcome_differences(recorded, changed) == ["$.result.extra", "$.result.steps[1].exit"]
+    assert outcome_differences(recorded, {"status": "failed"}) == ["$.result", "$.status"]
+    assert outcome_differences([1, 2], [1]) == ["$"]

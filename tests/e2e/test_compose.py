@@ -1,0 +1,108 @@
+"""docker-compose.yml: valid against the Compose specification, and its JobForge commands work outside docker."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.settings import Settings
+from tests.support.procs import BIN, ROOT, env_with, free_port
+
+pytestmark = pytest.mark.e2e
+
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_compose_file_is_valid_and_commits_no_secret() -> None:
+    """The file validates against the Compose spec schema; secrets come from .env, which git ignores."""
+    done = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = COMPOSE.read_text()
+    assert "${POSTGRES_PASSWORD:?" in text and "password:" not in text.lower().replace("postgres_password", "")
+    assert (ROOT / ".env.example").is_file() and ".env" in (ROOT / ".gitignore").read_text().split()
+    services = compose()["services"]
+    assert {"postgres", "temporal", "temporal-ui", "jobforge-migrate", "jobforge-api", "jobforge-worker"} <= set(
+        services)
+    worker = services["jobforge-worker"]
+    assert "ports" not in worker and "container_name" not in worker, "the worker must scale with --scale"
+    for name in ("postgres", "temporal", "jobforge-api"):
+        assert "healthcheck" in services[name], name
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """The compose services' JobForge environment, with the hosts of this machine's services."""
+    env = {k: str(v) for k, v in compose()["x-jobforge-env"].items()}
+    env["JOBFORGE_TEMPORAL_ADDRESS"] = settings.temporal_address
+    env["JOBFORGE_DATABASE_URL"] = settings.database_url_value() or ""
+    env["JOBFORGE_HOME"] = str(settings.home)
+    env["JOBFORGE_TASK_QUEUE"] = settings.task_queue
+    env["JOBFORGE_AUTOPILOT_JOBS_ENABLED"] = "1"
+    return env_with(env)
+
+
+def argv(service: str, port: int | None = None) -> list[str]:
+    command = compose()["services"][service]["command"]
+    words = [str(w) for w in command]
+    if port is not None:
+        words = [w.replace("0.0.0.0", "127.0.0.1").replace("8000", str(port)) for w in words]
+    if words[:2] == ["sh", "-c"]:
+        return ["sh", "-c", words[2]]
+    return words
+
+
+def test_compose_commands_run_outside_docker(settings: Settings) -> None:
+    """migrate, api and worker run their compose commands here: migrations + setup, /healthz, a job."""
+    env = service_env(settings)
+    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
+    migrate = subprocess.run(argv("jobforge-migrate"), env=env, capture_output=True, text=True, timeout=120,
+                             check=False)
+    assert migrate.returncode == 0, migrate.stderr
+    port = free_port()
+    api = subprocess.Popen(argv("jobforge-api", port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    worker = subprocess.Popen(argv("jobforge-worker"), env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        probe = compose()["services"]["jobforge-api"]["healthcheck"]["test"]
+        check = [w.replace("8000", str(port)) for w in probe[1:]]
+        deadline = time.monotonic() + 30
+        while True:
+            ok = subprocess.run(check, env=env, capture_output=True, timeout=10, check=False).returncode == 0
+            if ok or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert ok, "the API's compose healthcheck never passed"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as page:
+            assert page.status == 200
+        job = subprocess.run([str(BIN / "jobforge"), "jobs", "request", "autopilot.jobforge.healthcheck", "--tenant",
+                              "compose", "--inputs", f'{{"task_queues": ["{settings.task_queue}"]}}', "--wait",
+                              "--json"], env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert job.returncode == 0, job.stderr
+        assert '"healthy": true' in job.stdout
+    finally:
+        for proc in (api, worker):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if api.stderr is not None:
+            api.stderr.close()
+    assert shlex.join(argv("jobforge-worker")) == "jobforge-worker"
