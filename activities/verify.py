@@ -387,7 +387,10 @@ class VerifyActivities:
         if dotenv.is_file():
             hidden_files.append(str(dotenv))
         env_dir = prepared.plan.env_dir
-        readonly: list[str] = []
+        # the interpreter steps use to make environments must stay visible, wherever it is installed
+        # (a checkout under /tmp would otherwise vanish behind the sandbox's empty /tmp)
+        readonly: list[str] = sorted({str(Path(p).resolve()) for p in (sys.prefix, sys.base_prefix)
+                                      if Path(p).resolve() != Path("/")})
         writable: list[str] = []
         if install:
             writable = [str(self.cache / "pip"), str(self.cache / "npm")]

@@ -66,7 +66,7 @@ def postgres_rss_mb(pgdata: Path) -> float:
 def launch(home: Path) -> tuple[float, dict[str, float]]:
     env = env_with({"JOBFORGE_HOME": str(home), "JOBFORGE_AUTOPILOT_JOBS_ENABLED": "1"})
     cmd = [str(BIN / "jobforge"), "dev", "--headless", "--temporal-port", str(free_port()),
-           "--pg-port", str(free_port())]
+           "--pg-port", str(free_port()), "--api-port", str(free_port())]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -79,12 +79,10 @@ def launch(home: Path) -> tuple[float, dict[str, float]]:
         asyncio.run(first_job(state))
         elapsed = time.perf_counter() - start
         time.sleep(3)  # let things settle to idle
-        rss = {
-            "jobforge dev (supervisor)": rss_mb(proc.pid),
-            "temporal server": rss_mb(state.pids["temporal"], with_children=True),
-            "jobforge-worker": rss_mb(state.pids["worker0"]),
-            "postgres (all backends)": postgres_rss_mb(home / "pgdata"),
-        }
+        rss = {"jobforge dev (supervisor)": rss_mb(proc.pid)}
+        for name, pid in state.pids.items():
+            rss[name] = rss_mb(pid, with_children=name == "temporal")
+        rss["postgres (all backends)"] = postgres_rss_mb(home / "pgdata")
         return elapsed, rss
     finally:
         proc.send_signal(signal.SIGINT)

@@ -47,9 +47,14 @@ def test_compose_file_is_valid_and_commits_no_secret() -> None:
                 assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
 
 
-def service_env(settings: Settings) -> dict[str, str]:
-    """The compose services' JobForge environment, with the hosts of this machine's services."""
-    env = {k: str(v) for k, v in compose()["x-jobforge-env"].items()}
+def service_env(settings: Settings, service: str | None = None, ports: dict[str, int] | None = None) -> dict[str, str]:
+    """A compose service's JobForge environment, with this machine's services and free ports."""
+    source = compose()["services"][service]["environment"] if service else compose()["x-jobforge-env"]
+    env = {k: str(v) for k, v in source.items()}
+    for key, value in list(env.items()):
+        for old, new in (ports or {}).items():
+            value = value.replace(old, str(new))
+        env[key] = value.replace("0.0.0.0", "127.0.0.1").replace("${JOBFORGE_OTLP_ENDPOINT:-}", "")
     env["JOBFORGE_TEMPORAL_ADDRESS"] = settings.temporal_address
     env["JOBFORGE_DATABASE_URL"] = settings.database_url_value() or ""
     env["JOBFORGE_HOME"] = str(settings.home)
@@ -75,9 +80,14 @@ def test_compose_commands_run_outside_docker(settings: Settings) -> None:
     migrate = subprocess.run(argv("jobforge-migrate"), env=env, capture_output=True, text=True, timeout=120,
                              check=False)
     assert migrate.returncode == 0, migrate.stderr
-    port = free_port()
-    api = subprocess.Popen(argv("jobforge-api", port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    worker = subprocess.Popen(argv("jobforge-worker"), env=env, stdout=subprocess.DEVNULL,
+    port, worker_metrics, api_metrics = free_port(), free_port(), free_port()
+    api_env = service_env(settings, "jobforge-api", {"9465": api_metrics})
+    worker_env = service_env(settings, "jobforge-worker", {"9464": worker_metrics})
+    for extra in (api_env, worker_env):
+        extra["PATH"] = env["PATH"]
+    api = subprocess.Popen(argv("jobforge-api", port), env=api_env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE)
+    worker = subprocess.Popen(argv("jobforge-worker"), env=worker_env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
         probe = compose()["services"]["jobforge-api"]["healthcheck"]["test"]
@@ -96,6 +106,11 @@ def test_compose_commands_run_outside_docker(settings: Settings) -> None:
                               "--json"], env=env, capture_output=True, text=True, timeout=120, check=False)
         assert job.returncode == 0, job.stderr
         assert '"healthy": true' in job.stdout
+        worker_probe = [w.replace("9464", str(worker_metrics))
+                        for w in compose()["services"]["jobforge-worker"]["healthcheck"]["test"][1:]]
+        assert subprocess.run(worker_probe, env=env, capture_output=True, timeout=10, check=False).returncode == 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{api_metrics}/metrics", timeout=5) as page:
+            assert page.status == 200 and b"# TYPE" in page.read()
     finally:
         for proc in (api, worker):
             proc.send_signal(signal.SIGTERM)
