@@ -63,7 +63,8 @@ async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
     try:
         settings = Settings(home=home, temporal_address=env.client.service_client.config.target_host,
                             database_url=SecretStr(url), task_queue=f"bench-{uuid.uuid4().hex[:8]}",
-                            rate_limit_per_minute=10**7, database_pool_size=concurrency + 5)
+                            rate_limit_per_minute=10**7, database_pool_size=concurrency + 5,
+                            template_modules=["bench.templates.many_activities"])
         sem = asyncio.Semaphore(concurrency)
 
         # 1. baseline: raw start_workflow
@@ -86,7 +87,8 @@ async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
                 triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, settings, rt.registry, rt.flags)
                 await triggers.create(TriggerSpec(
                     tenant_id="bench", name="every-order", kind=TriggerKind.EVENT, event_pattern="order.*",
-                    template_key="autopilot.jobforge.healthcheck", inputs={"task_queues": [settings.task_queue]}))
+                    # a template with one trivial activity: the router and the gate are what is measured
+                    template_key="bench.jobforge.many", inputs={"activities": 1, "batch": 1}))
                 client = rt.client()
                 returned: dict[str, float] = {}
 

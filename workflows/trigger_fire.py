@@ -21,7 +21,7 @@ class TriggerFireWorkflow:
     async def run(self, req: TriggerFireInput) -> FireOutcome:
         info = workflow.info()
         # a scheduled workflow's id carries its scheduled time, so each fire has its own key
-        return await workflow.execute_activity_method(
+        return await workflow.execute_local_activity_method(
             TriggerActivities.fire,
             FireRequest(trigger_id=req.trigger_id, fire_key=f"{info.workflow_id}#{info.run_id}",
                         context=FireContext(source=req.source, actor=req.actor)),

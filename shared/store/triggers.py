@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -112,33 +112,44 @@ class TriggerStore:
     # -- fires ------------------------------------------------------------------------------------
 
     async def decide_fire(self, trigger_id: str, fire_key: str, ctx: FireContext, decide: Decide) -> FireRecord:
-        """Run the gate for one fire while holding the trigger's row lock, and record the decision.
+        """Run the gate for one fire and record the decision.
 
-        Two fires racing on one trigger (two workers, a Schedule fire and a manual fire) take turns
-        on the lock, so the second sees the first in its state: cooldown and max runs hold. A
-        retried fire (same ``fire_key``) returns the recorded decision instead of deciding again.
+        A trigger with a cooldown or a max-runs limit is decided while holding its row lock: two fires
+        racing on it (two workers, a Schedule fire and a manual fire) take turns, so the second sees
+        the first in its state and the limits hold exactly. A trigger without either limit has no
+        state to race on and is decided without the lock, so its fires run in parallel. A retried fire
+        (same ``fire_key``) returns the recorded decision instead of deciding again.
         """
         async with self._session.begin() as session:
-            row = (await session.execute(
-                select(TriggerRow).where(TriggerRow.trigger_id == trigger_id).with_for_update())).scalar_one_or_none()
+            row = (await session.execute(select(TriggerRow).where(TriggerRow.trigger_id == trigger_id)))\
+                .scalar_one_or_none()
             if row is None:
                 raise TriggerNotFound(trigger_id)
+            trigger = _trigger(row)
+            stateful = bool(trigger.safety.cooldown_seconds or trigger.safety.max_runs)
+            if stateful:
+                await session.execute(select(TriggerRow.trigger_id).where(TriggerRow.trigger_id == trigger_id)
+                                      .with_for_update())
             existing = (await session.execute(
                 select(TriggerFireRow).where(TriggerFireRow.fire_key == fire_key))).scalar_one_or_none()
             if existing is not None:
                 return _fire(existing, created=False)
-            trigger = _trigger(row)
-            now: datetime = (await session.execute(text("SELECT clock_timestamp()"))).scalar_one()
-            window_start = now - timedelta(seconds=trigger.safety.window_seconds)
-            fired = select(TriggerFireRow).where(TriggerFireRow.trigger_id == trigger_id,
-                                                 TriggerFireRow.verdict == "fire")
-            last = (await session.execute(
-                select(func.max(TriggerFireRow.fired_at)).where(TriggerFireRow.trigger_id == trigger_id,
-                                                                TriggerFireRow.verdict == "fire"))).scalar_one()
-            count = (await session.execute(
-                select(func.count()).select_from(fired.where(TriggerFireRow.fired_at > window_start).subquery())
-            )).scalar_one()
-            decision, inputs = decide(trigger, TriggerState(last_fired_at=last, fires_in_window=count), now)
+            # one statement for the clock and the trigger's fire history
+            window = timedelta(seconds=trigger.safety.window_seconds)
+            now_col = func.clock_timestamp()
+            fired = TriggerFireRow.verdict == "fire"
+            if stateful:
+                state_row = (await session.execute(
+                    select(now_col,
+                           func.max(TriggerFireRow.fired_at).filter(fired),
+                           func.count().filter(fired, TriggerFireRow.fired_at > now_col - window))
+                    .select_from(TriggerFireRow).where(TriggerFireRow.trigger_id == trigger_id))).one()
+                now: datetime = state_row[0]
+                state = TriggerState(last_fired_at=state_row[1], fires_in_window=int(state_row[2] or 0))
+            else:
+                now = (await session.execute(select(now_col))).scalar_one()
+                state = TriggerState()
+            decision, inputs = decide(trigger, state, now)
             record = TriggerFireRow(tenant_id=trigger.tenant_id, trigger_id=trigger_id, trigger_name=trigger.name,
                                     fire_key=fire_key, source=ctx.source, verdict=decision.verdict.value,
                                     reasons=decision.reasons, event_type=ctx.event_type, event_id=ctx.event_id,
