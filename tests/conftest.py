@@ -69,6 +69,14 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
+def repos(tmp_path: Path) -> Path:
+    """An empty directory for the repositories a test generates (verify-pack tests allow only it)."""
+    root = tmp_path / "repos"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
 def temporal_address(temporal_env: WorkflowEnvironment) -> str:
     return str(temporal_env.client.service_client.config.target_host)
 

@@ -26,13 +26,6 @@ FLAGS_ON = {Flag.AUTOPILOT_JOBS.value: "1", Flag.VERIFY_PACK.value: "1"}
 
 
 @pytest.fixture
-def repos(tmp_path: Path) -> Path:
-    root = tmp_path / "repos"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
 def settings(settings: Settings, repos: Path) -> Settings:
     return settings.model_copy(update={"verify_allowed_roots": [repos], "verify_kill_grace_seconds": 1.0})
 

@@ -46,13 +46,6 @@ PATH_TOKEN = "ghp_" + "PathCanary0123456789abcdefghijklmnopq"
 
 
 @pytest.fixture
-def repos(tmp_path: Path) -> Path:
-    root = tmp_path / "repos"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
 def settings(settings: Settings, repos: Path) -> Settings:
     """The session's services, repositories under ``repos``, and the test-only side-queue template."""
     return settings.model_copy(update={

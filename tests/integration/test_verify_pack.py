@@ -37,13 +37,6 @@ SHARED_CACHE = Path(os.environ.get("JOBFORGE_TEST_VERIFY_CACHE", "/tmp/jobforge-
 
 
 @pytest.fixture
-def repos(tmp_path: Path) -> Path:
-    root = tmp_path / "repos"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
 def settings(settings: Settings, repos: Path) -> Settings:
     """The session's services, repositories allowed under ``repos``, fast heartbeats and kills."""
     return settings.model_copy(update={
