@@ -54,11 +54,10 @@ def _fast_scan(value: Any, limits: PayloadLimits) -> bool:
         strings = compress(frontier, map(is_, types, repeat(str)))
         if max(map(len, strings), default=0) > limits.max_string:
             return False
-        containers = list(compress(frontier, map(_CONTAINERS.__contains__, types)))
-        if not containers:
+        dicts = list(compress(frontier, map(is_, types, repeat(dict))))
+        lists = list(compress(frontier, map(is_, types, repeat(list))))
+        if not dicts and not lists:
             return True
-        dicts = [node for node in containers if type(node) is dict]
-        lists = [node for node in containers if type(node) is list]
         depth += 1
         if depth > limits.max_depth:
             return False
