@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -489,12 +490,19 @@ class VerifyActivities:
     @activity.defn(name="verify.prepare")
     async def prepare(self, req: PrepareInput) -> Prepared:
         """Locate (or clone) the repository, plan its steps, fingerprint it and look the fingerprint up."""
+        started = time.monotonic()
         try:
-            return await self._prepare(req)
+            prepared = await self._prepare(req)
         except JobForgeError as err:
             log.warning("verify_refused", error_code=err.code, error=err.message, run_id=req.run_id,
                         tenant_id=req.tenant_id)
             raise to_application_error(err) from None
+        if prepared.cached is not None:
+            # the cached verdict's duration is how long answering it took, measured here so that the
+            # recorded history (and a replay dry run answered from it) carries it
+            answered = prepared.cached.model_copy(update={"duration_seconds": round(time.monotonic() - started, 3)})
+            prepared = prepared.model_copy(update={"cached": answered})
+        return prepared
 
     async def _prepare(self, req: PrepareInput) -> Prepared:
         inputs = req.inputs

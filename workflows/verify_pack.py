@@ -110,7 +110,7 @@ class VerifyPackWorkflow:
             for result in prepared.cached.steps:
                 self._set(result.name, status=result.status, duration_seconds=result.duration_seconds)
             self._phase("done")
-            return prepared.cached.model_copy(update={"duration_seconds": self._since(started)})
+            return prepared.cached  # its duration was measured by prepare, so replays reproduce it
         report = await self._run_steps(inputs, prepared)
         report = report.model_copy(update={"duration_seconds": self._since(started)})
         self._phase("finalize")

@@ -112,6 +112,12 @@ async def test_passing_verify_run_round_trips(runtime: Runtime, worker: None, fl
     assert dry.task_queues == [runtime.settings.verify_queue]
     types = [a.activity_type for a in recorded_activities(replay["history"]).values()]
     assert types.count("verify.run_step") == 4 and "verify.finalize" in types
+    # the same code again is answered from the cache; that run round trips too, its duration included
+    cached = await verify_run(runtime, t, {"repo_path": str(repo)})
+    assert cached.cached and cached.passed
+    cached_replay, _, _ = await round_trip(runtime, cached.run_id, t, tmp_path / "cached")
+    assert cached_replay["outcome"]["result"]["cached"] is True
+    assert cached_replay["outcome"]["result"]["duration_seconds"] == cached.duration_seconds
 
 
 async def test_failing_verify_runs_round_trip(runtime: Runtime, worker: None, flags_on: None, repos: Path,
