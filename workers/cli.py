@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -280,6 +281,10 @@ def dev(
 
     s = Settings()
     configure(s.log_level, s.log_format)
+    # SIGTERM (a supervisor, `kill`) stops the stack as cleanly as Ctrl-C; SIGINT is restored too, since a
+    # shell that starts us in the background hands us SIGINT ignored
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     stack = DevStack(s, DevPorts(temporal_port, ui_port, pg_port, api_port), workers=workers, headless=headless)
     parsed = parse_inputs(inputs) if run else {}
     try:
@@ -302,6 +307,10 @@ def dev(
         err.print("stopping...", highlight=False)
     finally:
         stack.stop()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _run_once(s: Settings, template: str, tenant: str, inputs: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from psycopg import sql
 from pydantic import SecretStr
@@ -71,13 +72,13 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | Non
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not count)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 # -- state file -----------------------------------------------------------------------------------
@@ -207,10 +208,30 @@ class EmbeddedPostgres:
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(PG_DATABASE)))
 
+    def _postmaster_pid(self) -> int | None:
+        try:
+            return int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
     def stop(self) -> None:
-        if self.running():
-            with contextlib.suppress(StackStartFailed, subprocess.TimeoutExpired):
-                self._run([self._bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-m", "fast", "stop"], timeout=60)
+        """Stop the server: `pg_ctl stop -m fast`, then SIGTERM/SIGKILL of the postmaster if it is still up."""
+        if not self.running():
+            return
+        pid = self._postmaster_pid()
+        with contextlib.suppress(StackStartFailed, subprocess.TimeoutExpired):
+            self._run([self._bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-t", "30", "-m", "fast", "stop"],
+                      timeout=40)
+        if pid is None or not pid_alive(pid):
+            return
+        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):  # fast shutdown = SIGINT; be firmer
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and pid_alive(pid):
+                time.sleep(0.1)
+            if not pid_alive(pid):
+                return
 
 
 # -- Temporal dev server --------------------------------------------------------------------------

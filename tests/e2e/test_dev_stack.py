@@ -24,8 +24,8 @@ def start_dev(env: dict[str, str], ports: dict[str, int], log: Path) -> subproce
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
-def stop_dev(proc: subprocess.Popen[bytes], log: Path) -> None:
-    proc.send_signal(signal.SIGINT)
+def stop_dev(proc: subprocess.Popen[bytes], log: Path, sig: int = signal.SIGINT) -> None:
+    proc.send_signal(sig)
     try:
         code = proc.wait(60)
     except subprocess.TimeoutExpired:
@@ -108,5 +108,11 @@ def test_dev_stack_lifecycle(tmp_path: Path) -> None:
         assert described.returncode == 0, described.stderr
         flags = {f["name"]: f for f in json.loads(jobforge("flags", "--json", env=env).stdout)}
         assert flags["REPLAY_PACK_ENABLED"]["source"] == "store"
+        restarted = StackState.read(home / "state.json")
+        assert restarted is not None
     finally:
-        stop_dev(proc, log)
+        stop_dev(proc, log, signal.SIGTERM)  # a supervisor's SIGTERM stops it as cleanly as Ctrl-C
+    postmaster = home / "pgdata" / "postmaster.pid"
+    for name, pid in restarted.pids.items():
+        assert not pid_alive(pid), f"{name} (pid {pid}) still runs after SIGTERM"
+    assert not postmaster.exists() and not (home / "state.json").exists()
