@@ -70,11 +70,12 @@ def log_text(report: VerifyReport, step: StepName) -> str:
 
 
 def running(token: str) -> list[psutil.Process]:
-    """Live processes whose command line contains ``token`` (pids inside a sandbox mean nothing out here)."""
+    """Live processes with ``token`` as a whole argument, e.g. ``sleep 4172`` (pids inside a sandbox mean
+    nothing out here; a substring would also match parallel tests' random ports like ``--port 41725``)."""
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):
         cmdline = proc.info["cmdline"] or []
-        if any(token in part for part in cmdline) and proc.info["status"] != psutil.STATUS_ZOMBIE:
+        if token in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
             found.append(proc)
     return found
 

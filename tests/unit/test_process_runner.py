@@ -16,9 +16,10 @@ ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
 def live(token: str) -> list[psutil.Process]:
+    """Live processes with ``token`` as a whole argument (``sleep 5171``; a substring would also match
+    another test's random port such as ``--port 51712``)."""
     return [proc for proc in psutil.process_iter(["cmdline", "status"])
-            if any(token in part for part in proc.info["cmdline"] or [])
-            and proc.info["status"] != psutil.STATUS_ZOMBIE]
+            if token in (proc.info["cmdline"] or []) and proc.info["status"] != psutil.STATUS_ZOMBIE]
 
 
 async def run(script: str, tmp_path: Path, **kw: object) -> tuple[object, str]:
