@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import structlog
@@ -27,8 +28,10 @@ from shared.triggers.inputs import build_inputs
 from shared.triggers.models import (
     AcceptEventResult,
     Decision,
+    FireContext,
     FireOutcome,
     FireRequest,
+    RouteEventResult,
     StoreEventInput,
     Trigger,
     TriggerKind,
@@ -56,6 +59,29 @@ class TriggerActivities:
         stored = await self.triggers.store_event(event, req.trace_id, req.route_workflow_id)
         matched = await self.triggers.matching(event.tenant_id, event.event_type)
         return AcceptEventResult(event_row_id=stored.id, trigger_ids=[t.trigger_id for t in matched])
+
+    @activity.defn(name="events.route")
+    async def route_event(self, req: StoreEventInput) -> RouteEventResult:
+        """``events.accept`` and then every matching trigger's ``triggers.fire``, in one step.
+
+        Idempotent as a whole: the event row is keyed by the routing workflow, each fire by its fire
+        key (routing workflow + trigger) and each run by the fire's idempotency key, so a retry after a
+        crash or a failed fire re-decides nothing and starts nothing twice.
+        """
+        accepted = await self.accept_event(req)
+        event = req.event
+        context = FireContext(source="event", event_type=str(event["event_type"]),
+                              source_app=str(event.get("source_app") or "") or None,
+                              actor=req.actor or "event", event_id=str(event["event_id"]))
+        answers = await asyncio.gather(*(
+            self.fire(FireRequest(trigger_id=trigger_id, fire_key=f"{req.route_workflow_id}#{trigger_id}",
+                                  context=context, event=event))
+            for trigger_id in accepted.trigger_ids), return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer  # the step is retried; the fires that were decided are found again
+        fires = [answer for answer in answers if isinstance(answer, FireOutcome)]
+        return RouteEventResult(event_row_id=accepted.event_row_id, matched=len(accepted.trigger_ids), fires=fires)
 
     async def _schedule_paused(self, trigger: Trigger) -> str | None:
         """Why a cron trigger's Schedule will not fire (paused in Temporal, or gone), else None."""

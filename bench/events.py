@@ -2,11 +2,17 @@
 
 In one run, on one Temporal dev server (SQLite file, WAL) and the machine's PostgreSQL:
 
-1. baseline: N raw ``start_workflow`` calls (C concurrent) of a workflow nobody runs → starts/s;
-2. JobForge: N events submitted (C concurrent) through the whole gate (limits, rate limit, dedupe,
+1. baseline A (the issue's): N raw ``start_workflow`` calls (C concurrent) of a workflow nobody
+   runs → starts/s: the server's price of a start alone, no workflow task, no activity;
+2. baseline B (like for like): N raw ``start_workflow`` calls of a bare one-activity workflow
+   (``bench/templates/bare.py``, no JobForge code) served by a worker in this process → runs/s until
+   the last run's activity has started: what Temporal alone delivers to the same finish line;
+3. JobForge: N events submitted (C concurrent) through the whole gate (limits, rate limit, dedupe,
    audit) and the durable router, each firing one trigger whose run's first activity (admission)
-   starts → events/s until the last run has started; ratio = JobForge / baseline (target >= 0.7);
-3. latency from ``submit_event`` returning to the template's first activity starting (p50/p99).
+   starts → events/s until the last run has started; ratios = JobForge / A (target >= 0.7) and
+   JobForge / B;
+4. latency from ``submit_event`` returning to the template's first activity starting (p50/p99),
+   next to baseline B's latency from ``start_workflow`` returning to its activity starting.
 
 The worker runs in this process, like `jobforge dev` with one worker. Usage: python bench/events.py [N] [C]
 """
@@ -28,9 +34,11 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.templates import bare
 from shared.flags import Flag
 from shared.models import EventEnvelope
 from shared.settings import Settings
@@ -41,7 +49,7 @@ from shared.triggers.models import TriggerKind, TriggerSpec
 from shared.triggers.service import TriggerService
 from workers.runtime import open_runtime
 from workers.stack import temporal_binary
-from workers.worker import build_workers
+from workers.worker import WORKFLOW_RUNNER, build_workers
 
 PG_ADMIN = os.environ.get("JOBFORGE_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 FLAGS = (Flag.EVENTS, Flag.TRIGGERS, Flag.AUTOPILOT_JOBS, Flag.AUDIT_LOGGING, Flag.RATE_LIMITING,
@@ -78,7 +86,31 @@ async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
         await asyncio.gather(*(raw(i) for i in range(n)))
         baseline = n / (time.perf_counter() - started)
 
-        # 2 + 3. events through the gate and the router to the first activity of each run
+        # 2. baseline B: raw start_workflow of a bare one-activity workflow, to its activity starting
+        bare_queue = f"bench-bare-{uuid.uuid4().hex[:8]}"
+        bare_returned: dict[str, float] = {}
+
+        async def bare_run(key: str) -> None:
+            async with sem:
+                await env.client.start_workflow(bare.BareWorkflow.run, key, id=f"bare-{key}-{uuid.uuid4().hex}",
+                                                task_queue=bare_queue)
+                bare_returned[key] = time.time()
+
+        async with Worker(env.client, task_queue=bare_queue, workflows=[bare.BareWorkflow], activities=[bare.mark],
+                          workflow_runner=WORKFLOW_RUNNER,
+                          max_concurrent_activities=settings.worker_max_concurrent_activities,
+                          max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks):
+            warm = [f"w{i}" for i in range(20)]
+            await asyncio.gather(*(bare_run(k) for k in warm))
+            await bare.wait_started(warm)
+            keys = [f"b{i}" for i in range(n)]
+            started = time.perf_counter()
+            await asyncio.gather(*(bare_run(k) for k in keys))
+            await bare.wait_started(keys)
+            bare_rate = n / (time.perf_counter() - started)
+        bare_latencies = [bare.STARTED[k] - bare_returned[k] for k in keys]
+
+        # 3 + 4. events through the gate and the router to the first activity of each run
         async with open_runtime(settings) as rt:
             assert rt.temporal is not None
             workers = build_workers(rt)
@@ -119,9 +151,11 @@ async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
                 await asyncio.gather(*tasks, return_exceptions=True)
         throughput = n / elapsed
         print(f"events: {n} at {concurrency} concurrent, one worker in-process, dev server on SQLite+WAL")
-        print(f"  baseline raw start_workflow          {baseline:7.1f} /s")
-        print(f"  JobForge event → run (gate+router)   {throughput:7.1f} /s   ratio {throughput / baseline:.2f} "
-              f"(target >= 0.7)")
+        print(f"  A. raw start_workflow, nobody runs it          {baseline:7.1f} /s")
+        print(f"  B. raw start_workflow → its activity starts    {bare_rate:7.1f} /s   "
+              f"(p50 {statistics.median(bare_latencies) * 1e3:.0f} ms, p99 {pct(bare_latencies, 0.99) * 1e3:.0f} ms)")
+        print(f"  JobForge event → run's first activity starts  {throughput:7.1f} /s   "
+              f"ratio to A {throughput / baseline:.2f} (target >= 0.7), ratio to B {throughput / bare_rate:.2f}")
         print(f"  (all {n} submit_event calls returned after {submitted:.1f}s: gate throughput {n / submitted:.1f}/s)")
         print(f"  submit_event returned → first activity of the run: p50 {statistics.median(latencies) * 1e3:.0f} ms,"
               f" p99 {pct(latencies, 0.99) * 1e3:.0f} ms")

@@ -35,6 +35,8 @@ async def start_routing(temporal: Client, settings: Settings, event: EventEnvelo
         id=workflow_id, task_queue=settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         search_attributes=run_search_attributes(receipt.tenant_id, ROUTE_EVENT_WORKFLOW, receipt.trace_id),
+        # a worker sharing this client (`jobforge dev`, a worker-side submitter) routes at once
+        request_eager_start=True,
     )
     return workflow_id
 

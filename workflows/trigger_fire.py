@@ -15,7 +15,7 @@ FIRE_TIMEOUT = timedelta(seconds=15)
 FIRE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 
 
-@workflow.defn(name="jobforge.trigger.fire")
+@workflow.defn(name="jobforge.trigger.fire", sandboxed=False)
 class TriggerFireWorkflow:
     @workflow.run
     async def run(self, req: TriggerFireInput) -> FireOutcome:

@@ -46,7 +46,10 @@ class EventDeduper:
                     trace_id: str = "", payload_hash: str = "") -> DedupeOutcome:
         params = {"tenant": tenant_id, "etype": event_type, "eid": event_id, "ttl": ttl_seconds,
                   "trace": trace_id, "hash": payload_hash}
-        async with self.engine.begin() as conn:
+        async with self.engine.connect() as conn:
+            # each statement commits on its own: the claim is one atomic upsert, and the duplicate
+            # counter needs no transaction around it (it only counts)
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             row = (await conn.execute(_CLAIM, params)).one_or_none()
             duplicate = row is None
             if row is None:

@@ -39,6 +39,16 @@ class RateLimiter:
 
         ``at`` replaces the database clock (tests that pin time); production passes None.
         """
+        if len(buckets) == 1:  # one statement is atomic by itself: no transaction holding the row lock
+            bucket, policy = buckets[0]
+            params = {"bucket": bucket, "t": policy.interval, "window": policy.window, "at": at}
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                row = (await conn.execute(_HIT, params)).one_or_none()
+                if row is None:
+                    current = (await conn.execute(_READ, {"bucket": bucket, "at": at})).one()
+                    return refused(current.tat, current.now, policy)
+            return decide(row.tat, row.now, policy)
         answers: list[RateDecision] = []
         async with self.engine.connect() as conn:
             tx = await conn.begin()

@@ -24,7 +24,11 @@ def create_engine(url: str, pool_size: int = 5) -> AsyncEngine:
     """An async engine on ``url`` (``postgresql+psycopg://``; a bare ``postgresql://`` is upgraded)."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return create_async_engine(url, pool_size=pool_size, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip on every checkout, and the hot paths check out a connection
+    # per statement. A connection that died with its server (a PostgreSQL restart) fails its next
+    # statement with a retryable error instead, and SQLAlchemy then discards the whole pool, so each
+    # process sees one such error (activities retry it; API callers get 503 + Retry-After).
+    return create_async_engine(url, pool_size=pool_size, pool_pre_ping=False, pool_recycle=3600)
 
 
 def _record(row: RunRow) -> RunRecord:

@@ -262,6 +262,8 @@ class StoreEventInput(BaseModel):
     event: dict[str, Any]
     trace_id: str
     route_workflow_id: str
+    #: who submitted the event (``events.route`` passes it to the fires)
+    actor: str = ""
 
 
 class AcceptEventResult(BaseModel):

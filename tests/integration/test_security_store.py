@@ -7,6 +7,7 @@ import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import pytest
@@ -162,3 +163,51 @@ async def test_policy_token_single_use(store: Store) -> None:
     with pytest.raises(PolicyTokenInvalid, match="unknown"):
         await grants.consume_policy_token("sha256:nope", tenant_id="t", template_key="a.b.c", inputs_hash="h",
                                           used_by="run-1")
+
+
+async def test_audit_appends_in_one_process_are_group_committed(store: Store) -> None:
+    """300 concurrent appends of one process share transactions, yet each returns its own committed entry."""
+    audit = AuditLog(store.engine)
+    writes: list[int] = []
+    write = audit._write
+
+    async def counting(tenant_id: str, facts: Any) -> Any:
+        writes.append(len(facts))
+        return await write(tenant_id, facts)
+
+    audit._write = counting  # type: ignore[method-assign]
+    facts = [AuditFact("group", f"actor-{i}", "events.submit", f"e:{i}", Decision.ALLOW, "ok", f"t{i}", {"i": i})
+             for i in range(300)]
+    records = await asyncio.gather(*(audit.append(fact) for fact in facts))
+    assert sorted(r.seq for r in records) == list(range(1, 301))
+    assert [r.actor for r in records] == [f.actor for f in facts]  # each caller got its own entry back
+    assert sum(writes) == 300 and len(writes) < 300 and max(writes) > 1
+    verdict = await audit.verify("group")
+    assert verdict.ok and verdict.entries == 300
+    listed = {r.seq: r for r in await audit.list("group", limit=300)}
+    assert all(listed[r.seq].resource == r.resource and listed[r.seq].hash == r.hash for r in records)
+
+
+async def test_a_failed_audit_batch_fails_every_waiter_and_the_next_batch_still_writes(store: Store) -> None:
+    """A batch whose transaction fails raises in each of its callers; later appends are not stuck behind it."""
+    audit = AuditLog(store.engine)
+    write = audit._write
+    failing = [True]
+
+    async def flaky(tenant_id: str, facts: Any) -> Any:
+        if failing[0]:
+            failing[0] = False
+            await asyncio.sleep(0.05)  # let the rest of the burst queue behind this batch
+            raise RuntimeError("database went away")
+        return await write(tenant_id, facts)
+
+    audit._write = flaky  # type: ignore[method-assign]
+    first = asyncio.ensure_future(audit.append(AuditFact("flaky", "a", "x.y", "r", Decision.ALLOW, "first")))
+    await asyncio.sleep(0.01)  # the first batch (just this entry) is now in flight
+    queued = asyncio.gather(*(audit.append(AuditFact("flaky", "a", "x.y", "r", Decision.ALLOW, f"n{i}"))
+                              for i in range(4)))
+    with pytest.raises(RuntimeError, match="went away"):
+        await first
+    assert sorted(r.seq for r in await queued) == [1, 2, 3, 4]  # the next batch was written by the same writer
+    written = await audit.append(AuditFact("flaky", "a", "x.y", "r", Decision.ALLOW, "after"))
+    assert written.seq == 5 and (await audit.verify("flaky")).ok
