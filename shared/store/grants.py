@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.errors import PolicyTokenInvalid, PolicyTokenReplayed, TokenInvalid
+from shared.store.store import autocommit
 
 _CONSUME = text("""
 UPDATE policy_tokens SET used_at = clock_timestamp(), used_by = :by
@@ -70,7 +71,7 @@ class GrantStore:
 
     async def consume_receipt(self, jti: str, *, workflow_id: str, run_id: str, expires_at: int) -> None:
         """Record that run ``run_id`` used receipt ``jti``; another run using it is refused."""
-        async with self.engine.begin() as conn:
+        async with autocommit(self.engine).connect() as conn:  # one atomic upsert
             row = (await conn.execute(text(
                 "INSERT INTO receipt_uses (jti, workflow_id, run_id, expires_at) VALUES (:jti, :wf, :run, :exp) "
                 "ON CONFLICT (jti) DO UPDATE SET jti = excluded.jti RETURNING run_id"),

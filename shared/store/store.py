@@ -31,6 +31,15 @@ def create_engine(url: str, pool_size: int = 5) -> AsyncEngine:
     return create_async_engine(url, pool_size=pool_size, pool_pre_ping=False, pool_recycle=3600)
 
 
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` (same pool) whose statements each commit on their own: no BEGIN/COMMIT round trips.
+
+    For reads and for single statements that are atomic by themselves; anything that needs several
+    statements to hold together uses the plain engine and a transaction.
+    """
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def _record(row: RunRow) -> RunRecord:
     return RunRecord(
         tenant_id=row.tenant_id, template_key=row.template_key, workflow_id=row.workflow_id,
@@ -46,6 +55,8 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._session = async_sessionmaker(engine, expire_on_commit=False)
+        #: reads and single-statement writes: each statement commits by itself
+        self._auto = async_sessionmaker(autocommit(engine), expire_on_commit=False)
 
     @classmethod
     def from_url(cls, url: str, pool_size: int = 5) -> Store:
@@ -84,7 +95,7 @@ class Store:
                     input_hash=input_hash, summary={}, error=error, finished_at=finished)
             .on_conflict_do_nothing(index_elements=[RunRow.run_id])
         )
-        async with self._session.begin() as session:
+        async with self._auto() as session:  # insert-or-nothing, then read: no transaction needed
             await session.execute(stmt)
             row = await session.get(RunRow, run_id)
             assert row is not None
@@ -99,7 +110,7 @@ class Store:
                     finished_at=func.now())
             .returning(RunRow)
         )
-        async with self._session.begin() as session:
+        async with self._auto() as session:  # one statement
             row = (await session.execute(stmt)).scalar_one_or_none()
             if row is None:
                 raise RunNotFound(run_id)
@@ -111,7 +122,7 @@ class Store:
                 .order_by(RunRow.created_at.desc()).limit(1))
         if tenant_id is not None:
             stmt = stmt.where(RunRow.tenant_id == tenant_id)
-        async with self._session() as session:
+        async with self._auto() as session:
             row = (await session.execute(stmt)).scalar_one_or_none()
         if row is None:
             raise RunNotFound(ident)
@@ -120,7 +131,7 @@ class Store:
     async def find_by_idempotency_key(self, tenant_id: str, key: str) -> RunRecord | None:
         stmt = (select(RunRow).where(RunRow.tenant_id == tenant_id, RunRow.idempotency_key == key)
                 .order_by(RunRow.created_at).limit(1))
-        async with self._session() as session:
+        async with self._auto() as session:
             row = (await session.execute(stmt)).scalar_one_or_none()
         return _record(row) if row else None
 
@@ -135,13 +146,13 @@ class Store:
         if before:
             stmt = stmt.where(RunRow.created_at < before)
         stmt = stmt.order_by(RunRow.created_at.desc()).limit(limit)
-        async with self._session() as session:
+        async with self._auto() as session:
             return [_record(row) for row in (await session.execute(stmt)).scalars()]
 
     # -- feature flag overrides ---------------------------------------------------------------
 
     async def flag_overrides(self) -> dict[Flag, bool]:
-        async with self._session() as session:
+        async with self._auto() as session:
             rows = (await session.execute(select(FlagOverrideRow))).scalars().all()
         out: dict[Flag, bool] = {}
         for row in rows:
@@ -184,13 +195,13 @@ class Store:
     async def list_artifacts(self, tenant_id: str, run_id: str) -> Sequence[ArtifactRecord]:
         stmt = (select(ArtifactRow).where(ArtifactRow.tenant_id == tenant_id, ArtifactRow.run_id == run_id)
                 .order_by(ArtifactRow.name))
-        async with self._session() as session:
+        async with self._auto() as session:
             return [_artifact(row) for row in (await session.execute(stmt)).scalars()]
 
     # -- verify-pack cache ----------------------------------------------------------------------
 
     async def get_verify_cache(self, tenant_id: str, fingerprint: str) -> VerifyCacheEntry | None:
-        async with self._session() as session:
+        async with self._auto() as session:
             row = await session.get(VerifyCacheRow, (tenant_id, fingerprint))
         return _cache_entry(row) if row is not None else None
 

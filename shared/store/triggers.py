@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from shared.errors import TriggerExists, TriggerNotFound
 from shared.models import EventEnvelope
+from shared.store.store import autocommit
 from shared.store.tables import EventRow, TriggerFireRow, TriggerRow
 from shared.triggers.gate import type_matches
 from shared.triggers.models import (
@@ -52,6 +53,8 @@ def _event(row: EventRow) -> StoredEvent:
 class TriggerStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._session = async_sessionmaker(engine, expire_on_commit=False)
+        #: reads and single-statement writes: each statement commits by itself
+        self._auto = async_sessionmaker(autocommit(engine), expire_on_commit=False)
 
     # -- triggers ---------------------------------------------------------------------------------
 
@@ -68,14 +71,14 @@ class TriggerStore:
 
     async def get(self, tenant_id: str, name: str) -> Trigger:
         stmt = select(TriggerRow).where(TriggerRow.tenant_id == tenant_id, TriggerRow.name == name)
-        async with self._session() as session:
+        async with self._auto() as session:
             row = (await session.execute(stmt)).scalar_one_or_none()
         if row is None:
             raise TriggerNotFound(name)
         return _trigger(row)
 
     async def get_by_id(self, trigger_id: str) -> Trigger:
-        async with self._session() as session:
+        async with self._auto() as session:
             row = await session.get(TriggerRow, trigger_id)
         if row is None:
             raise TriggerNotFound(trigger_id)
@@ -85,7 +88,7 @@ class TriggerStore:
         stmt = select(TriggerRow).where(TriggerRow.tenant_id == tenant_id).order_by(TriggerRow.name)
         if kind is not None:
             stmt = stmt.where(TriggerRow.kind == kind.value)
-        async with self._session() as session:
+        async with self._auto() as session:
             return [_trigger(r) for r in (await session.execute(stmt)).scalars()]
 
     async def set_enabled(self, tenant_id: str, name: str, enabled: bool) -> Trigger:
@@ -117,47 +120,77 @@ class TriggerStore:
         A trigger with a cooldown or a max-runs limit is decided while holding its row lock: two fires
         racing on it (two workers, a Schedule fire and a manual fire) take turns, so the second sees
         the first in its state and the limits hold exactly. A trigger without either limit has no
-        state to race on and is decided without the lock, so its fires run in parallel. A retried fire
-        (same ``fire_key``) returns the recorded decision instead of deciding again.
+        state to race on: it is decided without a lock or a transaction, in three statements (the
+        trigger; the clock, the record's id and any earlier decision of this fire; the record), so
+        its fires run in parallel. A retried fire (same ``fire_key``) returns the recorded decision
+        instead of deciding again.
         """
-        async with self._session.begin() as session:
+        async with self._auto() as session:
             row = (await session.execute(select(TriggerRow).where(TriggerRow.trigger_id == trigger_id)))\
                 .scalar_one_or_none()
+        if row is None:
+            raise TriggerNotFound(trigger_id)
+        trigger = _trigger(row)
+        if trigger.safety.cooldown_seconds or trigger.safety.max_runs:
+            return await self._decide_locked(trigger_id, fire_key, ctx, decide)
+        async with self._auto() as session:
+            earlier = select(TriggerFireRow.id).where(TriggerFireRow.fire_key == fire_key).scalar_subquery()
+            now, fire_id, existing_id = (await session.execute(select(
+                func.clock_timestamp(), func.nextval(func.pg_get_serial_sequence("trigger_fires", "id")),
+                earlier))).one()
+            if existing_id is None:
+                decision, inputs = decide(trigger, TriggerState(), now)
+                record = self._fire_row(trigger, fire_id, fire_key, ctx, decision, inputs, now)
+                session.add(record)
+                try:
+                    await session.flush()
+                except IntegrityError:  # the same fire decided at this very moment by another worker
+                    await session.rollback()
+                else:
+                    return _fire(record)
+            existing = (await session.execute(
+                select(TriggerFireRow).where(TriggerFireRow.fire_key == fire_key))).scalar_one()
+            return _fire(existing, created=False)
+
+    @staticmethod
+    def _fire_row(trigger: Trigger, fire_id: int, fire_key: str, ctx: FireContext, decision: Decision,
+                  inputs: dict[str, object], now: datetime) -> TriggerFireRow:
+        fires = decision.verdict.value == "fire"
+        return TriggerFireRow(
+            id=fire_id, tenant_id=trigger.tenant_id, trigger_id=trigger.trigger_id, trigger_name=trigger.name,
+            fire_key=fire_key, source=ctx.source, verdict=decision.verdict.value, reasons=decision.reasons,
+            event_type=ctx.event_type, event_id=ctx.event_id, inputs=inputs, fired_at=now, start_error="",
+            run_workflow_id=f"jobforge/{trigger.tenant_id}/idem/trigger.{trigger.name}.{fire_id}" if fires else None)
+
+    async def _decide_locked(self, trigger_id: str, fire_key: str, ctx: FireContext, decide: Decide) -> FireRecord:
+        """:meth:`decide_fire` for a trigger with cooldown or max-runs: in a transaction, under its row lock."""
+        async with self._session.begin() as session:
+            row = (await session.execute(select(TriggerRow).where(TriggerRow.trigger_id == trigger_id)
+                                         .with_for_update())).scalar_one_or_none()
             if row is None:
                 raise TriggerNotFound(trigger_id)
             trigger = _trigger(row)
-            stateful = bool(trigger.safety.cooldown_seconds or trigger.safety.max_runs)
-            if stateful:
-                await session.execute(select(TriggerRow.trigger_id).where(TriggerRow.trigger_id == trigger_id)
-                                      .with_for_update())
             existing = (await session.execute(
                 select(TriggerFireRow).where(TriggerFireRow.fire_key == fire_key))).scalar_one_or_none()
             if existing is not None:
                 return _fire(existing, created=False)
-            # one statement for the clock and the trigger's fire history
+            # one statement for the clock, the record's id and the trigger's fire history
             window = timedelta(seconds=trigger.safety.window_seconds)
             now_col = func.clock_timestamp()
             fired = TriggerFireRow.verdict == "fire"
-            if stateful:
-                state_row = (await session.execute(
-                    select(now_col,
-                           func.max(TriggerFireRow.fired_at).filter(fired),
-                           func.count().filter(fired, TriggerFireRow.fired_at > now_col - window))
-                    .select_from(TriggerFireRow).where(TriggerFireRow.trigger_id == trigger_id))).one()
-                now: datetime = state_row[0]
-                state = TriggerState(last_fired_at=state_row[1], fires_in_window=int(state_row[2] or 0))
-            else:
-                now = (await session.execute(select(now_col))).scalar_one()
-                state = TriggerState()
+            state_row = (await session.execute(
+                select(now_col,
+                       func.nextval(func.pg_get_serial_sequence("trigger_fires", "id")),
+                       select(func.max(TriggerFireRow.fired_at).filter(fired))
+                       .where(TriggerFireRow.trigger_id == trigger_id).scalar_subquery(),
+                       select(func.count().filter(fired, TriggerFireRow.fired_at > now_col - window))
+                       .where(TriggerFireRow.trigger_id == trigger_id).scalar_subquery()))).one()
+            now: datetime = state_row[0]
+            state = TriggerState(last_fired_at=state_row[2], fires_in_window=int(state_row[3] or 0))
             decision, inputs = decide(trigger, state, now)
-            record = TriggerFireRow(tenant_id=trigger.tenant_id, trigger_id=trigger_id, trigger_name=trigger.name,
-                                    fire_key=fire_key, source=ctx.source, verdict=decision.verdict.value,
-                                    reasons=decision.reasons, event_type=ctx.event_type, event_id=ctx.event_id,
-                                    inputs=inputs, fired_at=now, start_error="")
+            record = self._fire_row(trigger, int(state_row[1]), fire_key, ctx, decision, inputs, now)
             session.add(record)
             await session.flush()
-            if decision.verdict.value == "fire":
-                record.run_workflow_id = f"jobforge/{trigger.tenant_id}/idem/trigger.{trigger.name}.{record.id}"
             return _fire(record)
 
     async def set_start_error(self, fire_id: int, error: str) -> None:
@@ -173,7 +206,7 @@ class TriggerStore:
         if verdict:
             stmt = stmt.where(TriggerFireRow.verdict == verdict)
         stmt = stmt.order_by(TriggerFireRow.fired_at.desc(), TriggerFireRow.id.desc()).limit(limit)
-        async with self._session() as session:
+        async with self._auto() as session:
             return [_fire(r) for r in (await session.execute(stmt)).scalars()]
 
     # -- events -----------------------------------------------------------------------------------
@@ -185,7 +218,7 @@ class TriggerStore:
             source_app=event.source_app, source_module=event.source_module, payload=event.payload,
             occurred_at=event.occurred_at, route_workflow_id=route_workflow_id,
         ).on_conflict_do_nothing(index_elements=[EventRow.route_workflow_id])
-        async with self._session.begin() as session:
+        async with self._auto() as session:  # insert-or-nothing, then read: no transaction needed
             await session.execute(stmt)
             row = (await session.execute(
                 select(EventRow).where(EventRow.route_workflow_id == route_workflow_id))).scalar_one()
@@ -196,5 +229,5 @@ class TriggerStore:
         if event_type:
             stmt = stmt.where(EventRow.event_type == event_type)
         stmt = stmt.order_by(EventRow.received_at.desc(), EventRow.id.desc()).limit(limit)
-        async with self._session() as session:
+        async with self._auto() as session:
             return [_event(r) for r in (await session.execute(stmt)).scalars()]
