@@ -28,6 +28,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import psycopg
 from psycopg import sql
 from pydantic import SecretStr
@@ -56,6 +57,31 @@ FLAGS = (Flag.EVENTS, Flag.TRIGGERS, Flag.AUTOPILOT_JOBS, Flag.AUDIT_LOGGING, Fl
          Flag.SECURITY_VALIDATION)
 
 
+class CpuMeter:
+    """CPU seconds spent by this process and by the Temporal dev server (a child) between marks.
+
+    Wall-clock rates swing with whatever else the machine runs; CPU seconds per event do not, so
+    the benchmark prints both.
+    """
+
+    def __init__(self) -> None:
+        me = psutil.Process()
+        self.procs = {"jobforge/python": me}
+        for child in me.children(recursive=True):
+            if "temporal" in child.name():
+                self.procs["temporal server"] = child
+        self.last = self._read()
+
+    def _read(self) -> dict[str, float]:
+        return {name: sum(proc.cpu_times()[:2]) for name, proc in self.procs.items()}
+
+    def mark(self) -> dict[str, float]:
+        now = self._read()
+        spent = {name: now[name] - self.last[name] for name in now}
+        self.last = now
+        return spent
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -82,9 +108,11 @@ async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
                                                 task_queue="bench-nobody-polls")
 
         await asyncio.gather(*(raw(-i - 1) for i in range(20)))
+        cpu = CpuMeter()
         started = time.perf_counter()
         await asyncio.gather(*(raw(i) for i in range(n)))
         baseline = n / (time.perf_counter() - started)
+        cpu_a = cpu.mark()
 
         # 2. baseline B: raw start_workflow of a bare one-activity workflow, to its activity starting
         bare_queue = f"bench-bare-{uuid.uuid4().hex[:8]}"
@@ -104,10 +132,12 @@ async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
             await asyncio.gather(*(bare_run(k) for k in warm))
             await bare.wait_started(warm)
             keys = [f"b{i}" for i in range(n)]
+            cpu.mark()
             started = time.perf_counter()
             await asyncio.gather(*(bare_run(k) for k in keys))
             await bare.wait_started(keys)
             bare_rate = n / (time.perf_counter() - started)
+            cpu_b = cpu.mark()
         bare_latencies = [bare.STARTED[k] - bare_returned[k] for k in keys]
 
         # 3 + 4. events through the gate and the router to the first activity of each run
@@ -131,6 +161,7 @@ async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
                         returned[f"o{i}"] = time.time()
 
                 await asyncio.gather(*(submit(i, "warmup") for i in range(20)))
+                cpu.mark()
                 started = time.perf_counter()
                 await asyncio.gather(*(submit(i) for i in range(n)))
                 submitted = time.perf_counter() - started
@@ -145,6 +176,7 @@ async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
                         break
                     await asyncio.sleep(0.05)
                 elapsed = time.perf_counter() - started
+                cpu_j = cpu.mark()
                 latencies = [float(row[1]) - returned[row[0]] for row in rows]
             finally:
                 await asyncio.gather(*(w.shutdown() for w in workers))
@@ -156,6 +188,13 @@ async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
               f"(p50 {statistics.median(bare_latencies) * 1e3:.0f} ms, p99 {pct(bare_latencies, 0.99) * 1e3:.0f} ms)")
         print(f"  JobForge event → run's first activity starts  {throughput:7.1f} /s   "
               f"ratio to A {throughput / baseline:.2f} (target >= 0.7), ratio to B {throughput / bare_rate:.2f}")
+        for name in cpu_j:
+            a, b, j = (1e3 * spent[name] / n for spent in (cpu_a, cpu_b, cpu_j))
+            print(f"  CPU per item, {name:16s} A {a:6.2f} ms   B {b:6.2f} ms   JobForge {j:6.2f} ms "
+                  f"(B/JobForge {b / j:.2f})")
+        total = [sum(spent.values()) for spent in (cpu_a, cpu_b, cpu_j)]
+        print(f"  CPU per item, both processes      A {1e3 * total[0] / n:6.2f} ms   B {1e3 * total[1] / n:6.2f} ms   "
+              f"JobForge {1e3 * total[2] / n:6.2f} ms (B/JobForge {total[1] / total[2]:.2f})")
         print(f"  (all {n} submit_event calls returned after {submitted:.1f}s: gate throughput {n / submitted:.1f}/s)")
         print(f"  submit_event returned → first activity of the run: p50 {statistics.median(latencies) * 1e3:.0f} ms,"
               f" p99 {pct(latencies, 0.99) * 1e3:.0f} ms")

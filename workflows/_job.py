@@ -1,4 +1,12 @@
-"""The frame every template workflow runs in: admission first, the run record last."""
+"""The frame every template workflow runs in: admission first, the run record last.
+
+The bookkeeping steps (admission, provenance capture, the final run record) are *local* activities:
+they run on the worker that holds the workflow task, inside that task, and are recorded as markers,
+so they cost the Temporal server no activity tasks and the run no extra workflow tasks (a template
+with one activity runs in two workflow tasks, as a bare Temporal workflow does). Their retry policy
+is the same unlimited, backed-off one. Histories recorded before this change (regular activities)
+replay on the old path (``workflow.patched``).
+"""
 
 from __future__ import annotations
 
@@ -21,26 +29,34 @@ T = TypeVar("T")
 BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10),
                                 maximum_attempts=0)
 BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
+LOCAL_BOOKKEEPING = "jobforge.bookkeeping-local"
+
+
+async def _bookkeeping(method: Callable[..., Awaitable[Any]], arg: Any,
+                       start_to_close: timedelta = BOOKKEEPING_TIMEOUT) -> Any:
+    """Run a bookkeeping activity: local on current histories, a regular activity on older ones."""
+    if workflow.patched(LOCAL_BOOKKEEPING):
+        return await workflow.execute_local_activity_method(method, arg, start_to_close_timeout=start_to_close,
+                                                            retry_policy=BOOKKEEPING_RETRY)
+    return await workflow.execute_activity_method(method, arg, start_to_close_timeout=start_to_close,
+                                                  retry_policy=BOOKKEEPING_RETRY)
 
 
 async def admit(job: JobRun) -> AdmissionResult:
     info = workflow.info()
-    return await workflow.execute_activity_method(
+    result: AdmissionResult = await _bookkeeping(
         RunActivities.admit,
         AdmissionInput(run=job, workflow_id=info.workflow_id, run_id=info.run_id,
-                       workflow_type=info.workflow_type),
-        start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY,
-    )
+                       workflow_type=info.workflow_type))
+    return result
 
 
 async def finish(job: JobRun, status: RunStatus, summary: dict[str, Any] | None = None, error: str = "") -> None:
     info = workflow.info()
-    await workflow.execute_activity_method(
+    await _bookkeeping(
         RunActivities.finish_run,
         FinishRunInput(tenant_id=job.tenant_id, workflow_id=info.workflow_id, run_id=info.run_id, status=status,
-                       summary=summary or {}, error=error[:2000]),
-        start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY,
-    )
+                       summary=summary or {}, error=error[:2000]))
 
 
 def _failure_message(exc: BaseException) -> tuple[str, str]:
@@ -55,12 +71,11 @@ def _failure_message(exc: BaseException) -> tuple[str, str]:
 
 
 async def capture_provenance(job: JobRun, inputs: dict[str, Any], code_path: str | None) -> None:
-    await workflow.execute_activity_method(
+    await _bookkeeping(
         ProvenanceActivities.capture_provenance,
         CaptureProvenanceInput(tenant_id=job.tenant_id, template_key=job.template_key,
                                run_id=workflow.info().run_id, inputs=inputs, code_path=code_path),
-        start_to_close_timeout=timedelta(seconds=60), retry_policy=BOOKKEEPING_RETRY,
-    )
+        timedelta(seconds=60))
 
 
 async def run_job(job: JobRun, body: Callable[[dict[str, Any]], Awaitable[T]],

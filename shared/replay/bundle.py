@@ -50,6 +50,10 @@ class RecordedActivity(BaseModel):
     failure: dict[str, Any] = Field(default_factory=dict)
 
 
+#: the marker Temporal's SDK core records for each local activity's outcome
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
+
+
 def _payload_value(payload: Mapping[str, Any]) -> Any:
     """The JSON value of a ``json/plain`` payload (None when it is not one)."""
     meta = payload.get("metadata") or {}
@@ -172,11 +176,20 @@ def workflow_input(history: Mapping[str, Any]) -> tuple[str, Any]:
 
 
 def recorded_activities(history: Mapping[str, Any]) -> dict[str, RecordedActivity]:
-    """Every scheduled activity by activity id, with the outcome its history recorded."""
+    """Every scheduled activity by activity id, with the outcome its history recorded.
+
+    Local activities count too: their outcome is a ``core_local_activity`` marker whose data names
+    the activity id and type (the same id sequence as the workflow's other activities).
+    """
     scheduled: dict[str, tuple[str, str]] = {}  # event id -> (activity id, type)
     found: dict[str, RecordedActivity] = {}
     for event in history.get("events") or []:
         kind = str(event.get("eventType", ""))
+        if kind.endswith("MARKER_RECORDED"):
+            local = _local_activity(_attrs(event, "RecordedEventAttributes"))
+            if local is not None:
+                found[local.activity_id] = local
+            continue
         if kind.endswith("ACTIVITY_TASK_SCHEDULED"):
             attrs = _attrs(event, "ScheduledEventAttributes")
             ident, type_ = str(attrs.get("activityId")), str((attrs.get("activityType") or {}).get("name"))
@@ -198,6 +211,24 @@ def recorded_activities(history: Mapping[str, Any]) -> dict[str, RecordedActivit
                     failure=failure_summary(attrs["failure"]) if "failure" in attrs else {})
                 break
     return found
+
+
+def _local_activity(attrs: Mapping[str, Any]) -> RecordedActivity | None:
+    """The local activity a ``core_local_activity`` marker records (None for other markers)."""
+    if attrs.get("markerName") != LOCAL_ACTIVITY_MARKER:
+        return None
+    details = attrs.get("details") or {}
+    data = ((details.get("data") or {}).get("payloads") or [None])[0]
+    meta = _payload_value(data) if isinstance(data, dict) else None
+    if not isinstance(meta, dict) or "activity_id" not in meta:
+        return None
+    ident, type_ = str(meta["activity_id"]), str(meta.get("activity_type", ""))
+    if "failure" in attrs:
+        return RecordedActivity(activity_id=ident, activity_type=type_, outcome="failed",
+                                failure=failure_summary(attrs["failure"]))
+    payloads = (details.get("result") or {}).get("payloads") or []
+    return RecordedActivity(activity_id=ident, activity_type=type_, outcome="completed",
+                            result=_payload_value(payloads[0]) if payloads else None)
 
 
 def task_queues(history: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:

@@ -150,7 +150,7 @@ async def test_event_trace_crosses_routing_and_the_trigger_fired_run(
     ingress = by_name(finished, "POST /v1/events")
     assert ingress.attributes is not None and ingress.attributes["jobforge.trace_id"] == receipt.trace_id
     names = {s.name for s in finished}
-    assert {"RunActivity:triggers.fire", f"StartWorkflow:{HC}", f"RunWorkflow:{HC}",
+    assert {"RunActivity:events.route", f"StartWorkflow:{HC}", f"RunWorkflow:{HC}",
             "RunActivity:jobforge.admit"} <= names
     assert any(n.startswith("RunWorkflow:") and n != f"RunWorkflow:{HC}" for n in names)  # the router
     assert_one_tree(finished, ingress)
