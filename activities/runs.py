@@ -7,7 +7,7 @@ from temporalio import activity
 
 from shared import metrics, tracing
 from shared.errors import JobForgeError
-from shared.flags import FlagReader
+from shared.flags import Flag, FlagReader
 from shared.gate import Gate, pg_text
 from shared.models import AdmissionInput, AdmissionResult, FinishRunInput, RunStatus
 from shared.security.principal import Principal
@@ -37,7 +37,8 @@ class RunActivities:
             admission = await self.gate.admit_job(run, operator, workflow_id=req.workflow_id, run_id=req.run_id,
                                                   workflow_type=req.workflow_type)
             judged = admission.judged
-        return AdmissionResult(admitted=True, inputs=judged.inputs, input_hash=judged.input_hash)
+        return AdmissionResult(admitted=True, inputs=judged.inputs, input_hash=judged.input_hash,
+                               capture_provenance=await self.flags.is_enabled(Flag.REPLAY_PACK))
 
     @activity.defn(name="jobforge.admit")
     async def admit(self, req: AdmissionInput) -> AdmissionResult:

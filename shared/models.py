@@ -63,6 +63,8 @@ class AdmissionResult(Frozen):
     #: the template inputs after validation against the template's model (defaults filled in)
     inputs: dict[str, Any] = Field(default_factory=dict)
     input_hash: str = ""
+    #: whether the run should capture its provenance (JOBFORGE_REPLAY_PACK_ENABLED at admission)
+    capture_provenance: bool = True
 
 
 class FinishRunInput(Frozen):

@@ -8,47 +8,25 @@ Used by ``bench/replay.py`` (module name ``bench.templates.many_activities``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from temporalio import activity, workflow
+from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from bench.templates.many_models import (
+        KEY,
+        TEMPLATES,
+        ManyInputs,
+        ManyResult,
+        NoopInput,
+        build_activities,
+        noop,
+    )
     from shared.models import JobRun
-    from shared.templates import TemplateSpec
     from workflows._job import run_job
 
-KEY = "bench.jobforge.many"
-
-
-class ManyInputs(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    activities: int = Field(default=280, ge=1, le=5000)
-    batch: int = Field(default=32, ge=1, le=500)
-
-
-class ManyResult(BaseModel):
-    activities: int
-    total: int
-
-
-class NoopInput(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    index: int
-
-
-class NoopResult(BaseModel):
-    index: int
-
-
-@activity.defn(name="bench.noop")
-async def noop(req: NoopInput) -> NoopResult:
-    """Answer at once with the index it was given."""
-    return NoopResult(index=req.index)
+__all__ = ["KEY", "TEMPLATES", "ManyActivitiesWorkflow", "build_activities"]
 
 
 @workflow.defn(name=KEY)
@@ -67,11 +45,3 @@ class ManyActivitiesWorkflow:
                 for i in range(start, stop)))
             total += sum(r.index for r in done)
         return ManyResult(activities=inputs.activities, total=total)
-
-
-TEMPLATES = [TemplateSpec(key=KEY, description="Many trivial activities (benchmarks only).",
-                          input_model=ManyInputs, output_model=ManyResult)]
-
-
-def build_activities(_runtime: object) -> list[Callable[..., Any]]:
-    return [noop]
