@@ -68,20 +68,23 @@ class TriggerActivities:
         key (routing workflow + trigger) and each run by the fire's idempotency key, so a retry after a
         crash or a failed fire re-decides nothing and starts nothing twice.
         """
-        accepted = await self.accept_event(req)
+        envelope = EventEnvelope.model_validate(req.event)
+        stored = await self.triggers.store_event(envelope, req.trace_id, req.route_workflow_id)
+        matched = await self.triggers.matching(envelope.tenant_id, envelope.event_type)
         event = req.event
         context = FireContext(source="event", event_type=str(event["event_type"]),
                               source_app=str(event.get("source_app") or "") or None,
                               actor=req.actor or "event", event_id=str(event["event_id"]))
         answers = await asyncio.gather(*(
-            self.fire(FireRequest(trigger_id=trigger_id, fire_key=f"{req.route_workflow_id}#{trigger_id}",
-                                  context=context, event=event))
-            for trigger_id in accepted.trigger_ids), return_exceptions=True)
+            self._fire(trigger, FireRequest(trigger_id=trigger.trigger_id,
+                                            fire_key=f"{req.route_workflow_id}#{trigger.trigger_id}",
+                                            context=context, event=event))
+            for trigger in matched), return_exceptions=True)
         for answer in answers:
             if isinstance(answer, BaseException):
                 raise answer  # the step is retried; the fires that were decided are found again
         fires = [answer for answer in answers if isinstance(answer, FireOutcome)]
-        return RouteEventResult(event_row_id=accepted.event_row_id, matched=len(accepted.trigger_ids), fires=fires)
+        return RouteEventResult(event_row_id=stored.id, matched=len(matched), fires=fires)
 
     async def _schedule_paused(self, trigger: Trigger) -> str | None:
         """Why a cron trigger's Schedule will not fire (paused in Temporal, or gone), else None."""
@@ -98,7 +101,10 @@ class TriggerActivities:
     @activity.defn(name="triggers.fire")
     async def fire(self, req: FireRequest) -> FireOutcome:
         """Decide one fire through the safety gate (recorded, audited), then start the run if it fires."""
-        trigger = await self.triggers.get_by_id(req.trigger_id)
+        return await self._fire(await self.triggers.get_by_id(req.trigger_id), req)
+
+    async def _fire(self, trigger: Trigger, req: FireRequest) -> FireOutcome:
+        """:meth:`fire` for a trigger already read (the decision reads it again, in its own statement)."""
         flags = await self.gate.flag_values()
         paused = await self._schedule_paused(trigger)
 
@@ -137,8 +143,9 @@ class TriggerActivities:
         client = JobForgeClient(self.temporal, self.settings, self.registry, store=self.store,
                                 flags=self.gate.flags, gate=self.gate, principal=Principal.operator(actor))
         try:
+            # a record decided just now has a key no run can hold yet: no store lookup needed
             await client.request_job(trigger.tenant_id, trigger.template_key, inputs, actor=actor,
-                                     idempotency_key=f"trigger.{trigger.name}.{record.id}")
+                                     idempotency_key=f"trigger.{trigger.name}.{record.id}", known_new=record.created)
         except JobForgeError as err:
             if err.retryable:
                 raise

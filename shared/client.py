@@ -89,15 +89,21 @@ class JobForgeClient:
 
     async def request_job(self, tenant_id: str, template_key: str, inputs: Mapping[str, Any] | None = None,
                           trace_id: str | None = None, actor: str = "sdk", idempotency_key: str | None = None,
-                          policy_token: str | None = None) -> RunHandleInfo:
-        """Start a run of ``template_key`` (or return the run this idempotency key already names)."""
+                          policy_token: str | None = None, *, known_new: bool = False) -> RunHandleInfo:
+        """Start a run of ``template_key`` (or return the run this idempotency key already names).
+
+        ``known_new``: the caller minted ``idempotency_key`` itself just now, so no run can hold it
+        yet and the store lookup is skipped (Temporal's id policies still refuse a second start).
+        """
         handle, _ = await self.submit_job(tenant_id, template_key, inputs, trace_id=trace_id, actor=actor,
-                                          idempotency_key=idempotency_key, policy_token=policy_token)
+                                          idempotency_key=idempotency_key, policy_token=policy_token,
+                                          known_new=known_new)
         return handle
 
     async def submit_job(self, tenant_id: str, template_key: str, inputs: Mapping[str, Any] | None = None,
                          trace_id: str | None = None, actor: str = "sdk", idempotency_key: str | None = None,
-                         policy_token: str | None = None) -> tuple[RunHandleInfo, JobAdmission | None]:
+                         policy_token: str | None = None, *,
+                         known_new: bool = False) -> tuple[RunHandleInfo, JobAdmission | None]:
         """:meth:`request_job`, also answering the gate's admission (rate-limit state) when it ran."""
         inputs = dict(inputs or {})
         check_tenant_id(tenant_id)
@@ -108,7 +114,7 @@ class JobForgeClient:
         principal = self._principal(actor)
         digest = input_hash(inputs)
 
-        if idempotency_key is not None and self.store is not None:
+        if idempotency_key is not None and self.store is not None and not known_new:
             existing = await self.store.find_by_idempotency_key(tenant_id, idempotency_key)
             if existing is not None:
                 require_scopes(principal.scopes, spec.required_scopes)
