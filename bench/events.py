@@ -161,6 +161,7 @@ async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
                         returned[f"o{i}"] = time.time()
 
                 await asyncio.gather(*(submit(i, "warmup") for i in range(20)))
+                print("phase: JobForge events", file=sys.stderr, flush=True)
                 cpu.mark()
                 started = time.perf_counter()
                 await asyncio.gather(*(submit(i) for i in range(n)))
