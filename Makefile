@@ -11,7 +11,7 @@ help: ## list the verbs
 
 install: $(STAMP) ## create .venv and install JobForge with its dev tools
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py shared/_native.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

@@ -41,10 +41,31 @@ def test_compose_file_is_valid_and_commits_no_secret() -> None:
     assert "ports" not in worker and "container_name" not in worker, "the worker must scale with --scale"
     for name in ("postgres", "temporal", "jobforge-api"):
         assert "healthcheck" in services[name], name
+    stages: set[str] = set()
     for line in (ROOT / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if line.startswith("FROM ") and "AS" in words:
+            stages.add(words[words.index("AS") + 1])
         if line.startswith("COPY "):
-            for source in line.split()[1:-1]:
+            flags = [w for w in words[1:-1] if w.startswith("--")]
+            sources = [w for w in words[1:-1] if not w.startswith("--")]
+            if any(flag.startswith("--from=") for flag in flags):  # a path inside an earlier build stage
+                assert {flag.split("=", 1)[1] for flag in flags if flag.startswith("--from=")} <= stages, line
+                continue
+            for source in sources:
                 assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
+            for source in sources:
+                assert source.split("/")[0] not in _dockerignored(), f"{source} is excluded by .dockerignore"
+
+
+def _dockerignored() -> set[str]:
+    """Top-level names .dockerignore keeps out of the build context."""
+    path = ROOT / ".dockerignore"
+    if not path.is_file():
+        return set()
+    return {line.strip().rstrip("/") for line in path.read_text().splitlines()
+            if line.strip() and not line.startswith("#") and "/" not in line.strip().rstrip("/")
+            and "*" not in line}
 
 
 def service_env(settings: Settings, service: str | None = None, ports: dict[str, int] | None = None) -> dict[str, str]:

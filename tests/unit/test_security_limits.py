@@ -101,16 +101,17 @@ def test_work_is_linear() -> None:
     def doc(n: int) -> Any:
         return [{"id": i, "name": f"n{i}", "tags": ["a", "b"]} for i in range(n)]
 
+    def best(value: Any) -> float:  # min of repeats: a busy machine only ever adds time
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            check_structure(value, limits)
+            times.append(time.perf_counter() - started)
+        return min(times)
+
     limits = PayloadLimits(max_array=10**7)
     small, large = doc(5_000), doc(40_000)
-    t0 = time.perf_counter()
-    for _ in range(5):
-        check_structure(small, limits)
-    t1 = time.perf_counter()
-    for _ in range(5):
-        check_structure(large, limits)
-    t2 = time.perf_counter()
-    assert (t2 - t1) < 24 * (t1 - t0) + 0.05
+    assert best(large) < 24 * best(small) + 0.01
 
 
 json_values = st.recursive(
