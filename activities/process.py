@@ -1,6 +1,9 @@
 """Run one repository command the way a careful CI runner does.
 
 * its own session and process group (``start_new_session``), so the whole tree can be signalled;
+* on Linux it gets SIGKILL when the worker dies (``PR_SET_PDEATHSIG``, what bubblewrap's
+  ``--die-with-parent`` does for sandboxed steps), so a SIGKILLed worker leaves no step running on
+  to write results a retried step would then see twice;
 * the environment given (an allowlist, built by :mod:`shared.verify.environment`), stdin closed;
 * a timeout: SIGTERM to the group, ``kill_grace`` seconds, then SIGKILL to the group;
 * when the command exits, what it left running in its group (and descendants seen while it ran,
@@ -16,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import ctypes
 import errno
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -267,6 +272,34 @@ async def _terminate(proc: subprocess.Popen[bytes], exit_: _Exit, grace: float) 
     await exit_.wait(5.0)
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` giving the child SIGKILL when this process dies (Linux), else None.
+
+    The kernel sends it when the *thread* that forked exits: :func:`run_process` starts commands from
+    the event loop's thread, which lives as long as the worker.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the worker died between fork and prctl
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
+_DIE_WITH_PARENT = _die_with_parent()
+
+
 async def run_process(
     argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], time_limit: float, kill_grace: float, sink: IO[str],
     on_tick: Callable[[Progress], None] | None = None, tick_seconds: float = 1.0, pidfile: Path | None = None,
@@ -280,7 +313,8 @@ async def run_process(
     try:
         # starting is instant; all waiting below is asynchronous
         proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,  # noqa: ASYNC220
-                                stdout=write_fd, stderr=write_fd, start_new_session=True, close_fds=True)
+                                stdout=write_fd, stderr=write_fd, start_new_session=True, close_fds=True,
+                                preexec_fn=_DIE_WITH_PARENT)
     except FileNotFoundError:
         os.close(read_fd)
         return ProcessResult(exit_code=127, timed_out=False, duration=time.monotonic() - started, output_bytes=0,

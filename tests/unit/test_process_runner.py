@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -118,3 +119,33 @@ def test_kill_stale_kills_what_a_dead_attempt_left(tmp_path: Path) -> None:
     assert proc.wait(5) == -9
     pidfile.write_text(f'{{"pid": {proc.pid}, "create_time": 1.0}}')
     assert not kill_stale(pidfile)
+
+
+def test_a_step_dies_with_its_worker(tmp_path: Path) -> None:
+    """SIGKILL of the process running a step kills the step's command too (no bubblewrap needed)."""
+    token = str(5000 + int(time.time() * 1000) % 4000)
+    marker = tmp_path / "finished"
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import asyncio, io, pathlib, sys\n"
+         "from activities.process import run_process\n"
+         f"asyncio.run(run_process(['/bin/sh', '-c', 'sleep {token}; touch {marker}'], cwd=pathlib.Path('{tmp_path}'),"
+         " env={'PATH': '/usr/bin:/bin'}, time_limit=60, kill_grace=1, sink=io.StringIO()))\n"],
+        cwd=Path(__file__).resolve().parents[2])
+    try:
+        deadline = time.monotonic() + 20
+        while not live(token):
+            assert time.monotonic() < deadline and parent.poll() is None, "the step never started"
+            time.sleep(0.05)
+        shell = [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[:2] == ["/bin/sh", "-c"]
+                 and f"sleep {token}" in " ".join(p.info["cmdline"] or [])]
+        assert shell, "the step's shell is not running"
+        parent.kill()
+        parent.wait(10)
+        psutil.wait_procs(shell, timeout=10)
+        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in shell)
+        assert not marker.exists()
+    finally:
+        parent.kill()
+        for proc in live(token):
+            proc.kill()
