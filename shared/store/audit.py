@@ -22,10 +22,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select, text
+from psycopg.rows import dict_row
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.security.audit import GENESIS, AuditFact, ChainVerdict, StoredEntry, seal, verify_chain
+from shared.store import fast
 from shared.store.tables import AuditEntryRow, AuditHeadRow
 
 
@@ -68,15 +70,15 @@ def _record(row: AuditEntryRow) -> AuditRecord:
 #: the most entries one transaction seals (a burst larger than this takes several turns)
 MAX_BATCH = 256
 
-_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended('jobforge.audit:' || :t, 0))")
-_HEAD = text("SELECT clock_timestamp() AS now, h.seq, h.hash FROM (SELECT 1) AS one "
-             "LEFT JOIN audit_heads AS h ON h.tenant_id = :t")
-_INSERT = text(
+_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('jobforge.audit:' || %(t)s, 0))"
+_HEAD = ("SELECT clock_timestamp() AS now, h.seq, h.hash FROM (SELECT 1) AS one "
+         "LEFT JOIN audit_heads AS h ON h.tenant_id = %(t)s")
+_INSERT = (
     "INSERT INTO audit_log (tenant_id, seq, prev_hash, hash, body, occurred_at, actor, action, resource, "
-    "decision, reason, trace_id) VALUES (:t, :seq, :prev, :hash, :body, :at, :actor, :action, :resource, "
-    ":decision, :reason, :trace)")
-_SET_HEAD = text(
-    "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES (:t, :seq, :hash) "
+    "decision, reason, trace_id) VALUES (%(t)s, %(seq)s, %(prev)s, %(hash)s, %(body)s, %(at)s, %(actor)s, "
+    "%(action)s, %(resource)s, %(decision)s, %(reason)s, %(trace)s)")
+_SET_HEAD = (
+    "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES (%(t)s, %(seq)s, %(hash)s) "
     "ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, "
     "updated_at = clock_timestamp()")
 
@@ -133,11 +135,12 @@ class AuditLog:
 
     async def _write(self, tenant_id: str, facts: Sequence[AuditFact]) -> list[AuditRecord]:
         """Seal ``facts`` as the next entries of the chain in one transaction under the tenant's lock."""
-        async with self.engine.begin() as conn:
+        async with fast.connection(self.engine) as conn, conn.transaction():
             await conn.execute(_LOCK, {"t": tenant_id})
-            head = (await conn.execute(_HEAD, {"t": tenant_id})).one()
-            seq, prev = (head.seq, head.hash) if head.seq is not None else (0, GENESIS)
-            occurred = head.now
+            head = await (await conn.cursor(row_factory=dict_row).execute(_HEAD, {"t": tenant_id})).fetchone()
+            assert head is not None
+            seq, prev = (head["seq"], head["hash"]) if head["seq"] is not None else (0, GENESIS)
+            occurred = head["now"]
             at = iso(occurred)
             rows: list[dict[str, Any]] = []
             records: list[AuditRecord] = []
@@ -151,7 +154,8 @@ class AuditLog:
                                            fact.decision.value, fact.reason, fact.trace_id, dict(fact.details),
                                            digest, prev))
                 prev = digest
-            await conn.execute(_INSERT, rows)
+            async with conn.cursor() as cur:
+                await cur.executemany(_INSERT, rows)
             await conn.execute(_SET_HEAD, {"t": tenant_id, "seq": seq, "hash": prev})
         return records
 

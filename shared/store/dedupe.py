@@ -5,27 +5,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import text
+from psycopg.rows import dict_row
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.store import fast
 
 # One atomic upsert: a new key is inserted; an existing key is re-armed only WHERE it has expired.
 # A row back = this copy is the original; no row = a duplicate within the TTL.
-_CLAIM = text("""
+_CLAIM = """
 INSERT INTO event_dedupe AS d (tenant_id, event_type, event_id, first_seen_at, expires_at, trace_id,
                                payload_hash, duplicates)
-SELECT :tenant, :etype, :eid, c.now, c.now + make_interval(secs => :ttl), :trace, :hash, 0
+SELECT %(tenant)s, %(etype)s, %(eid)s, c.now, c.now + make_interval(secs => %(ttl)s), %(trace)s, %(hash)s, 0
   FROM (SELECT clock_timestamp() AS now) AS c
 ON CONFLICT (tenant_id, event_type, event_id) DO UPDATE
    SET first_seen_at = excluded.first_seen_at, expires_at = excluded.expires_at, trace_id = excluded.trace_id,
        payload_hash = excluded.payload_hash, duplicates = 0
  WHERE d.expires_at <= excluded.first_seen_at
 RETURNING first_seen_at, expires_at, trace_id, payload_hash
-""")
-_COUNT_DUPLICATE = text("""
+"""
+_COUNT_DUPLICATE = """
 UPDATE event_dedupe SET duplicates = duplicates + 1
- WHERE tenant_id = :tenant AND event_type = :etype AND event_id = :eid
+ WHERE tenant_id = %(tenant)s AND event_type = %(etype)s AND event_id = %(eid)s
 RETURNING first_seen_at, expires_at, trace_id, payload_hash
-""")
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,19 +48,20 @@ class EventDeduper:
                     trace_id: str = "", payload_hash: str = "") -> DedupeOutcome:
         params = {"tenant": tenant_id, "etype": event_type, "eid": event_id, "ttl": ttl_seconds,
                   "trace": trace_id, "hash": payload_hash}
-        async with self.engine.connect() as conn:
-            # each statement commits on its own: the claim is one atomic upsert, and the duplicate
-            # counter needs no transaction around it (it only counts)
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            row = (await conn.execute(_CLAIM, params)).one_or_none()
+        # each statement commits on its own: the claim is one atomic upsert, and the duplicate
+        # counter needs no transaction around it (it only counts)
+        async with fast.connection(self.engine) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            row = await (await cur.execute(_CLAIM, params)).fetchone()
             duplicate = row is None
             if row is None:
-                row = (await conn.execute(_COUNT_DUPLICATE, params)).one()
-        return DedupeOutcome(duplicate, row.first_seen_at, row.expires_at, row.trace_id, row.payload_hash)
+                row = await (await cur.execute(_COUNT_DUPLICATE, params)).fetchone()
+                assert row is not None, "a duplicate's original claim vanished"
+        return DedupeOutcome(duplicate, row["first_seen_at"], row["expires_at"], row["trace_id"], row["payload_hash"])
 
     async def release(self, tenant_id: str, event_type: str, event_id: str, first_seen_at: datetime) -> None:
         """Forget the claim made at ``first_seen_at`` (its event could not be routed; a retry may claim again)."""
-        async with self.engine.begin() as conn:
-            await conn.execute(text("DELETE FROM event_dedupe WHERE tenant_id = :tenant AND event_type = :etype "
-                                    "AND event_id = :eid AND first_seen_at = :seen"),
+        async with fast.connection(self.engine) as conn:
+            await conn.execute("DELETE FROM event_dedupe WHERE tenant_id = %(tenant)s AND event_type = %(etype)s "
+                               "AND event_id = %(eid)s AND first_seen_at = %(seen)s",
                                {"tenant": tenant_id, "etype": event_type, "eid": event_id, "seen": first_seen_at})

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.errors import PolicyTokenInvalid, PolicyTokenReplayed, TokenInvalid
-from shared.store.store import autocommit
+from shared.store import fast
 
 _CONSUME = text("""
 UPDATE policy_tokens SET used_at = clock_timestamp(), used_by = :by
@@ -71,11 +71,14 @@ class GrantStore:
 
     async def consume_receipt(self, jti: str, *, workflow_id: str, run_id: str, expires_at: int) -> None:
         """Record that run ``run_id`` used receipt ``jti``; another run using it is refused."""
-        async with autocommit(self.engine).connect() as conn:  # one atomic upsert
-            row = (await conn.execute(text(
-                "INSERT INTO receipt_uses (jti, workflow_id, run_id, expires_at) VALUES (:jti, :wf, :run, :exp) "
-                "ON CONFLICT (jti) DO UPDATE SET jti = excluded.jti RETURNING run_id"),
-                {"jti": jti, "wf": workflow_id, "run": run_id,
-                 "exp": datetime.fromtimestamp(expires_at, UTC)})).one()
-        if row.run_id != run_id:
+        async with fast.connection(self.engine) as conn:  # one atomic upsert
+            cur = await conn.execute(
+                "INSERT INTO receipt_uses (jti, workflow_id, run_id, expires_at) "
+                "VALUES (%(jti)s, %(wf)s, %(run)s, %(exp)s) "
+                "ON CONFLICT (jti) DO UPDATE SET jti = excluded.jti RETURNING run_id",
+                {"jti": jti, "wf": workflow_id, "run": run_id, "exp": datetime.fromtimestamp(expires_at, UTC)})
+            used = await cur.fetchone()
+        assert used is not None
+        row_run_id = used[0]
+        if row_run_id != run_id:
             raise TokenInvalid(reason="receipt already used by another run")

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, text, update
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -17,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from shared.errors import RunNotFound, StoreUnavailable
 from shared.flags import Flag
 from shared.models import ArtifactRecord, RunRecord, RunStatus, VerifyCacheEntry
+from shared.store import fast
 from shared.store.tables import ArtifactRow, FlagOverrideRow, RunRow, VerifyCacheRow
 
 
@@ -28,7 +32,9 @@ def create_engine(url: str, pool_size: int = 5) -> AsyncEngine:
     # per statement. A connection that died with its server (a PostgreSQL restart) fails its next
     # statement with a retryable error instead, and SQLAlchemy then discards the whole pool, so each
     # process sees one such error (activities retry it; API callers get 503 + Retry-After).
-    return create_async_engine(url, pool_size=pool_size, pool_pre_ping=False, pool_recycle=3600)
+    engine = create_async_engine(url, pool_size=pool_size, pool_pre_ping=False, pool_recycle=3600)
+    fast.attach(engine, pool_size)  # the hot path's raw connections (shared.store.fast)
+    return engine
 
 
 def autocommit(engine: AsyncEngine) -> AsyncEngine:
@@ -38,6 +44,11 @@ def autocommit(engine: AsyncEngine) -> AsyncEngine:
     statements to hold together uses the plain engine and a transaction.
     """
     return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def row_of(values: Mapping[str, Any]) -> Any:
+    """A raw row (column -> value) with the attribute access the ``_record``-style mappers use."""
+    return SimpleNamespace(**values)
 
 
 def _record(row: RunRow) -> RunRecord:
@@ -87,34 +98,31 @@ class Store:
                          status: RunStatus, trace_id: str, actor: str, idempotency_key: str | None,
                          input_hash: str, error: str = "") -> RunRecord:
         """Insert the run (idempotent: a retried activity finds its own row and leaves it as is)."""
-        finished = func.now() if status.is_final else None
-        stmt = (
-            insert(RunRow)
-            .values(run_id=run_id, workflow_id=workflow_id, tenant_id=tenant_id, template_key=template_key,
-                    status=status.value, trace_id=trace_id, actor=actor, idempotency_key=idempotency_key,
-                    input_hash=input_hash, summary={}, error=error, finished_at=finished)
-            .on_conflict_do_nothing(index_elements=[RunRow.run_id])
-        )
-        async with self._auto() as session:  # insert-or-nothing, then read: no transaction needed
-            await session.execute(stmt)
-            row = await session.get(RunRow, run_id)
-            assert row is not None
-            return _record(row)
+        params = {"run_id": run_id, "workflow_id": workflow_id, "tenant_id": tenant_id, "template_key": template_key,
+                  "status": status.value, "trace_id": trace_id, "actor": actor, "idem": idempotency_key,
+                  "input_hash": input_hash, "error": error, "final": status.is_final}
+        async with fast.connection(self.engine) as conn:  # insert-or-nothing, then read: no transaction needed
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "INSERT INTO runs (run_id, workflow_id, tenant_id, template_key, status, trace_id, actor, "
+                "idempotency_key, input_hash, summary, error, finished_at) VALUES (%(run_id)s, %(workflow_id)s, "
+                "%(tenant_id)s, %(template_key)s, %(status)s, %(trace_id)s, %(actor)s, %(idem)s, %(input_hash)s, "
+                "'{}'::jsonb, %(error)s, CASE WHEN %(final)s THEN now() END) ON CONFLICT (run_id) DO NOTHING", params)
+            row = await (await cur.execute("SELECT * FROM runs WHERE run_id = %(run_id)s", params)).fetchone()
+        assert row is not None
+        return _record(row_of(row))
 
     async def finish_run(self, run_id: str, status: RunStatus, summary: Mapping[str, Any],
                          error: str = "") -> RunRecord:
-        stmt = (
-            update(RunRow)
-            .where(RunRow.run_id == run_id)
-            .values(status=status.value, summary=dict(summary), error=error, updated_at=func.now(),
-                    finished_at=func.now())
-            .returning(RunRow)
-        )
-        async with self._auto() as session:  # one statement
-            row = (await session.execute(stmt)).scalar_one_or_none()
-            if row is None:
-                raise RunNotFound(run_id)
-            return _record(row)
+        async with fast.connection(self.engine) as conn:  # one statement
+            cur = conn.cursor(row_factory=dict_row)
+            row = await (await cur.execute(
+                "UPDATE runs SET status = %(status)s, summary = %(summary)s, error = %(error)s, updated_at = now(), "
+                "finished_at = now() WHERE run_id = %(run_id)s RETURNING *",
+                {"status": status.value, "summary": Jsonb(dict(summary)), "error": error, "run_id": run_id})).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        return _record(row_of(row))
 
     async def get_run(self, ident: str, tenant_id: str | None = None) -> RunRecord:
         """A run by Temporal run id or workflow id (the latest run of that workflow id)."""

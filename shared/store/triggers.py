@@ -6,14 +6,16 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from shared.errors import TriggerExists, TriggerNotFound
 from shared.models import EventEnvelope
-from shared.store.store import autocommit
+from shared.store import fast
+from shared.store.store import autocommit, row_of
 from shared.store.tables import EventRow, TriggerFireRow, TriggerRow
 from shared.triggers.gate import type_matches
 from shared.triggers.models import (
@@ -52,6 +54,7 @@ def _event(row: EventRow) -> StoredEvent:
 
 class TriggerStore:
     def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
         self._session = async_sessionmaker(engine, expire_on_commit=False)
         #: reads and single-statement writes: each statement commits by itself
         self._auto = async_sessionmaker(autocommit(engine), expire_on_commit=False)
@@ -78,11 +81,13 @@ class TriggerStore:
         return _trigger(row)
 
     async def get_by_id(self, trigger_id: str) -> Trigger:
-        async with self._auto() as session:
-            row = await session.get(TriggerRow, trigger_id)
+        async with fast.connection(self._engine) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            row = await (await cur.execute("SELECT * FROM triggers WHERE trigger_id = %(id)s",
+                                           {"id": trigger_id})).fetchone()
         if row is None:
             raise TriggerNotFound(trigger_id)
-        return _trigger(row)
+        return _trigger(row_of(row))
 
     async def list(self, tenant_id: str, kind: TriggerKind | None = None) -> Sequence[Trigger]:
         stmt = select(TriggerRow).where(TriggerRow.tenant_id == tenant_id).order_by(TriggerRow.name)
@@ -109,8 +114,13 @@ class TriggerStore:
 
     async def matching(self, tenant_id: str, event_type: str) -> Sequence[Trigger]:
         """The tenant's event triggers whose pattern matches ``event_type`` (enabled or not: the gate says)."""
-        return [t for t in await self.list(tenant_id, TriggerKind.EVENT)
-                if t.event_pattern and type_matches(t.event_pattern, event_type)]
+        async with fast.connection(self._engine) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT * FROM triggers WHERE tenant_id = %(t)s AND kind = %(kind)s ORDER BY name",
+                              {"t": tenant_id, "kind": TriggerKind.EVENT.value})
+            rows = await cur.fetchall()
+        triggers = [_trigger(row_of(row)) for row in rows]
+        return [t for t in triggers if t.event_pattern and type_matches(t.event_pattern, event_type)]
 
     # -- fires ------------------------------------------------------------------------------------
 
@@ -213,16 +223,19 @@ class TriggerStore:
 
     async def store_event(self, event: EventEnvelope, trace_id: str, route_workflow_id: str) -> StoredEvent:
         """Persist an admitted event once (a retried activity finds the same row)."""
-        stmt = insert(EventRow).values(
-            tenant_id=event.tenant_id, event_id=event.event_id, event_type=event.event_type, trace_id=trace_id,
-            source_app=event.source_app, source_module=event.source_module, payload=event.payload,
-            occurred_at=event.occurred_at, route_workflow_id=route_workflow_id,
-        ).on_conflict_do_nothing(index_elements=[EventRow.route_workflow_id])
-        async with self._auto() as session:  # insert-or-nothing, then read: no transaction needed
-            await session.execute(stmt)
-            row = (await session.execute(
-                select(EventRow).where(EventRow.route_workflow_id == route_workflow_id))).scalar_one()
-            return _event(row)
+        params = {"tenant": event.tenant_id, "eid": event.event_id, "etype": event.event_type, "trace": trace_id,
+                  "app": event.source_app, "module": event.source_module, "payload": Jsonb(event.payload),
+                  "at": event.occurred_at, "route": route_workflow_id}
+        async with fast.connection(self._engine) as conn:  # insert-or-nothing, then read: no transaction needed
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "INSERT INTO events (tenant_id, event_id, event_type, trace_id, source_app, source_module, payload, "
+                "occurred_at, route_workflow_id) VALUES (%(tenant)s, %(eid)s, %(etype)s, %(trace)s, %(app)s, "
+                "%(module)s, %(payload)s, %(at)s, %(route)s) ON CONFLICT (route_workflow_id) DO NOTHING", params)
+            row = await (await cur.execute("SELECT * FROM events WHERE route_workflow_id = %(route)s",
+                                           params)).fetchone()
+        assert row is not None
+        return _event(row_of(row))
 
     async def events(self, tenant_id: str, *, event_type: str | None = None, limit: int = 100) -> Sequence[StoredEvent]:
         stmt = select(EventRow).where(EventRow.tenant_id == tenant_id)
