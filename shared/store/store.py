@@ -137,11 +137,12 @@ class Store:
         return _record(row)
 
     async def find_by_idempotency_key(self, tenant_id: str, key: str) -> RunRecord | None:
-        stmt = (select(RunRow).where(RunRow.tenant_id == tenant_id, RunRow.idempotency_key == key)
-                .order_by(RunRow.created_at).limit(1))
-        async with self._auto() as session:
-            row = (await session.execute(stmt)).scalar_one_or_none()
-        return _record(row) if row else None
+        async with fast.connection(self.engine) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            row = await (await cur.execute(
+                "SELECT * FROM runs WHERE tenant_id = %(t)s AND idempotency_key = %(k)s ORDER BY created_at LIMIT 1",
+                {"t": tenant_id, "k": key})).fetchone()
+        return _record(row_of(row)) if row else None
 
     async def list_runs(self, tenant_id: str, *, template_key: str | None = None,
                         status: RunStatus | None = None, limit: int = 50,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
+from psycopg import AsyncCursor
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from sqlalchemy import delete, func, select, update
@@ -135,32 +137,44 @@ class TriggerStore:
         its fires run in parallel. A retried fire (same ``fire_key``) returns the recorded decision
         instead of deciding again.
         """
-        async with self._auto() as session:
-            row = (await session.execute(select(TriggerRow).where(TriggerRow.trigger_id == trigger_id)))\
-                .scalar_one_or_none()
-        if row is None:
-            raise TriggerNotFound(trigger_id)
-        trigger = _trigger(row)
-        if trigger.safety.cooldown_seconds or trigger.safety.max_runs:
-            return await self._decide_locked(trigger_id, fire_key, ctx, decide)
-        async with self._auto() as session:
-            earlier = select(TriggerFireRow.id).where(TriggerFireRow.fire_key == fire_key).scalar_subquery()
-            now, fire_id, existing_id = (await session.execute(select(
-                func.clock_timestamp(), func.nextval(func.pg_get_serial_sequence("trigger_fires", "id")),
-                earlier))).one()
-            if existing_id is None:
-                decision, inputs = decide(trigger, TriggerState(), now)
-                record = self._fire_row(trigger, fire_id, fire_key, ctx, decision, inputs, now)
-                session.add(record)
-                try:
-                    await session.flush()
-                except IntegrityError:  # the same fire decided at this very moment by another worker
-                    await session.rollback()
-                else:
-                    return _fire(record)
-            existing = (await session.execute(
-                select(TriggerFireRow).where(TriggerFireRow.fire_key == fire_key))).scalar_one()
-            return _fire(existing, created=False)
+        async with fast.connection(self._engine) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            row = await (await cur.execute("SELECT * FROM triggers WHERE trigger_id = %(id)s",
+                                           {"id": trigger_id})).fetchone()
+            if row is None:
+                raise TriggerNotFound(trigger_id)
+            trigger = _trigger(row_of(row))
+            if not (trigger.safety.cooldown_seconds or trigger.safety.max_runs):
+                return await self._decide_stateless(cur, trigger, fire_key, ctx, decide)
+        return await self._decide_locked(trigger_id, fire_key, ctx, decide)
+
+    async def _decide_stateless(self, cur: AsyncCursor[dict[str, Any]], trigger: Trigger, fire_key: str,
+                                ctx: FireContext, decide: Decide) -> FireRecord:
+        key = {"key": fire_key}
+        head = await (await cur.execute(
+            "SELECT clock_timestamp() AS now, nextval(pg_get_serial_sequence('trigger_fires', 'id')) AS id, "
+            "(SELECT id FROM trigger_fires WHERE fire_key = %(key)s) AS existing", key)).fetchone()
+        assert head is not None
+        if head["existing"] is None:
+            decision, inputs = decide(trigger, TriggerState(), head["now"])
+            record = self._fire_row(trigger, head["id"], fire_key, ctx, decision, inputs, head["now"])
+            inserted = await (await cur.execute(
+                "INSERT INTO trigger_fires (id, tenant_id, trigger_id, trigger_name, fire_key, source, verdict, "
+                "reasons, event_type, event_id, inputs, run_workflow_id, start_error, fired_at) VALUES (%(id)s, "
+                "%(tenant_id)s, %(trigger_id)s, %(trigger_name)s, %(fire_key)s, %(source)s, %(verdict)s, "
+                "%(reasons)s, %(event_type)s, %(event_id)s, %(inputs)s, %(run_workflow_id)s, '', %(fired_at)s) "
+                "ON CONFLICT (fire_key) DO NOTHING RETURNING *",
+                {"id": record.id, "tenant_id": record.tenant_id, "trigger_id": record.trigger_id,
+                 "trigger_name": record.trigger_name, "fire_key": fire_key, "source": record.source,
+                 "verdict": record.verdict, "reasons": Jsonb(record.reasons), "event_type": record.event_type,
+                 "event_id": record.event_id, "inputs": Jsonb(record.inputs),
+                 "run_workflow_id": record.run_workflow_id, "fired_at": record.fired_at})).fetchone()
+            if inserted is not None:
+                return _fire(row_of(inserted))
+            # else: the same fire was decided at this very moment by another worker
+        existing = await (await cur.execute("SELECT * FROM trigger_fires WHERE fire_key = %(key)s", key)).fetchone()
+        assert existing is not None
+        return _fire(row_of(existing), created=False)
 
     @staticmethod
     def _fire_row(trigger: Trigger, fire_id: int, fire_key: str, ctx: FireContext, decision: Decision,
