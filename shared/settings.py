@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     #: task queues one worker serves; empty = every queue a registered template uses
     worker_task_queues: Annotated[list[str], NoDecode] = Field(default_factory=list)
     worker_max_concurrent_activities: int = Field(default=20, ge=1)
-    worker_max_concurrent_workflow_tasks: int = Field(default=20, ge=1)
+    #: Temporal's own default: a workflow task is cheap, and one running a local activity (event
+    #: routing, run bookkeeping) holds its slot until the activity is done, so 20 starved the router
+    worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     #: how long in-flight activities get to finish when a worker is asked to stop
     worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
 
