@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
+import psycopg
 import structlog
 import typer
 from fastapi import Depends, FastAPI, Query, Request
@@ -22,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -32,6 +34,7 @@ from shared.errors import (
     InvalidRequest,
     JobForgeError,
     RateLimited,
+    StoreUnavailable,
     Unauthenticated,
     http_status,
 )
@@ -47,6 +50,7 @@ from shared.security.ratelimit import RateDecision, RatePolicy, headers
 from shared.security.redaction import redact, redact_text
 from shared.security.scopes import require_scopes
 from shared.settings import Settings
+from shared.store.store import unreachable
 from workers.runtime import Runtime, configure_telemetry, leave, open_runtime
 
 log = structlog.get_logger("jobforge.api")
@@ -133,9 +137,10 @@ def problem(status: int, code: str, detail: str, details: dict[str, Any] | None 
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=extra_headers)
 
 
-def error_response(err: JobForgeError, policy: RatePolicy | None = None) -> Response:
+def error_response(err: JobForgeError, policy: RatePolicy | None = None,
+                   extra_headers: dict[str, str] | None = None) -> Response:
     status = http_status(err)
-    extra: dict[str, str] = {}
+    extra: dict[str, str] = dict(extra_headers or {})
     if isinstance(err, Unauthenticated):
         extra["WWW-Authenticate"] = 'Bearer realm="jobforge"'
     elif isinstance(err, InsufficientScope):
@@ -313,6 +318,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return problem(exc.status_code, code, str(exc.detail), extra_headers=dict(exc.headers or {}))
+
+    async def _database_error(request: Request, exc: Exception) -> Response:
+        if unreachable(exc):  # the database went away (a restart): the caller should retry shortly
+            log.warning("api_store_unavailable", error_type=type(exc).__name__)
+            return error_response(StoreUnavailable("the JobForge database cannot be reached right now; retry"),
+                                  extra_headers={"Retry-After": "1"})
+        return await _unexpected(request, exc)
+
+    # registered per class (not under Exception), so Starlette answers without re-raising
+    for database_error in (psycopg.Error, DBAPIError, ConnectionError):
+        app.add_exception_handler(database_error, _database_error)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> Response:

@@ -10,11 +10,12 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
+import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from shared.errors import RunNotFound, StoreUnavailable
@@ -30,11 +31,18 @@ def create_engine(url: str, pool_size: int = 5) -> AsyncEngine:
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     # No pre-ping: it costs a round trip on every checkout, and the hot paths check out a connection
     # per statement. A connection that died with its server (a PostgreSQL restart) fails its next
-    # statement with a retryable error instead, and SQLAlchemy then discards the whole pool, so each
-    # process sees one such error (activities retry it; API callers get 503 + Retry-After).
+    # statement instead (see `unreachable`), and the pool drops it (SQLAlchemy's whole pool, or the
+    # one raw connection), so a restart costs each process a few such errors: activities retry them,
+    # API callers get 503 store_unavailable with Retry-After.
     engine = create_async_engine(url, pool_size=pool_size, pool_pre_ping=False, pool_recycle=3600)
     fast.attach(engine, pool_size)  # the hot path's raw connections (shared.store.fast)
     return engine
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached or the connection broke (retry later)."""
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | OperationalError | InterfaceError
+                      | ConnectionError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 def autocommit(engine: AsyncEngine) -> AsyncEngine:

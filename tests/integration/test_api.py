@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import httpx
+import psycopg
 import pytest
 
 from shared.client_http import HttpJobForgeClient
@@ -195,3 +196,26 @@ async def test_http_sdk_raises_the_same_typed_errors(api: httpx.AsyncClient, run
     async with HttpJobForgeClient("http://api", "jfk_bad", transport=transport) as bad:
         with pytest.raises(Unauthenticated):
             await bad.get_run(handle.run_id)
+
+
+async def test_a_database_restart_answers_503_then_recovers(api: httpx.AsyncClient, runtime: Runtime,
+                                                            monkeypatch: pytest.MonkeyPatch, pg_url: str) -> None:
+    """Pooled connections killed under the API (a PostgreSQL restart) give 503 + Retry-After, never 500; it heals."""
+    monkeypatch.setenv(Flag.EVENTS.value, "1")
+    _, key = await tenant_with_key(runtime, ["events:write"])
+    first = await api.post("/v1/events", json={"event_id": "before", "event_type": "db.restart", "payload": {}},
+                           headers=auth(key))
+    assert first.status_code == 202, first.text
+    with psycopg.connect(pg_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    answers = []
+    for attempt in range(4):
+        response = await api.post("/v1/events", json={"event_id": f"after-{attempt}", "event_type": "db.restart",
+                                                      "payload": {}}, headers=auth(key))
+        answers.append(response.status_code)
+        if response.status_code == 202:
+            break
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == "store_unavailable" and response.headers["Retry-After"] == "1"
+    assert answers[-1] == 202 and answers[0] == 503, answers
