@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.client import JobForgeClient
 from shared.errors import InvalidInputs, JobForgeError
 from shared.flags import Flag
@@ -18,7 +18,7 @@ from shared.gate import Gate
 from shared.models import EventEnvelope
 from shared.security.audit import Decision as AuditDecision
 from shared.security.principal import Principal
-from shared.security.redaction import redact
+from shared.security.redaction import redact, redact_text
 from shared.settings import Settings
 from shared.store import Store
 from shared.store.triggers import TriggerStore
@@ -31,6 +31,8 @@ from shared.triggers.models import (
     FireContext,
     FireOutcome,
     FireRequest,
+    RouteBatchInput,
+    RouteBatchResult,
     RouteEventResult,
     StoreEventInput,
     Trigger,
@@ -60,13 +62,38 @@ class TriggerActivities:
         matched = await self.triggers.matching(event.tenant_id, event.event_type)
         return AcceptEventResult(event_row_id=stored.id, trigger_ids=[t.trigger_id for t in matched])
 
+    @activity.defn(name="events.route_batch")
+    async def route_batch(self, req: RouteBatchInput) -> RouteBatchResult:
+        """Route a batch of one tenant's events concurrently (the per-tenant router's step).
+
+        Each event is routed as by ``events.route`` and its result stored on its row. An event whose
+        routing fails is answered as failed, not raised: the router retries it after a back-off while
+        the tenant's other events go on.
+        """
+        answers = await asyncio.gather(*(self._route_traced(event) for event in req.events), return_exceptions=True)
+        failed: dict[str, str] = {}
+        for event, answer in zip(req.events, answers, strict=True):
+            if isinstance(answer, BaseException):
+                if not isinstance(answer, Exception):
+                    raise answer  # cancelled: the worker is going away
+                failed[event.route_workflow_id] = redact_text(f"{type(answer).__name__}: {answer}")[:500]
+                log.warning("event_routing_failed", tenant_id=event.event.get("tenant_id"),
+                            event_id=event.event.get("event_id"), error=failed[event.route_workflow_id])
+        return RouteBatchResult(routed=[e.route_workflow_id for e in req.events
+                                        if e.route_workflow_id not in failed], failed=failed)
+
+    async def _route_traced(self, req: StoreEventInput) -> RouteEventResult:
+        with tracing.continued(f"RouteEvent:{req.event.get('event_type', '')}", req.carrier, req.trace_id):
+            return await self.route_event(req)
+
     @activity.defn(name="events.route")
     async def route_event(self, req: StoreEventInput) -> RouteEventResult:
         """``events.accept`` and then every matching trigger's ``triggers.fire``, in one step.
 
         Idempotent as a whole: the event row is keyed by the routing workflow, each fire by its fire
         key (routing workflow + trigger) and each run by the fire's idempotency key, so a retry after a
-        crash or a failed fire re-decides nothing and starts nothing twice.
+        crash or a failed fire re-decides nothing and starts nothing twice. The result is stored on
+        the event's row (``jobforge events show``).
         """
         envelope = EventEnvelope.model_validate(req.event)
         stored = await self.triggers.store_event(envelope, req.trace_id, req.route_workflow_id)
@@ -84,7 +111,9 @@ class TriggerActivities:
             if isinstance(answer, BaseException):
                 raise answer  # the step is retried; the fires that were decided are found again
         fires = [answer for answer in answers if isinstance(answer, FireOutcome)]
-        return RouteEventResult(event_row_id=stored.id, matched=len(matched), fires=fires)
+        result = RouteEventResult(event_row_id=stored.id, matched=len(matched), fires=fires)
+        await self.triggers.mark_routed(stored.id, result)
+        return result
 
     async def _schedule_paused(self, trigger: Trigger) -> str | None:
         """Why a cron trigger's Schedule will not fire (paused in Temporal, or gone), else None."""

@@ -23,7 +23,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from shared.canonical import input_hash
 from shared.errors import IdempotencyConflict, RunFailed, StoreUnavailable
-from shared.events import route_admitted
+from shared.events import route_admitted, wait_routed
 from shared.flags import FlagReader
 from shared.ids import check_idempotency_key, check_tenant_id, check_trace_id, new_trace_id, workflow_id_for
 from shared.models import ArtifactRecord, EventEnvelope, EventReceipt, JobRun, RunHandleInfo, RunRecord
@@ -32,8 +32,10 @@ from shared.security.scopes import require_scopes
 from shared.security.tokens import token_ref
 from shared.settings import Settings
 from shared.store import Store
+from shared.store.triggers import TriggerStore
 from shared.templates import Registry
 from shared.temporal import TRACE, from_failure, run_search_attributes
+from shared.triggers.models import RouteEventResult
 
 if TYPE_CHECKING:
     from shared.client_http import HttpJobForgeClient
@@ -86,6 +88,12 @@ class JobForgeClient:
         if not receipt.duplicate:
             await route_admitted(self.temporal, self.settings, self.gate, event, receipt, principal.actor)
         return receipt
+
+    async def wait_routed(self, receipt: EventReceipt, within: float = 60.0) -> RouteEventResult:
+        """Wait until a submitted event has been routed: the triggers it matched, each fire's verdict and run."""
+        if self.store is None:
+            raise StoreUnavailable("this client was built without the store; routing results live there")
+        return await wait_routed(TriggerStore(self.store.engine), receipt, within)
 
     async def request_job(self, tenant_id: str, template_key: str, inputs: Mapping[str, Any] | None = None,
                           trace_id: str | None = None, actor: str = "sdk", idempotency_key: str | None = None,

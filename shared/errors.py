@@ -374,3 +374,14 @@ class TelemetryUnavailable(JobForgeError):
     """The metrics endpoint or the trace exporter cannot be set up."""
 
     code = "telemetry_unavailable"
+
+
+class RoutingTimeout(JobForgeError):
+    """The event has not been routed yet (it still will be: routing is durable)."""
+
+    code = "routing_timeout"
+    retryable = True
+
+
+ERRORS_BY_CODE.update({RoutingTimeout.code: RoutingTimeout})
+HTTP_STATUS.update({RoutingTimeout.code: 504})

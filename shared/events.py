@@ -1,44 +1,59 @@
-"""Event submission: the gate admits, then a durable routing workflow stores and routes the event."""
+"""Event submission: the gate admits, then the tenant's durable router stores and routes the event."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import TYPE_CHECKING
 
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
-from shared.errors import TemporalUnavailable
+from shared import tracing
+from shared.errors import RoutingTimeout, TemporalUnavailable
 from shared.models import EventEnvelope, EventReceipt
 from shared.settings import Settings
 from shared.temporal import run_search_attributes
-from shared.triggers.models import RouteEventInput
-from shared.triggers.schedules import ROUTE_EVENT_WORKFLOW
+from shared.triggers.models import RouteEventResult, RouterInput, StoreEventInput
+from shared.triggers.schedules import EVENT_ROUTER_WORKFLOW
 
 if TYPE_CHECKING:
     from shared.gate import Gate
+    from shared.store.triggers import TriggerStore
+
+#: the router's signal that queues one event (``workflows.event_router``)
+ROUTE_SIGNAL = "route"
 
 
-def route_workflow_id(receipt: EventReceipt) -> str:
-    """One routing workflow per admitted copy (a copy admitted again after the TTL gets its own)."""
+def route_key(receipt: EventReceipt) -> str:
+    """One key per admitted copy (a copy admitted again after the TTL gets its own): the event row's
+    ``route_workflow_id`` and the prefix of its fires' keys."""
     seen = int(receipt.first_seen_at.timestamp() * 1_000_000)
     return f"jobforge/{receipt.tenant_id}/event/{receipt.event_type}/{receipt.event_id}/{seen}"
 
 
+def router_workflow_id(tenant_id: str) -> str:
+    """The tenant's event router (``jobforge.event.router``): one per tenant."""
+    return f"jobforge/{tenant_id}/events/router"
+
+
 async def start_routing(temporal: Client, settings: Settings, event: EventEnvelope, receipt: EventReceipt,
                         actor: str) -> str:
-    """Start (or find, on a retry) the routing workflow of an admitted event; returns its id."""
-    workflow_id = route_workflow_id(receipt)
+    """Hand an admitted event to its tenant's router (signal-with-start); returns the event's route key.
+
+    Once this returns the event is in the router's history: it will be routed, even if a worker dies.
+    Sending it again (a retry) is harmless: routing is idempotent per route key.
+    """
+    key = route_key(receipt)
     await temporal.start_workflow(
-        ROUTE_EVENT_WORKFLOW,
-        RouteEventInput(event=event.model_dump(mode="json"), trace_id=receipt.trace_id, actor=actor),
-        id=workflow_id, task_queue=settings.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=run_search_attributes(receipt.tenant_id, ROUTE_EVENT_WORKFLOW, receipt.trace_id),
-        # a worker sharing this client (`jobforge dev`, a worker-side submitter) routes at once
-        request_eager_start=True,
+        EVENT_ROUTER_WORKFLOW, RouterInput(tenant_id=receipt.tenant_id),
+        id=router_workflow_id(receipt.tenant_id), task_queue=settings.task_queue,
+        start_signal=ROUTE_SIGNAL,
+        start_signal_args=[StoreEventInput(event=event.model_dump(mode="json"), trace_id=receipt.trace_id,
+                                           route_workflow_id=key, actor=actor, carrier=tracing.carrier())],
+        search_attributes=run_search_attributes(receipt.tenant_id, EVENT_ROUTER_WORKFLOW, ""),
     )
-    return workflow_id
+    return key
 
 
 async def route_admitted(temporal: Client, settings: Settings, gate: Gate, event: EventEnvelope,
@@ -49,3 +64,21 @@ async def route_admitted(temporal: Client, settings: Settings, gate: Gate, event
     except (RPCError, RuntimeError):
         await gate.deduper.release(receipt.tenant_id, receipt.event_type, receipt.event_id, receipt.first_seen_at)
         raise TemporalUnavailable("the event was admitted but its routing could not start; retry it") from None
+
+
+async def wait_routed(triggers: TriggerStore, receipt: EventReceipt, within: float = 60.0) -> RouteEventResult:
+    """Wait until the event of ``receipt`` has been routed; its result (matched triggers, each fire).
+
+    Raises :class:`RoutingTimeout` if it has not been routed within ``within`` seconds (it still
+    will be: routing is durable; this only stops waiting).
+    """
+    deadline = time.monotonic() + within
+    pause = 0.02
+    while True:
+        stored = await triggers.event(receipt.tenant_id, route_key(receipt))
+        if stored is not None and stored.routing is not None:
+            return stored.routing
+        if time.monotonic() >= deadline:
+            raise RoutingTimeout(f"event {receipt.event_id} was not routed within {within:g}s; it still will be")
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, 0.5)

@@ -12,7 +12,8 @@ Unconfigured, no provider, interceptor or exporter exists, and :func:`intercepto
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +112,26 @@ def tag_trace(trace_id: str) -> None:
     span = trace.get_current_span()
     if trace_id and span.is_recording():
         span.set_attribute(TRACE_ATTRIBUTE, trace_id)
+
+
+def carrier() -> dict[str, str]:
+    """The current trace context as W3C headers, to carry it across a batching hop (empty when off)."""
+    headers: dict[str, str] = {}
+    if _current is not None:
+        propagate.inject(headers)
+    return headers
+
+
+@contextmanager
+def continued(name: str, headers: Mapping[str, str], trace_id: str = "") -> Iterator[None]:
+    """A span named ``name`` continuing the trace in ``headers`` (see :func:`carrier`); nothing when off."""
+    if _current is None or not headers:
+        yield
+        return
+    with _current.tracer.start_as_current_span(name, context=propagate.extract(dict(headers))) as span:
+        if trace_id:
+            span.set_attribute(TRACE_ATTRIBUTE, trace_id)
+        yield
 
 
 class IngressSpans:

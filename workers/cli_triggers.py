@@ -14,7 +14,14 @@ from shared.errors import InvalidRequest
 from shared.ids import check_tenant_id
 from shared.models import EventEnvelope
 from shared.store.triggers import TriggerStore
-from shared.triggers.models import OverlapPolicy, SafetyConfig, TriggerKind, TriggerSpec, strict_safety_config
+from shared.triggers.models import (
+    OverlapPolicy,
+    SafetyConfig,
+    StoredEvent,
+    TriggerKind,
+    TriggerSpec,
+    strict_safety_config,
+)
 from shared.triggers.service import TriggerService, TriggerView
 from workers.cli_common import command, out, parse_inputs, print_json, run_async, settings
 from workers.runtime import Runtime, open_runtime
@@ -72,6 +79,15 @@ def events_submit(
         out.print(f"event {receipt.event_id} accepted (trace {receipt.trace_id})", highlight=False)
 
 
+def _routing(event: StoredEvent) -> str:
+    """How an event was routed, in a few words: each fire's trigger and verdict."""
+    if event.routing is None:
+        return "pending" if event.routed_at is None else "yes"
+    if not event.routing.fires:
+        return "no trigger matched"
+    return ", ".join(f"{f.trigger_name}: {f.verdict.value}" for f in event.routing.fires)
+
+
 @events_app.command("list")
 @command
 def events_list(tenant: str = typer.Option(..., "--tenant", "-t"),
@@ -89,9 +105,10 @@ def events_list(tenant: str = typer.Option(..., "--tenant", "-t"),
     if as_json:
         print_json([e.model_dump(mode="json") for e in events])
         return
-    table = Table("received", "type", "event id", "source", "trace")
+    table = Table("received", "type", "event id", "source", "trace", "routed")
     for e in events:
-        table.add_row(e.received_at.isoformat(timespec="seconds"), e.event_type, e.event_id, e.source_app, e.trace_id)
+        table.add_row(e.received_at.isoformat(timespec="seconds"), e.event_type, e.event_id, e.source_app, e.trace_id,
+                      _routing(e))
     out.print(table)
 
 

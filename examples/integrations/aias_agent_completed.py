@@ -10,11 +10,10 @@ import uuid
 
 from examples.integrations._common import run_example
 from shared.errors import TriggerExists
-from shared.events import route_workflow_id
 from shared.flags import Flag
 from shared.models import EventEnvelope
 from shared.store.triggers import TriggerStore
-from shared.triggers.models import FireRecord, RouteEventResult, TriggerKind, TriggerSpec, strict_safety_config
+from shared.triggers.models import FireRecord, TriggerKind, TriggerSpec, strict_safety_config
 from shared.triggers.service import TriggerService
 from workers.runtime import Runtime
 
@@ -34,7 +33,7 @@ async def main(rt: Runtime, tenant: str = TENANT) -> list[FireRecord]:
     receipt = await rt.client().submit_event(EventEnvelope(
         tenant_id=tenant, event_id=f"exec-{uuid.uuid4().hex[:8]}", event_type="agent.execution.completed",
         source_app="aias", payload={"agent": "planner", "status": "ok", "tokens_used": 1234}))
-    await rt.temporal.get_workflow_handle(route_workflow_id(receipt), result_type=RouteEventResult).result()
+    await rt.client().wait_routed(receipt)
     records = list(await triggers.dry_runs(tenant, "agent-completed-audit", limit=5))
     for record in records:
         print(f"{record.fired_at.isoformat(timespec='seconds')} dry run: would run {record.inputs} "

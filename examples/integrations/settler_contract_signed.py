@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 from examples.integrations._common import run_example
 from shared.errors import TriggerExists
-from shared.events import route_workflow_id
 from shared.flags import Flag
 from shared.models import EventEnvelope
 from shared.store.triggers import TriggerStore
@@ -40,7 +39,7 @@ async def main(rt: Runtime, tenant: str = TENANT) -> RouteEventResult:
         source_app="settler", source_module="contracts", occurred_at=datetime.now(UTC),
         payload={"contract_id": "C-1042", "queues": [rt.settings.task_queue]}))
     print(f"event {receipt.event_id} accepted (duplicate: {receipt.duplicate})")
-    result = await rt.temporal.get_workflow_handle(route_workflow_id(receipt), result_type=RouteEventResult).result()
+    result = await rt.client().wait_routed(receipt)
     assert isinstance(result, RouteEventResult)
     for fire in result.fires:
         print(f"trigger {fire.trigger_name}: {fire.verdict.value} ({'; '.join(fire.reasons)}) → {fire.run_workflow_id}")

@@ -269,6 +269,9 @@ class EventRow(Base):
     #: the routing workflow's id: one per admitted copy, so routing happens exactly once
     route_workflow_id: Mapped[str] = mapped_column(String(512), unique=True)
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    #: when routing finished, and its result (matched triggers, each fire's verdict and run)
+    routed_at: Mapped[datetime | None]
+    routing: Mapped[dict[str, Any] | None]
 
     __table_args__ = (Index("ix_events_tenant_received", "tenant_id", "received_at"),
                       Index("ix_events_tenant_type", "tenant_id", "event_type"))

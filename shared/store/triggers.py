@@ -24,6 +24,7 @@ from shared.triggers.models import (
     Decision,
     FireContext,
     FireRecord,
+    RouteEventResult,
     StoredEvent,
     Trigger,
     TriggerKind,
@@ -51,7 +52,9 @@ def _event(row: EventRow) -> StoredEvent:
     return StoredEvent(id=row.id, tenant_id=row.tenant_id, event_id=row.event_id, event_type=row.event_type,
                        trace_id=row.trace_id, source_app=row.source_app, source_module=row.source_module,
                        payload=dict(row.payload), occurred_at=row.occurred_at,
-                       route_workflow_id=row.route_workflow_id, received_at=row.received_at)
+                       route_workflow_id=row.route_workflow_id, received_at=row.received_at,
+                       routed_at=row.routed_at,
+                       routing=RouteEventResult.model_validate(row.routing) if row.routing is not None else None)
 
 
 class TriggerStore:
@@ -250,6 +253,19 @@ class TriggerStore:
                                            params)).fetchone()
         assert row is not None
         return _event(row_of(row))
+
+    async def mark_routed(self, event_row_id: int, result: RouteEventResult) -> None:
+        """Store how an event was routed (a retried routing writes the same result again)."""
+        async with fast.connection(self._engine) as conn:
+            await conn.execute("UPDATE events SET routed_at = coalesce(routed_at, now()), routing = %s WHERE id = %s",
+                               (Jsonb(result.model_dump(mode="json")), event_row_id))
+
+    async def event(self, tenant_id: str, route_key: str) -> StoredEvent | None:
+        """The stored event of one admitted copy (its route key, ``shared.events.route_key``), if stored yet."""
+        stmt = select(EventRow).where(EventRow.tenant_id == tenant_id, EventRow.route_workflow_id == route_key)
+        async with self._auto() as session:
+            row = (await session.execute(stmt)).scalar_one_or_none()
+        return _event(row) if row is not None else None
 
     async def events(self, tenant_id: str, *, event_type: str | None = None, limit: int = 100) -> Sequence[StoredEvent]:
         stmt = select(EventRow).where(EventRow.tenant_id == tenant_id)

@@ -199,6 +199,9 @@ class StoredEvent(BaseModel):
     occurred_at: datetime | None
     route_workflow_id: str
     received_at: datetime
+    #: when routing finished (None: not yet, or routed before JobForge stored it), and its result
+    routed_at: datetime | None = None
+    routing: RouteEventResult | None = None
 
 
 # -- what crosses Temporal boundaries --------------------------------------------------------------
@@ -264,6 +267,37 @@ class StoreEventInput(BaseModel):
     route_workflow_id: str
     #: who submitted the event (``events.route`` passes it to the fires)
     actor: str = ""
+    #: the submitter's trace context (W3C ``traceparent``), so the routing joins the event's trace
+    carrier: dict[str, str] = {}
+
+
+class RouteBatchInput(BaseModel):
+    """A batch of one tenant's admitted events for ``events.route_batch`` (the router's step)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    events: list[StoreEventInput]
+
+
+class RouteBatchResult(BaseModel):
+    """Per event of the batch: routed (its result is stored on the event row), or failed (retried later)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    routed: list[str]
+    #: route key -> why it failed this time (the router retries it after a back-off)
+    failed: dict[str, str] = {}
+
+
+class RouterInput(BaseModel):
+    """The per-tenant router's input: its tenant, and what a previous run left to route."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant_id: str
+    pending: list[StoreEventInput] = []
+    #: events routed by this router's earlier runs (continue-as-new keeps the count)
+    routed: int = 0
 
 
 class AcceptEventResult(BaseModel):

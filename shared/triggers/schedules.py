@@ -18,7 +18,9 @@ from shared.temporal import run_search_attributes
 from shared.triggers.models import OverlapPolicy, Trigger, TriggerFireInput
 
 TRIGGER_FIRE_WORKFLOW = "jobforge.trigger.fire"
+#: before the per-tenant router, one routing workflow per event (kept for recorded histories)
 ROUTE_EVENT_WORKFLOW = "jobforge.event.route"
+EVENT_ROUTER_WORKFLOW = "jobforge.event.router"
 
 _OVERLAP = {
     OverlapPolicy.SKIP: ScheduleOverlapPolicy.SKIP, OverlapPolicy.BUFFER_ONE: ScheduleOverlapPolicy.BUFFER_ONE,

@@ -79,6 +79,24 @@ def test_dev_stack_lifecycle(tmp_path: Path) -> None:
         assert flags["JOBFORGE_EVENTS_ENABLED"] == {"name": "JOBFORGE_EVENTS_ENABLED", "enabled": False,
                                                     "source": "default"}
 
+        # events: a dry-run trigger, an event submitted and shown routed by `jobforge events list`
+        for flag in ("JOBFORGE_EVENTS_ENABLED", "JOBFORGE_TRIGGERS_ENABLED"):
+            assert jobforge("flags", "set", flag, "on", env=env).returncode == 0
+        made = jobforge("triggers", "create", "--tenant", "e2e", "--name", "on-order", "--event", "order.*",
+                        "--template", "autopilot.jobforge.healthcheck", "--dry-run", env=env)
+        assert made.returncode == 0, made.stderr
+        sent = jobforge("events", "submit", "--tenant", "e2e", "--type", "order.paid", "--payload", '{"n": 1}',
+                        "--event-id", "o-1", env=env)
+        assert sent.returncode == 0, sent.stderr
+
+        def routed() -> bool:
+            [event] = json.loads(jobforge("events", "list", "--tenant", "e2e", "--json", env=env).stdout)
+            return event["routing"] is not None
+
+        wait_for(routed, 60, "the event routed")
+        [event] = json.loads(jobforge("events", "list", "--tenant", "e2e", "--json", env=env).stdout)
+        assert [(f["trigger_name"], f["verdict"]) for f in event["routing"]["fires"]] == [("on-order", "dry_run")]
+
         # a second stack on a busy port is refused with a clear error naming the port
         busy = jobforge("dev", "--temporal-port", str(ports["temporal"]), "--ui-port", str(free_port()),
                         "--pg-port", str(free_port()), env=env_with({"JOBFORGE_HOME": str(tmp_path / "other")}))

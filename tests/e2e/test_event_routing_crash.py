@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from shared.events import route_workflow_id
 from shared.flags import Flag
 from shared.models import EventEnvelope
 from shared.settings import Settings
@@ -43,20 +42,20 @@ async def test_sigkill_mid_routing_loses_no_event(settings: Settings, tmp_path: 
                 tenant_id=tenant, event_id=f"e{i}", event_type="job.done", payload={"i": i}))
                 for i in range(EVENTS)))
             store = TriggerStore(rt.store.engine)
-            for _ in range(200):  # kill once routing is under way, not finished
+            for _ in range(1000):  # kill once routing is under way (events stored), not finished
                 if len(await store.events(tenant, limit=1000)) >= 3:
                     break
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.005)
             first.kill()
             await asyncio.to_thread(first.wait, 10)
-            routed_before = len(await store.events(tenant, limit=1000))
+            routed_before = sum(e.routed_at is not None for e in await store.events(tenant, limit=1000))
         finally:
             if first.poll() is None:
                 first.kill()
         second = start_worker(settings, log, FLAGS)
         try:
             results = await asyncio.wait_for(asyncio.gather(*(
-                rt.temporal.get_workflow_handle(route_workflow_id(r), result_type=RouteEventResult).result()
+                rt.client().wait_routed(r)
                 for r in receipts)), 120)
         finally:
             second.terminate()

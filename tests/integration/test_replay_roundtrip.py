@@ -19,7 +19,6 @@ import pytest
 from temporalio.worker import Worker
 
 from shared.canonical import sha256_hex
-from shared.events import route_workflow_id
 from shared.flags import Flag
 from shared.models import EventEnvelope, RunStatus
 from shared.replay.bundle import recorded_activities, task_queues
@@ -155,8 +154,7 @@ async def test_trigger_fired_run_round_trips(runtime: Runtime, worker: None, fla
     receipt = await runtime.client().submit_event(EventEnvelope(
         tenant_id=t, event_id=uuid.uuid4().hex, event_type="contract.signed", source_app="settler",
         payload={"queues": [runtime.settings.task_queue]}, occurred_at=datetime.now(UTC)))
-    routed = await runtime.temporal.get_workflow_handle(route_workflow_id(receipt),
-                                                        result_type=RouteEventResult).result()
+    routed = await runtime.client().wait_routed(receipt)
     assert isinstance(routed, RouteEventResult)
     [fire] = routed.fires
     assert fire.verdict is Verdict.FIRE and fire.run_workflow_id is not None

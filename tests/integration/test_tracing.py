@@ -17,7 +17,6 @@ from opentelemetry.trace import SpanKind
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from shared import tracing
-from shared.events import route_workflow_id
 from shared.flags import Flag
 from shared.models import EventReceipt, RunHandleInfo
 from shared.settings import Settings
@@ -141,7 +140,7 @@ async def test_event_trace_crosses_routing_and_the_trigger_fired_run(
                               json={"event_id": "o-1", "event_type": "order.paid", "payload": {"n": 1}})
     assert response.status_code == 202, response.text
     receipt = EventReceipt.model_validate_json(response.content)
-    routed = await rt.temporal.get_workflow_handle(route_workflow_id(receipt), result_type=RouteEventResult).result()
+    routed = await rt.client().wait_routed(receipt)
     assert isinstance(routed, RouteEventResult) and len(routed.fires) == 1
     run_id = routed.fires[0].run_workflow_id
     assert run_id is not None
@@ -150,7 +149,7 @@ async def test_event_trace_crosses_routing_and_the_trigger_fired_run(
     ingress = by_name(finished, "POST /v1/events")
     assert ingress.attributes is not None and ingress.attributes["jobforge.trace_id"] == receipt.trace_id
     names = {s.name for s in finished}
-    assert {"RunActivity:events.route", f"StartWorkflow:{HC}", f"RunWorkflow:{HC}",
+    assert {"RouteEvent:order.paid", f"StartWorkflow:{HC}", f"RunWorkflow:{HC}",
             "RunActivity:jobforge.admit"} <= names
     assert any(n.startswith("RunWorkflow:") and n != f"RunWorkflow:{HC}" for n in names)  # the router
     assert_one_tree(finished, ingress)

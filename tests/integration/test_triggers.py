@@ -8,13 +8,23 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 
-from shared.errors import FeatureDisabled
-from shared.events import route_workflow_id
+from activities.triggers import TriggerActivities
+from shared.errors import FeatureDisabled, RoutingTimeout
+from shared.events import router_workflow_id
 from shared.flags import Flag
 from shared.models import EventEnvelope, RunStatus
 from shared.store.triggers import TriggerStore
-from shared.triggers.models import FireOutcome, RouteEventResult, SafetyConfig, TriggerKind, TriggerSpec, Verdict
+from shared.triggers.models import (
+    FireOutcome,
+    RouteEventResult,
+    SafetyConfig,
+    StoreEventInput,
+    TriggerKind,
+    TriggerSpec,
+    Verdict,
+)
 from shared.triggers.schedules import schedule_id
 from shared.triggers.service import TriggerService
 from workers.runtime import Runtime
@@ -52,11 +62,7 @@ async def submit(rt: Runtime, tenant_id: str, event_type: str, event_id: str | N
         payload={"queues": [rt.settings.task_queue], "contract": {"id": "c-1"}}, occurred_at=datetime.now(UTC)))
     if receipt.duplicate:
         return None
-    assert rt.temporal is not None
-    handle = rt.temporal.get_workflow_handle(route_workflow_id(receipt), result_type=RouteEventResult)
-    result = await handle.result()
-    assert isinstance(result, RouteEventResult)
-    return result
+    return await rt.client().wait_routed(receipt)
 
 
 async def test_event_fans_out_to_matching_triggers_only(runtime: Runtime, worker: None, all_on: None) -> None:
@@ -183,3 +189,71 @@ async def test_schedule_paused_with_temporal_cli(runtime: Runtime, worker: None,
         assert manual.verdict is Verdict.SKIP and manual.reasons == ["trigger is paused in Temporal"]
     finally:
         await svc.delete(t, "ticker")
+
+
+async def test_router_continues_as_new_and_routes_each_event_once(
+        runtime: Runtime, worker: None, all_on: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tenant's router hands over to a new run after its quota of events; none is lost or routed twice."""
+    from workflows import event_router
+
+    monkeypatch.setattr(event_router, "ROUTED_PER_RUN", 3)
+    t, svc = tenant(), service(runtime)
+    await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True))
+    client = runtime.client()
+    receipts = []
+    for i in range(8):  # one after another: several batches, so several runs of the router
+        receipts.append(await client.submit_event(EventEnvelope(
+            tenant_id=t, event_id=f"e{i}", event_type="contract.signed", payload={"queues": ["q"], "i": i})))
+        await client.wait_routed(receipts[-1])
+    results = [await client.wait_routed(r) for r in receipts]
+    assert all(r.matched == 1 and [f.verdict for f in r.fires] == [Verdict.DRY_RUN] for r in results)
+    assert len(await svc.fires(t, limit=100)) == 8
+    assert runtime.temporal is not None
+    runs = [w async for w in runtime.temporal.list_workflows(f"WorkflowId = '{router_workflow_id(t)}'")]
+    assert len(runs) >= 3, "the router did not continue as new"
+    assert sum(r.status is WorkflowExecutionStatus.CONTINUED_AS_NEW for r in runs) >= 2
+
+
+async def test_router_retries_a_failing_event_without_holding_the_others(
+        runtime: Runtime, worker: None, all_on: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event whose routing keeps failing is retried with a back-off; the tenant's next events are
+    routed meanwhile; once it can be routed, it fires exactly once."""
+    t, svc = tenant(), service(runtime)
+    await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True))
+    failures: list[str] = []
+    broken = asyncio.Event()
+    broken.set()
+    route = TriggerActivities.route_event
+
+    async def flaky(self: TriggerActivities, req: StoreEventInput) -> RouteEventResult:
+        if req.event["event_id"] == "bad" and broken.is_set():
+            failures.append(req.event["event_id"])
+            raise ConnectionError("the database went away")
+        return await route(self, req)
+
+    monkeypatch.setattr(TriggerActivities, "route_event", flaky)
+    client = runtime.client()
+    bad = await client.submit_event(EventEnvelope(tenant_id=t, event_id="bad", event_type="contract.signed",
+                                                   payload={"queues": ["q"]}))
+    for _ in range(500):
+        if failures:
+            break
+        await asyncio.sleep(0.01)
+    assert failures, "the failing event was never tried"
+    good = await client.submit_event(EventEnvelope(tenant_id=t, event_id="good", event_type="contract.signed",
+                                                    payload={"queues": ["q"]}))
+    assert (await client.wait_routed(good, within=10)).matched == 1
+    stored = {e.event_id: e for e in await TriggerStore(runtime.store.engine).events(t)}
+    assert stored["good"].routed_at is not None and "bad" not in stored  # it fails before it is stored
+    with pytest.raises(RoutingTimeout):
+        await client.wait_routed(bad, within=0.2)
+    for _ in range(1000):  # retried after its back-off, not given up
+        if len(failures) >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert len(failures) >= 2
+    broken.clear()
+    routed = await client.wait_routed(bad, within=30)
+    assert [f.verdict for f in routed.fires] == [Verdict.DRY_RUN]
+    fires = await svc.fires(t, limit=100)
+    assert sorted(f.event_id for f in fires) == ["bad", "good"]

@@ -1,0 +1,29 @@
+"""events: when and how each event was routed
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-29
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("events", sa.Column("routed_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("events", sa.Column("routing", postgresql.JSONB(), nullable=True))
+    # events stored before this revision were routed by their own workflow, which kept no result here
+    op.execute("UPDATE events SET routed_at = received_at")
+
+
+def downgrade() -> None:
+    op.drop_column("events", "routing")
+    op.drop_column("events", "routed_at")

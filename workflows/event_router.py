@@ -1,0 +1,94 @@
+"""``jobforge.event.router``: one long-lived router per tenant routes that tenant's admitted events.
+
+An admitted event reaches its tenant's router as a signal, sent with signal-with-start (the router
+is started by the first event, and again after it continues as new). Once the signal is accepted
+the event is in the router's durable history, so it is routed even if a worker dies mid-way: the
+router resumes on another worker and routes whatever it had not finished.
+
+The router routes its queue in batches: one *local* activity, ``events.route_batch``, stores each
+event, then decides and acts on every matching trigger's fire, for up to :data:`BATCH` events at
+once. Under load one workflow task carries many events, so an event costs the Temporal server one
+signal plus a share of a workflow task, not a workflow of its own. Routing is idempotent per event
+(the event row is keyed by its route key, each fire by route key + trigger, each run by the fire's
+idempotency key), so a batch run again after a crash decides nothing twice and starts nothing twice.
+
+An event whose routing fails (its trigger's template refuses to start with a retryable error, the
+database is briefly away) is retried after a back-off without holding up the tenant's other events;
+if the whole batch fails, the local activity itself is retried. The router continues as new when
+Temporal suggests it, carrying only what it still has to retry, so its history stays small.
+
+Before this router, each event had its own ``jobforge.event.route`` workflow; that workflow stays
+registered so histories already recorded finish and replay.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.triggers import TriggerActivities
+    from shared.triggers.models import RouteBatchInput, RouterInput, StoreEventInput
+
+#: events routed by one local activity at most (each is routed concurrently with the others)
+BATCH = 100
+#: a router continues as new after this many events even if Temporal has not suggested it yet
+ROUTED_PER_RUN = 2000
+BATCH_TIMEOUT = timedelta(seconds=60)
+RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
+FIRST_BACKOFF = timedelta(seconds=1)
+MAX_BACKOFF = timedelta(seconds=60)
+SIGNAL = "route"
+
+
+@workflow.defn(name="jobforge.event.router", sandboxed=False)
+class EventRouterWorkflow:
+    def __init__(self) -> None:
+        self.queue: list[StoreEventInput] = []
+        self.known: set[str] = set()
+
+    @workflow.signal(name=SIGNAL)
+    def route(self, event: StoreEventInput) -> None:
+        """Queue one admitted event (a repeated signal for an event already queued is dropped)."""
+        if event.route_workflow_id not in self.known:
+            self.known.add(event.route_workflow_id)
+            self.queue.append(event)
+
+    @workflow.run
+    async def run(self, req: RouterInput) -> None:
+        for event in reversed(req.pending):  # what the previous run left goes first
+            if event.route_workflow_id not in self.known:
+                self.known.add(event.route_workflow_id)
+                self.queue.insert(0, event)
+        routed = 0
+        retry: list[StoreEventInput] = []
+        backoff = FIRST_BACKOFF
+        while True:
+            if not self.queue:
+                if not retry:
+                    if routed >= ROUTED_PER_RUN or workflow.info().is_continue_as_new_suggested():
+                        break
+                    await workflow.wait_condition(lambda: bool(self.queue))
+                else:  # route new events while the failed ones wait out their back-off
+                    try:
+                        await workflow.wait_condition(lambda: bool(self.queue), timeout=backoff)
+                    except TimeoutError:
+                        self.queue, retry = retry, []
+                        backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            batch, self.queue = self.queue[:BATCH], self.queue[BATCH:]
+            result = await workflow.execute_local_activity_method(
+                TriggerActivities.route_batch, RouteBatchInput(events=batch),
+                start_to_close_timeout=BATCH_TIMEOUT, retry_policy=RETRY)
+            for event in batch:
+                if event.route_workflow_id in result.failed:
+                    retry.append(event)
+                else:
+                    self.known.discard(event.route_workflow_id)
+                    routed += 1
+            if not result.failed and not retry:
+                backoff = FIRST_BACKOFF
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(RouterInput(tenant_id=req.tenant_id, pending=self.queue, routed=req.routed + routed))
