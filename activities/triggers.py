@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from temporalio import activity
@@ -34,10 +35,13 @@ from shared.triggers.models import (
     RouteBatchInput,
     RouteBatchResult,
     RouteEventResult,
+    RouteRef,
+    StoredEvent,
     StoreEventInput,
     Trigger,
     TriggerKind,
     TriggerState,
+    UnroutedInput,
     Verdict,
 )
 from shared.triggers.schedules import schedule_id
@@ -64,47 +68,67 @@ class TriggerActivities:
 
     @activity.defn(name="events.route_batch")
     async def route_batch(self, req: RouteBatchInput) -> RouteBatchResult:
-        """Route a batch of one tenant's events concurrently (the per-tenant router's step).
+        """Route a batch of one tenant's stored events concurrently (the per-tenant router's step).
 
         Each event is routed as by ``events.route`` and its result stored on its row. An event whose
         routing fails is answered as failed, not raised: the router retries it after a back-off while
-        the tenant's other events go on.
+        the tenant's other events go on. A reference whose row is gone (its submitter was told the
+        hand-over failed and the row was dropped) is answered as routed: there is nothing to route.
         """
-        answers = await asyncio.gather(*(self._route_traced(event) for event in req.events), return_exceptions=True)
+        stored = await self.triggers.stored_events([ref.route_key for ref in req.events])
+        answers = await asyncio.gather(*(self._route_ref(ref, stored.get(ref.route_key)) for ref in req.events),
+                                       return_exceptions=True)
         failed: dict[str, str] = {}
-        for event, answer in zip(req.events, answers, strict=True):
+        for ref, answer in zip(req.events, answers, strict=True):
             if isinstance(answer, BaseException):
                 if not isinstance(answer, Exception):
                     raise answer  # cancelled: the worker is going away
-                failed[event.route_workflow_id] = redact_text(f"{type(answer).__name__}: {answer}")[:500]
-                log.warning("event_routing_failed", tenant_id=event.event.get("tenant_id"),
-                            event_id=event.event.get("event_id"), error=failed[event.route_workflow_id])
-        return RouteBatchResult(routed=[e.route_workflow_id for e in req.events
-                                        if e.route_workflow_id not in failed], failed=failed)
+                failed[ref.route_key] = redact_text(f"{type(answer).__name__}: {answer}")[:500]
+                log.warning("event_routing_failed", route_key=ref.route_key, error=failed[ref.route_key])
+        return RouteBatchResult(routed=[ref.route_key for ref in req.events if ref.route_key not in failed],
+                                failed=failed)
 
-    async def _route_traced(self, req: StoreEventInput) -> RouteEventResult:
-        with tracing.continued(f"RouteEvent:{req.event.get('event_type', '')}", req.carrier, req.trace_id):
-            return await self.route_event(req)
+    @activity.defn(name="events.unrouted")
+    async def unrouted(self, req: UnroutedInput) -> list[RouteRef]:
+        """A tenant's stored events that were never routed (their router run was terminated), oldest first."""
+        keys = await self.triggers.unrouted(req.tenant_id, timedelta(seconds=req.older_than_seconds), req.limit)
+        if keys:
+            log.warning("events_unrouted_found", tenant_id=req.tenant_id, count=len(keys))
+        return [RouteRef(route_key=key, actor="event") for key in keys]
+
+    async def _route_ref(self, ref: RouteRef, stored: StoredEvent | None) -> RouteEventResult | None:
+        if stored is None:
+            log.warning("event_row_missing", route_key=ref.route_key)
+            return None
+        if stored.routing is not None:  # routed already (a batch run again after a crash, a swept event)
+            return stored.routing
+        event = EventEnvelope(tenant_id=stored.tenant_id, event_id=stored.event_id, event_type=stored.event_type,
+                              trace_id=stored.trace_id, source_app=stored.source_app,
+                              source_module=stored.source_module, payload=stored.payload,
+                              occurred_at=stored.occurred_at).model_dump(mode="json")
+        with tracing.continued(f"RouteEvent:{stored.event_type}", ref.carrier, stored.trace_id):
+            return await self._route(stored, event, ref.actor, ref.route_key)
 
     @activity.defn(name="events.route")
     async def route_event(self, req: StoreEventInput) -> RouteEventResult:
-        """``events.accept`` and then every matching trigger's ``triggers.fire``, in one step.
+        """``events.accept`` and then every matching trigger's ``triggers.fire``, in one step (the step of
+        the per-event routing workflow that preceded the per-tenant router).
 
         Idempotent as a whole: the event row is keyed by the routing workflow, each fire by its fire
         key (routing workflow + trigger) and each run by the fire's idempotency key, so a retry after a
-        crash or a failed fire re-decides nothing and starts nothing twice. The result is stored on
-        the event's row (``jobforge events show``).
+        crash or a failed fire re-decides nothing and starts nothing twice.
         """
         envelope = EventEnvelope.model_validate(req.event)
         stored = await self.triggers.store_event(envelope, req.trace_id, req.route_workflow_id)
-        matched = await self.triggers.matching(envelope.tenant_id, envelope.event_type)
-        event = req.event
-        context = FireContext(source="event", event_type=str(event["event_type"]),
-                              source_app=str(event.get("source_app") or "") or None,
-                              actor=req.actor or "event", event_id=str(event["event_id"]))
+        return await self._route(stored, req.event, req.actor, req.route_workflow_id)
+
+    async def _route(self, stored: StoredEvent, event: dict[str, Any], actor: str, route_key: str) -> RouteEventResult:
+        """Decide and act on every matching trigger's fire for a stored event; store the result on its row."""
+        matched = await self.triggers.matching(stored.tenant_id, stored.event_type)
+        context = FireContext(source="event", event_type=stored.event_type, source_app=stored.source_app or None,
+                              actor=actor or "event", event_id=stored.event_id)
         answers = await asyncio.gather(*(
-            self._fire(trigger, FireRequest(trigger_id=trigger.trigger_id,
-                                            fire_key=f"{req.route_workflow_id}#{trigger.trigger_id}",
+            self._fire(trigger, FireRequest(trigger_id=trigger.trigger_id, fire_key=f"{route_key}#{trigger.trigger_id}",
                                             context=context, event=event))
             for trigger in matched), return_exceptions=True)
         for answer in answers:

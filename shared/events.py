@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,7 @@ from shared.errors import RoutingTimeout, TemporalUnavailable
 from shared.models import EventEnvelope, EventReceipt
 from shared.settings import Settings
 from shared.temporal import run_search_attributes
-from shared.triggers.models import RouteEventResult, RouterInput, StoreEventInput
+from shared.triggers.models import RouteEventResult, RouteRef, RouterInput
 from shared.triggers.schedules import EVENT_ROUTER_WORKFLOW
 
 if TYPE_CHECKING:
@@ -37,20 +38,18 @@ def router_workflow_id(tenant_id: str) -> str:
     return f"jobforge/{tenant_id}/events/router"
 
 
-async def start_routing(temporal: Client, settings: Settings, event: EventEnvelope, receipt: EventReceipt,
-                        actor: str) -> str:
-    """Hand an admitted event to its tenant's router (signal-with-start); returns the event's route key.
+async def start_routing(temporal: Client, settings: Settings, receipt: EventReceipt, actor: str) -> str:
+    """Hand a stored event to its tenant's router (signal-with-start); its route key.
 
-    Once this returns the event is in the router's history: it will be routed, even if a worker dies.
-    Sending it again (a retry) is harmless: routing is idempotent per route key.
+    Once this returns the event is in the router's history: it will be routed, even if a worker
+    dies. Sending it again (a retry) is harmless: routing is idempotent per route key.
     """
     key = route_key(receipt)
     await temporal.start_workflow(
         EVENT_ROUTER_WORKFLOW, RouterInput(tenant_id=receipt.tenant_id),
         id=router_workflow_id(receipt.tenant_id), task_queue=settings.task_queue,
         start_signal=ROUTE_SIGNAL,
-        start_signal_args=[StoreEventInput(event=event.model_dump(mode="json"), trace_id=receipt.trace_id,
-                                           route_workflow_id=key, actor=actor, carrier=tracing.carrier())],
+        start_signal_args=[RouteRef(route_key=key, actor=actor, carrier=tracing.carrier())],
         search_attributes=run_search_attributes(receipt.tenant_id, EVENT_ROUTER_WORKFLOW, ""),
     )
     return key
@@ -58,10 +57,20 @@ async def start_routing(temporal: Client, settings: Settings, event: EventEnvelo
 
 async def route_admitted(temporal: Client, settings: Settings, gate: Gate, event: EventEnvelope,
                          receipt: EventReceipt, actor: str) -> str:
-    """Start routing an admitted event; if that fails, release its dedupe claim so a retry is admitted."""
+    """Store an admitted event and hand it to its router. If either step fails, the stored copy is
+    forgotten and the dedupe claim released (as far as the database lets us), so the caller's retry
+    is admitted rather than answered as a duplicate of an event that was never routed."""
     try:
-        return await start_routing(temporal, settings, event, receipt, actor)
+        await gate.events.store_event(event, receipt.trace_id, route_key(receipt))
+    except Exception:
+        with contextlib.suppress(Exception):
+            await gate.deduper.release(receipt.tenant_id, receipt.event_type, receipt.event_id,
+                                       receipt.first_seen_at)
+        raise
+    try:
+        return await start_routing(temporal, settings, receipt, actor)
     except (RPCError, RuntimeError):
+        await gate.events.drop_unrouted(route_key(receipt))
         await gate.deduper.release(receipt.tenant_id, receipt.event_type, receipt.event_id, receipt.first_seen_at)
         raise TemporalUnavailable("the event was admitted but its routing could not start; retry it") from None
 

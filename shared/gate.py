@@ -47,6 +47,7 @@ from shared.store.dedupe import EventDeduper
 from shared.store.grants import GrantStore
 from shared.store.ratelimits import RateLimiter
 from shared.store.tenants import TenantStore
+from shared.store.triggers import TriggerStore
 from shared.templates import Registry
 
 log = structlog.get_logger("jobforge.gate")
@@ -91,6 +92,8 @@ class Gate:
         self.tenants = TenantStore(engine)
         self.limiter = RateLimiter(engine)
         self.deduper = EventDeduper(engine)
+        #: admitted events are stored here before their router is signalled
+        self.events = TriggerStore(engine)
         self.audit = AuditLog(engine)
         self.grants = GrantStore(engine)
         self._keys: list[bytes] | None = None

@@ -5,6 +5,12 @@ is started by the first event, and again after it continues as new). Once the si
 the event is in the router's durable history, so it is routed even if a worker dies mid-way: the
 router resumes on another worker and routes whatever it had not finished.
 
+A signal carries a reference to the event's row, which the submitter stored before signalling,
+not the envelope: a router's history grows by a few hundred bytes per event whatever the payload,
+and an event whose signal was lost with its router run (terminated by an operator, or by a history
+limit while no worker ran) is still in PostgreSQL: each new router run first sweeps up the tenant's
+stored events left unrouted for longer than :data:`SWEEP_AFTER`.
+
 The router routes its queue in batches: one *local* activity, ``events.route_batch``, stores each
 event, then decides and acts on every matching trigger's fire, for up to :data:`BATCH` events at
 once. Under load one workflow task carries many events, so an event costs the Temporal server one
@@ -30,7 +36,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.triggers import TriggerActivities
-    from shared.triggers.models import RouteBatchInput, RouterInput, StoreEventInput
+    from shared.triggers.models import RouteBatchInput, RouteRef, RouterInput, UnroutedInput
 
 #: events routed by one local activity at most (each is routed concurrently with the others)
 BATCH = 100
@@ -40,30 +46,44 @@ BATCH_TIMEOUT = timedelta(seconds=60)
 RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 FIRST_BACKOFF = timedelta(seconds=1)
 MAX_BACKOFF = timedelta(seconds=60)
+#: a stored event not routed this long after it was received is swept up by the next router run
+SWEEP_AFTER = timedelta(minutes=2)
+SWEEP_LIMIT = 1000
 SIGNAL = "route"
 
 
 @workflow.defn(name="jobforge.event.router", sandboxed=False)
 class EventRouterWorkflow:
     def __init__(self) -> None:
-        self.queue: list[StoreEventInput] = []
+        self.queue: list[RouteRef] = []
         self.known: set[str] = set()
 
+    def _add(self, ref: RouteRef, *, first: bool = False) -> None:
+        if ref.route_key not in self.known:  # a repeated signal for an event already queued is dropped
+            self.known.add(ref.route_key)
+            if first:
+                self.queue.insert(0, ref)
+            else:
+                self.queue.append(ref)
+
     @workflow.signal(name=SIGNAL)
-    def route(self, event: StoreEventInput) -> None:
-        """Queue one admitted event (a repeated signal for an event already queued is dropped)."""
-        if event.route_workflow_id not in self.known:
-            self.known.add(event.route_workflow_id)
-            self.queue.append(event)
+    def route(self, ref: RouteRef) -> None:
+        """Queue one admitted, stored event."""
+        self._add(ref)
 
     @workflow.run
     async def run(self, req: RouterInput) -> None:
-        for event in reversed(req.pending):  # what the previous run left goes first
-            if event.route_workflow_id not in self.known:
-                self.known.add(event.route_workflow_id)
-                self.queue.insert(0, event)
+        for ref in reversed(req.pending):  # what the previous run left goes first
+            self._add(ref, first=True)
+        # events stored but never routed (a router run terminated with signals unhandled) go last
+        for ref in await workflow.execute_local_activity_method(
+                TriggerActivities.unrouted,
+                UnroutedInput(tenant_id=req.tenant_id, older_than_seconds=SWEEP_AFTER.total_seconds(),
+                              limit=SWEEP_LIMIT),
+                start_to_close_timeout=BATCH_TIMEOUT, retry_policy=RETRY):
+            self._add(ref)
         routed = 0
-        retry: list[StoreEventInput] = []
+        retry: list[RouteRef] = []
         backoff = FIRST_BACKOFF
         while True:
             if not self.queue:
@@ -82,11 +102,11 @@ class EventRouterWorkflow:
             result = await workflow.execute_local_activity_method(
                 TriggerActivities.route_batch, RouteBatchInput(events=batch),
                 start_to_close_timeout=BATCH_TIMEOUT, retry_policy=RETRY)
-            for event in batch:
-                if event.route_workflow_id in result.failed:
-                    retry.append(event)
+            for ref in batch:
+                if ref.route_key in result.failed:
+                    retry.append(ref)
                 else:
-                    self.known.discard(event.route_workflow_id)
+                    self.known.discard(ref.route_key)
                     routed += 1
             if not result.failed and not retry:
                 backoff = FIRST_BACKOFF

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -274,7 +275,9 @@ class EventRow(Base):
     routing: Mapped[dict[str, Any] | None]
 
     __table_args__ = (Index("ix_events_tenant_received", "tenant_id", "received_at"),
-                      Index("ix_events_tenant_type", "tenant_id", "event_type"))
+                      Index("ix_events_tenant_type", "tenant_id", "event_type"),
+                      Index("ix_events_unrouted", "tenant_id", "received_at",
+                            postgresql_where=text("routed_at IS NULL")))
 
 
 class TriggerRow(Base):

@@ -260,6 +260,28 @@ class TriggerStore:
             await conn.execute("UPDATE events SET routed_at = coalesce(routed_at, now()), routing = %s WHERE id = %s",
                                (Jsonb(result.model_dump(mode="json")), event_row_id))
 
+    async def stored_events(self, route_keys: Sequence[str]) -> dict[str, StoredEvent]:
+        """The stored events of these route keys (one statement), by route key; missing keys are absent."""
+        async with fast.connection(self._engine) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            rows = await (await cur.execute("SELECT * FROM events WHERE route_workflow_id = ANY(%s)",
+                                            (list(route_keys),))).fetchall()
+        return {row["route_workflow_id"]: _event(row_of(row)) for row in rows}
+
+    async def unrouted(self, tenant_id: str, older_than: timedelta, limit: int) -> Sequence[str]:
+        """Route keys of a tenant's stored events not routed yet and received before ``older_than`` ago."""
+        async with fast.connection(self._engine) as conn:
+            rows = await (await conn.execute(
+                "SELECT route_workflow_id FROM events WHERE tenant_id = %s AND routed_at IS NULL "
+                "AND received_at < now() - %s ORDER BY received_at, id LIMIT %s",
+                (tenant_id, older_than, limit))).fetchall()
+        return [row[0] for row in rows]
+
+    async def drop_unrouted(self, route_key: str) -> None:
+        """Forget a stored event that never reached its router (the submitter was told to retry)."""
+        async with fast.connection(self._engine) as conn:
+            await conn.execute("DELETE FROM events WHERE route_workflow_id = %s AND routed_at IS NULL", (route_key,))
+
     async def event(self, tenant_id: str, route_key: str) -> StoredEvent | None:
         """The stored event of one admitted copy (its route key, ``shared.events.route_key``), if stored yet."""
         stmt = select(EventRow).where(EventRow.tenant_id == tenant_id, EventRow.route_workflow_id == route_key)

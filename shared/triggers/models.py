@@ -267,6 +267,21 @@ class StoreEventInput(BaseModel):
     route_workflow_id: str
     #: who submitted the event (``events.route`` passes it to the fires)
     actor: str = ""
+
+
+class RouteRef(BaseModel):
+    """An admitted event as its tenant's router receives it (a signal): a reference to its stored row.
+
+    The envelope itself stays in PostgreSQL, so a router's history grows by a few hundred bytes per
+    event whatever the payload's size.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    #: the event row's ``route_workflow_id`` (``shared.events.route_key``)
+    route_key: str
+    #: who submitted the event (for the triggers' actor allow/deny lists)
+    actor: str = ""
     #: the submitter's trace context (W3C ``traceparent``), so the routing joins the event's trace
     carrier: dict[str, str] = {}
 
@@ -276,7 +291,16 @@ class RouteBatchInput(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    events: list[StoreEventInput]
+    events: list[RouteRef]
+
+
+class UnroutedInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    tenant_id: str
+    #: only events received at least this long ago (younger ones are still on their way as signals)
+    older_than_seconds: float
+    limit: int
 
 
 class RouteBatchResult(BaseModel):
@@ -295,7 +319,7 @@ class RouterInput(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     tenant_id: str
-    pending: list[StoreEventInput] = []
+    pending: list[RouteRef] = []
     #: events routed by this router's earlier runs (continue-as-new keeps the count)
     routed: int = 0
 

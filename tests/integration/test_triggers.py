@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from activities.triggers import TriggerActivities
-from shared.errors import FeatureDisabled, RoutingTimeout
+from shared.errors import FeatureDisabled, RoutingTimeout, TemporalUnavailable
 from shared.events import router_workflow_id
 from shared.flags import Flag
 from shared.models import EventEnvelope, RunStatus
@@ -20,7 +21,7 @@ from shared.triggers.models import (
     FireOutcome,
     RouteEventResult,
     SafetyConfig,
-    StoreEventInput,
+    StoredEvent,
     TriggerKind,
     TriggerSpec,
     Verdict,
@@ -223,15 +224,15 @@ async def test_router_retries_a_failing_event_without_holding_the_others(
     failures: list[str] = []
     broken = asyncio.Event()
     broken.set()
-    route = TriggerActivities.route_event
+    route = TriggerActivities._route
 
-    async def flaky(self: TriggerActivities, req: StoreEventInput) -> RouteEventResult:
-        if req.event["event_id"] == "bad" and broken.is_set():
-            failures.append(req.event["event_id"])
+    async def flaky(self: TriggerActivities, stored: StoredEvent, *args: Any) -> RouteEventResult:
+        if stored.event_id == "bad" and broken.is_set():
+            failures.append(stored.event_id)
             raise ConnectionError("the database went away")
-        return await route(self, req)
+        return await route(self, stored, *args)
 
-    monkeypatch.setattr(TriggerActivities, "route_event", flaky)
+    monkeypatch.setattr(TriggerActivities, "_route", flaky)
     client = runtime.client()
     bad = await client.submit_event(EventEnvelope(tenant_id=t, event_id="bad", event_type="contract.signed",
                                                    payload={"queues": ["q"]}))
@@ -244,7 +245,7 @@ async def test_router_retries_a_failing_event_without_holding_the_others(
                                                     payload={"queues": ["q"]}))
     assert (await client.wait_routed(good, within=10)).matched == 1
     stored = {e.event_id: e for e in await TriggerStore(runtime.store.engine).events(t)}
-    assert stored["good"].routed_at is not None and "bad" not in stored  # it fails before it is stored
+    assert stored["good"].routed_at is not None and stored["bad"].routed_at is None
     with pytest.raises(RoutingTimeout):
         await client.wait_routed(bad, within=0.2)
     for _ in range(1000):  # retried after its back-off, not given up
@@ -257,3 +258,57 @@ async def test_router_retries_a_failing_event_without_holding_the_others(
     assert [f.verdict for f in routed.fires] == [Verdict.DRY_RUN]
     fires = await svc.fires(t, limit=100)
     assert sorted(f.event_id for f in fires) == ["bad", "good"]
+
+
+async def test_failed_hand_over_forgets_the_event_and_admits_the_retry(
+        runtime: Runtime, worker: None, all_on: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Temporal refusing the hand-over to the router: a typed retryable error, no stored copy left
+    behind, and the retry of the same event is admitted (not a duplicate) and routed once."""
+    from shared import events
+
+    t, svc = tenant(), service(runtime)
+    await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True))
+    handed = events.start_routing
+
+    async def refused(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("Temporal is away")
+
+    monkeypatch.setattr(events, "start_routing", refused)
+    envelope = EventEnvelope(tenant_id=t, event_id="e-1", event_type="contract.signed", payload={"queues": ["q"]})
+    client = runtime.client()
+    with pytest.raises(TemporalUnavailable) as refusal:
+        await client.submit_event(envelope)
+    assert refusal.value.retryable
+    assert await TriggerStore(runtime.store.engine).events(t) == []
+    monkeypatch.setattr(events, "start_routing", handed)
+    receipt = await client.submit_event(envelope)
+    assert not receipt.duplicate
+    assert [f.verdict for f in (await client.wait_routed(receipt)).fires] == [Verdict.DRY_RUN]
+    assert len(await svc.fires(t)) == 1
+
+
+async def test_new_router_run_sweeps_up_events_stored_but_never_routed(
+        runtime: Runtime, worker: None, all_on: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event whose signal died with its router run (terminated) is still stored; the tenant's next
+    router run routes it."""
+    from workflows import event_router
+
+    monkeypatch.setattr(event_router, "SWEEP_AFTER", timedelta(0))
+    t, svc = tenant(), service(runtime)
+    await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True))
+    store = TriggerStore(runtime.store.engine)
+    lost_key = f"jobforge/{t}/event/contract.signed/lost/1"
+    await store.store_event(EventEnvelope(tenant_id=t, event_id="lost", event_type="contract.signed",
+                                          payload={"queues": ["q"]}), "0" * 32, lost_key)
+    client = runtime.client()
+    receipt = await client.submit_event(EventEnvelope(tenant_id=t, event_id="next", event_type="contract.signed",
+                                                      payload={"queues": ["q"]}))
+    await client.wait_routed(receipt)
+    for _ in range(500):
+        lost = await store.event(t, lost_key)
+        if lost is not None and lost.routing is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert lost is not None and lost.routing is not None
+    assert [f.verdict for f in lost.routing.fires] == [Verdict.DRY_RUN]
+    assert sorted(f.event_id for f in await svc.fires(t)) == ["lost", "next"]

@@ -22,8 +22,12 @@ def upgrade() -> None:
     op.add_column("events", sa.Column("routing", postgresql.JSONB(), nullable=True))
     # events stored before this revision were routed by their own workflow, which kept no result here
     op.execute("UPDATE events SET routed_at = received_at")
+    # a router's recovery sweep: the events of a tenant still waiting to be routed
+    op.create_index("ix_events_unrouted", "events", ["tenant_id", "received_at"],
+                    postgresql_where=sa.text("routed_at IS NULL"))
 
 
 def downgrade() -> None:
+    op.drop_index("ix_events_unrouted", table_name="events")
     op.drop_column("events", "routing")
     op.drop_column("events", "routed_at")
