@@ -11,17 +11,18 @@ and an event whose signal was lost with its router run (terminated by an operato
 limit while no worker ran) is still in PostgreSQL: each new router run first sweeps up the tenant's
 stored events left unrouted for longer than :data:`SWEEP_AFTER`.
 
-The router routes its queue in batches: one *local* activity, ``events.route_batch``, stores each
-event, then decides and acts on every matching trigger's fire, for up to :data:`BATCH` events at
-once. Under load one workflow task carries many events, so an event costs the Temporal server one
+The router routes its queue in batches: one *local* activity, ``events.route_batch``, loads the
+events' rows, then decides and acts on every matching trigger's fire and stores each event's
+result on its row, for up to :data:`BATCH` events at once. Under load one workflow task carries many events, so an event costs the Temporal server one
 signal plus a share of a workflow task, not a workflow of its own. Routing is idempotent per event
 (the event row is keyed by its route key, each fire by route key + trigger, each run by the fire's
 idempotency key), so a batch run again after a crash decides nothing twice and starts nothing twice.
 
 An event whose routing fails (its trigger's template refuses to start with a retryable error, the
-database is briefly away) is retried after a back-off without holding up the tenant's other events;
-if the whole batch fails, the local activity itself is retried. The router continues as new when
-Temporal suggests it, carrying only what it still has to retry, so its history stays small.
+database is briefly away) is retried after a back-off without holding up the tenant's other events.
+The router continues as new when Temporal suggests it (or after :data:`ROUTED_PER_RUN` events),
+carrying the references still queued or waiting for a retry, so its history stays small even under
+a steady stream of events.
 
 Before this router, each event had its own ``jobforge.event.route`` workflow; that workflow stays
 registered so histories already recorded finish and replay.
@@ -49,6 +50,8 @@ MAX_BACKOFF = timedelta(seconds=60)
 #: a stored event not routed this long after it was received is swept up by the next router run
 SWEEP_AFTER = timedelta(minutes=2)
 SWEEP_LIMIT = 1000
+#: queued references a router hands to its next run at most (a few hundred bytes each)
+CARRY_LIMIT = 4000
 SIGNAL = "route"
 
 
@@ -66,6 +69,16 @@ class EventRouterWorkflow:
             else:
                 self.queue.append(ref)
 
+    async def _sweep(self, tenant_id: str) -> bool:
+        """Queue the tenant's stored events left unrouted; whether the sweep was cut at its limit."""
+        found = await workflow.execute_local_activity_method(
+            TriggerActivities.unrouted,
+            UnroutedInput(tenant_id=tenant_id, older_than_seconds=SWEEP_AFTER.total_seconds(), limit=SWEEP_LIMIT),
+            start_to_close_timeout=BATCH_TIMEOUT, retry_policy=RETRY)
+        for ref in found:
+            self._add(ref)
+        return len(found) >= SWEEP_LIMIT
+
     @workflow.signal(name=SIGNAL)
     def route(self, ref: RouteRef) -> None:
         """Queue one admitted, stored event."""
@@ -76,20 +89,16 @@ class EventRouterWorkflow:
         for ref in reversed(req.pending):  # what the previous run left goes first
             self._add(ref, first=True)
         # events stored but never routed (a router run terminated with signals unhandled) go last
-        for ref in await workflow.execute_local_activity_method(
-                TriggerActivities.unrouted,
-                UnroutedInput(tenant_id=req.tenant_id, older_than_seconds=SWEEP_AFTER.total_seconds(),
-                              limit=SWEEP_LIMIT),
-                start_to_close_timeout=BATCH_TIMEOUT, retry_policy=RETRY):
-            self._add(ref)
+        more = await self._sweep(req.tenant_id)
         routed = 0
         retry: list[RouteRef] = []
         backoff = FIRST_BACKOFF
-        while True:
+        while routed < ROUTED_PER_RUN and not workflow.info().is_continue_as_new_suggested():
             if not self.queue:
                 if not retry:
-                    if routed >= ROUTED_PER_RUN or workflow.info().is_continue_as_new_suggested():
-                        break
+                    if more:  # the last sweep was cut at its limit: there may be more
+                        more = await self._sweep(req.tenant_id)
+                        continue
                     await workflow.wait_condition(lambda: bool(self.queue))
                 else:  # route new events while the failed ones wait out their back-off
                     try:
@@ -111,4 +120,6 @@ class EventRouterWorkflow:
             if not result.failed and not retry:
                 backoff = FIRST_BACKOFF
         await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(RouterInput(tenant_id=req.tenant_id, pending=self.queue, routed=req.routed + routed))
+        # references are small; beyond CARRY_LIMIT the rest is left to the next run's sweep
+        carry = [*self.queue, *retry][:CARRY_LIMIT]
+        workflow.continue_as_new(RouterInput(tenant_id=req.tenant_id, pending=carry, routed=req.routed + routed))

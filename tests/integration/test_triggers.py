@@ -198,6 +198,7 @@ async def test_router_continues_as_new_and_routes_each_event_once(
     from workflows import event_router
 
     monkeypatch.setattr(event_router, "ROUTED_PER_RUN", 3)
+    monkeypatch.setattr(event_router, "BATCH", 2)
     t, svc = tenant(), service(runtime)
     await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True))
     client = runtime.client()
@@ -206,9 +207,12 @@ async def test_router_continues_as_new_and_routes_each_event_once(
         receipts.append(await client.submit_event(EventEnvelope(
             tenant_id=t, event_id=f"e{i}", event_type="contract.signed", payload={"queues": ["q"], "i": i})))
         await client.wait_routed(receipts[-1])
+    # a burst: the router hands over with events still queued, and its next run routes them
+    receipts += await asyncio.gather(*(client.submit_event(EventEnvelope(
+        tenant_id=t, event_id=f"b{i}", event_type="contract.signed", payload={"queues": ["q"]})) for i in range(20)))
     results = [await client.wait_routed(r) for r in receipts]
     assert all(r.matched == 1 and [f.verdict for f in r.fires] == [Verdict.DRY_RUN] for r in results)
-    assert len(await svc.fires(t, limit=100)) == 8
+    assert len(await svc.fires(t, limit=100)) == 28
     assert runtime.temporal is not None
     runs = [w async for w in runtime.temporal.list_workflows(f"WorkflowId = '{router_workflow_id(t)}'")]
     assert len(runs) >= 3, "the router did not continue as new"
