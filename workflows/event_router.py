@@ -13,8 +13,9 @@ stored events left unrouted for longer than :data:`SWEEP_AFTER`.
 
 The router routes its queue in batches: one *local* activity, ``events.route_batch``, loads the
 events' rows, then decides and acts on every matching trigger's fire and stores each event's
-result on its row, for up to :data:`BATCH` events at once. Under load one workflow task carries many events, so an event costs the Temporal server one
-signal plus a share of a workflow task, not a workflow of its own. Routing is idempotent per event
+result on its row, for up to :data:`BATCH` events at once. Under load one workflow task carries
+many events, so an event costs the Temporal server one signal plus a share of a workflow task, not
+a workflow of its own. Routing is idempotent per event
 (the event row is keyed by its route key, each fire by route key + trigger, each run by the fire's
 idempotency key), so a batch run again after a crash decides nothing twice and starts nothing twice.
 
