@@ -14,6 +14,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from shared import metrics, tracing
 from shared.client import JobForgeClient
 from shared.errors import InvalidInputs, JobForgeError
+from shared.events import router_shard
 from shared.flags import Flag
 from shared.gate import Gate
 from shared.models import EventEnvelope
@@ -42,6 +43,7 @@ from shared.triggers.models import (
     TriggerKind,
     TriggerState,
     UnroutedInput,
+    UnroutedResult,
     Verdict,
 )
 from shared.triggers.schedules import schedule_id
@@ -89,12 +91,14 @@ class TriggerActivities:
                                 failed=failed)
 
     @activity.defn(name="events.unrouted")
-    async def unrouted(self, req: UnroutedInput) -> list[RouteRef]:
-        """A tenant's stored events that were never routed (their router run was terminated), oldest first."""
+    async def unrouted(self, req: UnroutedInput) -> UnroutedResult:
+        """A tenant's stored events of this shard never routed (their router run was terminated), oldest first."""
         keys = await self.triggers.unrouted(req.tenant_id, timedelta(seconds=req.older_than_seconds), req.limit)
-        if keys:
-            log.warning("events_unrouted_found", tenant_id=req.tenant_id, count=len(keys))
-        return [RouteRef(route_key=key, actor="event") for key in keys]
+        mine = [key for key in keys if router_shard(key, req.shards) == req.shard]
+        if mine:
+            log.warning("events_unrouted_found", tenant_id=req.tenant_id, shard=req.shard, count=len(mine))
+        return UnroutedResult(refs=[RouteRef(route_key=key, actor="event") for key in mine],
+                              more=len(keys) >= req.limit)
 
     async def _route_ref(self, ref: RouteRef, stored: StoredEvent | None) -> RouteEventResult | None:
         if stored is None:

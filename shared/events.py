@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import zlib
 from typing import TYPE_CHECKING
 
 from temporalio.client import Client
@@ -33,9 +34,14 @@ def route_key(receipt: EventReceipt) -> str:
     return f"jobforge/{receipt.tenant_id}/event/{receipt.event_type}/{receipt.event_id}/{seen}"
 
 
-def router_workflow_id(tenant_id: str) -> str:
-    """The tenant's event router (``jobforge.event.router``): one per tenant."""
-    return f"jobforge/{tenant_id}/events/router"
+def router_workflow_id(tenant_id: str, shard: int = 0) -> str:
+    """A tenant's event router (``jobforge.event.router``): one per tenant and shard."""
+    return f"jobforge/{tenant_id}/events/router" + (f"/{shard}" if shard else "")
+
+
+def router_shard(key: str, shards: int) -> int:
+    """The shard of a route key among ``shards`` (stable across processes and restarts)."""
+    return zlib.crc32(key.encode()) % shards if shards > 1 else 0
 
 
 async def start_routing(temporal: Client, settings: Settings, receipt: EventReceipt, actor: str) -> str:
@@ -45,9 +51,11 @@ async def start_routing(temporal: Client, settings: Settings, receipt: EventRece
     dies. Sending it again (a retry) is harmless: routing is idempotent per route key.
     """
     key = route_key(receipt)
+    shard = router_shard(key, settings.event_router_shards)
     await temporal.start_workflow(
-        EVENT_ROUTER_WORKFLOW, RouterInput(tenant_id=receipt.tenant_id),
-        id=router_workflow_id(receipt.tenant_id), task_queue=settings.task_queue,
+        EVENT_ROUTER_WORKFLOW,
+        RouterInput(tenant_id=receipt.tenant_id, shard=shard, shards=settings.event_router_shards),
+        id=router_workflow_id(receipt.tenant_id, shard), task_queue=settings.task_queue,
         start_signal=ROUTE_SIGNAL,
         start_signal_args=[RouteRef(route_key=key, actor=actor, carrier=tracing.carrier())],
         search_attributes=run_search_attributes(receipt.tenant_id, EVENT_ROUTER_WORKFLOW, ""),

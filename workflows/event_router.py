@@ -70,15 +70,16 @@ class EventRouterWorkflow:
             else:
                 self.queue.append(ref)
 
-    async def _sweep(self, tenant_id: str) -> bool:
-        """Queue the tenant's stored events left unrouted; whether the sweep was cut at its limit."""
+    async def _sweep(self, req: RouterInput) -> bool:
+        """Queue this shard's stored events left unrouted; whether the sweep was cut at its limit."""
         found = await workflow.execute_local_activity_method(
             TriggerActivities.unrouted,
-            UnroutedInput(tenant_id=tenant_id, older_than_seconds=SWEEP_AFTER.total_seconds(), limit=SWEEP_LIMIT),
+            UnroutedInput(tenant_id=req.tenant_id, older_than_seconds=SWEEP_AFTER.total_seconds(), limit=SWEEP_LIMIT,
+                          shard=req.shard, shards=req.shards),
             start_to_close_timeout=BATCH_TIMEOUT, retry_policy=RETRY)
-        for ref in found:
+        for ref in found.refs:
             self._add(ref)
-        return len(found) >= SWEEP_LIMIT
+        return found.more
 
     @workflow.signal(name=SIGNAL)
     def route(self, ref: RouteRef) -> None:
@@ -90,7 +91,7 @@ class EventRouterWorkflow:
         for ref in reversed(req.pending):  # what the previous run left goes first
             self._add(ref, first=True)
         # events stored but never routed (a router run terminated with signals unhandled) go last
-        more = await self._sweep(req.tenant_id)
+        more = await self._sweep(req)
         routed = 0
         retry: list[RouteRef] = []
         backoff = FIRST_BACKOFF
@@ -98,7 +99,7 @@ class EventRouterWorkflow:
             if not self.queue:
                 if not retry:
                     if more:  # the last sweep was cut at its limit: there may be more
-                        more = await self._sweep(req.tenant_id)
+                        more = await self._sweep(req)
                         continue
                     await workflow.wait_condition(lambda: bool(self.queue))
                 else:  # route new events while the failed ones wait out their back-off
@@ -123,4 +124,4 @@ class EventRouterWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         # references are small; beyond CARRY_LIMIT the rest is left to the next run's sweep
         carry = [*self.queue, *retry][:CARRY_LIMIT]
-        workflow.continue_as_new(RouterInput(tenant_id=req.tenant_id, pending=carry, routed=req.routed + routed))
+        workflow.continue_as_new(req.model_copy(update={"pending": carry, "routed": req.routed + routed}))

@@ -301,6 +301,17 @@ class UnroutedInput(BaseModel):
     #: only events received at least this long ago (younger ones are still on their way as signals)
     older_than_seconds: float
     limit: int
+    #: only the events of this router's shard (``shared.events.router_shard``)
+    shard: int = 0
+    shards: int = 1
+
+
+class UnroutedResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    refs: list[RouteRef]
+    #: the sweep was cut at its limit: there may be more
+    more: bool
 
 
 class RouteBatchResult(BaseModel):
@@ -319,6 +330,9 @@ class RouterInput(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     tenant_id: str
+    #: which of the tenant's routers this is (settings.event_router_shards of them)
+    shard: int = 0
+    shards: int = 1
     pending: list[RouteRef] = []
     #: events routed by this router's earlier runs (continue-as-new keeps the count)
     routed: int = 0

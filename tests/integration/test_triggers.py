@@ -12,6 +12,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from activities.triggers import TriggerActivities
+from shared.client import JobForgeClient
 from shared.errors import FeatureDisabled, RoutingTimeout, TemporalUnavailable
 from shared.events import router_workflow_id
 from shared.flags import Flag
@@ -316,3 +317,19 @@ async def test_new_router_run_sweeps_up_events_stored_but_never_routed(
     assert lost is not None and lost.routing is not None
     assert [f.verdict for f in lost.routing.fires] == [Verdict.DRY_RUN]
     assert sorted(f.event_id for f in await svc.fires(t)) == ["lost", "next"]
+
+
+async def test_sharded_routers_route_each_event_once(runtime: Runtime, worker: None, all_on: None) -> None:
+    """With JOBFORGE_EVENT_ROUTER_SHARDS=3 a tenant's events spread over three routers, each routed once."""
+    t, svc = tenant(), service(runtime)
+    await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True))
+    assert runtime.temporal is not None
+    client = JobForgeClient(runtime.temporal, runtime.settings.model_copy(update={"event_router_shards": 3}),
+                            runtime.registry, store=runtime.store, flags=runtime.flags, gate=runtime.gate)
+    receipts = await asyncio.gather(*(client.submit_event(EventEnvelope(
+        tenant_id=t, event_id=f"s{i}", event_type="contract.signed", payload={"queues": ["q"]})) for i in range(30)))
+    results = [await client.wait_routed(r) for r in receipts]
+    assert all([f.verdict for f in r.fires] == [Verdict.DRY_RUN] for r in results)
+    assert sorted(f.event_id for f in await svc.fires(t, limit=100)) == sorted(f"s{i}" for i in range(30))
+    routers = {w.id async for w in runtime.temporal.list_workflows(f"JobForgeTenant = '{t}'")}
+    assert routers == {router_workflow_id(t, shard) for shard in range(3)}
