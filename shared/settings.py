@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     #: routing, run bookkeeping) holds its slot until the activity is done, so 20 starved the router
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     #: routers per tenant (``jobforge.event.router``): one routes a tenant's events on one worker at a
-    #: time (around a hundred events/s on one core); more spread a very busy tenant over more workers
+    #: time, so on one core; more spread a very busy tenant over more workers
     event_router_shards: int = Field(default=1, ge=1, le=64)
     #: how long in-flight activities get to finish when a worker is asked to stop
     worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
