@@ -87,6 +87,8 @@ class TriggerActivities:
                     raise answer  # cancelled: the worker is going away
                 failed[ref.route_key] = redact_text(f"{type(answer).__name__}: {answer}")[:500]
                 log.warning("event_routing_failed", route_key=ref.route_key, error=failed[ref.route_key])
+        metrics.event_routing("routed", len(req.events) - len(failed))
+        metrics.event_routing("failed", len(failed))
         return RouteBatchResult(routed=[ref.route_key for ref in req.events if ref.route_key not in failed],
                                 failed=failed)
 
@@ -97,6 +99,7 @@ class TriggerActivities:
         mine = [key for key in keys if router_shard(key, req.shards) == req.shard]
         if mine:
             log.warning("events_unrouted_found", tenant_id=req.tenant_id, shard=req.shard, count=len(mine))
+            metrics.event_routing("swept", len(mine))
         return UnroutedResult(refs=[RouteRef(route_key=key, actor="event") for key in mine],
                               more=len(keys) >= req.limit)
 

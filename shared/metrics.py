@@ -23,6 +23,7 @@ EVENTS = "jobforge_events"
 RATE_LIMITED = "jobforge_rate_limited"
 DEDUPE_HITS = "jobforge_dedupe_hits"
 TRIGGER_DECISIONS = "jobforge_trigger_decisions"
+EVENTS_ROUTED = "jobforge_event_routing"
 JOB_ADMISSIONS = "jobforge_job_admissions"
 VERIFY_STEP_SECONDS = "jobforge_verify_step_duration_seconds"
 TASK_QUEUE_BACKLOG = "jobforge_task_queue_backlog"
@@ -42,6 +43,7 @@ class Metrics:
     rate_limited: MetricCounter
     dedupe_hits: MetricCounter
     trigger_decisions: MetricCounter
+    event_routing: MetricCounter
     job_admissions: MetricCounter
     verify_step_seconds: MetricHistogramFloat
     task_queue_backlog: MetricGauge
@@ -56,6 +58,9 @@ class Metrics:
             dedupe_hits=meter.create_counter(DEDUPE_HITS, "Events recognised as duplicates within the dedupe TTL."),
             trigger_decisions=meter.create_counter(TRIGGER_DECISIONS,
                                                    "Trigger fires decided by the safety gate, by verdict and source."),
+            event_routing=meter.create_counter(
+                EVENTS_ROUTED, "Event routing attempts by the routers, by outcome (routed, failed: retried later, "
+                "swept: found unrouted by a new router run)."),
             job_admissions=meter.create_counter(JOB_ADMISSIONS,
                                                 "Job admissions, by stage, decision and reason (error code)."),
             verify_step_seconds=meter.create_histogram_float(VERIFY_STEP_SECONDS,
@@ -137,6 +142,12 @@ def rate_limited(action: str) -> None:
 def trigger_decided(verdict: str, source: str) -> None:
     """The safety gate decided one trigger fire (recorded once per fire key)."""
     current().trigger_decisions.add(1, {"verdict": verdict, "source": source})
+
+
+def event_routing(outcome: str, count: int = 1) -> None:
+    """Events a router routed (``routed``), failed to route this time (``failed``), or swept up (``swept``)."""
+    if count:
+        current().event_routing.add(count, {"outcome": outcome})
 
 
 def job_admission(stage: str, *, allowed: bool, reason: str, retryable: bool = False) -> None:

@@ -189,9 +189,12 @@ async def test_worker_and_api_endpoints_count_what_happened(stack: Stack) -> Non
 
     worker_text = await asyncio.to_thread(eventually, stack.worker_metrics, lambda text: (
         value(text, "jobforge_trigger_decisions_total", verdict="fire", source="event") == 1
+        and value(text, "jobforge_event_routing_total", outcome="routed") == 1 + RATE_LIMIT
         and has(text, "jobforge_task_queue_backlog", task_queue=stack.settings.verify_queue, kind="activity")),
-        "the trigger decision and the backlog gauge")
+        "the trigger decision, every admitted event routed and the backlog gauge")
     assert value(worker_text, "jobforge_job_admissions_total", stage="gate", decision="allowed") == 1  # the fire
+    # the admitted event and the flood's admitted ones, each routed once by its tenant's router
+    assert value(worker_text, "jobforge_event_routing_total", outcome="routed") == 1 + RATE_LIMIT
     assert value(worker_text, "jobforge_job_admissions_total", stage="run", decision="allowed") == 2
     for step in ("lint", "test"):
         assert value(worker_text, "jobforge_verify_step_duration_seconds_count", step=step, status="passed") == 1
