@@ -15,7 +15,10 @@ from shared.triggers.gate import evaluate_trigger_fire, type_matches
 from shared.triggers.inputs import build_inputs, resolve_pointer
 from shared.triggers.models import (
     FireContext,
+    FireOutcome,
+    RouteEventResult,
     SafetyConfig,
+    StoredEvent,
     Trigger,
     TriggerKind,
     TriggerSpec,
@@ -121,3 +124,20 @@ def test_spec_validation() -> None:
         TriggerSpec(tenant_id="a", name="n", kind=TriggerKind.EVENT, template_key="a.b.c", event_pattern="x.*",
                     input_pointers={"a": "payload/x"})
     TriggerSpec(tenant_id="a", name="n", kind=TriggerKind.CRON, template_key="a.b.c", interval_seconds=1)
+
+
+def test_events_list_says_how_each_event_was_routed() -> None:
+    """`jobforge events list`: pending, routed to nothing, or each fire's trigger and verdict."""
+    from workers.cli_triggers import _routing
+
+    now = datetime.now(UTC)
+    base = StoredEvent(id=1, tenant_id="acme", event_id="e", event_type="order.paid", trace_id="t", source_app="",
+                       source_module="", payload={}, occurred_at=None, route_workflow_id="k", received_at=now)
+    assert _routing(base) == "pending"
+    assert _routing(base.model_copy(update={"routed_at": now})) == "yes"  # routed before results were kept
+    nothing = RouteEventResult(event_row_id=1, matched=0, fires=[])
+    assert _routing(base.model_copy(update={"routed_at": now, "routing": nothing})) == "no trigger matched"
+    fires = [FireOutcome(trigger_name="a", verdict=Verdict.FIRE, reasons=[], fire_id=1),
+             FireOutcome(trigger_name="b", verdict=Verdict.DRY_RUN, reasons=[], fire_id=2)]
+    routed = RouteEventResult(event_row_id=1, matched=2, fires=fires)
+    assert _routing(base.model_copy(update={"routed_at": now, "routing": routed})) == "a: fire, b: dry_run"
