@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from shared.security.principal import Principal
 from shared.security.redaction import redact, redact_text
 from shared.settings import Settings
 from shared.store import Store
-from shared.store.triggers import TriggerStore
+from shared.store.triggers import TriggerStore, matching
 from shared.templates import Registry
 from shared.triggers.gate import evaluate_trigger_fire
 from shared.triggers.inputs import build_inputs
@@ -78,15 +79,24 @@ class TriggerActivities:
         hand-over failed and the row was dropped) is answered as routed: there is nothing to route.
         """
         stored = await self.triggers.stored_events([ref.route_key for ref in req.events])
-        answers = await asyncio.gather(*(self._route_ref(ref, stored.get(ref.route_key)) for ref in req.events),
-                                       return_exceptions=True)
+        tenants = {event.tenant_id for event in stored.values() if event.routing is None}
+        # one read of each tenant's event triggers for the whole batch, matched per event below
+        triggers = dict(zip(tenants, await asyncio.gather(*(self.triggers.event_triggers(t) for t in tenants)),
+                            strict=True))
+        answers = await asyncio.gather(*(self._route_ref(ref, stored.get(ref.route_key), triggers)
+                                         for ref in req.events), return_exceptions=True)
         failed: dict[str, str] = {}
+        routed: list[RouteEventResult] = []
         for ref, answer in zip(req.events, answers, strict=True):
             if isinstance(answer, BaseException):
                 if not isinstance(answer, Exception):
                     raise answer  # cancelled: the worker is going away
                 failed[ref.route_key] = redact_text(f"{type(answer).__name__}: {answer}")[:500]
                 log.warning("event_routing_failed", route_key=ref.route_key, error=failed[ref.route_key])
+            elif answer is not None and (known := stored.get(ref.route_key)) is not None and known.routing is None:
+                routed.append(answer)
+        # the results, in one statement (a crash before it only means the batch is routed again: idempotent)
+        await self.triggers.mark_routed_many(routed)
         metrics.event_routing("routed", len(req.events) - len(failed))
         metrics.event_routing("failed", len(failed))
         return RouteBatchResult(routed=[ref.route_key for ref in req.events if ref.route_key not in failed],
@@ -103,7 +113,8 @@ class TriggerActivities:
         return UnroutedResult(refs=[RouteRef(route_key=key, actor="event") for key in mine],
                               more=len(keys) >= req.limit)
 
-    async def _route_ref(self, ref: RouteRef, stored: StoredEvent | None) -> RouteEventResult | None:
+    async def _route_ref(self, ref: RouteRef, stored: StoredEvent | None,
+                         triggers: dict[str, Sequence[Trigger]]) -> RouteEventResult | None:
         if stored is None:
             log.warning("event_row_missing", route_key=ref.route_key)
             return None
@@ -114,7 +125,8 @@ class TriggerActivities:
                               source_module=stored.source_module, payload=stored.payload,
                               occurred_at=stored.occurred_at).model_dump(mode="json")
         with tracing.continued(f"RouteEvent:{stored.event_type}", ref.carrier, stored.trace_id):
-            return await self._route(stored, event, ref.actor, ref.route_key)
+            return await self._route(stored, event, ref.actor, ref.route_key,
+                                     matching(triggers[stored.tenant_id], stored.event_type), mark=False)
 
     @activity.defn(name="events.route")
     async def route_event(self, req: StoreEventInput) -> RouteEventResult:
@@ -127,11 +139,13 @@ class TriggerActivities:
         """
         envelope = EventEnvelope.model_validate(req.event)
         stored = await self.triggers.store_event(envelope, req.trace_id, req.route_workflow_id)
-        return await self._route(stored, req.event, req.actor, req.route_workflow_id)
-
-    async def _route(self, stored: StoredEvent, event: dict[str, Any], actor: str, route_key: str) -> RouteEventResult:
-        """Decide and act on every matching trigger's fire for a stored event; store the result on its row."""
         matched = await self.triggers.matching(stored.tenant_id, stored.event_type)
+        return await self._route(stored, req.event, req.actor, req.route_workflow_id, matched)
+
+    async def _route(self, stored: StoredEvent, event: dict[str, Any], actor: str, route_key: str,
+                     matched: Sequence[Trigger], *, mark: bool = True) -> RouteEventResult:
+        """Decide and act on every matching trigger's fire for a stored event; with ``mark``, store the result
+        on its row (a batch stores its results together)."""
         context = FireContext(source="event", event_type=stored.event_type, source_app=stored.source_app or None,
                               actor=actor or "event", event_id=stored.event_id)
         answers = await asyncio.gather(*(
@@ -143,7 +157,8 @@ class TriggerActivities:
                 raise answer  # the step is retried; the fires that were decided are found again
         fires = [answer for answer in answers if isinstance(answer, FireOutcome)]
         result = RouteEventResult(event_row_id=stored.id, matched=len(matched), fires=fires)
-        await self.triggers.mark_routed(stored.id, result)
+        if mark:
+            await self.triggers.mark_routed(stored.id, result)
         return result
 
     async def _schedule_paused(self, trigger: Trigger) -> str | None:
@@ -182,7 +197,7 @@ class TriggerActivities:
                 return Decision(verdict=Verdict.SKIP, reasons=[err.message]), {}
             return decision, redact(inputs)
 
-        record = await self.triggers.decide_fire(trigger.trigger_id, req.fire_key, req.context, decide)
+        record = await self.triggers.decide_fire(trigger.trigger_id, req.fire_key, req.context, decide, trigger)
         actor = f"trigger:{trigger.name}"
         if record.created:
             await self.gate.record(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncCursor
@@ -46,6 +46,16 @@ def _fire(row: TriggerFireRow, created: bool = True) -> FireRecord:
                       event_type=row.event_type, event_id=row.event_id, inputs=dict(row.inputs),
                       run_workflow_id=row.run_workflow_id, start_error=row.start_error, fired_at=row.fired_at,
                       created=created)
+
+
+def matching(triggers: Sequence[Trigger], event_type: str) -> list[Trigger]:
+    """Those of ``triggers`` whose event pattern matches ``event_type``."""
+    return [t for t in triggers if t.event_pattern and type_matches(t.event_pattern, event_type)]
+
+
+def _run_prefix(trigger: Trigger) -> str:
+    """The run workflow id of a fire, but for the fire's id (the run's idempotency key names the fire)."""
+    return f"jobforge/{trigger.tenant_id}/idem/trigger.{trigger.name}."
 
 
 def _event(row: EventRow) -> StoredEvent:
@@ -119,63 +129,67 @@ class TriggerStore:
 
     async def matching(self, tenant_id: str, event_type: str) -> Sequence[Trigger]:
         """The tenant's event triggers whose pattern matches ``event_type`` (enabled or not: the gate says)."""
+        return matching(await self.event_triggers(tenant_id), event_type)
+
+    async def event_triggers(self, tenant_id: str) -> Sequence[Trigger]:
+        """The tenant's event triggers, by name (to match many events against, see :func:`matching`)."""
         async with fast.connection(self._engine) as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute("SELECT * FROM triggers WHERE tenant_id = %(t)s AND kind = %(kind)s ORDER BY name",
                               {"t": tenant_id, "kind": TriggerKind.EVENT.value})
             rows = await cur.fetchall()
-        triggers = [_trigger(row_of(row)) for row in rows]
-        return [t for t in triggers if t.event_pattern and type_matches(t.event_pattern, event_type)]
+        return [_trigger(row_of(row)) for row in rows]
 
     # -- fires ------------------------------------------------------------------------------------
 
-    async def decide_fire(self, trigger_id: str, fire_key: str, ctx: FireContext, decide: Decide) -> FireRecord:
+    async def decide_fire(self, trigger_id: str, fire_key: str, ctx: FireContext, decide: Decide,
+                          trigger: Trigger | None = None) -> FireRecord:
         """Run the gate for one fire and record the decision.
 
         A trigger with a cooldown or a max-runs limit is decided while holding its row lock: two fires
         racing on it (two workers, a Schedule fire and a manual fire) take turns, so the second sees
         the first in its state and the limits hold exactly. A trigger without either limit has no
-        state to race on: it is decided without a lock or a transaction, in three statements (the
-        trigger; the clock, the record's id and any earlier decision of this fire; the record), so
-        its fires run in parallel. A retried fire (same ``fire_key``) returns the recorded decision
-        instead of deciding again.
+        state to race on: it is decided without a lock or a transaction, in one statement that takes
+        the record's id and the database clock and inserts the record unless this fire was decided
+        already, so its fires run in parallel. ``trigger``, when the caller has just read it, saves
+        reading it again for such a trigger. A retried fire (same ``fire_key``) returns the recorded
+        decision instead of deciding again.
         """
         async with fast.connection(self._engine) as conn:
             cur = conn.cursor(row_factory=dict_row)
-            row = await (await cur.execute("SELECT * FROM triggers WHERE trigger_id = %(id)s",
-                                           {"id": trigger_id})).fetchone()
-            if row is None:
-                raise TriggerNotFound(trigger_id)
-            trigger = _trigger(row_of(row))
+            if trigger is None or trigger.trigger_id != trigger_id:
+                row = await (await cur.execute("SELECT * FROM triggers WHERE trigger_id = %(id)s",
+                                               {"id": trigger_id})).fetchone()
+                if row is None:
+                    raise TriggerNotFound(trigger_id)
+                trigger = _trigger(row_of(row))
             if not (trigger.safety.cooldown_seconds or trigger.safety.max_runs):
                 return await self._decide_stateless(cur, trigger, fire_key, ctx, decide)
         return await self._decide_locked(trigger_id, fire_key, ctx, decide)
 
     async def _decide_stateless(self, cur: AsyncCursor[dict[str, Any]], trigger: Trigger, fire_key: str,
                                 ctx: FireContext, decide: Decide) -> FireRecord:
-        key = {"key": fire_key}
-        head = await (await cur.execute(
-            "SELECT clock_timestamp() AS now, nextval(pg_get_serial_sequence('trigger_fires', 'id')) AS id, "
-            "(SELECT id FROM trigger_fires WHERE fire_key = %(key)s) AS existing", key)).fetchone()
-        assert head is not None
-        if head["existing"] is None:
-            decision, inputs = decide(trigger, TriggerState(), head["now"])
-            record = self._fire_row(trigger, head["id"], fire_key, ctx, decision, inputs, head["now"])
-            inserted = await (await cur.execute(
-                "INSERT INTO trigger_fires (id, tenant_id, trigger_id, trigger_name, fire_key, source, verdict, "
-                "reasons, event_type, event_id, inputs, run_workflow_id, start_error, fired_at) VALUES (%(id)s, "
-                "%(tenant_id)s, %(trigger_id)s, %(trigger_name)s, %(fire_key)s, %(source)s, %(verdict)s, "
-                "%(reasons)s, %(event_type)s, %(event_id)s, %(inputs)s, %(run_workflow_id)s, '', %(fired_at)s) "
-                "ON CONFLICT (fire_key) DO NOTHING RETURNING *",
-                {"id": record.id, "tenant_id": record.tenant_id, "trigger_id": record.trigger_id,
-                 "trigger_name": record.trigger_name, "fire_key": fire_key, "source": record.source,
-                 "verdict": record.verdict, "reasons": Jsonb(record.reasons), "event_type": record.event_type,
-                 "event_id": record.event_id, "inputs": Jsonb(record.inputs),
-                 "run_workflow_id": record.run_workflow_id, "fired_at": record.fired_at})).fetchone()
-            if inserted is not None:
-                return _fire(row_of(inserted))
-            # else: the same fire was decided at this very moment by another worker
-        existing = await (await cur.execute("SELECT * FROM trigger_fires WHERE fire_key = %(key)s", key)).fetchone()
+        # no cooldown and no max-runs: the decision depends on no state and on no clock
+        decision, inputs = decide(trigger, TriggerState(), datetime.now(UTC))
+        fires = decision.verdict.value == "fire"
+        inserted = await (await cur.execute(
+            "WITH fire AS (SELECT nextval(pg_get_serial_sequence('trigger_fires', 'id')) AS id) "
+            "INSERT INTO trigger_fires (id, tenant_id, trigger_id, trigger_name, fire_key, source, verdict, "
+            "reasons, event_type, event_id, inputs, run_workflow_id, start_error, fired_at) "
+            "SELECT fire.id, %(tenant_id)s, %(trigger_id)s, %(trigger_name)s, %(fire_key)s, %(source)s, "
+            "%(verdict)s, %(reasons)s, %(event_type)s, %(event_id)s, %(inputs)s, "
+            "CASE WHEN %(fires)s THEN %(run_prefix)s::text || fire.id END, '', clock_timestamp() FROM fire "
+            "ON CONFLICT (fire_key) DO NOTHING RETURNING *",
+            {"tenant_id": trigger.tenant_id, "trigger_id": trigger.trigger_id, "trigger_name": trigger.name,
+             "fire_key": fire_key, "source": ctx.source, "verdict": decision.verdict.value,
+             "reasons": Jsonb(decision.reasons), "event_type": ctx.event_type, "event_id": ctx.event_id,
+             "inputs": Jsonb(inputs), "fires": fires,
+             "run_prefix": _run_prefix(trigger)})).fetchone()
+        if inserted is not None:
+            return _fire(row_of(inserted))
+        # decided before (a retry), or at this very moment by another worker
+        existing = await (await cur.execute("SELECT * FROM trigger_fires WHERE fire_key = %(key)s",
+                                            {"key": fire_key})).fetchone()
         assert existing is not None
         return _fire(row_of(existing), created=False)
 
@@ -187,7 +201,7 @@ class TriggerStore:
             id=fire_id, tenant_id=trigger.tenant_id, trigger_id=trigger.trigger_id, trigger_name=trigger.name,
             fire_key=fire_key, source=ctx.source, verdict=decision.verdict.value, reasons=decision.reasons,
             event_type=ctx.event_type, event_id=ctx.event_id, inputs=inputs, fired_at=now, start_error="",
-            run_workflow_id=f"jobforge/{trigger.tenant_id}/idem/trigger.{trigger.name}.{fire_id}" if fires else None)
+            run_workflow_id=f"{_run_prefix(trigger)}{fire_id}" if fires else None)
 
     async def _decide_locked(self, trigger_id: str, fire_key: str, ctx: FireContext, decide: Decide) -> FireRecord:
         """:meth:`decide_fire` for a trigger with cooldown or max-runs: in a transaction, under its row lock."""
@@ -253,6 +267,26 @@ class TriggerStore:
                                            params)).fetchone()
         assert row is not None
         return _event(row_of(row))
+
+    async def insert_event(self, event: EventEnvelope, trace_id: str, route_key: str) -> None:
+        """Persist an admitted event once (one statement; a retried submission finds the row there)."""
+        async with fast.connection(self._engine) as conn:
+            await conn.execute(
+                "INSERT INTO events (tenant_id, event_id, event_type, trace_id, source_app, source_module, payload, "
+                "occurred_at, route_workflow_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (route_workflow_id) DO NOTHING",
+                (event.tenant_id, event.event_id, event.event_type, trace_id, event.source_app, event.source_module,
+                 Jsonb(event.payload), event.occurred_at, route_key))
+
+    async def mark_routed_many(self, results: Sequence[RouteEventResult]) -> None:
+        """:meth:`mark_routed` for many events, in one statement."""
+        if not results:
+            return
+        async with fast.connection(self._engine) as conn:
+            await conn.execute(
+                "UPDATE events SET routed_at = coalesce(events.routed_at, now()), routing = done.routing "
+                "FROM unnest(%s::bigint[], %s::jsonb[]) AS done(id, routing) WHERE events.id = done.id",
+                ([r.event_row_id for r in results], [Jsonb(r.model_dump(mode="json")) for r in results]))
 
     async def mark_routed(self, event_row_id: int, result: RouteEventResult) -> None:
         """Store how an event was routed (a retried routing writes the same result again)."""

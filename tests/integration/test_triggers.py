@@ -231,11 +231,11 @@ async def test_router_retries_a_failing_event_without_holding_the_others(
     broken.set()
     route = TriggerActivities._route
 
-    async def flaky(self: TriggerActivities, stored: StoredEvent, *args: Any) -> RouteEventResult:
+    async def flaky(self: TriggerActivities, stored: StoredEvent, *args: Any, **kwargs: Any) -> RouteEventResult:
         if stored.event_id == "bad" and broken.is_set():
             failures.append(stored.event_id)
             raise ConnectionError("the database went away")
-        return await route(self, stored, *args)
+        return await route(self, stored, *args, **kwargs)
 
     monkeypatch.setattr(TriggerActivities, "_route", flaky)
     client = runtime.client()
