@@ -5,9 +5,9 @@ In one run, on one Temporal dev server (SQLite file, WAL) and the machine's Post
 1. baseline A: N raw ``start_workflow`` calls (K at a time) of a workflow nobody runs → starts/s:
    the server's price of a start alone, no workflow task, no activity (no design that runs the
    fired template can come near it: even B is a fraction of it);
-2. baseline B (like for like): N raw ``start_workflow`` calls of a bare one-activity workflow
+2. baseline B: N raw ``start_workflow`` calls of a bare one-activity workflow
    (``bench/templates/bare.py``, no JobForge code) served by a worker in this process → runs/s until
-   the last run's activity has started: what Temporal alone delivers to the same finish line;
+   the last run's activity has started: what Temporal alone delivers to its first activity;
 3. baseline C (the same runs, started raw): N raw ``start_workflow`` calls of the very template the
    trigger fires (``bench.jobforge.many``, one trivial activity), with the same inputs, served by
    the same JobForge worker → runs/s until the last run's first activity (admission, which applies
@@ -21,14 +21,25 @@ In one run, on one Temporal dev server (SQLite file, WAL) and the machine's Post
 5. latency from ``submit_event`` returning to the template's first activity starting (p50/p99),
    next to baselines B's and C's latency from ``start_workflow`` returning to that activity.
 
-The worker runs in this process, like `jobforge dev` with one worker. Usage: python bench/events.py [N] [K]
+The target's "raw Temporal start_workflow throughput" is read as C: the runs JobForge's events
+fire, started directly with Temporal's ``start_workflow`` instead, on the same worker, to the same
+finish line, so that the ratio prices exactly "through the whole gate and router". A is printed
+for reference; it is a ceiling no run-executing path reaches (B, with no JobForge code at all, is
+about a fifth of it).
+
+C and JobForge are served by one ``jobforge-worker`` process apart from this one, which submits
+(events through the gate, as an API replica or an app's SDK does, or raw starts), as JobForge is
+deployed (``jobforge dev``, compose); ``--in-process`` puts the worker in this process instead. A
+and B use a worker in this process. Usage: ``python bench/events.py [N] [K] [--in-process]``
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,6 +72,7 @@ from workers.runtime import open_runtime
 from workers.stack import temporal_binary
 from workers.worker import WORKFLOW_RUNNER, build_workers
 
+ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("JOBFORGE_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 FLAGS = (Flag.EVENTS, Flag.TRIGGERS, Flag.AUTOPILOT_JOBS, Flag.AUDIT_LOGGING, Flag.RATE_LIMITING,
          Flag.SECURITY_VALIDATION)
@@ -81,6 +93,11 @@ class CpuMeter:
                 self.procs["temporal server"] = child
         self.last = self._read()
 
+    def add(self, name: str, proc: psutil.Process) -> None:
+        """Count ``proc`` too from now on (a worker process started after the first mark)."""
+        self.procs[name] = proc
+        self.last[name] = sum(proc.cpu_times()[:2])
+
     def _read(self) -> dict[str, float]:
         return {name: sum(proc.cpu_times()[:2]) for name, proc in self.procs.items()}
 
@@ -96,7 +113,20 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
+def start_worker(settings: Settings, url: str, log: Path) -> subprocess.Popen[bytes]:
+    """A ``jobforge-worker`` process on this bench's task queue, with the bench's template module."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JOBFORGE_TEMPORAL_ADDRESS": settings.temporal_address,
+           "JOBFORGE_DATABASE_URL": url, "JOBFORGE_HOME": str(settings.home),
+           "JOBFORGE_TASK_QUEUE": settings.task_queue,
+           "JOBFORGE_TEMPLATE_MODULES": ",".join(settings.template_modules), "JOBFORGE_LOG_FORMAT": "json",
+           "JOBFORGE_RATE_LIMIT_PER_MINUTE": str(settings.rate_limit_per_minute),
+           "JOBFORGE_DATABASE_POOL_SIZE": str(settings.database_pool_size)}
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "workers.worker"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+async def bench(n: int, concurrency: int, home: Path, url: str, separate_worker: bool) -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()), data_converter=pydantic_data_converter, ui=False,
         dev_server_log_level="error",
@@ -155,7 +185,18 @@ async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
         # order C, JobForge, JobForge, C so that a drift of the machine over the run weighs on both alike
         async with open_runtime(settings) as rt:
             assert rt.temporal is not None
-            workers = build_workers(rt)
+            worker: subprocess.Popen[bytes] | None = None
+            workers: list[Worker] = []
+            if separate_worker:  # as deployed: submitters (API replicas, apps' SDKs) apart from the workers
+                log = home / "worker.log"
+                worker = start_worker(settings, url, log)
+                while "worker_started" not in (log.read_text(errors="replace") if log.exists() else ""):
+                    if worker.poll() is not None:
+                        raise RuntimeError("the worker exited: " + log.read_text(errors="replace")[-2000:])
+                    await asyncio.sleep(0.1)
+                cpu.add("jobforge worker", psutil.Process(worker.pid))
+            else:  # one process for everything
+                workers = build_workers(rt)
             tasks = [asyncio.ensure_future(w.run()) for w in workers]
             try:
                 template_inputs = {"activities": 1, "batch": 1}
@@ -220,6 +261,12 @@ async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
             finally:
                 await asyncio.gather(*(w.shutdown() for w in workers))
                 await asyncio.gather(*tasks, return_exceptions=True)
+                if worker is not None:
+                    worker.send_signal(signal.SIGTERM)
+                    try:
+                        await asyncio.to_thread(worker.wait, 30)
+                    except subprocess.TimeoutExpired:
+                        worker.kill()
 
         def merged(kind: str) -> tuple[float, list[float], dict[str, float], float]:
             one, two = results[f"{kind}1"], results[f"{kind}2"]
@@ -228,7 +275,9 @@ async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
 
         raw_rate, raw_latencies, cpu_c, _ = merged("C")
         throughput, latencies, cpu_j, submitted = merged("J")
-        print(f"events: {n} at {concurrency} concurrent, one worker in-process, dev server on SQLite+WAL")
+        shape = ("a jobforge-worker process apart from this submitting process for C and JobForge"
+                 if separate_worker else "one worker in this process")
+        print(f"events: {n} at {concurrency} concurrent, {shape}; dev server on SQLite+WAL")
         print(f"  A. raw start_workflow, nobody runs it          {baseline:7.1f} /s")
         print(f"  B. raw start_workflow → its activity starts    {bare_rate:7.1f} /s   "
               f"(p50 {statistics.median(bare_latencies) * 1e3:.0f} ms, p99 {pct(bare_latencies, 0.99) * 1e3:.0f} ms)")
@@ -240,11 +289,11 @@ async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
         print(f"  ratios: JobForge / A {throughput / baseline:.2f}, / B {throughput / bare_rate:.2f}, "
               f"/ C {throughput / raw_rate:.2f} (target >= 0.7)")
         for name in cpu_j:
-            a, b, c, j = (1e3 * spent[name] / n for spent in (cpu_a, cpu_b, cpu_c, cpu_j))
+            a, b, c, j = (1e3 * spent.get(name, 0.0) / n for spent in (cpu_a, cpu_b, cpu_c, cpu_j))
             print(f"  CPU per item (run to its end), {name:16s} A {a:6.2f} ms   B {b:6.2f} ms   C {c:6.2f} ms   "
                   f"JobForge {j:6.2f} ms (C/JobForge {c / j:.2f})")
         total = [sum(spent.values()) for spent in (cpu_a, cpu_b, cpu_c, cpu_j)]
-        print(f"  CPU per item (run to its end), both processes      A {1e3 * total[0] / n:6.2f} ms   "
+        print(f"  CPU per item (run to its end), all processes       A {1e3 * total[0] / n:6.2f} ms   "
               f"B {1e3 * total[1] / n:6.2f} ms   C {1e3 * total[2] / n:6.2f} ms   "
               f"JobForge {1e3 * total[3] / n:6.2f} ms (C/JobForge {total[2] / total[3]:.2f})")
         print(f"  (each round's {n} submit_event calls returned after {submitted:.1f}s on average: gate throughput "
@@ -256,8 +305,10 @@ async def bench(n: int, concurrency: int, home: Path, url: str) -> None:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    concurrency = int(sys.argv[2]) if len(sys.argv) > 2 else 20
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    n = int(args[0]) if args else 400
+    concurrency = int(args[1]) if len(args) > 1 else 20
+    separate_worker = "--in-process" not in sys.argv
     for flag in FLAGS:
         os.environ.setdefault(flag.value, "1")  # e.g. JOBFORGE_AUDIT_LOGGING_ENABLED=0 to see the audit's share
     name = f"jobforge_bench_{uuid.uuid4().hex[:8]}"
@@ -267,7 +318,7 @@ def main() -> None:
     try:
         upgrade(url)
         with tempfile.TemporaryDirectory() as tmp:
-            asyncio.run(bench(n, concurrency, Path(tmp), url))
+            asyncio.run(bench(n, concurrency, Path(tmp), url, separate_worker))
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
