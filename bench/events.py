@@ -87,7 +87,7 @@ class CpuMeter:
 
     def __init__(self) -> None:
         me = psutil.Process()
-        self.procs = {"jobforge/python": me}
+        self.procs = {"bench process": me}
         for child in me.children(recursive=True):
             if "temporal" in child.name():
                 self.procs["temporal server"] = child
