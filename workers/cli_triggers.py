@@ -12,10 +12,11 @@ from rich.table import Table
 
 from shared.errors import InvalidRequest
 from shared.ids import check_tenant_id
-from shared.models import EventEnvelope
+from shared.models import EventEnvelope, EventReceipt
 from shared.store.triggers import TriggerStore
 from shared.triggers.models import (
     OverlapPolicy,
+    RouteEventResult,
     SafetyConfig,
     StoredEvent,
     TriggerKind,
@@ -57,6 +58,8 @@ def events_submit(
     trace_id: str = typer.Option("", "--trace-id"),
     source_app: str = typer.Option("cli", "--source-app"),
     source_module: str = typer.Option("", "--source-module"),
+    wait: bool = typer.Option(False, "--wait", help="Wait until it is routed and show each trigger's verdict."),
+    timeout: float = typer.Option(60.0, "--timeout", min=0.1, help="With --wait: seconds to wait."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Submit an event: gate (limits, dedupe, rate limit, scopes, audit), store, route to triggers."""
@@ -65,18 +68,29 @@ def events_submit(
         source_app=source_app, source_module=source_module, payload=parse_inputs(payload),
         occurred_at=datetime.now(UTC)))
 
-    async def go() -> Any:
+    async def go() -> tuple[EventReceipt, RouteEventResult | None]:
         async with open_runtime(settings()) as rt:
-            return await rt.client().submit_event(envelope)
+            client = rt.client()
+            receipt = await client.submit_event(envelope)
+            routed = await client.wait_routed(receipt, timeout) if wait and not receipt.duplicate else None
+            return receipt, routed
 
-    receipt = run_async(go())
+    receipt, routed = run_async(go())
     if as_json:
-        print_json(receipt)
+        print_json({"receipt": receipt.model_dump(mode="json"),
+                    "routing": routed.model_dump(mode="json") if routed else None} if wait else receipt)
     elif receipt.duplicate:
         out.print(f"duplicate of the copy first seen at {receipt.first_seen_at.isoformat()} "
                   f"(trace {receipt.original_trace_id}); nothing fired", highlight=False)
     else:
         out.print(f"event {receipt.event_id} accepted (trace {receipt.trace_id})", highlight=False)
+        if routed is not None:
+            if not routed.fires:
+                out.print("  no trigger matched", highlight=False)
+            for fire in routed.fires:
+                what = f" → run {fire.run_workflow_id}" if fire.run_workflow_id else ""
+                why = f" ({'; '.join(fire.reasons)})" if fire.reasons else ""
+                out.print(f"  {fire.trigger_name}: {fire.verdict.value}{why}{what}", highlight=False)
 
 
 def _routing(event: StoredEvent) -> str:

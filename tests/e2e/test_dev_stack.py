@@ -86,16 +86,13 @@ def test_dev_stack_lifecycle(tmp_path: Path) -> None:
                         "--template", "autopilot.jobforge.healthcheck", "--dry-run", env=env)
         assert made.returncode == 0, made.stderr
         sent = jobforge("events", "submit", "--tenant", "e2e", "--type", "order.paid", "--payload", '{"n": 1}',
-                        "--event-id", "o-1", env=env)
+                        "--event-id", "o-1", "--wait", "--json", env=env)
         assert sent.returncode == 0, sent.stderr
-
-        def routed() -> bool:
-            [event] = json.loads(jobforge("events", "list", "--tenant", "e2e", "--json", env=env).stdout)
-            return event["routing"] is not None
-
-        wait_for(routed, 60, "the event routed")
+        answer = json.loads(sent.stdout)
+        assert not answer["receipt"]["duplicate"]
+        assert [(f["trigger_name"], f["verdict"]) for f in answer["routing"]["fires"]] == [("on-order", "dry_run")]
         [event] = json.loads(jobforge("events", "list", "--tenant", "e2e", "--json", env=env).stdout)
-        assert [(f["trigger_name"], f["verdict"]) for f in event["routing"]["fires"]] == [("on-order", "dry_run")]
+        assert event["routing"] == answer["routing"] and event["routed_at"]
 
         # a second stack on a busy port is refused with a clear error naming the port
         busy = jobforge("dev", "--temporal-port", str(ports["temporal"]), "--ui-port", str(free_port()),
