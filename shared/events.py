@@ -1,4 +1,4 @@
-"""Event submission: the gate admits, then the tenant's durable router stores and routes the event."""
+"""Event submission: the gate admits the event, it is stored, and its tenant's durable router routes it."""
 
 from __future__ import annotations
 

@@ -38,6 +38,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.triggers import TriggerActivities
+    from shared.events import ROUTE_SIGNAL
     from shared.triggers.models import RouteBatchInput, RouteRef, RouterInput, UnroutedInput
 
 #: events routed by one local activity at most (each is routed concurrently with the others)
@@ -53,7 +54,6 @@ SWEEP_AFTER = timedelta(minutes=2)
 SWEEP_LIMIT = 1000
 #: queued references a router hands to its next run at most (a few hundred bytes each)
 CARRY_LIMIT = 4000
-SIGNAL = "route"
 
 
 @workflow.defn(name="jobforge.event.router", sandboxed=False)
@@ -81,7 +81,7 @@ class EventRouterWorkflow:
             self._add(ref)
         return found.more
 
-    @workflow.signal(name=SIGNAL)
+    @workflow.signal(name=ROUTE_SIGNAL)
     def route(self, ref: RouteRef) -> None:
         """Queue one admitted, stored event."""
         self._add(ref)
