@@ -65,7 +65,7 @@ class TriggerActivities:
     async def accept_event(self, req: StoreEventInput) -> AcceptEventResult:
         """Persist the admitted event once (keyed by its routing workflow) and find the triggers it matches."""
         event = EventEnvelope.model_validate(req.event)
-        stored = await self.triggers.store_event(event, req.trace_id, req.route_workflow_id)
+        stored = await self.triggers.store_event(event, req.trace_id, req.route_workflow_id, req.actor)
         matched = await self.triggers.matching(event.tenant_id, event.event_type)
         return AcceptEventResult(event_row_id=stored.id, trigger_ids=[t.trigger_id for t in matched])
 
@@ -110,7 +110,7 @@ class TriggerActivities:
         if mine:
             log.warning("events_unrouted_found", tenant_id=req.tenant_id, shard=req.shard, count=len(mine))
             metrics.event_routing("swept", len(mine))
-        return UnroutedResult(refs=[RouteRef(route_key=key, actor="event") for key in mine],
+        return UnroutedResult(refs=[RouteRef(route_key=key) for key in mine],  # the actor is on the row
                               more=len(keys) >= req.limit)
 
     async def _route_ref(self, ref: RouteRef, stored: StoredEvent | None,
@@ -125,7 +125,7 @@ class TriggerActivities:
                               source_module=stored.source_module, payload=stored.payload,
                               occurred_at=stored.occurred_at).model_dump(mode="json")
         with tracing.continued(f"RouteEvent:{stored.event_type}", ref.carrier, stored.trace_id):
-            return await self._route(stored, event, ref.actor, ref.route_key,
+            return await self._route(stored, event, stored.actor or ref.actor, ref.route_key,
                                      matching(triggers[stored.tenant_id], stored.event_type), mark=False)
 
     @activity.defn(name="events.route")
@@ -138,7 +138,7 @@ class TriggerActivities:
         crash or a failed fire re-decides nothing and starts nothing twice.
         """
         envelope = EventEnvelope.model_validate(req.event)
-        stored = await self.triggers.store_event(envelope, req.trace_id, req.route_workflow_id)
+        stored = await self.triggers.store_event(envelope, req.trace_id, req.route_workflow_id, req.actor)
         matched = await self.triggers.matching(stored.tenant_id, stored.event_type)
         return await self._route(stored, req.event, req.actor, req.route_workflow_id, matched)
 

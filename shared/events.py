@@ -69,7 +69,7 @@ async def route_admitted(temporal: Client, settings: Settings, gate: Gate, event
     forgotten and the dedupe claim released (as far as the database lets us), so the caller's retry
     is admitted rather than answered as a duplicate of an event that was never routed."""
     try:
-        await gate.events.insert_event(event, receipt.trace_id, route_key(receipt))
+        await gate.events.insert_event(event, receipt.trace_id, route_key(receipt), actor)
     except Exception:
         with contextlib.suppress(Exception):
             await gate.deduper.release(receipt.tenant_id, receipt.event_type, receipt.event_id,

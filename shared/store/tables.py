@@ -273,6 +273,8 @@ class EventRow(Base):
     #: when routing finished, and its result (matched triggers, each fire's verdict and run)
     routed_at: Mapped[datetime | None]
     routing: Mapped[dict[str, Any] | None]
+    #: who submitted it (the triggers' actor allow/deny lists judge it)
+    actor: Mapped[str] = mapped_column(String(200), server_default="")
 
     __table_args__ = (Index("ix_events_tenant_received", "tenant_id", "received_at"),
                       Index("ix_events_tenant_type", "tenant_id", "event_type"),

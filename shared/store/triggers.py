@@ -64,7 +64,8 @@ def _event(row: EventRow) -> StoredEvent:
                        payload=dict(row.payload), occurred_at=row.occurred_at,
                        route_workflow_id=row.route_workflow_id, received_at=row.received_at,
                        routed_at=row.routed_at,
-                       routing=RouteEventResult.model_validate(row.routing) if row.routing is not None else None)
+                       routing=RouteEventResult.model_validate(row.routing) if row.routing is not None else None,
+                       actor=row.actor)
 
 
 class TriggerStore:
@@ -252,31 +253,33 @@ class TriggerStore:
 
     # -- events -----------------------------------------------------------------------------------
 
-    async def store_event(self, event: EventEnvelope, trace_id: str, route_workflow_id: str) -> StoredEvent:
+    async def store_event(self, event: EventEnvelope, trace_id: str, route_workflow_id: str,
+                          actor: str = "") -> StoredEvent:
         """Persist an admitted event once (a retried activity finds the same row)."""
         params = {"tenant": event.tenant_id, "eid": event.event_id, "etype": event.event_type, "trace": trace_id,
                   "app": event.source_app, "module": event.source_module, "payload": Jsonb(event.payload),
-                  "at": event.occurred_at, "route": route_workflow_id}
+                  "at": event.occurred_at, "route": route_workflow_id, "actor": actor[:200]}
         async with fast.connection(self._engine) as conn:  # insert-or-nothing, then read: no transaction needed
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 "INSERT INTO events (tenant_id, event_id, event_type, trace_id, source_app, source_module, payload, "
-                "occurred_at, route_workflow_id) VALUES (%(tenant)s, %(eid)s, %(etype)s, %(trace)s, %(app)s, "
-                "%(module)s, %(payload)s, %(at)s, %(route)s) ON CONFLICT (route_workflow_id) DO NOTHING", params)
+                "occurred_at, route_workflow_id, actor) VALUES (%(tenant)s, %(eid)s, %(etype)s, %(trace)s, %(app)s, "
+                "%(module)s, %(payload)s, %(at)s, %(route)s, %(actor)s) ON CONFLICT (route_workflow_id) DO NOTHING",
+                params)
             row = await (await cur.execute("SELECT * FROM events WHERE route_workflow_id = %(route)s",
                                            params)).fetchone()
         assert row is not None
         return _event(row_of(row))
 
-    async def insert_event(self, event: EventEnvelope, trace_id: str, route_key: str) -> None:
+    async def insert_event(self, event: EventEnvelope, trace_id: str, route_key: str, actor: str) -> None:
         """Persist an admitted event once (one statement; a retried submission finds the row there)."""
         async with fast.connection(self._engine) as conn:
             await conn.execute(
                 "INSERT INTO events (tenant_id, event_id, event_type, trace_id, source_app, source_module, payload, "
-                "occurred_at, route_workflow_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "occurred_at, route_workflow_id, actor) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (route_workflow_id) DO NOTHING",
                 (event.tenant_id, event.event_id, event.event_type, trace_id, event.source_app, event.source_module,
-                 Jsonb(event.payload), event.occurred_at, route_key))
+                 Jsonb(event.payload), event.occurred_at, route_key, actor[:200]))
 
     async def mark_routed_many(self, results: Sequence[RouteEventResult]) -> None:
         """:meth:`mark_routed` for many events, in one statement."""

@@ -202,6 +202,8 @@ class StoredEvent(BaseModel):
     #: when routing finished (None: not yet, or routed before JobForge stored it), and its result
     routed_at: datetime | None = None
     routing: RouteEventResult | None = None
+    #: who submitted it ('' for events stored before JobForge kept it)
+    actor: str = ""
 
 
 # -- what crosses Temporal boundaries --------------------------------------------------------------

@@ -294,28 +294,28 @@ async def test_failed_hand_over_forgets_the_event_and_admits_the_retry(
 
 async def test_new_router_run_sweeps_up_events_stored_but_never_routed(
         runtime: Runtime, worker: None, all_on: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An event whose signal died with its router run (terminated) is still stored; the tenant's next
-    router run routes it."""
+    """An event whose signal died with its router run (terminated) is still stored, with its submitter;
+    the tenant's next router run routes it, judging that submitter (here: denied)."""
     from workflows import event_router
 
     monkeypatch.setattr(event_router, "SWEEP_AFTER", timedelta(0))
     t, svc = tenant(), service(runtime)
-    await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True))
+    await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True, deny=["actor:mallory"]))
     store = TriggerStore(runtime.store.engine)
     lost_key = f"jobforge/{t}/event/contract.signed/lost/1"
-    await store.store_event(EventEnvelope(tenant_id=t, event_id="lost", event_type="contract.signed",
-                                          payload={"queues": ["q"]}), "0" * 32, lost_key)
+    await store.insert_event(EventEnvelope(tenant_id=t, event_id="lost", event_type="contract.signed",
+                                           payload={"queues": ["q"]}), "0" * 32, lost_key, "mallory")
     client = runtime.client()
     receipt = await client.submit_event(EventEnvelope(tenant_id=t, event_id="next", event_type="contract.signed",
                                                       payload={"queues": ["q"]}))
-    await client.wait_routed(receipt)
+    assert [f.verdict for f in (await client.wait_routed(receipt)).fires] == [Verdict.DRY_RUN]
     for _ in range(500):
         lost = await store.event(t, lost_key)
         if lost is not None and lost.routing is not None:
             break
         await asyncio.sleep(0.02)
-    assert lost is not None and lost.routing is not None
-    assert [f.verdict for f in lost.routing.fires] == [Verdict.DRY_RUN]
+    assert lost is not None and lost.routing is not None and lost.actor == "mallory"
+    assert [(f.verdict, f.reasons) for f in lost.routing.fires] == [(Verdict.SKIP, ["denied by actor:mallory"])]
     assert sorted(f.event_id for f in await svc.fires(t)) == ["lost", "next"]
 
 

@@ -1,4 +1,4 @@
-"""events: when and how each event was routed
+"""events: when and how each event was routed, and who submitted it
 
 Revision ID: 0006
 Revises: 0005
@@ -20,6 +20,8 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("events", sa.Column("routed_at", sa.DateTime(timezone=True), nullable=True))
     op.add_column("events", sa.Column("routing", postgresql.JSONB(), nullable=True))
+    # who submitted it: a router that finds the event without its signal still judges the right actor
+    op.add_column("events", sa.Column("actor", sa.String(200), server_default="", nullable=False))
     # events stored before this revision were routed by their own workflow, which kept no result here
     op.execute("UPDATE events SET routed_at = received_at")
     # a router's recovery sweep: the events of a tenant still waiting to be routed
@@ -29,5 +31,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_events_unrouted", table_name="events")
+    op.drop_column("events", "actor")
     op.drop_column("events", "routing")
     op.drop_column("events", "routed_at")
