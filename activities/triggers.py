@@ -96,7 +96,7 @@ class TriggerActivities:
             elif answer is not None and (known := stored.get(ref.route_key)) is not None and known.routing is None:
                 routed.append(answer)
         # the results, in one statement (a crash before it only means the batch is routed again: idempotent)
-        await self.triggers.mark_routed_many(routed)
+        await self.triggers.mark_routed(routed)
         metrics.event_routing("routed", len(req.events) - len(failed))
         metrics.event_routing("failed", len(failed))
         return RouteBatchResult(routed=[ref.route_key for ref in req.events if ref.route_key not in failed],
@@ -158,7 +158,7 @@ class TriggerActivities:
         fires = [answer for answer in answers if isinstance(answer, FireOutcome)]
         result = RouteEventResult(event_row_id=stored.id, matched=len(matched), fires=fires)
         if mark:
-            await self.triggers.mark_routed(stored.id, result)
+            await self.triggers.mark_routed([result])
         return result
 
     async def _schedule_paused(self, trigger: Trigger) -> str | None:

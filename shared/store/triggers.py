@@ -281,8 +281,8 @@ class TriggerStore:
                 (event.tenant_id, event.event_id, event.event_type, trace_id, event.source_app, event.source_module,
                  Jsonb(event.payload), event.occurred_at, route_key, actor[:200]))
 
-    async def mark_routed_many(self, results: Sequence[RouteEventResult]) -> None:
-        """:meth:`mark_routed` for many events, in one statement."""
+    async def mark_routed(self, results: Sequence[RouteEventResult]) -> None:
+        """Store how events were routed, in one statement (a retried routing writes the same result again)."""
         if not results:
             return
         async with fast.connection(self._engine) as conn:
@@ -290,12 +290,6 @@ class TriggerStore:
                 "UPDATE events SET routed_at = coalesce(events.routed_at, now()), routing = done.routing "
                 "FROM unnest(%s::bigint[], %s::jsonb[]) AS done(id, routing) WHERE events.id = done.id",
                 ([r.event_row_id for r in results], [Jsonb(r.model_dump(mode="json")) for r in results]))
-
-    async def mark_routed(self, event_row_id: int, result: RouteEventResult) -> None:
-        """Store how an event was routed (a retried routing writes the same result again)."""
-        async with fast.connection(self._engine) as conn:
-            await conn.execute("UPDATE events SET routed_at = coalesce(routed_at, now()), routing = %s WHERE id = %s",
-                               (Jsonb(result.model_dump(mode="json")), event_row_id))
 
     async def stored_events(self, route_keys: Sequence[str]) -> dict[str, StoredEvent]:
         """The stored events of these route keys (one statement), by route key; missing keys are absent."""
