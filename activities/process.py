@@ -36,7 +36,7 @@ from typing import IO
 import psutil
 import structlog
 
-from shared.redaction import StreamRedactor
+from shared.security.redaction import StreamRedactor
 
 log = structlog.get_logger("jobforge.activities.process")
 

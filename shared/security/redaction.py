@@ -28,17 +28,17 @@ about 2-5x without it (``bench/security.py``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from shared.redaction import REDACTED, RULES, _redact_private_keys
+from shared.redaction import _PEM_BEGIN, _PEM_END, REDACTED, RULES, _redact_private_keys
 from shared.security._accel import Matcher as _NativeMatcher
 from shared.security._accel import collect_keys as _native_collect_keys
 
 if TYPE_CHECKING:
     from shared._native import Matcher
 
-__all__ = ["REDACTED", "find_secret", "is_secret_field", "redact", "redact_text"]
+__all__ = ["REDACTED", "StreamRedactor", "find_secret", "is_secret_field", "redact", "redact_text"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,3 +444,75 @@ def _field_names(value: Any) -> set[str]:
         elif isinstance(node, list | tuple):
             stack.extend(child for child in node if isinstance(child, dict | list | tuple))
     return names
+
+
+# -- streams -------------------------------------------------------------------------------------
+
+
+@dataclass
+class StreamRedactor:
+    """Redacts output that arrives in chunks: line by line, holding private-key blocks until they end.
+
+    A line longer than ``max_line`` is processed in ``max_line`` pieces, so memory stays bounded; a
+    held key block keeps at most ``max_block`` characters (it is redacted as a whole anyway).
+    """
+
+    max_line: int = 65536
+    max_block: int = 1 << 20
+    _partial: list[str] = field(default_factory=list)
+    _partial_len: int = 0
+    _block: list[str] | None = None
+    _block_len: int = 0
+
+    def feed(self, chunk: str) -> str:
+        out: list[str] = []
+        start = 0
+        while True:
+            newline = chunk.find("\n", start)
+            if newline < 0:
+                rest = chunk[start:]
+                if rest:
+                    self._partial.append(rest)
+                    self._partial_len += len(rest)
+                    if self._partial_len >= self.max_line:
+                        out.append(self._line(self._take_partial()))
+                break
+            self._partial.append(chunk[start:newline + 1])
+            out.append(self._line(self._take_partial()))
+            start = newline + 1
+        return "".join(out)
+
+    def flush(self) -> str:
+        """Whatever is still held (an unterminated key block comes out redacted)."""
+        out = self._line(self._take_partial()) if self._partial else ""
+        if self._block is not None:
+            out += redact_text("".join(self._block))
+            self._block = None
+            self._block_len = 0
+        return out
+
+    def _take_partial(self) -> str:
+        line = "".join(self._partial)
+        self._partial.clear()
+        self._partial_len = 0
+        return line
+
+    def _line(self, line: str) -> str:
+        if self._block is not None:
+            if self._block_len < self.max_block:
+                self._block.append(line)
+                self._block_len += len(line)
+            if _PEM_END.search(line) is None:
+                return ""
+            block = "".join(self._block)
+            if self._block_len >= self.max_block:  # the middle was dropped; keep the END line's tail
+                block += line
+            self._block = None
+            self._block_len = 0
+            return redact_text(block)
+        begin = _PEM_BEGIN.search(line)
+        if begin is not None and _PEM_END.search(line, begin.end()) is None:
+            self._block = [line]
+            self._block_len = len(line)
+            return ""
+        return redact_text(line)
