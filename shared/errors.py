@@ -385,3 +385,23 @@ class RoutingTimeout(JobForgeError):
 
 ERRORS_BY_CODE.update({RoutingTimeout.code: RoutingTimeout})
 HTTP_STATUS.update({RoutingTimeout.code: 504})
+
+
+# -- the command line and the dev stack ----------------------------------------------------------------
+
+
+class StackNotFound(JobForgeError):
+    """No JobForge stack was found: start one with `jobforge dev`, or point JOBFORGE_DATABASE_URL and
+    JOBFORGE_TEMPORAL_ADDRESS at one."""
+
+    code = "stack_not_found"
+
+
+class SealedSecretInvalid(JobForgeError):
+    """The sealed secret cannot be opened with this private key (another recipient's, or damaged)."""
+
+    code = "sealed_secret_invalid"
+
+
+ERRORS_BY_CODE.update({cls.code: cls for cls in (StackNotFound, SealedSecretInvalid)})
+HTTP_STATUS.update({StackNotFound.code: 503, SealedSecretInvalid.code: 400})

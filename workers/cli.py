@@ -37,6 +37,7 @@ from workers.cli_common import (
 from workers.cli_ops import temporal_app
 from workers.cli_replay import replay_app
 from workers.cli_security import audit_app, keys_app, tenants_app, tokens_app
+from workers.cli_status import status
 from workers.cli_triggers import events_app, triggers_app
 from workers.cli_verify import verify
 from workers.runtime import database_url, open_runtime
@@ -337,6 +338,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
 app.command("verify")(verify)
+app.command("status")(status)
 
 
 def main() -> None:

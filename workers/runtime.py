@@ -14,7 +14,7 @@ from temporalio.client import Client
 
 from shared import metrics, tracing
 from shared.client import JobForgeClient
-from shared.errors import StoreUnavailable
+from shared.errors import StackNotFound
 from shared.flags import FlagReader
 from shared.gate import Gate
 from shared.settings import Settings
@@ -51,8 +51,10 @@ class Runtime:
 def database_url(settings: Settings) -> str:
     url = settings.database_url_value()
     if not url:
-        raise StoreUnavailable(
-            "no database: set JOBFORGE_DATABASE_URL, or start the embedded stack with `jobforge dev`")
+        from workers.stack import where_looked
+
+        raise StackNotFound(f"no JobForge stack found: {where_looked(settings)}. Start one with `jobforge dev`, "
+                            "or point JOBFORGE_DATABASE_URL and JOBFORGE_TEMPORAL_ADDRESS at one")
     return url
 
 

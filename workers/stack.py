@@ -111,6 +111,25 @@ class StackState:
         return state if pid_alive(state.pid) else None
 
 
+def where_looked(settings: Settings) -> str:
+    """Where commands look for a stack, for errors that found none."""
+    path = settings.state_file.resolve()
+    how = "JOBFORGE_HOME" if "home" in settings.model_fields_set else "JOBFORGE_HOME is not set: .jobforge under the " \
+        "working directory"
+    try:
+        data = json.loads(path.read_text())
+        left = f"; it is left from a stack that is gone (pid {int(data['pid'])})"
+    except FileNotFoundError:
+        left = "; there is no such file"
+    except (OSError, ValueError, TypeError, KeyError):
+        left = "; it cannot be read"
+    unset = [name for name, field_name in (("JOBFORGE_DATABASE_URL", "database_url"),
+                                           ("JOBFORGE_TEMPORAL_ADDRESS", "temporal_address"))
+             if field_name not in settings.model_fields_set]
+    env = f"; {' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set" if unset else ""
+    return f"looked for a running `jobforge dev` through {path} ({how}){left}{env}"
+
+
 def effective_settings(settings: Settings | None = None) -> Settings:
     """Settings, with the running dev stack's addresses where the environment names none."""
     settings = settings or Settings()

@@ -1,0 +1,26 @@
+"""README.md as a new user runs it: every shell block, as written, in one session against the embedded stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.docrun import Outcome, checkout_view, run_page
+from tests.support.procs import ROOT, env_with
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.timeout(900)
+def test_every_readme_block_runs_as_written(tmp_path: Path) -> None:
+    """The README's shell blocks run in order in one shell, in a checkout, against `jobforge dev`; each passes."""
+    checkout = checkout_view(ROOT, tmp_path / "jobforge")
+    env = env_with({"HOME": str(tmp_path / "home"), "TERM": "dumb"})
+    env.pop("PYTHONPATH", None)  # the user's shell has no PYTHONPATH; the activated venv is what finds JobForge
+    env.pop("VIRTUAL_ENV", None)
+    report = run_page(ROOT / "README.md", checkout, env, source="README.md")
+    print(report.summary())
+    if not report.ok:
+        pytest.fail(report.explain(), pytrace=False)
+    assert any(r.block.stack and r.outcome is Outcome.PASSED for r in report.results), "no block started the stack"

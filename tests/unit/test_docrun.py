@@ -1,0 +1,88 @@
+"""The doc runner: a page's shell blocks run as one session, and a broken command fails it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.support.docrun import Block, DocrunError, Outcome, Session, parse, stack_command
+
+ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+
+
+def run(tmp_path: Path, page: str, **kwargs: float) -> list[tuple[int, Outcome]]:
+    blocks = parse(page, "page.md")
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    report = Session(blocks, work, ENV).run(**kwargs)
+    return [(r.block.line, r.outcome) for r in report.results]
+
+
+def test_blocks_and_directives_are_read_with_their_lines() -> None:
+    """Fences of every language are found (in list items too); directives attach to the next block."""
+    page = ("# t\n\n```sh\necho a\n```\n\n<!-- docrun: skip shows a placeholder -->\n\n```bash\necho <id>\n```\n"
+            "1. item\n\n   ```python\n   print(1)\n   ```\n"
+            "<!-- docrun: known-failure issue 7 -->\n<!-- docrun: expect ^ok$ -->\n<!-- docrun: timeout 5 -->\n"
+            "~~~shell\necho ok\n~~~\n")
+    blocks = parse(page, "p.md")
+    assert [(b.line, b.lang) for b in blocks] == [(3, "sh"), (9, "bash"), (14, "python"), (20, "shell")]
+    assert blocks[1].skip == "shows a placeholder" and not blocks[1].runnable
+    assert blocks[2].text == "print(1)\n" and not blocks[2].runnable
+    assert (blocks[3].known_failure, blocks[3].expect, blocks[3].timeout) == ("issue 7", ("^ok$",), 5.0)
+
+
+@pytest.mark.parametrize(("page", "problem"), [
+    ("<!-- docrun: skipp x -->\n```sh\ntrue\n```\n", "unknown docrun directive"),
+    ("<!-- docrun: skip -->\n```sh\ntrue\n```\n", "needs a reason"),
+    ("<!-- docrun: skip x -->\ntext\n```sh\ntrue\n```\n", "right before a fenced block"),
+    ("```sh\ntrue\n```\n<!-- docrun: skip x -->\n", "has no block"),
+    ("<!-- docrun: expect ( -->\n```sh\ntrue\n```\n", "not a regular expression"),
+    ("<!-- docrun: skip x -->\n```python\npass\n```\n", "never run"),
+    ("<!-- docrun: stack -->\n```sh\njobforge dev\necho more\n```\n", "exactly one command"),
+    ("<!-- docrun: stack -->\n```sh\nmake run\n```\n", "must run `jobforge dev`"),
+])
+def test_a_page_marked_wrong_is_refused(page: str, problem: str) -> None:
+    """A directive that could hide a block by mistake (typo, no reason, misplaced) is an error, not a pass."""
+    with pytest.raises(DocrunError, match=problem):
+        parse(page)
+
+
+def test_a_stack_block_keeps_its_own_arguments() -> None:
+    """The `jobforge dev` line of a stack block runs with its own flags and environment; comments go."""
+    block = Block("p.md", 1, "sh", "X=1 .venv/bin/jobforge dev --workers 2 \\\n  --headless   # until Ctrl-C\n",
+                  stack=True)
+    assert stack_command(block) == ["X=1", ".venv/bin/jobforge", "dev", "--workers", "2", "--headless"]
+
+
+def test_one_session_carries_variables_and_stops_at_the_first_failing_command(tmp_path: Path) -> None:
+    """Variables and cd carry over; a failing command fails its block, and the blocks after it do not run."""
+    page = ("```sh\nX=$(echo hello)\nmkdir -p sub && cd sub\n```\n"
+            "<!-- docrun: expect ^hello in sub$ -->\n```sh\necho \"$X in $(basename \"$PWD\")\"\n```\n"
+            "```sh\nfalse\necho not reached > reached\n```\n"
+            "```sh\necho never\n```\n")
+    assert run(tmp_path, page) == [(1, Outcome.PASSED), (6, Outcome.PASSED), (9, Outcome.FAILED),
+                                   (13, Outcome.NOT_RUN)]
+    assert not (tmp_path / "work" / "sub" / "reached").exists()
+
+
+def test_a_failing_pipeline_or_unmatched_output_fails_the_block(tmp_path: Path) -> None:
+    """pipefail holds, and an `expect` that the output does not match fails a block that exited 0."""
+    assert run(tmp_path, "```sh\nfalse | cat\n```\n") == [(1, Outcome.FAILED)]
+    assert run(tmp_path, "<!-- docrun: expect fire -->\n```sh\necho skip\n```\n") == [(2, Outcome.FAILED)]
+
+
+def test_known_failures_are_reported_both_ways(tmp_path: Path) -> None:
+    """A known failure that fails lets the session go on; one that passes fails the run (remove the mark)."""
+    page = ("<!-- docrun: known-failure issue 1 -->\n```sh\nfalse\n```\n"
+            "```sh\necho after\n```\n"
+            "<!-- docrun: known-failure issue 2 -->\n```sh\ntrue\n```\n")
+    assert run(tmp_path, page) == [(2, Outcome.KNOWN_FAILURE), (5, Outcome.PASSED), (9, Outcome.UNEXPECTED_PASS)]
+
+
+def test_blocks_read_no_stdin_and_a_hung_block_is_stopped(tmp_path: Path) -> None:
+    """A command reading stdin gets EOF (not the runner's script); a block over its timeout fails the session."""
+    assert run(tmp_path, "```sh\ncat\n```\n") == [(1, Outcome.PASSED)]
+    page = "<!-- docrun: timeout 0.5 -->\n```sh\nsleep 30\n```\n```sh\ntrue\n```\n"
+    assert run(tmp_path, page) == [(2, Outcome.FAILED), (5, Outcome.NOT_RUN)]
