@@ -1,16 +1,24 @@
-"""Activities of ``autopilot.readylayer.verify_pack``: check out, plan, install, run steps, write artifacts.
+"""Activities of ``autopilot.readylayer.verify_pack``: check out, plan, provision, install, run steps,
+write artifacts.
 
 Every decision is made by :mod:`shared.verify` (detection, path checks, fingerprint, environment,
-sandbox command line, verdict); this module reads the repository, runs processes and persists.
+sandbox command line, verdict); this module reads the repository, provisions toolchains
+(:mod:`activities.toolchains`), runs processes and persists.
 
-On disk, under ``<home>/verify``:
+The repository is never written: each run works in its own copy (``tree/``), as a CI runner works
+in a fresh clone, and builds its environments there and in its workspace. On disk, under
+``<home>/verify``:
 
-* ``runs/<tenant>/<run_id>/`` the run's workspace: ``home/`` and ``tmp/`` of the steps, ``dist/`` of
-  the build, ``logs/`` while they are written, ``steps/`` pid files, ``repo/`` for a cloned URL;
-  removed when the run is finalised (logs live on in the artifact store);
-* ``envs/<tenant>/<repo key>/`` the per-repository virtualenv, reused while the install key holds;
-* ``stamps/<tenant>/<repo key>.json`` what the last successful install installed;
-* ``cache/pip``, ``cache/npm`` download caches shared by installs.
+* ``runs/<tenant>/<run_id>/`` the run's workspace: ``tree/`` (the copy, or the clone of a URL),
+  ``env/`` (its Python environment), ``home/`` and ``tmp/`` of the steps, ``dist/`` of the build,
+  ``logs/``, ``steps/`` pid files; removed when the run is finalised (logs live on in the artifact store);
+* ``stamps/<tenant>/<repo key>.json`` what the last successful install of a repository installed
+  (tool versions), so a cached verdict can be found before installing again.
+
+Under the verify cache (``JOBFORGE_VERIFY_CACHE_DIR``, default ``<home>/verify/cache``; a shared volume
+in production): ``toolchains/`` (provisioned by JobForge, read-only to steps) and
+``tenants/<tenant>/`` download caches (uv, npm, pnpm store, yarn, pre-commit, pip) written by that
+tenant's installs only.
 """
 
 from __future__ import annotations
@@ -18,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -38,9 +45,10 @@ from temporalio import activity
 
 from activities.artifacts import ArtifactStore
 from activities.process import ProcessResult, Progress, kill_stale, run_process
+from activities.toolchains import Toolchains, uv_binary
 from shared import metrics
 from shared.canonical import canonical_json
-from shared.errors import JobForgeError, RepoCheckoutFailed, SandboxUnavailable
+from shared.errors import JobForgeError, RepoCheckoutFailed, SandboxUnavailable, ToolchainUnavailable
 from shared.flags import Flag, FlagReader
 from shared.manifest import MANIFEST_NAME, build_manifest, manifest_bytes
 from shared.models import RunStatus
@@ -78,20 +86,44 @@ from shared.verify.models import (
     VerifyReport,
 )
 from shared.verify.paths import check_repo_path, file_url_path
-from shared.verify.sandbox import SECRET_DIRS, SECRET_FILES, SandboxSpec, bwrap_argv
+from shared.verify.sandbox import (
+    SECRET_DIRS,
+    SECRET_FILES,
+    SandboxSpec,
+    bwrap_argv,
+    probe_failure_reason,
+    visible,
+)
+from shared.verify.verdict import install_failure
 
 log = structlog.get_logger("jobforge.activities.verify")
 
 GIT_TIMEOUT = 60.0
 CLONE_TIMEOUT = 600.0
 MAX_CONFIG_BYTES = 1 << 20
+MAX_LOCK_BYTES = 16 << 20
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
+#: never copied into a run's tree: environments and caches of the checkout (a fresh clone has none)
+COPY_SKIPPED = frozenset({".git", "node_modules", ".venv", "venv", ".tox", ".nox", "__pycache__", ".pytest_cache",
+                          ".mypy_cache", ".ruff_cache", ".jobforge-verify", ".yarn/install-state.gz"})
+_GIT_IDENTITY = {"GIT_AUTHOR_NAME": "jobforge", "GIT_AUTHOR_EMAIL": "verify@jobforge.invalid",
+                 "GIT_COMMITTER_NAME": "jobforge", "GIT_COMMITTER_EMAIL": "verify@jobforge.invalid"}
 
 _sandbox_probe: dict[str, SandboxInfo] = {}
-_node_versions: dict[str, str] = {}
 
 
 # -- helpers (I/O) ------------------------------------------------------------------------------------
+
+
+def in_container() -> bool:
+    """Whether this worker runs inside a container (docker, podman, kubernetes)."""
+    marker = os.environ.get("container")  # noqa: SIM112 - the lower-case name systemd and podman set
+    if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists() or marker:
+        return True
+    with contextlib.suppress(OSError):
+        text = Path("/proc/1/cgroup").read_text()
+        return any(word in text for word in ("docker", "kubepods", "containerd", "libpod"))
+    return False
 
 
 def probe_sandbox(mode: str) -> SandboxInfo:
@@ -116,24 +148,33 @@ def probe_sandbox(mode: str) -> SandboxInfo:
             if probe.returncode == 0:
                 info = SandboxInfo(enabled=True, tool=version.stdout.strip() or "bubblewrap")
             else:
-                first = (probe.stderr.decode(errors="replace").strip().splitlines() or ["?"])[0]
-                info = SandboxInfo(enabled=False, reason=f"bubblewrap does not work here: {first[:200]}")
+                reason = probe_failure_reason(probe.stderr.decode(errors="replace"), in_container())
+                info = SandboxInfo(enabled=False, reason=reason)
+                log.warning("sandbox_unavailable", reason=reason)
     _sandbox_probe["bwrap"] = info
     return info
+
+
+def _read_text(path: Path, limit: int) -> str | None:
+    with contextlib.suppress(OSError), path.open("rb") as f:
+        return f.read(limit).decode("utf-8", errors="replace")
+    return None
 
 
 def read_facts(repo: Path) -> detect.RepoFacts:
     """The files detection looks at (config files that resolve outside the repository are ignored)."""
     files: dict[str, str] = {}
-    for name in detect.CONFIG_FILES:
+    for name in (*detect.CONFIG_FILES, *detect.HEAD_FILES):
         path = repo / name
         try:
             if not path.is_file() or not path.resolve().is_relative_to(repo):
                 continue
-            with path.open("rb") as f:
-                files[name] = f.read(MAX_CONFIG_BYTES).decode("utf-8", errors="replace")
         except OSError:
             continue
+        limit = 4096 if name in detect.HEAD_FILES else (MAX_LOCK_BYTES if name.endswith(".lock") else MAX_CONFIG_BYTES)
+        text = _read_text(path, limit)
+        if text is not None:
+            files[name] = text
     present = frozenset(p for p in detect.PROBED_PATHS if (repo / p).exists())
     entries = frozenset(os.listdir(repo))
     packages = tuple(sorted(
@@ -206,7 +247,98 @@ def dependency_hashes(repo: Path, plan: Plan) -> dict[str, str]:
     return out
 
 
-def _identity(path: str) -> str:
+# -- the run's copy of the repository ----------------------------------------------------------------
+
+
+def _listed_files(source: Path) -> list[str] | None:
+    """Tracked and untracked-but-not-ignored files under ``source`` (None when it is no git work tree)."""
+    inside = _git(source, "rev-parse", "--is-inside-work-tree")
+    if inside.returncode != 0 or inside.stdout.strip() != "true":
+        return None
+    listed = _git(source, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", ".")
+    if listed.returncode != 0:
+        return None
+    return sorted({name for name in listed.stdout.split("\0") if name})
+
+
+def _walk_files(source: Path) -> list[str]:
+    out: list[str] = []
+    for root, dirs, names in os.walk(source):
+        relative_root = Path(root).relative_to(source)
+        dirs[:] = [d for d in dirs if d not in COPY_SKIPPED and not (relative_root == Path(".") and d in (
+            "build", "dist"))]
+        dirs.sort()
+        out += [(relative_root / n).as_posix() for n in sorted(names)]
+    return out
+
+
+def _copy_entries(source: Path, tree: Path, names: list[str]) -> None:
+    for name in names:
+        parts = Path(name).parts
+        if any(part in COPY_SKIPPED for part in parts):
+            continue
+        src = source / name
+        dst = tree / name
+        try:
+            if src.is_symlink():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(os.readlink(src), dst)
+            elif src.is_dir():  # a submodule (git lists it as one entry)
+                shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns(".git"), dirs_exist_ok=True)
+            elif src.is_file():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+        except FileExistsError:
+            continue
+
+
+def make_tree(source: Path, tree: Path, env_dir: str, keep_environments: bool) -> None:
+    """The run's own copy of ``source`` at ``tree``: what a fresh clone with the working changes would hold.
+
+    A git work tree is cloned with ``--shared`` (objects borrowed read-only, history and tags intact)
+    and overlaid with the tracked and untracked-but-not-ignored files as they are in the checkout,
+    all added to the copy's index; any other directory is copied (environments and caches left out)
+    into a new repository with one commit, so tools that need git (pre-commit) find one.
+    ``.venv`` in the copy points at the run's environment.
+    """
+    if tree.exists():
+        shutil.rmtree(tree)
+    env = {**_git_env(), **_GIT_IDENTITY}
+    listed = _listed_files(source)
+    toplevel = _git(source, "rev-parse", "--show-toplevel").stdout.strip() if listed is not None else ""
+    cloned = False
+    if listed is not None and toplevel and Path(toplevel).resolve() == source.resolve():
+        done = subprocess.run(["git", "-c", "safe.directory=*", "clone", "--quiet", "--shared", "--no-checkout",
+                               "--", str(source), str(tree)], capture_output=True, text=True, timeout=CLONE_TIMEOUT,
+                              check=False, env=env, stdin=subprocess.DEVNULL)
+        cloned = done.returncode == 0
+        if not cloned and tree.exists():
+            shutil.rmtree(tree)
+    tree.mkdir(parents=True, exist_ok=True)
+    _copy_entries(source, tree, listed if listed is not None else _walk_files(source))
+    if cloned:
+        _git(tree, "add", "-A", env=env)
+    else:
+        for args in (("init", "-q"), ("add", "-A"), ("commit", "-q", "--no-verify", "--allow-empty", "-m",
+                                                     "jobforge verify: the repository as given")):
+            _git(tree, *args, env=env)
+    exclude = tree / ".git" / "info" / "exclude"
+    with contextlib.suppress(OSError):
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        with exclude.open("a") as handle:
+            handle.write("\n.venv\nnode_modules\n")
+    if keep_environments:  # options.install off: the checkout's own environments, as they are
+        for name in (".venv", "node_modules"):
+            if (source / name).is_dir() and not (tree / name).exists():
+                (tree / name).symlink_to(source / name)
+    elif env_dir and not (tree / ".venv").exists():
+        (tree / ".venv").symlink_to(env_dir)
+
+
+# -- tool versions ------------------------------------------------------------------------------------
+
+
+def _exe_identity(path: str) -> str:
     real = os.path.realpath(path)
     try:
         st = os.stat(real)
@@ -215,41 +347,32 @@ def _identity(path: str) -> str:
     return f"{real}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _node_version(node: str) -> str:
-    key = _identity(node)
-    if key not in _node_versions:
-        try:
-            result = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=15, check=False)
-            _node_versions[key] = result.stdout.strip() or "unknown"
-        except (OSError, subprocess.TimeoutExpired):
-            _node_versions[key] = "unknown"
-    return _node_versions[key]
+def base_versions(plan: Plan, host_node: str, uv_version: str, interpreters: Mapping[str, str]) -> dict[str, str]:
+    """The toolchains a plan runs with, known before anything is installed."""
+    out: dict[str, str] = {f"tool:{t.name}": t.version for t in plan.provisioned}
+    if plan.interpreter:
+        out["python"] = interpreters.get(plan.interpreter, plan.interpreter)
+    if plan.toolchain is Toolchain.PYTHON:
+        out["uv"] = uv_version
+    if plan.toolchain is Toolchain.NODE or any(t.name.startswith("node-") for t in plan.provisioned):
+        out["node"] = next((t.version for t in plan.provisioned if t.name.startswith("node-")), host_node) or "missing"
+    for step in plan.steps:
+        if step.runnable and step.argv[0] in ("make", "git", "/bin/sh"):
+            found = shutil.which(step.argv[0])
+            out[f"exe:{step.argv[0]}"] = _exe_identity(found) if found else "missing"
+    return out
 
 
-def tool_versions(plan: Plan, repo: Path, path: str) -> dict[str, str]:
-    """What the steps will run with: executables' identities, the venv's packages, node and its modules."""
+def installed_versions(plan: Plan, tree: Path) -> dict[str, str]:
+    """What ``install`` put in place: the environment's packages, node_modules' own lock."""
     out: dict[str, str] = {}
-    for spec in plan.steps:
-        if spec.runnable and not spec.argv[0].startswith("/bin/sh"):
-            found = shutil.which(spec.argv[0], path=path)
-            out[f"exe:{spec.argv[0]}"] = _identity(found) if found else "missing"
     if plan.env_dir:
-        env = Path(plan.env_dir)
-        cfg = env / "pyvenv.cfg"
-        version = ""
-        with contextlib.suppress(OSError):
-            for line in cfg.read_text().splitlines():
-                if line.split("=")[0].strip() in ("version", "version_info"):
-                    version = line.split("=", 1)[1].strip()
-        out["python"] = version or "absent"
-        dists = sorted(p.name for p in env.glob("lib/python*/site-packages/*.dist-info"))
+        dists = sorted(p.name for p in Path(plan.env_dir).glob("lib/python*/site-packages/*.dist-info"))
         out["packages"] = "sha256:" + sha256_hex("\n".join(dists).encode())
-    if plan.toolchain is Toolchain.NODE:
-        node = shutil.which("node", path=path)
-        out["node"] = _node_version(node) if node else "missing"
-        for lock in ("node_modules/.package-lock.json", "node_modules/.modules.yaml", "node_modules/.yarn-state.yml"):
-            if (repo / lock).is_file():
-                out["node_modules"] = "sha256:" + _file_digest(repo / lock)
+    for lock in ("node_modules/.package-lock.json", "node_modules/.modules.yaml", "node_modules/.yarn-state.yml",
+                 ".pnp.cjs"):
+        if (tree / lock).is_file():
+            out["node_modules"] = "sha256:" + _file_digest(tree / lock)
     return out
 
 
@@ -272,6 +395,14 @@ def _relative_under(path: Path, parent: Path) -> bool:
         return False
 
 
+def _write_files(files: Mapping[str, str], workspace: Path) -> None:
+    for name, text in files.items():
+        path = Path(name)
+        if path.is_absolute() and path.resolve().is_relative_to(workspace.resolve()):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+
+
 # -- the activities -----------------------------------------------------------------------------------
 
 
@@ -284,24 +415,22 @@ class VerifyActivities:
         self.artifacts = artifacts or ArtifactStore(settings.artifact_root.resolve(), store)
         self.base = settings.home.resolve() / "verify"
         self.cache = (settings.verify_cache_dir or self.base / "cache").resolve()
+        self.toolchains = Toolchains(self.cache / "toolchains")
 
     # -- layout
 
     def workspace(self, tenant_id: str, run_id: str) -> Path:
         return self.base / "runs" / tenant_id / run_id
 
+    def tenant_cache(self, tenant_id: str) -> Path:
+        """Download caches written by this tenant's installs only (one tenant cannot poison another's)."""
+        return self.cache / "tenants" / tenant_id
+
     def repo_key(self, tenant_id: str, identity: str) -> str:
         return sha256_hex(f"{tenant_id}\0{identity}".encode())[:20]
 
-    def env_dir(self, tenant_id: str, identity: str) -> Path:
-        return self.base / "envs" / tenant_id / self.repo_key(tenant_id, identity)
-
     def stamp_file(self, tenant_id: str, identity: str) -> Path:
         return self.base / "stamps" / tenant_id / f"{self.repo_key(tenant_id, identity)}.json"
-
-    def _host(self) -> detect.Host:
-        available = frozenset(t for t in ("uv", "poetry", "pnpm", "yarn", "npm", "node", "git") if shutil.which(t))
-        return detect.Host(python=sys.executable, pip_python=sys.executable, available=available)
 
     def _user_config_files(self) -> dict[str, str]:
         home = Path.home()
@@ -344,13 +473,19 @@ class VerifyActivities:
             raise RepoCheckoutFailed(f"the clone of {url} has no HEAD", url=url)
         return str(head.stdout.strip())
 
-    async def _ensure_checkout(self, prepared: Prepared) -> None:
-        """A retried step on another host (or after cleanup) gets the same commit checked out again."""
-        if prepared.checkout is None or await asyncio.to_thread((Path(prepared.repo_dir) / ".git").exists):
+    async def _ensure_tree(self, prepared: Prepared) -> None:
+        """A retried step on another host (or after cleanup) gets the same code in its tree again."""
+        tree = Path(prepared.repo_dir)
+        if await asyncio.to_thread((tree / ".git").exists):
             return
         workspace = Path(prepared.workspace)
-        await self._clone(prepared.checkout.url, None, Path(prepared.repo_dir), workspace,
-                          commit=prepared.checkout.commit)
+        if prepared.checkout is not None:
+            await self._clone(prepared.checkout.url, None, tree, workspace, commit=prepared.checkout.commit)
+        else:
+            await asyncio.to_thread(make_tree, Path(prepared.source_dir), tree, prepared.plan.env_dir,
+                                    not prepared.plan.install.runnable and prepared.plan.install.reason.startswith(
+                                        "options.install is off"))
+        await asyncio.to_thread(_write_files, prepared.plan.files, workspace)
 
     # -- environment of a step
 
@@ -365,64 +500,113 @@ class VerifyActivities:
     def _path_prefix(self, plan: Plan, repo: Path) -> tuple[str, ...]:
         return tuple(p if p.startswith("/") else str(repo / p) for p in plan.path_prefix)
 
-    def _paths(self, prepared: Prepared, install: bool) -> StepPaths:
+    def _paths(self, prepared: Prepared, tenant_id: str, install: bool) -> StepPaths:
         ws = Path(prepared.workspace)
         repo = Path(prepared.repo_dir)
+        cache = self.tenant_cache(tenant_id)
         return StepPaths(
             home=str(ws / "home"), tmp=str(self._tmp(prepared)), path_prefix=self._path_prefix(prepared.plan, repo),
-            venv=prepared.plan.env_dir, pip_cache=str(self.cache / "pip"),
-            npm_cache=str(self.cache / "npm"), config_files=self._user_config_files() if install else {},
+            venv=prepared.plan.env_dir, pip_cache=str(cache / "pip"), npm_cache=str(cache / "npm"),
+            config_files=self._user_config_files() if install else {},
+            path_suffix=(str(self.toolchains.root / "interpreters" / "bin"),),
+            uv_cache=str(cache / "uv"), pre_commit_home=str(cache / "pre-commit"),
         )
 
-    def _sandbox_spec(self, prepared: Prepared, install: bool, network: bool) -> SandboxSpec:
+    def _env(self, prepared: Prepared, tenant_id: str, spec: StepSpec, install: bool) -> dict[str, str]:
+        extra = {**prepared.plan.env, **spec.env}
+        env = step_env(os.environ, self._paths(prepared, tenant_id, install), install=install, extra=extra)
+        if install and "PIP_INDEX_URL" in env and not {"UV_INDEX_URL", "UV_DEFAULT_INDEX"} & set(env):
+            env["UV_DEFAULT_INDEX"] = env["PIP_INDEX_URL"]  # uv reads its own variable, not pip's
+        return env
+
+    def _sandbox_spec(self, prepared: Prepared, tenant_id: str, install: bool, network: bool,
+                      path: str) -> SandboxSpec:
         home = Path.home()
         config_files = set(self._user_config_files().values()) if install else set()
         hidden_dirs = [str(self.settings.home.resolve())]
         artifact_root = self.settings.artifact_root.resolve()
         if not _relative_under(artifact_root, self.settings.home):
             hidden_dirs.append(str(artifact_root))
+        if not _relative_under(self.cache, self.settings.home):
+            hidden_dirs.append(str(self.cache))  # other tenants' caches
         hidden_dirs += [str(home / d) for d in SECRET_DIRS if (home / d).is_dir()]
         hidden_files = [str(home / f) for f in SECRET_FILES
                         if (home / f).is_file() and str(home / f) not in config_files]
         dotenv = Path(".env").resolve()
         if dotenv.is_file():
             hidden_files.append(str(dotenv))
+        # what the steps run must stay visible wherever the worker found it: JobForge's interpreter (and
+        # the uv it ships), the provisioned toolchains, interpreters and every PATH entry that would vanish
+        # behind a hidden directory or the sandbox's empty /tmp
+        readonly: set[str] = {str(Path(p).resolve()) for p in (sys.prefix, sys.base_prefix)}
+        readonly.add(str(Path(uv_binary()).resolve().parent))
+        readonly.add(str(self.toolchains.root))
+        for directory in path.split(":"):
+            if not directory.startswith("/"):
+                continue
+            real = os.path.realpath(directory)
+            if os.path.isdir(real) and (real.startswith("/tmp/") or any(
+                    Path(real).is_relative_to(h) for h in hidden_dirs)):
+                readonly.add(real)
+        with contextlib.suppress(OSError):
+            for link in (self.toolchains.root / "interpreters" / "bin").iterdir():
+                readonly.add(str(Path(os.path.realpath(link)).parent.parent))
+        readonly.discard("/")
+        cache = self.tenant_cache(tenant_id)
+        # the tenant's download caches: written by its installs, and by pre-commit and uv during its steps
+        writable = [str(cache)]
         env_dir = prepared.plan.env_dir
-        # the interpreter steps use to make environments must stay visible, wherever it is installed
-        # (a checkout under /tmp would otherwise vanish behind the sandbox's empty /tmp)
-        readonly: list[str] = sorted({str(Path(p).resolve()) for p in (sys.prefix, sys.base_prefix)
-                                      if Path(p).resolve() != Path("/")})
-        writable: list[str] = []
-        if install:
-            writable = [str(self.cache / "pip"), str(self.cache / "npm")]
-            if env_dir:
-                writable.insert(0, env_dir)
-        elif env_dir and Path(env_dir).is_dir():
-            readonly.append(env_dir)
+        if env_dir:
+            writable.insert(0, env_dir)
+        readonly_list = sorted(r for r in readonly if not any(Path(r).is_relative_to(w) for w in writable))
         return SandboxSpec(repo=prepared.repo_dir, workspace=prepared.workspace, hidden_dirs=hidden_dirs,
-                           hidden_files=hidden_files, readonly=readonly, writable=writable, network=network)
+                           hidden_files=hidden_files, readonly=readonly_list, writable=writable, network=network)
+
+    def _missing_tool(self, spec: StepSpec, env: Mapping[str, str], cwd: Path,
+                      sandbox: SandboxSpec | None) -> str:
+        """Why a command of the step cannot start here ("" when each can)."""
+        for argv in spec.commands():
+            head = argv[0]
+            if head.startswith("/"):
+                found: str | None = head if os.access(head, os.X_OK) else None
+            else:
+                found = shutil.which(head, path=env.get("PATH", ""))
+            if found is None:
+                return f"{head} is not installed on this worker (not on the step's PATH)"
+            real = os.path.realpath(found if os.path.isabs(found) else cwd / found)
+            if sandbox is not None and not visible(real, sandbox):
+                return f"{head} ({real}) is hidden inside the sandbox"
+        return ""
 
     async def _execute(self, req: StepInput, spec: StepSpec, install: bool) -> StepResult:
         """Run a step's commands in turn (sandboxed when possible), store its log, say how it went."""
         prepared = req.prepared
         ws = Path(prepared.workspace)
         repo = Path(prepared.repo_dir)
+        cache = self.tenant_cache(req.tenant_id)
         dirs = [ws / sub for sub in ("home", "logs", "steps", "dist")]
+        dirs += [cache / sub for sub in ("pip", "npm", "uv", "pre-commit")]
         if not prepared.sandbox.enabled:
             dirs.append(self._tmp(prepared))
-        if install:
-            dirs += [self.cache / "pip", self.cache / "npm"]
-            if prepared.plan.env_dir:
-                dirs.append(Path(prepared.plan.env_dir))
+        if prepared.plan.env_dir:
+            dirs.append(Path(prepared.plan.env_dir))
         await asyncio.to_thread(_fresh_dirs, remove=None, create=dirs)
         pidfile = ws / "steps" / f"{spec.name.value}.pid"
         await asyncio.to_thread(kill_stale, pidfile)
-        env = step_env(os.environ, self._paths(prepared, install), install=install)
+        env = self._env(prepared, req.tenant_id, spec, install)
         sandbox = prepared.sandbox.enabled
         bwrap = shutil.which("bwrap") if sandbox else None
+        box = self._sandbox_spec(prepared, req.tenant_id, install, spec.network, env["PATH"]) if bwrap else None
         log_path = ws / "logs" / f"{spec.name.value}.log"
         attempt = activity.info().attempt
         name = spec.name.value
+        missing = await asyncio.to_thread(self._missing_tool, spec, env, repo, box)
+        if missing:
+            log.warning("step_toolchain_missing", step=name, run_id=req.run_id, tenant_id=req.tenant_id,
+                        reason=missing)
+            metrics.verify_step_finished(name, StepStatus.ERROR.value, 0.0)
+            return StepResult(name=spec.name, status=StepStatus.ERROR, command=spec.display, origin=spec.origin,
+                              reason=f"the step could not start: {missing}", attempt=attempt)
         log.info("step_started", step=name, run_id=req.run_id, tenant_id=req.tenant_id, attempt=attempt,
                  sandboxed=sandbox)
         results: list[ProcessResult] = []
@@ -434,14 +618,13 @@ class VerifyActivities:
 
         timeout = prepared.timeout_seconds
         with log_path.open("w", encoding="utf-8") as sink:
-            sink.write(f"# jobforge verify step {name} (attempt {attempt})\n# cwd: {repo}\n"
+            sink.write(f"# jobforge verify step {name} (attempt {attempt})\n# cwd: {repo}\n# origin: {spec.origin}\n"
                        f"# sandbox: {prepared.sandbox.tool if sandbox else 'none (' + prepared.sandbox.reason + ')'}\n")
             try:
                 for argv in spec.commands():
-                    sink.write(f"$ {normalise_command([shlex.join(argv)], '')}\n")
+                    sink.write(f"$ {shlex.join(argv)}\n")
                     sink.flush()
-                    full = (bwrap_argv(bwrap, argv, self._sandbox_spec(prepared, install, spec.network))
-                            if bwrap else argv)
+                    full = bwrap_argv(bwrap, argv, box) if bwrap and box is not None else argv
                     result = await run_process(full, cwd=repo, env=env, time_limit=timeout,
                                                kill_grace=prepared.kill_grace_seconds, sink=sink, on_tick=tick,
                                                pidfile=pidfile)
@@ -471,11 +654,17 @@ class VerifyActivities:
         elif last.timed_out:
             status, code = StepStatus.TIMED_OUT, None
             reason = f"timed out after {prepared.timeout_seconds:g}s; its process group was killed"
+            if install:  # the environment could not be built in time: not the repository's verdict
+                status = StepStatus.ERROR
+                reason = f"install timed out after {prepared.timeout_seconds:g}s; its process group was killed"
         elif last.exit_code == 0:
             status, reason, code = StepStatus.PASSED, "", 0
         else:
             status, code = StepStatus.FAILED, last.exit_code
             reason = last.error or (f"killed by signal {last.signal}" if last.signal else f"exit code {code}")
+            if install:
+                text = await asyncio.to_thread(_read_text, log_path, 4 << 20)
+                status, reason = install_failure(text or "", reason)
         if last is not None and last.pipe_abandoned:
             reason = (reason + "; " if reason else "") + "a background process kept the output open"
         tail = last.tail if last is not None else []
@@ -483,13 +672,14 @@ class VerifyActivities:
                  exit_code=code, duration=round(duration, 3))
         metrics.verify_step_finished(name, status.value, duration)
         return StepResult(name=spec.name, status=status, exit_code=code, duration_seconds=round(duration, 3),
-                          command=spec.display, reason=reason, log=ref, tail=tail, attempt=attempt)
+                          command=spec.display, reason=reason, log=ref, tail=tail, attempt=attempt, origin=spec.origin)
 
     # -- prepare
 
     @activity.defn(name="verify.prepare")
     async def prepare(self, req: PrepareInput) -> Prepared:
-        """Locate (or clone) the repository, plan its steps, fingerprint it and look the fingerprint up."""
+        """Locate (or clone) the repository, copy it, plan its steps, provision their toolchains,
+        fingerprint it and look the fingerprint up."""
         started = time.monotonic()
         try:
             prepared = await self._prepare(req)
@@ -504,6 +694,22 @@ class VerifyActivities:
             prepared = prepared.model_copy(update={"cached": answered})
         return prepared
 
+    async def _provision(self, plan: Plan, host: detect.Host) -> Plan:
+        """The plan with its toolchains provisioned and on PATH; or with the reason they are not."""
+        if not plan.tools:
+            return plan
+        python = getattr(sys, "_base_executable", sys.executable)
+        try:
+            provisioned = await self.toolchains.provision(
+                plan.tools, python, lambda what: activity.heartbeat({"phase": "provision", "tool": what}))
+        except ToolchainUnavailable as err:
+            log.warning("toolchain_unavailable", tool=err.details.get("tool"), error=err.message)
+            return plan.model_copy(update={"error": err.message})
+        bins = [t.bin_dir for t in provisioned]
+        notes = [f"{t.name} {t.version} ({t.why})" for t in provisioned if t.why]
+        return plan.model_copy(update={"provisioned": provisioned, "path_prefix": [*plan.path_prefix, *bins],
+                                       "notes": [*plan.notes, *(f"toolchain: {n}" for n in notes)]})
+
     async def _prepare(self, req: PrepareInput) -> Prepared:
         inputs = req.inputs
         settings = self.settings
@@ -513,73 +719,80 @@ class VerifyActivities:
         if settings.verify_sandbox == "required" and not sandbox.enabled:
             raise SandboxUnavailable(f"JOBFORGE_VERIFY_SANDBOX=required, but {sandbox.reason}")
         checkout: CheckoutSpec | None = None
+        tree = ws / "tree"
+        source_dir = ""
         if inputs.repo_path is not None:
-            repo = await asyncio.to_thread(check_repo_path, inputs.repo_path, settings.verify_allowed_roots)
-            identity = str(repo)
+            source = await asyncio.to_thread(check_repo_path, inputs.repo_path, settings.verify_allowed_roots)
+            identity = str(source)
+            source_dir = str(source)
         else:
             assert inputs.repo_url is not None
-            repo = ws / "repo"
-            commit = await self._clone(inputs.repo_url, inputs.ref, repo, ws)
+            commit = await self._clone(inputs.repo_url, inputs.ref, tree, ws)
             checkout = CheckoutSpec(url=inputs.repo_url, commit=commit)
             identity = inputs.repo_url
+            source = tree
         activity.heartbeat({"phase": "detect"})
-        facts = await asyncio.to_thread(read_facts, repo)
+        facts = await asyncio.to_thread(read_facts, source)
         options = inputs.options
-        env_dir = self.env_dir(req.tenant_id, identity)
+        host = await asyncio.to_thread(self.toolchains.host)
+        await asyncio.to_thread(self.toolchains.interpreters_dir, host.interpreters)
         request = detect.Request(pack=inputs.pack, selected=tuple(options.steps) if options.steps is not None else None,
                                  install=options.install, timeout_minutes=options.timeout_minutes,
-                                 env_dir=str(env_dir), dist_dir=str(ws / "dist"))
-        plan = detect.plan(facts, request, self._host())
-        lockfiles = await asyncio.to_thread(dependency_hashes, repo, plan)
+                                 env_dir=str(ws / "env"), dist_dir=str(ws / "dist"),
+                                 cache_dir=str(self.tenant_cache(req.tenant_id)),
+                                 precommit_config=str(ws / "pre-commit-config.yaml"))
+        plan = detect.plan(facts, request, host)
+        if plan.toolchain is Toolchain.PYTHON:
+            plan = plan.model_copy(update={"path_prefix": [*plan.path_prefix, host.uv_bin_dir]})
+        activity.heartbeat({"phase": "provision"})
+        plan = await self._provision(plan, host)
+        if checkout is None:
+            activity.heartbeat({"phase": "copy"})
+            await asyncio.to_thread(make_tree, source, tree, plan.env_dir, not options.install)
+        await asyncio.to_thread(_write_files, plan.files, ws)
+        lockfiles = await asyncio.to_thread(dependency_hashes, source, plan)
+        uv_version = Path(host.uv_bin_dir).parent.name if host.uv_bin_dir else ""
+        versions = base_versions(plan, host.node_version, uv_version, {p: v for v, p in host.interpreters})
         install_key = "sha256:" + sha256_hex(canonical_json({
             "files": lockfiles, "commands": [normalise_command(a, str(ws)) for a in plan.install.commands()],
+            "tools": versions,
         }))
         plan = plan.model_copy(update={"install_key": install_key})
         activity.heartbeat({"phase": "fingerprint"})
-        code = await asyncio.to_thread(code_state, repo)
+        code = await asyncio.to_thread(code_state, source)
         selected = [s.value for s in options.steps] if options.steps is not None else None
         parts = fingerprint_parts(code, lockfiles, plan, str(ws), inputs.pack.value, selected)
-        paths = StepPaths(home=str(ws / "home"), tmp=str(ws / "tmp"), path_prefix=self._path_prefix(plan, repo))
-        path = step_env(os.environ, paths, install=False)["PATH"]
-        versions = await asyncio.to_thread(tool_versions, plan, repo, path)
+        stamp = await asyncio.to_thread(self._stamp, req.tenant_id, identity)
+        if stamp.get("install_key") == install_key and isinstance(stamp.get("installed"), dict):
+            versions = {**versions, **{str(k): str(v) for k, v in stamp["installed"].items()}}
         fingerprint = compose(parts, versions)
         prepared = Prepared(
-            repo_dir=str(repo), workspace=str(ws), checkout=checkout, plan=plan, fingerprint=fingerprint,
+            repo_dir=str(tree), workspace=str(ws), checkout=checkout, plan=plan, fingerprint=fingerprint,
             fingerprint_parts=parts, tool_versions=versions, sandbox=sandbox,
             heartbeat_timeout_seconds=settings.verify_heartbeat_timeout_seconds,
             kill_grace_seconds=settings.verify_kill_grace_seconds, timeout_seconds=plan.timeout_minutes * 60,
+            source_dir=source_dir, install_needed=plan.install.runnable or bool(plan.error),
         )
-        up_to_date = self._install_up_to_date(req.tenant_id, prepared)
         cached = None
-        if not options.no_cache and up_to_date:
+        if not options.no_cache and not plan.error:
             hit = await self._cached_report(req, prepared)
             if hit is not None:  # answered at once: finalised here, no further activity
                 cached = await self._finalize(FinalizeInput(tenant_id=req.tenant_id, run_id=req.run_id,
                                                             workflow_id=req.workflow_id, report=hit, workspace=str(ws)))
         log.info("verify_prepared", run_id=req.run_id, tenant_id=req.tenant_id, toolchain=plan.toolchain.value,
-                 plan=plan.source, fingerprint=fingerprint, cached=cached is not None, sandboxed=sandbox.enabled)
-        return prepared.model_copy(update={"cached": cached,
-                                           "install_needed": plan.install.runnable and not up_to_date})
+                 plan=plan.source, fingerprint=fingerprint, cached=cached is not None, sandboxed=sandbox.enabled,
+                 error=plan.error or None)
+        return prepared.model_copy(update={"cached": cached})
 
     def _identity(self, prepared: Prepared) -> str:
-        return prepared.checkout.url if prepared.checkout is not None else prepared.repo_dir
+        return prepared.checkout.url if prepared.checkout is not None else prepared.source_dir or prepared.repo_dir
 
-    def _install_up_to_date(self, tenant_id: str, prepared: Prepared) -> bool:
-        plan = prepared.plan
-        if not plan.install.runnable:
-            return True
+    def _stamp(self, tenant_id: str, identity: str) -> dict[str, Any]:
         try:
-            stamp = orjson.loads(self.stamp_file(tenant_id, self._identity(prepared)).read_bytes())
+            data = orjson.loads(self.stamp_file(tenant_id, identity).read_bytes())
         except (OSError, orjson.JSONDecodeError):
-            return False
-        if stamp.get("install_key") != plan.install_key:
-            return False
-        if plan.env_dir and not (Path(plan.env_dir) / "bin" / "python").exists():
-            return False
-        if plan.toolchain is Toolchain.NODE and not (Path(prepared.repo_dir) / "node_modules").is_dir():
-            return False
-        # a clone lives in its run's workspace: what was installed from (or into) an earlier clone is stale
-        return prepared.checkout is None or stamp.get("repo_dir") == prepared.repo_dir
+            return {}
+        return data if isinstance(data, dict) else {}
 
     async def _cached_report(self, req: PrepareInput, prepared: Prepared) -> VerifyReport | None:
         entry = await self.store.get_verify_cache(req.tenant_id, prepared.fingerprint)
@@ -588,9 +801,11 @@ class VerifyActivities:
         previous = VerifyReport.model_validate(entry.report)
         log.info("verify_cache_hit", run_id=req.run_id, tenant_id=req.tenant_id, fingerprint=prepared.fingerprint,
                  cached_from=entry.run_id)
+        # the verdict's facts are its source run's, the sandbox it ran in included: a cached answer
+        # never claims a sandbox its source run did not have
         return previous.model_copy(update={
             "cached": True, "cached_from_run_id": entry.run_id, "run_id": req.run_id, "tenant_id": req.tenant_id,
-            "source": req.inputs.source, "sandbox": prepared.sandbox, "manifest": None, "duration_seconds": 0.0,
+            "source": req.inputs.source, "manifest": None, "duration_seconds": 0.0,
             "artifacts": [a for a in previous.artifacts if a.kind == "log"],
         })
 
@@ -598,41 +813,31 @@ class VerifyActivities:
 
     @activity.defn(name="verify.install")
     async def install(self, req: StepInput) -> InstallResult:
-        """Install the repository's dependencies into its environment, unless its install key is unchanged."""
+        """Build the run's environments: the dependencies, hook environments and runner envs of its steps."""
         prepared = req.prepared
         plan = prepared.plan
         try:
-            await self._ensure_checkout(prepared)
+            await self._ensure_tree(prepared)
         except JobForgeError as err:
             raise to_application_error(err) from None
-        repo = Path(prepared.repo_dir)
-        path = step_env(os.environ, self._paths(prepared, False), install=False)["PATH"]
+        tree = Path(prepared.repo_dir)
         spec = plan.install
+        if plan.error:
+            result = StepResult(name=StepName.INSTALL, status=StepStatus.ERROR, command=spec.display,
+                                origin=spec.origin, reason=f"toolchain unavailable: {plan.error}")
+            return InstallResult(result=result, tool_versions=prepared.tool_versions)
         if not spec.runnable:
             result = StepResult(name=StepName.INSTALL, status=StepStatus.SKIPPED, reason=spec.reason)
-            return InstallResult(result=result, tool_versions=await asyncio.to_thread(tool_versions, plan, repo, path))
-        lock_path = self.base / "locks" / f"{self.repo_key(req.tenant_id, self._identity(prepared))}.lock"
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with lock_path.open("a") as lock:
-            while True:  # one install per environment at a time; heartbeat while waiting
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    activity.heartbeat({"step": "install", "waiting": "another run installs this environment"})
-                    await asyncio.sleep(0.5)
-            if self._install_up_to_date(req.tenant_id, prepared):
-                result = StepResult(name=StepName.INSTALL, status=StepStatus.SKIPPED, command=spec.display,
-                                    reason=f"environment up to date (install key {plan.install_key[:19]}…)")
-            else:
-                result = await self._execute(req, spec, install=True)
-                if result.status is StepStatus.PASSED:
-                    stamp = self.stamp_file(req.tenant_id, self._identity(prepared))
-                    stamp.parent.mkdir(parents=True, exist_ok=True)
-                    stamp.write_bytes(orjson.dumps({"install_key": plan.install_key, "repo_dir": prepared.repo_dir,
-                                                    "env_dir": plan.env_dir, "run_id": req.run_id}))
-        versions = await asyncio.to_thread(tool_versions, plan, repo, path)
-        return InstallResult(result=result, tool_versions=versions)
+            return InstallResult(result=result, tool_versions=prepared.tool_versions)
+        result = await self._execute(req, spec, install=True)
+        base = {k: v for k, v in prepared.tool_versions.items() if k not in ("packages", "node_modules")}
+        installed = await asyncio.to_thread(installed_versions, plan, tree)
+        if result.status is StepStatus.PASSED:
+            stamp = self.stamp_file(req.tenant_id, self._identity(prepared))
+            await asyncio.to_thread(stamp.parent.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(stamp.write_bytes, orjson.dumps({
+                "install_key": plan.install_key, "installed": installed, "run_id": req.run_id}))
+        return InstallResult(result=result, tool_versions={**base, **installed})
 
     # -- steps
 
@@ -643,7 +848,7 @@ class VerifyActivities:
         if not spec.runnable:
             return StepResult(name=req.step, status=StepStatus.SKIPPED, reason=spec.reason)
         try:
-            await self._ensure_checkout(req.prepared)
+            await self._ensure_tree(req.prepared)
         except JobForgeError as err:
             raise to_application_error(err) from None
         return await self._execute(req, spec, install=False)

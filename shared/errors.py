@@ -151,6 +151,21 @@ class SandboxUnavailable(JobForgeError):
     code = "sandbox_unavailable"
 
 
+class ToolchainUnavailable(JobForgeError):
+    """A toolchain the verify pack needs could not be provisioned on this worker."""
+
+    code = "toolchain_unavailable"
+
+    def __init__(self, message: str | None = None, *, tool: str = "") -> None:
+        super().__init__(message, tool=tool)
+
+
+class VerifyIncomplete(JobForgeError):
+    """The repository could not be verified on this worker (a toolchain, the registry or the install failed)."""
+
+    code = "verify_incomplete"
+
+
 ERRORS_BY_CODE: dict[str, type[JobForgeError]] = {
     cls.code: cls
     for cls in (JobForgeError, FeatureDisabled, TemplateNotFound, InvalidInputs, InvalidRequest, UnknownFlag,
@@ -158,7 +173,8 @@ ERRORS_BY_CODE: dict[str, type[JobForgeError]] = {
                 StackNotRunning, StackStartFailed)
 }
 ERRORS_BY_CODE.update({cls.code: cls for cls in (RepoPathRefused, RepoCheckoutFailed, VerifyConfigInvalid,
-                                                  SandboxUnavailable)})
+                                                  SandboxUnavailable, ToolchainUnavailable,
+                                                  VerifyIncomplete)})
 
 
 # -- the security gate (issue 4) ---------------------------------------------------------------------

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import typer
 from pydantic import SecretStr, ValidationError
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
 from rich.spinner import Spinner
 from rich.table import Table
@@ -30,7 +30,7 @@ from rich.text import Text
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
-from shared.errors import InvalidInputs, InvalidRequest
+from shared.errors import InvalidInputs, InvalidRequest, VerifyIncomplete
 from shared.logs import configure
 from shared.settings import Settings
 from shared.verify.models import (
@@ -39,6 +39,7 @@ from shared.verify.models import (
     StepName,
     StepProgress,
     StepStatus,
+    Verdict,
     VerifyInputs,
     VerifyProgress,
     VerifyReport,
@@ -51,6 +52,7 @@ _URL = re.compile(r"^([a-z][a-z0-9+.-]*://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)")
 STYLE = {
     StepStatus.PASSED: "green", StepStatus.FAILED: "bold red", StepStatus.TIMED_OUT: "bold red",
     StepStatus.CANCELLED: "yellow", StepStatus.SKIPPED: "dim", StepStatus.RUNNING: "cyan", StepStatus.PENDING: "dim",
+    StepStatus.ERROR: "bold magenta",
 }
 POLL_SECONDS = 0.25
 
@@ -210,14 +212,19 @@ async def request_and_follow(settings: Settings, tenant: str, inputs: VerifyInpu
 
 
 def print_report(report: VerifyReport) -> None:
-    table = Table("step", "status", "exit", "duration", "command", "note", title="verify pack")
+    table = Table("step", "status", "exit", "duration", title="verify pack")
+    for column in ("command", "from", "note"):  # shown whole, wrapped: never cut with an ellipsis
+        table.add_column(column, overflow="fold")
     for step in report.steps:
         table.add_row(step.name.value, Text(step.status.value, style=STYLE[step.status]),
                       "" if step.exit_code is None else str(step.exit_code),
-                      f"{step.duration_seconds:.1f}s" if step.duration_seconds else "", step.command, step.reason)
-    out.print(table)
+                      f"{step.duration_seconds:.1f}s" if step.duration_seconds else "",
+                      Text(step.command), Text(step.origin, style="dim"), Text(step.reason))
+    # piped into a file or CI log: wide enough that each command stays on a line or two
+    wide = out if out.is_terminal else Console(file=out.file, width=max(out.width, 200), no_color=out.no_color)
+    wide.print(table)
     for step in report.steps:
-        if step.status.is_failure and step.tail:
+        if (step.status.is_failure or step.status.is_error) and step.tail:
             out.print(f"[bold]{step.name.value}[/] (last lines of its log):", highlight=False)
             for line in step.tail[-10:]:
                 out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
@@ -227,7 +234,11 @@ def print_report(report: VerifyReport) -> None:
               f"{report.plan_source}  ·  {report.duration_seconds:.1f}s", highlight=False, soft_wrap=True)
     sandbox = (f"sandboxed ({report.sandbox.tool})" if report.sandbox.enabled
                else f"not sandboxed: {report.sandbox.reason}")
-    out.print(f"steps ran {sandbox}", highlight=False, soft_wrap=True)
+    out.print(f"steps ran {sandbox}" + (" (in the cached run)" if report.cached else ""), highlight=False,
+              soft_wrap=True, markup=False)
+    for tool in report.toolchains:
+        out.print(f"toolchain: {tool.name} {tool.version}" + (f" ({tool.why})" if tool.why else ""),
+                  highlight=False, soft_wrap=True, markup=False)
     out.print(f"fingerprint: {report.fingerprint}", highlight=False, soft_wrap=True)
     for note in report.notes:
         out.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
@@ -261,5 +272,7 @@ def verify(
         print_json(report)
     else:
         print_report(report)
+    if report.verdict is Verdict.ERROR:  # the repository could not be judged: JobForge's side, exit 2
+        raise VerifyIncomplete(f"the repository could not be verified: {report.error or 'see the report'}")
     if not report.passed:
         raise NegativeVerdict("" if as_json else f"verify: {report.verdict.value}")

@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyProgress,
         VerifyReport,
     )
-    from shared.verify.verdict import log_artifacts, ordered, skipped, summary, unrun_steps, verdict
+    from shared.verify.verdict import error_cause, log_artifacts, ordered, skipped, summary, unrun_steps, verdict
 
 from workflows._job import run_job
 
@@ -132,8 +132,9 @@ class VerifyPackWorkflow:
         results: list[StepResult] = []
         install = await self._install(prepared)
         results.append(install.result)
-        if install.result.status.is_failure:
-            for result in unrun_steps(plan, [], "install failed"):
+        if install.result.status.is_failure or install.result.status.is_error:
+            why = "install failed" if install.result.status.is_failure else "the environment could not be built"
+            for result in unrun_steps(plan, [], why):
                 results.append(result)
                 self._set(result.name, status=StepStatus.SKIPPED, reason=result.reason)
         else:
@@ -148,7 +149,7 @@ class VerifyPackWorkflow:
             toolchain=plan.toolchain, plan_source=plan.source, verdict=outcome, passed=outcome.value == "passed",
             steps=results, fingerprint=compose(prepared.fingerprint_parts, install.tool_versions),
             fingerprint_parts=prepared.fingerprint_parts, sandbox=prepared.sandbox, artifacts=log_artifacts(results),
-            notes=plan.notes,
+            notes=plan.notes, toolchains=plan.provisioned, error=error_cause(results),
         )
 
     def _step_options(self, prepared: Prepared) -> dict[str, Any]:
@@ -161,7 +162,8 @@ class VerifyPackWorkflow:
 
     async def _install(self, prepared: Prepared) -> InstallResult:
         install = prepared.plan.install
-        if not prepared.install_needed:  # decided by prepare: no activity round trip for nothing
+        # decided by prepare: no activity round trip for nothing
+        if not prepared.install_needed and not prepared.plan.error:
             reason = install.reason or f"environment up to date (install key {prepared.plan.install_key[:19]}…)"
             skipped_install = StepResult(name=StepName.INSTALL, status=StepStatus.SKIPPED, command=install.display,
                                          reason=reason)
@@ -169,7 +171,7 @@ class VerifyPackWorkflow:
             return InstallResult(result=skipped_install, tool_versions=prepared.tool_versions)
         request = StepInput(tenant_id=self._tenant, run_id=workflow.info().run_id, prepared=prepared,
                             step=StepName.INSTALL)
-        if prepared.plan.install.runnable:
+        if prepared.plan.install.runnable or prepared.plan.error:
             self._set(StepName.INSTALL, status=StepStatus.RUNNING, started_at=workflow.now())
         try:
             result: InstallResult = await workflow.execute_activity_method(
@@ -197,7 +199,9 @@ class VerifyPackWorkflow:
 
     @staticmethod
     def _infra_failure(name: StepName, prepared: Prepared, exc: ActivityError) -> StepResult:
+        """A step whose activity failed for good (no worker could run it): an error, not the repository's."""
         cause = exc.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
-        return StepResult(name=name, status=StepStatus.FAILED, command=prepared.plan.step(name).display,
+        spec = prepared.plan.step(name)
+        return StepResult(name=name, status=StepStatus.ERROR, command=spec.display, origin=spec.origin,
                           reason=f"the step could not run: {message}"[:1000])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
+import shlex
 from datetime import datetime
 from typing import Any
 
@@ -52,10 +53,17 @@ class StepStatus(enum.StrEnum):
     SKIPPED = "skipped"
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
+    #: the step could not be judged: the worker lacks a toolchain, a registry is unreachable, the install
+    #: timed out — JobForge's fault or its environment's, never the repository's
+    ERROR = "error"
 
     @property
     def is_failure(self) -> bool:
         return self in (StepStatus.FAILED, StepStatus.TIMED_OUT, StepStatus.CANCELLED)
+
+    @property
+    def is_error(self) -> bool:
+        return self is StepStatus.ERROR
 
 
 class Verdict(enum.StrEnum):
@@ -63,6 +71,8 @@ class Verdict(enum.StrEnum):
     FAILED = "failed"
     #: every step was skipped: nothing was verified, which is not a pass
     NOTHING_TO_VERIFY = "nothing_to_verify"
+    #: the repository could not be judged (a missing toolchain, a registry outage, an install timeout)
+    ERROR = "error"
 
 
 class VerifyOptions(Frozen):
@@ -128,14 +138,21 @@ class StepSpec(Frozen):
     name: StepName
     #: argv; empty = nothing to run (see ``reason``)
     argv: list[str] = Field(default_factory=list)
-    #: the command as a person would type it in the repository
+    #: exactly what runs, as a shell would show it (``VAR=value cmd args && cmd2 ...``)
     display: str = ""
     reason: str = ""
     #: install only: whether the command needs the network
     network: bool = False
-    #: further commands run in turn after ``argv`` (install: create the venv, then pip); the first failure
+    #: further commands run in turn after ``argv`` (install: create the venv, then sync); the first failure
     #: stops the step
     extra: list[list[str]] = Field(default_factory=list)
+    #: where the command came from: ".pre-commit-config.yaml", "tox.ini [testenv:lint]", "package.json
+    #: scripts.lint", "Makefile target lint", "detected: ruff 0.6.9 pinned in uv.lock", ...
+    origin: str = ""
+    #: variables set for this step on top of the step environment
+    env: dict[str, str] = Field(default_factory=dict)
+    #: why the step cannot run on this worker (a toolchain is missing): the step is reported as an error
+    error: str = ""
 
     @property
     def runnable(self) -> bool:
@@ -143,6 +160,36 @@ class StepSpec(Frozen):
 
     def commands(self) -> list[list[str]]:
         return [self.argv, *self.extra] if self.argv else []
+
+
+def shell_display(commands: list[list[str]], env: dict[str, str] | None = None) -> str:
+    """The commands as a shell would run them, each prefixed by the step's own variables."""
+    prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted((env or {}).items()))
+    return " && ".join((prefix + " " if prefix else "") + shlex.join(argv) for argv in commands)
+
+
+class ToolRequest(Frozen):
+    """A toolchain the plan needs, resolved and provisioned by the worker before any step runs."""
+
+    #: "npm": a package from the npm registry providing executables (pnpm, yarn, bun, node);
+    #: "pypi": a Python tool installed into its own environment (pre-commit, tox, nox, poetry, hatch)
+    kind: str
+    name: str
+    #: an exact version, a range (npm semver / PEP 440), or "" for JobForge's default
+    version: str = ""
+    #: the declaration it comes from ("package.json packageManager", "pnpm-lock.yaml lockfileVersion 9.0")
+    why: str = ""
+    #: the sha512 (hex) the declaration pins the package's tarball to, when it does
+    integrity: str = ""
+
+
+class ProvisionedTool(Frozen):
+    """A toolchain as provisioned: exact version and where its executables are."""
+
+    name: str
+    version: str
+    bin_dir: str = ""
+    why: str = ""
 
 
 class Plan(Frozen):
@@ -162,6 +209,17 @@ class Plan(Frozen):
     #: extra directories put first on PATH for every step
     path_prefix: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    #: toolchains to provision before the steps run (resolved into ``provisioned`` by prepare)
+    tools: list[ToolRequest] = Field(default_factory=list)
+    provisioned: list[ProvisionedTool] = Field(default_factory=list)
+    #: the interpreter the per-run Python environment is created with
+    interpreter: str = ""
+    #: variables every step of this plan gets (caches, the project environment for ``uv run``)
+    env: dict[str, str] = Field(default_factory=dict)
+    #: why nothing can run on this worker (a toolchain could not be provisioned): every step is an error
+    error: str = ""
+    #: files the worker writes before the steps run (absolute path -> content): the rewritten pre-commit config
+    files: dict[str, str] = Field(default_factory=dict)
 
     def step(self, name: StepName) -> StepSpec:
         if name is StepName.INSTALL:
@@ -193,6 +251,8 @@ class StepResult(Frozen):
     #: the last lines of the (redacted) output, for a quick look at failures
     tail: list[str] = Field(default_factory=list)
     attempt: int = 1
+    #: where the command came from (see StepSpec.origin)
+    origin: str = ""
 
 
 class SandboxInfo(Frozen):
@@ -227,6 +287,10 @@ class VerifyReport(Frozen):
     manifest: ManifestInfo | None = None
     duration_seconds: float = 0.0
     notes: list[str] = Field(default_factory=list)
+    #: the toolchains the steps ran with (exact versions) and where each came from
+    toolchains: list[ProvisionedTool] = Field(default_factory=list)
+    #: why the verdict is ``error``: what the worker lacked
+    error: str = ""
 
     def step(self, name: StepName) -> StepResult:
         for result in self.steps:
@@ -251,6 +315,7 @@ class PrepareInput(Frozen):
 
 
 class Prepared(Frozen):
+    #: where the steps run: the run's own copy of the repository (the checkout itself is never written)
     repo_dir: str
     workspace: str
     checkout: CheckoutSpec | None = None
@@ -266,6 +331,8 @@ class Prepared(Frozen):
     heartbeat_timeout_seconds: float = 30.0
     kill_grace_seconds: float = 5.0
     timeout_seconds: float = 900.0
+    #: the repository as given (a directory on the worker host); empty for a clone
+    source_dir: str = ""
 
 
 class StepInput(Frozen):

@@ -36,6 +36,33 @@ def _inside(path: str, parent: str) -> bool:
     return PurePosixPath(path).is_relative_to(PurePosixPath(parent))
 
 
+def visible(path: str, spec: SandboxSpec) -> bool:
+    """Whether ``path`` (absolute, symlinks resolved) can be seen inside the sandbox ``spec`` describes."""
+    for bound in (spec.repo, spec.workspace, *spec.readonly, *spec.writable):
+        if _inside(path, bound):
+            return True
+    if _inside(path, "/tmp"):
+        return False
+    return not (any(_inside(path, hidden) for hidden in spec.hidden_dirs) or path in spec.hidden_files)
+
+
+#: what bubblewrap prints when the kernel or a container's security profile refuses user namespaces
+_USERNS_REFUSED = ("No permissions to create", "setting up uid map", "Creating new namespace failed",
+                   "Operation not permitted", "unshare", "CAP_SYS_ADMIN", "user namespace")
+
+
+def probe_failure_reason(stderr: str, in_container: bool) -> str:
+    """Why steps run unsandboxed, from bubblewrap's own words, saying what to allow."""
+    first = (stderr.strip().splitlines() or ["no message"])[0][:200]
+    if any(marker.lower() in stderr.lower() for marker in _USERNS_REFUSED):
+        if in_container:
+            return (f"bubblewrap cannot create user namespaces in this container ({first}): its security profile "
+                    "refuses them; allow them for the worker (docs/operations.md, 'Sandboxing verify steps')")
+        return (f"bubblewrap cannot create user namespaces on this host ({first}); enable unprivileged user "
+                "namespaces (kernel.unprivileged_userns_clone=1, or an AppArmor profile for bwrap)")
+    return f"bubblewrap does not work here: {first}"
+
+
 def bwrap_argv(bwrap: str, argv: Sequence[str], spec: SandboxSpec) -> list[str]:
     """``argv`` wrapped in bubblewrap according to ``spec``."""
     out = [bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]

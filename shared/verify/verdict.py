@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from shared.verify.models import (
@@ -14,9 +15,54 @@ from shared.verify.models import (
     VerifyReport,
 )
 
+#: an install's output that says the registry, the network or the machine failed, not the repository
+_INFRASTRUCTURE = re.compile("|".join((
+    r"ECONNREFUSED", r"ECONNRESET", r"ENOTFOUND", r"ETIMEDOUT", r"EAI_AGAIN", r"ENETUNREACH", r"ERR_SOCKET_TIMEOUT",
+    r"getaddrinfo", r"Temporary failure in name resolution", r"Name or service not known", r"Network is unreachable",
+    r"Connection refused", r"Connection reset", r"Could not connect", r"Failed to establish a new connection",
+    r"error sending request", r"Failed to fetch", r"operation timed out", r"Read timed out", r"dns error",
+    r"HTTP status server error \(5\d\d", r"\b50[234] (Bad Gateway|Service Unavailable|Gateway Time-?out)",
+    r"ERR_PNPM_META_FETCH_FAIL", r"ERR_PNPM_FETCH_5\d\d", r"YN0001: .*(RequestError|HTTPError|ETIMEDOUT)",
+    r"No space left on device", r"Cannot allocate memory", r"Read-only file system",
+    r"No interpreter found", r"no Python interpreter", r"is not installed on this worker",
+)), re.IGNORECASE)
+#: an install's output that says the repository's own declarations are inconsistent: what its CI fails on too
+_REPOSITORY = re.compile("|".join((
+    r"lockfile .*needs to be updated", r"The lockfile at .* needs to be updated", r"ERR_PNPM_OUTDATED_LOCKFILE",
+    r"ERR_PNPM_LOCKFILE", r"YN0028", r"The lockfile would have been modified", r"Your lockfile needs to be updated",
+    r"`npm ci` can only install packages when your package\.json and package-lock\.json", r"are not in sync",
+    r"No solution found when resolving", r"ResolutionImpossible", r"Because .* depends on .* we can conclude",
+    r"Could not find a version that satisfies", r"No matching distribution found", r"ERESOLVE", r"ETARGET",
+    r"No matching version found", r"is not in this registry", r"E404", r"was not found in the package registry",
+    r"pyproject\.toml.* (is invalid|parse error)", r"TOML parse error", r"Failed to parse",
+    r"ERR_PNPM_NO_MATCHING_VERSION", r"SolverProblemError", r"pyproject.toml changed significantly since",
+    r"poetry\.lock is not consistent",
+)), re.IGNORECASE)
+
+
+def install_failure(output: str, reason: str) -> tuple[StepStatus, str]:
+    """The status of a failed install: ``failed`` when the output shows the repository's own declarations
+    are broken (a stale lock, an unsatisfiable or unknown requirement), ``error`` otherwise — a registry
+    or network outage, a missing toolchain or system library: the repository could not be judged."""
+    infrastructure = _INFRASTRUCTURE.search(output)
+    if infrastructure is not None:
+        return StepStatus.ERROR, f"{reason}; infrastructure: {_line(output, infrastructure)}"
+    repository = _REPOSITORY.search(output)
+    if repository is not None:
+        return StepStatus.FAILED, f"{reason}: {_line(output, repository)}"
+    return StepStatus.ERROR, f"{reason}: the environment could not be built here (see the install log)"
+
+
+def _line(text: str, match: re.Match[str]) -> str:
+    start = text.rfind("\n", 0, match.start()) + 1
+    end = text.find("\n", match.end())
+    return text[start: end if end >= 0 else len(text)].strip()[:300]
+
 
 def verdict(results: Iterable[StepResult]) -> Verdict:
-    """Failed when any step failed, timed out or was cancelled; passed when at least one check passed.
+    """Failed when any check failed, timed out or was cancelled; error when none failed but a step
+    could not be judged (a toolchain, the registry or the install failed us); passed when at least
+    one check passed.
 
     Skipped steps neither pass nor fail; a run where every check was skipped verified nothing,
     which is reported as such (and is not a pass).
@@ -24,6 +70,8 @@ def verdict(results: Iterable[StepResult]) -> Verdict:
     results = list(results)
     if any(r.status.is_failure for r in results):
         return Verdict.FAILED
+    if any(r.status.is_error for r in results):
+        return Verdict.ERROR
     checks = [r for r in results if r.name is not StepName.INSTALL]
     if any(r.status is StepStatus.PASSED for r in checks):
         return Verdict.PASSED
@@ -32,7 +80,13 @@ def verdict(results: Iterable[StepResult]) -> Verdict:
 
 def skipped(plan: Plan, name: StepName, reason: str = "") -> StepResult:
     spec = plan.step(name)
-    return StepResult(name=name, status=StepStatus.SKIPPED, command=spec.display, reason=reason or spec.reason)
+    return StepResult(name=name, status=StepStatus.SKIPPED, command=spec.display, reason=reason or spec.reason,
+                      origin=spec.origin)
+
+
+def error_cause(results: Iterable[StepResult]) -> str:
+    """What the worker lacked, from the steps that could not be judged ("" when none)."""
+    return "; ".join(f"{r.name.value}: {r.reason}" for r in results if r.status.is_error)
 
 
 def unrun_steps(plan: Plan, ran: Iterable[StepName], reason: str) -> list[StepResult]:

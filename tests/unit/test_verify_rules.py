@@ -170,7 +170,10 @@ def test_step_environment_is_an_allowlist() -> None:
     check = step_env(host, paths, install=False)
     assert check["PATH"] == "/env/bin:/usr/bin" and check["HOME"] == "/ws/home" and check["VIRTUAL_ENV"] == "/env"
     assert not {"JOBFORGE_DATABASE_URL", "AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN", "PIP_INDEX_URL"} & set(check)
-    assert check["npm_config_cache"] == "/ws/home/.npm"
+    assert check["npm_config_cache"] == "/c/npm" and check["CI"] == "true"
+    assert "TERM" not in check and "NO_COLOR" not in check  # never forced: colour libraries' tests read them
+    assert step_env({**host, "TERM": "xterm-256color"}, paths, install=False)["TERM"] == "xterm-256color"
+    assert step_env(host, paths, install=False, extra={"SKIP": "mypy"})["SKIP"] == "mypy"
     install = step_env(host, paths, install=True)
     assert install["PIP_INDEX_URL"] == "https://mirror/simple" and install["PIP_CACHE_DIR"] == "/c/pip"
     assert install["NPM_CONFIG_USERCONFIG"] == "/root/.npmrc" and install["npm_config_cache"] == "/c/npm"
@@ -198,7 +201,7 @@ def test_bwrap_command_line() -> None:
 def test_env_allowlist_never_leaks_the_real_environment() -> None:
     """Whatever the worker's environment holds, a check step sees only allowlisted names plus its own."""
     env = step_env(dict(os.environ, JOBFORGE_X="1"), StepPaths(home="/h", tmp="/t"), install=False)
-    allowed = {"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "TMPDIR", "CI", "TERM", "NO_COLOR",
-               "PYTHONUNBUFFERED", "PIP_DISABLE_PIP_VERSION_CHECK", "npm_config_update_notifier", "npm_config_fund",
-               "npm_config_audit", "npm_config_cache"}
+    allowed = {"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "TMPDIR", "CI", "TERM", "NO_COLOR", "FORCE_COLOR",
+               "COLORTERM", "PYTHONUNBUFFERED", "PIP_DISABLE_PIP_VERSION_CHECK", "npm_config_update_notifier",
+               "npm_config_fund", "npm_config_audit", "npm_config_cache", "UV_PYTHON_DOWNLOADS", "UV_NO_PROGRESS"}
     assert set(env) <= allowed

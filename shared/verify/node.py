@@ -1,0 +1,194 @@
+"""The plan of a Node repository (pure): the package manager it declares, at that version, installs
+into the run's copy; its checks are its own scripts (or targets, or hooks), else detected."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import nodesemver  # type: ignore[import-untyped]  # node-semver ships no type information
+
+from shared.errors import VerifyConfigInvalid
+from shared.verify import detect, pins, sources
+from shared.verify.detect import Host, RepoFacts, Request, none, select, spec
+from shared.verify.models import Plan, StepName, StepSpec, Toolchain, ToolRequest
+
+NPM_PLACEHOLDER_TEST = 'echo "Error: no test specified" && exit 1'
+SCRIPT_ALIASES: dict[StepName, tuple[str, ...]] = {
+    StepName.LINT: ("lint", "lint:check", "lint:ci"),
+    StepName.TYPECHECK: ("typecheck", "type-check", "typecheck:all", "types", "check-types", "types:check",
+                         "check:types", "lint:types", "tsc"),
+    StepName.BUILD: ("build",),
+    StepName.TEST: ("test",),
+}
+#: the npm package that provides each package manager
+MANAGER_PACKAGES = {"pnpm": "pnpm", "yarn": "yarn", "yarn-berry": "@yarnpkg/cli-dist", "npm": "npm"}
+
+
+def package_manager(facts: RepoFacts, package: Mapping[str, Any]) -> pins.PackageManager:
+    """The manager and version the repository declares: ``packageManager`` first, then its lockfile."""
+    yarnrc = facts.files.get(".yarnrc.yml", "")
+    berry_lock = "__metadata:" in facts.files.get("yarn.lock", "")
+    declared = pins.parse_package_manager(package.get("packageManager"))
+    if declared is not None:
+        name, version, integrity = declared
+        berry = name == "yarn" and not version.startswith("1.")
+        return pins.PackageManager(name, version, "package.json packageManager", integrity, berry)
+    if facts.has("pnpm-lock.yaml"):
+        head = facts.files.get("pnpm-lock.yaml", "")
+        return pins.PackageManager("pnpm", pins.pnpm_for_lockfile(head), "pnpm-lock.yaml lockfileVersion")
+    if facts.has("bun.lockb") or facts.has("bun.lock"):
+        return pins.PackageManager("bun", "", "bun.lock")
+    if facts.has("yarn.lock") or facts.has(".yarnrc.yml"):
+        if berry_lock or facts.has(".yarnrc.yml"):
+            version = pins.yarn_path_version(yarnrc)
+            if version:
+                return pins.PackageManager("yarn", version, ".yarnrc.yml yarnPath", berry=True)
+            return pins.PackageManager("yarn", pins.yarn_berry_for_lockfile(facts.files.get("yarn.lock", "")),
+                                       "yarn.lock __metadata", berry=True)
+        return pins.PackageManager("yarn", "1", "yarn.lock (yarn classic)")
+    return pins.PackageManager("npm", "", "package-lock.json" if facts.has("package-lock.json") else "default")
+
+
+def manager_tool(manager: pins.PackageManager, host: Host) -> ToolRequest | None:
+    """What to provision for the manager (None: the worker's own npm serves)."""
+    if manager.name == "npm":
+        if not manager.version or (host.npm_version and host.npm_version == manager.version):
+            return None
+        return ToolRequest(kind="npm", name="npm", version=manager.version, why=manager.why,
+                           integrity=manager.integrity)
+    if manager.name == "bun":
+        return ToolRequest(kind="npm", name=f"@oven/bun-linux-{host.arch}", version=manager.version, why=manager.why,
+                           integrity=manager.integrity)
+    package = MANAGER_PACKAGES["yarn-berry" if manager.berry else manager.name]
+    return ToolRequest(kind="npm", name=package, version=manager.version, why=manager.why,
+                       integrity=manager.integrity if package == manager.name else "")
+
+
+def node_tool(facts: RepoFacts, package: Mapping[str, Any], host: Host) -> tuple[ToolRequest | None, str]:
+    """The Node to provision when the repository asks for one the worker's node does not satisfy."""
+    wanted, where = pins.node_version_request(facts.files, package)
+    if not wanted:
+        return None, ""
+    try:
+        satisfied = bool(host.node_version) and nodesemver.satisfies(host.node_version, wanted, loose=True)
+    except (ValueError, TypeError):
+        return None, f"{where} {wanted!r} is not a version range: the worker's node is used"
+    if satisfied:
+        return None, ""
+    return ToolRequest(kind="npm", name=f"node-linux-{host.arch}", version=wanted, why=where), ""
+
+
+def install_command(facts: RepoFacts, manager: pins.PackageManager) -> list[str]:
+    if manager.name == "pnpm":
+        return ["pnpm", "install", "--frozen-lockfile"] if facts.has("pnpm-lock.yaml") else ["pnpm", "install"]
+    if manager.name == "yarn":
+        if manager.berry:
+            return ["yarn", "install", "--immutable"] if facts.has("yarn.lock") else ["yarn", "install"]
+        return ["yarn", "install", "--frozen-lockfile"] if facts.has("yarn.lock") else ["yarn", "install"]
+    if manager.name == "bun":
+        return ["bun", "install", "--frozen-lockfile"] if facts.has("bun.lockb") or facts.has("bun.lock") else [
+            "bun", "install"]
+    if facts.has("package-lock.json") or facts.has("npm-shrinkwrap.json"):
+        return ["npm", "ci"]
+    return ["npm", "install", "--no-package-lock"]
+
+
+def manager_env(manager: pins.PackageManager, cache: str) -> dict[str, str]:
+    """Where each manager keeps its downloads (shared by runs), and no version switching of its own."""
+    env = {"npm_config_cache": f"{cache}/npm"}
+    if manager.name == "pnpm":
+        env.update({"npm_config_store_dir": f"{cache}/pnpm-store", "npm_config_manage_package_manager_versions":
+                    "false", "npm_config_package_manager_strict": "false"})
+    elif manager.name == "yarn" and manager.berry:
+        env.update({"YARN_GLOBAL_FOLDER": f"{cache}/yarn-berry", "YARN_ENABLE_TELEMETRY": "0",
+                    "YARN_ENABLE_GLOBAL_CACHE": "true"})
+    elif manager.name == "yarn":
+        env["YARN_CACHE_FOLDER"] = f"{cache}/yarn"
+    elif manager.name == "bun":
+        env["BUN_INSTALL_CACHE_DIR"] = f"{cache}/bun"
+    env["COREPACK_ENABLE_STRICT"] = "0"
+    return env
+
+
+def _scripts(package: Mapping[str, Any], manager: pins.PackageManager) -> dict[StepName, StepSpec]:
+    raw = package.get("scripts")
+    scripts = raw if isinstance(raw, dict) else {}
+    out: dict[StepName, StepSpec] = {}
+    for name, aliases in SCRIPT_ALIASES.items():
+        for key in aliases:
+            value = scripts.get(key)
+            if not isinstance(value, str) or not value.strip():
+                continue
+            if name is StepName.TEST and value.strip() == NPM_PLACEHOLDER_TEST:
+                break
+            out[name] = spec(name, [[manager.name, "run", key]], f"package.json scripts.{key}")
+            break
+    return out
+
+
+def plan(facts: RepoFacts, req: Request, host: Host) -> Plan:
+    try:
+        package = json.loads(facts.files["package.json"])
+    except json.JSONDecodeError as exc:
+        raise VerifyConfigInvalid(f"package.json is not valid JSON: {exc}", file="package.json") from None
+    if not isinstance(package, dict):
+        raise VerifyConfigInvalid("package.json is not a JSON object", file="package.json")
+    manager = package_manager(facts, package)
+    deps = {**(package.get("dependencies") or {}), **(package.get("devDependencies") or {})}
+    defined = sources.node_defined(facts, req, _scripts(package, manager), "make" in host.available)
+    scripts = package.get("scripts") if isinstance(package.get("scripts"), dict) else {}
+    detected: dict[StepName, StepSpec] = {}
+    eslint_config = any(facts.has(n) for n in detect.PROBED_PATHS if n.startswith((".eslintrc", "eslint.config")))
+    if eslint_config and "eslint" in deps:
+        detected[StepName.LINT] = spec(StepName.LINT, [["eslint", "."]], "detected: eslint config and dependency")
+    else:
+        detected[StepName.LINT] = none(StepName.LINT, 'package.json has no "lint" script')
+    if not facts.has("tsconfig.json"):
+        detected[StepName.TYPECHECK] = none(StepName.TYPECHECK, 'no "typecheck" script and no tsconfig.json')
+    elif "typescript" in deps or facts.has("node_modules/.bin/tsc"):
+        detected[StepName.TYPECHECK] = spec(StepName.TYPECHECK, [["tsc", "--noEmit"]],
+                                            "detected: tsconfig.json and typescript")
+    else:
+        detected[StepName.TYPECHECK] = none(StepName.TYPECHECK,
+                                            "tsconfig.json is present but typescript is not a dependency")
+    detected[StepName.BUILD] = none(StepName.BUILD, 'package.json has no "build" script')
+    test_script = scripts.get("test") if isinstance(scripts, dict) else None
+    if isinstance(test_script, str) and test_script.strip() == NPM_PLACEHOLDER_TEST:
+        detected[StepName.TEST] = none(StepName.TEST, 'the "test" script is npm init\'s placeholder')
+    else:
+        detected[StepName.TEST] = none(StepName.TEST, 'package.json has no "test" script')
+    steps = [select(name, req, defined.steps.get(name) or detected[name]) for name in detected]
+    tools: list[ToolRequest] = list(defined.tools.values())
+    notes = list(defined.notes)
+    node, node_note = node_tool(facts, package, host)
+    if node is not None:
+        tools.append(node)
+    if node_note:
+        notes.append(node_note)
+    tool = manager_tool(manager, host)
+    if tool is not None:
+        tools.append(tool)
+    env = manager_env(manager, req.cache_dir) if req.cache_dir else {}
+    declared = [package.get(k) for k in ("dependencies", "devDependencies", "optionalDependencies")]
+    if not req.install:
+        install = none(StepName.INSTALL, "options.install is off: node_modules is used as it is")
+    elif not any(isinstance(d, dict) and d for d in declared) and not defined.prepare:
+        install = none(StepName.INSTALL, "package.json declares no dependencies")
+    else:
+        commands = [install_command(facts, manager), *defined.prepare] if any(
+            isinstance(d, dict) and d for d in declared) else list(defined.prepare)
+        origin = f"{manager.name}{' ' + manager.version if manager.version else ''} ({manager.why})"
+        install = spec(StepName.INSTALL, commands, origin, network=True)
+    order = [[StepName.LINT, StepName.TYPECHECK], [StepName.BUILD], [StepName.TEST]]
+    label = f"{manager.name}{'@' + manager.version if manager.version else ''}"
+    return Plan(toolchain=Toolchain.NODE, source=f"node ({label}): " + _source(steps), package_manager=label,
+                install=install, steps=steps, stages=detect.stages(order, steps),
+                timeout_minutes=detect.timeout(req, None), path_prefix=["node_modules/.bin"], notes=notes,
+                tools=tools, env=env, files=defined.files)
+
+
+def _source(steps: list[StepSpec]) -> str:
+    origins = [s.origin for s in steps if s.runnable]
+    return ", ".join(dict.fromkeys(o.split(" ", 1)[0] for o in origins)) or "nothing to run"
