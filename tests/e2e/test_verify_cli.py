@@ -66,14 +66,14 @@ async def test_cli_exit_codes_json_and_plain_progress(settings: Settings, worker
     assert off.returncode == 2 and "VERIFY_PACK_ENABLED" in off.stderr
 
 
-def start_worker(settings: Settings, repos: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, repos: Path, log: Path, sandbox: str = "auto") -> subprocess.Popen[bytes]:
     env = env_with({
         "JOBFORGE_TEMPORAL_ADDRESS": settings.temporal_address,
         "JOBFORGE_DATABASE_URL": settings.database_url_value() or "",
         "JOBFORGE_TASK_QUEUE": settings.task_queue, "JOBFORGE_HOME": str(settings.home),
         "JOBFORGE_VERIFY_ALLOWED_ROOTS": str(repos), "JOBFORGE_VERIFY_HEARTBEAT_TIMEOUT_SECONDS": "2",
         "JOBFORGE_VERIFY_KILL_GRACE_SECONDS": "1", "JOBFORGE_WORKER_GRACEFUL_SHUTDOWN_SECONDS": "0",
-        "JOBFORGE_LOG_FORMAT": "json", **FLAGS_ON,
+        "JOBFORGE_LOG_FORMAT": "json", "JOBFORGE_VERIFY_SANDBOX": sandbox, **FLAGS_ON,
     })
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "workers.worker"], cwd=ROOT, env=env, stdout=out,
@@ -85,13 +85,13 @@ async def test_worker_killed_mid_test_resumes_without_rerunning_finished_steps(
     """SIGKILL of the worker during `test`: a new worker finishes the run; lint/typecheck/build are not rerun."""
     for flag, value in FLAGS_ON.items():
         monkeypatch.setenv(flag, value)
+    runs = tmp_path / "runs.log"  # outside the run's copy of the repository, which goes with the run
     repo = explicit_repo(repos, "resume", {
-        "lint": "echo lint >> runs.log", "typecheck": "echo typecheck >> runs.log", "build": "echo build >> runs.log",
-        "test": "echo test-start >> runs.log; sleep 3; echo test-end >> runs.log",
+        "lint": f"echo lint >> {runs}", "typecheck": f"echo typecheck >> {runs}", "build": f"echo build >> {runs}",
+        "test": f"echo test-start >> {runs}; sleep 3; echo test-end >> {runs}",
     }, order=[["lint", "typecheck"], ["build"], ["test"]])
-    runs = repo / "runs.log"
     log = tmp_path / "worker.log"
-    first = start_worker(settings, repos, log)
+    first = start_worker(settings, repos, log, sandbox="off")  # the steps write their count outside the repository
     second: subprocess.Popen[bytes] | None = None
     try:
         async with open_runtime(settings) as rt:
@@ -104,7 +104,7 @@ async def test_worker_killed_mid_test_resumes_without_rerunning_finished_steps(
                 await asyncio.sleep(0.05)
             first.send_signal(signal.SIGKILL)
             await asyncio.to_thread(first.wait, 10)
-            second = start_worker(settings, repos, log)
+            second = start_worker(settings, repos, log, sandbox="off")
             report = await asyncio.wait_for(client.result(handle), 90)
         assert isinstance(report, VerifyReport) and report.passed, report
         lines = runs.read_text().split()
