@@ -111,7 +111,8 @@ def test_flake8_pyright_and_root_test_files_are_detected() -> None:
 def test_uv_lock_is_synced_with_extras_and_its_pinned_tools() -> None:
     """uv.lock: uv sync --locked --all-extras into the run's environment; tools come from the lock, unpinned
     tools the lock lacks are added; ruff format --check runs when the project formats with ruff."""
-    lock = 'version = 1\n[[package]]\nname = "ruff"\nversion = "0.4.4"\n[[package]]\nname = "pytest"\nversion = "7.4.0"\n'
+    lock = ('version = 1\n[[package]]\nname = "ruff"\nversion = "0.4.4"\n'
+            '[[package]]\nname = "pytest"\nversion = "7.4.0"\n')
     project = PYPROJECT.replace("line-length = 100", "line-length = 100\n[tool.ruff.format]\nquote-style = 'single'")
     p = plan(facts({"pyproject.toml": project, "uv.lock": lock}, {"tests"}), REQ, HOST)
     install = p.install.commands()
