@@ -25,6 +25,7 @@ from shared.canonical import input_hash
 from shared.errors import IdempotencyConflict, RunFailed, StoreUnavailable
 from shared.events import route_admitted, wait_routed
 from shared.flags import FlagReader
+from shared.gate import pg_text
 from shared.ids import check_idempotency_key, check_tenant_id, check_trace_id, new_trace_id, workflow_id_for
 from shared.models import ArtifactRecord, EventEnvelope, EventReceipt, JobRun, RunHandleInfo, RunRecord
 from shared.security.principal import Principal
@@ -164,15 +165,22 @@ class JobForgeClient:
         started = getattr(handle, "_start_workflow_response", None)
         if job.idempotency_key is None or (started is not None and started.started):
             # a fresh start under this id: nothing earlier to compare with, no describe round trip needed
-            return RunHandleInfo(tenant_id=job.tenant_id, template_key=job.template_key, workflow_id=workflow_id,
+            info = RunHandleInfo(tenant_id=job.tenant_id, template_key=job.template_key, workflow_id=workflow_id,
                                  run_id=handle.result_run_id or "", trace_id=job.trace_id, created=True)
-        desc = await handle.describe()
-        memo = await desc.memo()
-        self._check_same_request(desc.workflow_type, str(memo.get("input_hash", "")), job.template_key, digest)
-        return RunHandleInfo(tenant_id=job.tenant_id, template_key=job.template_key, workflow_id=workflow_id,
-                             run_id=desc.run_id,
-                             trace_id=desc.typed_search_attributes.get(TRACE) or job.trace_id,
-                             created=memo.get("request_id") == request_id)
+        else:
+            desc = await handle.describe()
+            memo = await desc.memo()
+            self._check_same_request(desc.workflow_type, str(memo.get("input_hash", "")), job.template_key, digest)
+            info = RunHandleInfo(tenant_id=job.tenant_id, template_key=job.template_key, workflow_id=workflow_id,
+                                 run_id=desc.run_id, trace_id=desc.typed_search_attributes.get(TRACE) or job.trace_id,
+                                 created=memo.get("request_id") == request_id)
+        if self.store is not None and info.run_id:
+            # the run is readable (as queued) as soon as its id is handed out; admission moves it on
+            await self.store.record_queued(tenant_id=info.tenant_id, template_key=info.template_key,
+                                           workflow_id=workflow_id, run_id=info.run_id, trace_id=info.trace_id,
+                                           actor=pg_text(job.actor)[:200], idempotency_key=job.idempotency_key,
+                                           input_hash=digest)
+        return info
 
     @staticmethod
     def _check_same_request(existing_template: str, existing_hash: str, template_key: str, digest: str) -> None:

@@ -17,6 +17,9 @@ class Frozen(BaseModel):
 
 
 class RunStatus(enum.StrEnum):
+    #: started and handed out, not admitted yet (the record written when the run id is handed out; a
+    #: run started straight through Temporal has no record until admission)
+    QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -26,7 +29,11 @@ class RunStatus(enum.StrEnum):
 
     @property
     def is_final(self) -> bool:
-        return self is not RunStatus.RUNNING
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+    @classmethod
+    def final(cls) -> tuple[RunStatus, ...]:
+        return tuple(status for status in cls if status.is_final)
 
 
 class JobRun(Frozen):

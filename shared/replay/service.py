@@ -22,7 +22,6 @@ from temporalio.worker import Replayer, Worker
 from shared.canonical import canonical_json, sha256_hex, verify_input_hash
 from shared.errors import BundleInvalid, ReplayUnavailable, RunStillRunning
 from shared.flags import Flag, FlagReader
-from shared.models import RunStatus
 from shared.replay.bundle import (
     MANIFEST_FILE,
     REPLAY_FILE,
@@ -140,8 +139,9 @@ class ReplayService:
         """The run's bundle files, built in memory (nothing is written or recorded)."""
         await self.flags.require(Flag.REPLAY_PACK)
         run = await self.store.get_run(run_id, tenant_id)
-        if run.status is RunStatus.RUNNING:
-            raise RunStillRunning(f"run {run.run_id} is still running; export it once it has finished")
+        if not run.status.is_final:
+            raise RunStillRunning(f"run {run.run_id} is still {run.status.value}; export it once it has finished "
+                                  "(`jobforge runs show RUN --wait` waits for it)")
         raw = await self.replay.history(run.run_id)
         if raw is None and self.temporal is not None:
             with contextlib.suppress(ReplayUnavailable):

@@ -39,7 +39,7 @@ class ReplayStore:
         """
         stmt = (select(RunRow.tenant_id, RunRow.workflow_id, RunRow.run_id)
                 .outerjoin(RunHistoryRow, RunHistoryRow.run_id == RunRow.run_id)
-                .where(RunRow.status != RunStatus.RUNNING.value, RunHistoryRow.run_id.is_(None))
+                .where(RunRow.status.in_([s.value for s in RunStatus.final()]), RunHistoryRow.run_id.is_(None))
                 .order_by(RunRow.finished_at.desc().nulls_last()).limit(limit))
         async with self._session() as session:
             return [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]

@@ -102,20 +102,42 @@ class Store:
 
     # -- runs ---------------------------------------------------------------------------------
 
+    async def record_queued(self, *, tenant_id: str, template_key: str, workflow_id: str, run_id: str,
+                            trace_id: str, actor: str, idempotency_key: str | None, input_hash: str) -> None:
+        """Record a run as ``queued`` when its id is handed out, so every read finds it at once.
+
+        One statement; a run whose admission has recorded it already (an eager start, a repeated
+        request) is left as it is.
+        """
+        async with fast.connection(self.engine) as conn:
+            await conn.execute(
+                "INSERT INTO runs (run_id, workflow_id, tenant_id, template_key, status, trace_id, actor, "
+                "idempotency_key, input_hash, summary, error) VALUES (%(run_id)s, %(workflow_id)s, %(tenant_id)s, "
+                "%(template_key)s, 'queued', %(trace_id)s, %(actor)s, %(idem)s, %(input_hash)s, '{}'::jsonb, '') "
+                "ON CONFLICT (run_id) DO NOTHING",
+                {"run_id": run_id, "workflow_id": workflow_id, "tenant_id": tenant_id, "template_key": template_key,
+                 "trace_id": trace_id, "actor": actor, "idem": idempotency_key, "input_hash": input_hash})
+
     async def record_run(self, *, tenant_id: str, template_key: str, workflow_id: str, run_id: str,
                          status: RunStatus, trace_id: str, actor: str, idempotency_key: str | None,
                          input_hash: str, error: str = "") -> RunRecord:
-        """Insert the run (idempotent: a retried activity finds its own row and leaves it as is)."""
+        """Record admission's verdict: insert the run, or move its ``queued`` record on.
+
+        Idempotent: a retried activity finds its own row (no longer queued) and leaves it as is.
+        """
         params = {"run_id": run_id, "workflow_id": workflow_id, "tenant_id": tenant_id, "template_key": template_key,
                   "status": status.value, "trace_id": trace_id, "actor": actor, "idem": idempotency_key,
                   "input_hash": input_hash, "error": error, "final": status.is_final}
-        async with fast.connection(self.engine) as conn:  # insert-or-nothing, then read: no transaction needed
+        async with fast.connection(self.engine) as conn:  # one upsert, then read: no transaction needed
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 "INSERT INTO runs (run_id, workflow_id, tenant_id, template_key, status, trace_id, actor, "
                 "idempotency_key, input_hash, summary, error, finished_at) VALUES (%(run_id)s, %(workflow_id)s, "
                 "%(tenant_id)s, %(template_key)s, %(status)s, %(trace_id)s, %(actor)s, %(idem)s, %(input_hash)s, "
-                "'{}'::jsonb, %(error)s, CASE WHEN %(final)s THEN now() END) ON CONFLICT (run_id) DO NOTHING", params)
+                "'{}'::jsonb, %(error)s, CASE WHEN %(final)s THEN now() END) ON CONFLICT (run_id) DO UPDATE SET "
+                "status = EXCLUDED.status, idempotency_key = EXCLUDED.idempotency_key, "
+                "input_hash = EXCLUDED.input_hash, error = EXCLUDED.error, finished_at = EXCLUDED.finished_at, "
+                "updated_at = now() WHERE runs.status = 'queued'", params)
             row = await (await cur.execute("SELECT * FROM runs WHERE run_id = %(run_id)s", params)).fetchone()
         assert row is not None
         return _record(row_of(row))

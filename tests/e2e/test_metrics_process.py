@@ -168,7 +168,7 @@ async def test_worker_and_api_endpoints_count_what_happened(stack: Stack) -> Non
         deadline = time.monotonic() + 30
         while True:
             got = await api.get(f"/v1/runs/{run_id}", headers=writer)
-            if got.status_code == 200 and got.json()["status"] != RunStatus.RUNNING.value:
+            if got.status_code == 200 and RunStatus(got.json()["status"]).is_final:
                 break
             assert time.monotonic() < deadline, got.text
             await asyncio.sleep(0.2)
