@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.errors import InvalidRequest, SealedSecretInvalid
 
 _INFO = b"jobforge sealed secret v1"
 _NONCE = b"\0" * 12  # every seal uses a fresh ephemeral key, so the derived key is never reused
@@ -93,6 +97,68 @@ def new_keypair() -> tuple[X25519PrivateKey, str]:
     """A recipient keypair: the private key and the base64 public key to put in the inputs."""
     private = X25519PrivateKey.generate()
     return private, base64.b64encode(_raw(private.public_key())).decode()
+
+
+def private_key_pem(private: X25519PrivateKey) -> bytes:
+    """The private key as PKCS#8 PEM (what ``jobforge keys keypair`` writes; ``openssl pkey`` reads it)."""
+    return private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+
+def public_key_text(private: X25519PrivateKey) -> str:
+    """The base64 raw public key of ``private``: the ``recipient_public_key`` input."""
+    return base64.b64encode(_raw(private.public_key())).decode()
+
+
+def read_private_key(data: bytes) -> X25519PrivateKey:
+    """An X25519 private key from PKCS#8 PEM (``keys keypair``, ``openssl genpkey -algorithm X25519``) or
+    base64 of the raw 32 bytes; :class:`InvalidRequest` when it is neither."""
+    text = data.strip()
+    if text.startswith(b"-----BEGIN"):
+        try:
+            key = serialization.load_pem_private_key(text, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise InvalidRequest("the private key file is not an unencrypted PKCS#8 PEM key") from None
+        if not isinstance(key, X25519PrivateKey):
+            raise InvalidRequest(f"the private key is {type(key).__name__.removeprefix('_')}, not X25519")
+        return key
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise InvalidRequest("the private key is neither PKCS#8 PEM nor the base64 of 32 raw X25519 bytes")
+    return X25519PrivateKey.from_private_bytes(raw)
+
+
+def sealed_from_text(text: str) -> str:
+    """The sealed box in ``text``: the base64 itself, or a JSON object holding ``sealed_secret`` (a rotation's
+    result, alone or as ``result`` of ``jobforge jobs request --wait --json``)."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            raise SealedSecretInvalid("the input looks like JSON but is not valid JSON") from None
+        for holder in (value, value.get("result") if isinstance(value, dict) else None):
+            if isinstance(holder, dict) and isinstance(holder.get("sealed_secret"), str):
+                return str(holder["sealed_secret"])
+        raise SealedSecretInvalid("the JSON holds no sealed_secret (nor result.sealed_secret)")
+    return text
+
+
+def open_sealed_secret(sealed: str, private_key: X25519PrivateKey) -> str:
+    """:func:`open_sealed` as text, with :class:`SealedSecretInvalid` for anything that does not open."""
+    try:
+        raw = base64.b64decode(sealed, validate=True)
+    except (binascii.Error, ValueError):
+        raise SealedSecretInvalid("the sealed secret is not base64") from None
+    if len(raw) < 32 + 16:
+        raise SealedSecretInvalid("the sealed secret is too short to be a sealed box")
+    try:
+        return open_sealed(sealed, private_key).decode()
+    except (InvalidTag, UnicodeDecodeError):
+        raise SealedSecretInvalid() from None
 
 
 def private_key_bytes(private: X25519PrivateKey) -> bytes:

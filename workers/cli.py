@@ -6,6 +6,7 @@ stderr). Every command that prints data takes ``--json`` and then prints only JS
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ from rich.table import Table
 
 from shared.flags import Flag, FlagReader, parse_switch
 from shared.logs import configure
-from shared.models import RunRecord
+from shared.models import RunRecord, RunStatus
 from shared.settings import Settings
 from shared.store import Store
 from shared.templates import load_registry
@@ -246,18 +247,39 @@ def runs_list(tenant: str = typer.Option(..., "--tenant", "-t"), limit: int = ty
     out.print(table)
 
 
+async def _finished(ident: str, tenant: str | None) -> RunRecord:
+    """The run once it has finished: its workflow's result is awaited, then its record read again."""
+    from temporalio.client import WorkflowFailureError
+    from temporalio.service import RPCError
+
+    async with open_runtime(settings()) as rt:
+        run = await rt.store.get_run(ident, tenant)
+        if run.status.is_final:
+            return run
+        assert rt.temporal is not None
+        handle = rt.temporal.get_workflow_handle(run.workflow_id, run_id=run.run_id)
+        with contextlib.suppress(WorkflowFailureError, RPCError):  # a failed run's record says why
+            await handle.result()
+        return await rt.store.get_run(run.run_id, run.tenant_id)
+
+
 @runs_app.command("show")
 @command
 def runs_show(ident: str = typer.Argument(..., metavar="ID", help="Run id or workflow id."),
               tenant: str | None = typer.Option(None, "--tenant", "-t"),
+              wait: bool = typer.Option(False, "--wait", help="Wait until the run has finished; exit 1 unless it "
+                                        "succeeded."),
               as_json: bool = typer.Option(False, "--json")) -> None:
-    """One run, by run id or workflow id."""
-    run = run_async(_store_call(lambda store: store.get_run(ident, tenant)))
+    """One run, by run id or workflow id (readable as soon as its id is handed out: queued, then running)."""
+    run = run_async(_finished(ident, tenant) if wait else _store_call(lambda store: store.get_run(ident, tenant)))
     if as_json:
         print_json(_run_row(run))
-        return
-    for key, value in _run_row(run).items():
-        out.print(f"[bold]{key}[/]: {json.dumps(value) if isinstance(value, dict) else value}", highlight=False)
+    else:
+        for key, value in _run_row(run).items():
+            out.print(f"[bold]{key}[/]: {json.dumps(value) if isinstance(value, dict) else value}", highlight=False)
+    if wait and run.status is not RunStatus.SUCCEEDED:
+        raise NegativeVerdict("" if as_json else f"run {run.run_id} {run.status.value}"
+                              + ("" if run.status.is_final else ": its workflow closed without recording an outcome"))
 
 
 # -- dev -------------------------------------------------------------------------------------------

@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 
-from shared.replay.service import ReplayService, dry_run_bundle, verify_bundle
+from shared.replay.service import ReplayService, dry_run_bundle, opened_bundle, verify_bundle
 from shared.templates import import_template_module
 from workers.cli_common import NegativeVerdict, command, err, out, print_json, run_async, settings
 from workers.runtime import open_runtime
@@ -26,18 +27,36 @@ def _workflows() -> list[type[object]]:
 
 
 @contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """Point file descriptor 1 at stderr meanwhile, so processes started inside (the throwaway dev
-    server prints a banner) cannot mix into this command's stdout (``--json`` must stay JSON)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
+def _output_captured() -> Iterator[Path]:
+    """Point file descriptors 1 and 2 at a log file meanwhile: processes started inside (the throwaway dev
+    server prints a banner and logs) can mix neither into this command's stdout (``--json`` stays JSON)
+    nor into its stderr. The log is shown on stderr when the command fails with an error."""
+    with tempfile.TemporaryDirectory(prefix="jobforge-dry-run-") as tmp:
+        log = Path(tmp) / "server.log"
         sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        failed = False
+        try:
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            yield log
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for held in (fd, *saved):
+                os.close(held)
+            if failed:
+                tail = log.read_text(errors="replace").strip().splitlines()[-20:]
+                if tail:
+                    err.print("the throwaway Temporal server's output:\n" + "\n".join(tail), highlight=False,
+                              markup=False)
 
 
 @replay_app.command("export")
@@ -66,12 +85,16 @@ def export(run_id: str = typer.Argument(..., help="Run id or workflow id."),
         out.print(f"  tarball: {result.tarball}", highlight=False)  # type: ignore[attr-defined]
 
 
+BUNDLE_HELP = "A bundle directory, or its .tar.gz (`replay export --tar`, GET /v1/runs/{id}/replay)."
+
+
 @replay_app.command("verify")
 @command
-def verify(directory: Path = typer.Argument(..., exists=True, file_okay=False),
+def verify(bundle: Path = typer.Argument(..., exists=True, metavar="BUNDLE", help=BUNDLE_HELP),
            as_json: bool = typer.Option(False, "--json")) -> None:
     """Check every hash and replay the history against today's workflow code (exit 1 on a problem)."""
-    result = run_async(verify_bundle(directory, _workflows()))
+    with opened_bundle(bundle) as directory:
+        result = run_async(verify_bundle(directory, _workflows()))
     if as_json:
         print_json(result)
     else:
@@ -87,12 +110,14 @@ def verify(directory: Path = typer.Argument(..., exists=True, file_okay=False),
 
 @replay_app.command("dry-run")
 @command
-def dry_run(directory: Path = typer.Argument(..., exists=True, file_okay=False),
+def dry_run(bundle: Path = typer.Argument(..., exists=True, metavar="BUNDLE", help=BUNDLE_HELP),
             as_json: bool = typer.Option(False, "--json")) -> None:
     """Re-execute the recorded run with side effects disabled and compare outcomes (exit 1 if they differ)."""
-    err.print("re-executing on a throwaway Temporal dev server; activities answer from the history", highlight=False)
+    if not as_json:
+        err.print("re-executing on a throwaway Temporal dev server; activities answer from the history",
+                  highlight=False)
     workflows = _workflows()
-    with _stdout_to_stderr():
+    with opened_bundle(bundle) as directory, _output_captured():
         result = run_async(dry_run_bundle(directory, workflows, temporal_binary()))
     if as_json:
         print_json(result)

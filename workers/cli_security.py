@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import sys
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from rich.table import Table
 
+from shared.errors import InvalidRequest
 from shared.flags import Flag
 from shared.security.principal import Principal
 from shared.security.scopes import parse_scopes
@@ -17,6 +24,8 @@ from workers.cli_common import NegativeVerdict, command, err, out, parse_inputs,
 from workers.runtime import Runtime, open_runtime
 
 R = TypeVar("R")
+
+ROTATION = "autopilot.keys.rotation"
 
 tenants_app = typer.Typer(no_args_is_help=True, help="Tenants: isolated customer/app accounts.")
 keys_app = typer.Typer(no_args_is_help=True, help="Tenant API keys (the secret is shown once).")
@@ -109,6 +118,103 @@ def keys_revoke(key_id: str, as_json: bool = typer.Option(False, "--json")) -> N
         print_json(_key_row(key))
     else:
         out.print(f"key {key.key_id} revoked", highlight=False)
+
+
+@keys_app.command("keypair")
+@command
+def keys_keypair(private_key: Path = typer.Option(..., "--private-key", help="Where to write the private key "
+                                                  "(PKCS#8 PEM, mode 0600)."),
+                 force: bool = typer.Option(False, "--force", help="Overwrite an existing file.")) -> None:
+    """Make an X25519 keypair to receive a rotated key's secret: the private key goes to a file, the
+    public key (the rotation's ``recipient_public_key``) to stdout."""
+    from shared.keys_rotation import new_keypair, private_key_pem
+
+    private, public = new_keypair()
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(private_key, flags, 0o600)
+    except FileExistsError:
+        raise InvalidRequest(f"{private_key} exists; pass --force to overwrite it") from None
+    except OSError as exc:
+        raise InvalidRequest(f"cannot write {private_key}: {exc.strerror}") from None
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(private_key_pem(private))
+    err.print(f"private key written to {private_key}; the public key (recipient_public_key):", highlight=False)
+    out.print(public, highlight=False, soft_wrap=True)
+
+
+def _read_text(source: str, what: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    if source.startswith("@"):
+        try:
+            return Path(source[1:]).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidRequest(f"cannot read {what} from {source[1:]}: {getattr(exc, 'strerror', None) or exc}"
+                                 ) from None
+    return source
+
+
+async def _sealed_of_run(ident: str, within: float) -> str:
+    """The sealed secret of a rotation run: queried while it waits out its grace period, else its result."""
+    from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError
+    from temporalio.service import RPCError
+
+    from activities.keys import SuccessorResult
+    from shared.errors import RunStillRunning
+    from shared.keys_rotation import KeyRotationResult
+    from shared.temporal import from_failure
+
+    async with open_runtime(settings()) as rt:
+        run = await rt.store.get_run(ident)
+        if run.template_key != ROTATION:
+            raise InvalidRequest(f"run {run.run_id} is a run of {run.template_key}, not of {ROTATION}")
+        assert rt.temporal is not None
+        handle = rt.temporal.get_workflow_handle(run.workflow_id, run_id=run.run_id, result_type=KeyRotationResult)
+        deadline = time.monotonic() + within
+        while True:
+            with contextlib.suppress(WorkflowQueryFailedError, RPCError):  # not started yet, or gone
+                successor = await handle.query("successor", result_type=SuccessorResult | None)  # type: ignore[arg-type]
+                if successor is not None:
+                    return str(successor.sealed_secret)
+            description = await handle.describe()
+            if description.close_time is not None:
+                try:
+                    result = await handle.result()
+                except WorkflowFailureError as exc:
+                    typed = from_failure(exc)
+                    raise (typed or RunStillRunning(f"run {run.run_id} failed: {exc.cause or exc}")) from None
+                assert isinstance(result, KeyRotationResult)
+                return result.sealed_secret
+            if time.monotonic() > deadline:
+                raise RunStillRunning(f"run {run.run_id} has not made the new key within {within:g}s "
+                                      f"(status {description.status.name if description.status else 'unknown'})")
+            await asyncio.sleep(0.2)
+
+
+@keys_app.command("open-sealed")
+@command
+def keys_open_sealed(
+    sealed: str | None = typer.Argument(None, metavar="[SEALED]", help="The sealed secret (base64), @FILE or - "
+                                        "(stdin); a file may hold a rotation's result JSON."),
+    private_key: Path = typer.Option(..., "--private-key", help="The private key of `jobforge keys keypair`."),
+    run: str | None = typer.Option(None, "--run", help="Take the sealed secret from this rotation run (its run "
+                                   "id or workflow id); it is there from the grace period on."),
+    timeout: float = typer.Option(60.0, "--timeout", min=0.1, help="With --run: seconds to wait for the new key."),
+) -> None:
+    """Open a rotated key's sealed secret (``autopilot.keys.rotation``) and print the new key."""
+    from shared.keys_rotation import open_sealed_secret, read_private_key, sealed_from_text
+
+    if (sealed is None) == (run is None):
+        raise InvalidRequest("give the sealed secret (SEALED, @FILE or -) or --run RUN, one of them")
+    try:
+        key = read_private_key(private_key.read_bytes())
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read the private key {private_key}: {exc.strerror}") from None
+    text = run_async(_sealed_of_run(run, timeout)) if run is not None else _read_text(sealed or "", "the sealed secret")
+    secret = open_sealed_secret(sealed_from_text(text), key)
+    out.print(secret, highlight=False, soft_wrap=True, markup=False)
 
 
 @tokens_app.command("issue")

@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.keys import KeyActivities, RevokeInput, SuccessorInput
+    from activities.keys import KeyActivities, RevokeInput, SuccessorInput, SuccessorResult
     from shared.keys_rotation import KeyRotationInputs, KeyRotationResult
     from shared.models import JobRun
 
@@ -23,10 +23,16 @@ STEP_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["api_key
 class KeysRotationWorkflow:
     def __init__(self) -> None:
         self._phase = "admission"
+        self._successor: SuccessorResult | None = None
 
     @workflow.query(name="phase")
     def phase(self) -> str:
         return self._phase
+
+    @workflow.query(name="successor")
+    def successor(self) -> SuccessorResult | None:
+        """The new key (its secret sealed) once it exists: usable during the grace period, before the result."""
+        return self._successor
 
     @workflow.run
     async def run(self, job: JobRun) -> KeyRotationResult:
@@ -43,6 +49,7 @@ class KeysRotationWorkflow:
                            recipient_public_key=inputs.recipient_public_key,
                            marker=f"rotation of {inputs.key_id} by run {workflow.info().run_id}"),
             start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY)
+        self._successor = successor
         self._phase = "grace period"
         await workflow.sleep(timedelta(seconds=inputs.grace_seconds))
         self._phase = "revoking old key"

@@ -13,14 +13,16 @@ import binascii
 import gzip
 import io
 import tarfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.canonical import canonical_json, sha256_hex
+from shared.errors import BundleInvalid
 from shared.security.redaction import REDACTED, is_secret_field, redact_text
 
 BUNDLE_FORMAT = "jobforge.replay/v1"
@@ -308,6 +310,55 @@ def tar_bundle(files: Mapping[str, bytes], root_name: str) -> bytes:
     with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, filename="") as gz:
         gz.write(raw.getvalue())
     return out.getvalue()
+
+
+#: what a bundle tarball may hold: a handful of files, at most this many bytes unpacked (a tarball built
+#: to exhaust memory or disk is refused while it is read, not after)
+MAX_TAR_MEMBERS = 64
+MAX_TAR_BYTES = 1 << 30
+
+
+def untar_bundle(stream: IO[bytes], name: str = "the tarball", max_bytes: int = MAX_TAR_BYTES) -> dict[str, bytes]:
+    """The files of a bundle tarball (as :func:`tar_bundle` writes it): one top directory of regular files.
+
+    Refused with :class:`BundleInvalid` naming the problem: not a gzip'd tar, links, devices, nested or
+    absolute paths, ``..``, a name twice, more than ``MAX_TAR_MEMBERS`` members or ``max_bytes`` bytes.
+    """
+    files: dict[str, bytes] = {}
+    roots: set[str] = set()
+    total = 0
+    try:
+        with tarfile.open(fileobj=stream, mode="r:gz") as tar:
+            for count, member in enumerate(tar, start=1):
+                if count > MAX_TAR_MEMBERS:
+                    raise BundleInvalid(f"{name} holds more than {MAX_TAR_MEMBERS} entries; a bundle holds a few files")
+                parts = member.name.split("/")
+                if member.isdir() and len(parts) == 1 and parts[0] not in ("", ".", ".."):
+                    roots.add(parts[0])
+                    continue
+                if not member.isreg():
+                    raise BundleInvalid(f"{name}: {member.name!r} is not a regular file")
+                if len(parts) != 2 or any(part in ("", ".", "..") for part in parts):
+                    raise BundleInvalid(f"{name}: {member.name!r} is not a file in the bundle's directory")
+                roots.add(parts[0])
+                if len(roots) > 1:
+                    raise BundleInvalid(f"{name} holds more than one directory ({', '.join(sorted(roots))})")
+                if parts[1] in files:
+                    raise BundleInvalid(f"{name} holds {parts[1]!r} twice")
+                total += member.size
+                if total > max_bytes:
+                    raise BundleInvalid(f"{name} unpacks to more than {max_bytes} bytes")
+                extracted = tar.extractfile(member)
+                assert extracted is not None  # a regular file
+                data = extracted.read(member.size + 1)
+                if len(data) != member.size:
+                    raise BundleInvalid(f"{name}: {member.name!r} is truncated")
+                files[parts[1]] = data
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise BundleInvalid(f"{name} is not a readable .tar.gz bundle: {type(exc).__name__}: {exc}") from None
+    if not files:
+        raise BundleInvalid(f"{name} holds no files")
+    return files
 
 
 def check_files(directory: Path) -> list[FileProblem]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from shared.replay.bundle import (
     redact_keeping_types,
     tar_bundle,
     task_queues,
+    untar_bundle,
     workflow_input,
     write_bundle,
 )
@@ -172,6 +174,25 @@ class ReplayService:
         return ExportResult(run_id=built.run_id, tenant_id=built.tenant_id, directory=str(out_dir),
                             tarball=str(tar_path) if tar_path else None, bundle_sha256=built.sha256,
                             files={name: sha256_hex(data) for name, data in sorted(files.items())})
+
+
+@contextlib.contextmanager
+def opened_bundle(path: Path) -> Iterator[Path]:
+    """The bundle at ``path`` as a directory: itself, or a tarball's files unpacked into a temporary one."""
+    if path.is_dir():
+        yield path
+        return
+    try:
+        with path.open("rb") as stream:
+            files = untar_bundle(stream, str(path))
+    except IsADirectoryError:  # raced into a directory
+        raise BundleInvalid(f"{path} changed while it was read") from None
+    except OSError as exc:
+        raise BundleInvalid(f"cannot read {path}: {exc.strerror}") from None
+    with tempfile.TemporaryDirectory(prefix="jobforge-bundle-") as tmp:
+        directory = Path(tmp) / (path.name.removesuffix(".gz").removesuffix(".tar") or "bundle")
+        write_bundle(files, directory)
+        yield directory
 
 
 def load_bundle(directory: Path) -> dict[str, Any]:

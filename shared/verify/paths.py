@@ -52,8 +52,10 @@ def check_repo_path(raw: str, roots: Iterable[Path]) -> Path:
         raise RepoPathRefused(f"repo_path {raw!r} cannot be resolved: {exc.strerror}", reason="unresolvable") from None
     if not any(real.is_relative_to(root) for root in resolved_roots):
         raise RepoPathRefused(
-            f"repo_path {raw!r} resolves outside the allowed roots ({', '.join(map(str, resolved_roots))}); "
-            "set JOBFORGE_VERIFY_ALLOWED_ROOTS on the worker to allow it", reason="outside_roots")
+            f"repo_path {raw!r} resolves outside the directories the workers may verify "
+            f"({', '.join(map(str, resolved_roots))}; by default their working directory); to allow it, start "
+            f"the workers with JOBFORGE_VERIFY_ALLOWED_ROOTS set (comma-separated directories), e.g. "
+            f"`JOBFORGE_VERIFY_ALLOWED_ROOTS={real.parent} jobforge dev`", reason="outside_roots")
     if not real.is_dir():
         raise RepoPathRefused(f"repo_path {raw!r} is not a directory", reason="not_a_directory")
     return real

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ pytestmark = pytest.mark.e2e
 def test_every_readme_block_runs_as_written(tmp_path: Path) -> None:
     """The README's shell blocks run in order in one shell, in a checkout, against `jobforge dev`; each passes."""
     checkout = checkout_view(ROOT, tmp_path / "jobforge")
-    env = env_with({"HOME": str(tmp_path / "home"), "TERM": "dumb"})
+    # a user's download caches outlive one session: share the verify pack's between runs of this test
+    cache = Path(tempfile.gettempdir()) / "jobforge-test-verify-cache"
+    env = env_with({"HOME": str(tmp_path / "home"), "TERM": "dumb", "JOBFORGE_VERIFY_CACHE_DIR": str(cache)})
     env.pop("PYTHONPATH", None)  # the user's shell has no PYTHONPATH; the activated venv is what finds JobForge
     env.pop("VIRTUAL_ENV", None)
     report = run_page(ROOT / "README.md", checkout, env, source="README.md")

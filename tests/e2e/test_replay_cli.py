@@ -52,24 +52,34 @@ async def test_export_verify_tamper_and_dry_run_from_the_cli(settings: Settings,
                     "JOBFORGE_TEMPORAL_ADDRESS": settings.temporal_address, "JOBFORGE_HOME": str(settings.home),
                     **FLAGS_ON})
     out = tmp_path / "bundle"
-    exported = await asyncio.to_thread(jobforge, "replay", "export", handle.run_id, "--out", str(out), "--json",
-                                       env=env)
+    exported = await asyncio.to_thread(jobforge, "replay", "export", handle.run_id, "--out", str(out), "--tar",
+                                       "--json", env=env)
     assert exported.returncode == 0, exported.stderr
     result = ExportResult.model_validate(json.loads(exported.stdout))
     assert result.run_id == handle.run_id and result.directory == str(out)
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "replay.json"]
+    assert result.tarball == str(tmp_path / "bundle.tar.gz")
 
-    verified = await asyncio.to_thread(jobforge, "replay", "verify", str(out), "--json", env=env)
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    report = VerifyResult.model_validate(json.loads(verified.stdout))
-    assert report.ok and report.determinism == "ok" and report.input_hash == "ok" and report.events > 10
+    for bundle in (out, Path(result.tarball)):  # the directory and the tarball answer the same
+        verified = await asyncio.to_thread(jobforge, "replay", "verify", str(bundle), "--json", env=env)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        report = VerifyResult.model_validate(json.loads(verified.stdout))
+        assert report.ok and report.determinism == "ok" and report.input_hash == "ok" and report.events > 10
 
-    dry = await asyncio.to_thread(jobforge, "replay", "dry-run", str(out), "--json", env=env)
+    dry = await asyncio.to_thread(jobforge, "replay", "dry-run", result.tarball, "--json", env=env)
     assert dry.returncode == 0, dry.stdout + dry.stderr
-    dry_run = DryRunResult.model_validate(json.loads(dry.stdout))
+    dry_run = DryRunResult.model_validate(json.loads(dry.stdout))  # stdout is the JSON document alone
     assert dry_run.ok and dry_run.replayed == dry_run.recorded and dry_run.recorded["status"] == "completed"
     plain = await asyncio.to_thread(jobforge, "replay", "dry-run", str(out), env=env)
     assert plain.returncode == 0 and "same outcome" in plain.stdout, plain.stdout + plain.stderr
+    for answer in (dry, plain):  # the throwaway server's banner and logs reach neither stream
+        assert "Temporal Server" not in answer.stdout + answer.stderr, answer.stdout + answer.stderr
+    assert dry.stderr == "", dry.stderr
+
+    not_a_bundle = tmp_path / "notes.tar.gz"
+    not_a_bundle.write_bytes(b"just text")
+    refused = await asyncio.to_thread(jobforge, "replay", "verify", str(not_a_bundle), env=env)
+    assert refused.returncode == 2 and "bundle_invalid" in refused.stderr, refused.stderr
 
     path = out / "replay.json"
     data = bytearray(path.read_bytes())

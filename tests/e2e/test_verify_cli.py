@@ -60,6 +60,7 @@ async def test_cli_exit_codes_json_and_plain_progress(settings: Settings, worker
 
     refused = await asyncio.to_thread(jobforge, "verify", str(ROOT), env=env)
     assert refused.returncode == 2 and "repo_path_refused" in refused.stderr, refused.stderr
+    assert f"JOBFORGE_VERIFY_ALLOWED_ROOTS={ROOT.parent} jobforge dev" in refused.stderr  # how to allow it
     usage = await asyncio.to_thread(jobforge, "verify", str(good), "--ref", "main", env=env)
     assert usage.returncode == 2 and "--ref" in usage.stderr
     off = await asyncio.to_thread(jobforge, "verify", str(good), env={**env, Flag.VERIFY_PACK.value: "0"})

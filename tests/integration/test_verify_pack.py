@@ -228,8 +228,9 @@ async def test_paths_outside_the_allowed_roots_are_refused(runtime: Runtime, wor
     outside.mkdir()
     (repos / "escape").symlink_to(outside)
     (repos / "file.txt").write_text("x")
-    cases = {str(repos / "escape"): "outside the allowed roots", f"{repos}/../outside": "traversal",
-             str(repos / "file.txt"): "not a directory", str(repos / "missing"): "does not exist"}
+    cases = {str(repos / "escape"): "outside the directories the workers may verify",
+             f"{repos}/../outside": "traversal", str(repos / "file.txt"): "not a directory",
+             str(repos / "missing"): "does not exist"}
     for path, words in cases.items():
         handle = await request(runtime, {"repo_path": path})
         with pytest.raises(RepoPathRefused) as info:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import base64
+import io
+import tarfile
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from shared.errors import BundleInvalid
 from shared.replay.bundle import (
     build_bundle,
     bundle_digest,
@@ -19,6 +25,7 @@ from shared.replay.bundle import (
     redact_keeping_types,
     tar_bundle,
     task_queues,
+    untar_bundle,
     workflow_input,
     write_bundle,
 )
@@ -138,3 +145,61 @@ def test_outcome_differences_name_the_paths() -> None:
     assert outcome_differences(recorded, changed) == ["$.result.extra", "$.result.steps[1].exit"]
     assert outcome_differences(recorded, {"status": "failed"}) == ["$.result", "$.status"]
     assert outcome_differences([1, 2], [1]) == ["$"]
+
+
+def _tarball(members: list[tuple[str, bytes | None, bytes]]) -> bytes:
+    """A .tar.gz of (name, type, data) members; type None = a regular file."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data) if kind is None else 0
+            if kind is not None:
+                info.type = kind
+                info.linkname = "/etc/passwd"
+            tar.addfile(info, io.BytesIO(data) if kind is None else None)
+    return raw.getvalue()
+
+
+def test_a_bundle_tarball_unpacks_to_its_files() -> None:
+    """What tar_bundle writes (export --tar, the API's download), untar_bundle reads back byte for byte."""
+    files = {"replay.json": b'{"a": 1}\n', "manifest.json": b'{"files": []}\n'}
+    assert untar_bundle(io.BytesIO(tar_bundle(files, "replay-r1"))) == files
+
+
+@pytest.mark.parametrize(("members", "problem"), [
+    ([("b/../../etc/x", None, b"x")], "not a file in the bundle's directory"),
+    ([("/abs/replay.json", None, b"x")], "not a file in the bundle's directory"),
+    ([("b/sub/replay.json", None, b"x")], "not a file in the bundle's directory"),
+    ([("b/replay.json", tarfile.SYMTYPE, b"")], "not a regular file"),
+    ([("b/replay.json", tarfile.LNKTYPE, b"")], "not a regular file"),
+    ([("a/replay.json", None, b"x"), ("b/manifest.json", None, b"x")], "more than one directory"),
+    ([("b/replay.json", None, b"x"), ("b/replay.json", None, b"y")], "twice"),
+    ([(f"b/f{i}", None, b"") for i in range(100)], "more than 64 entries"),
+    ([], "holds no files"),
+])
+def test_a_tarball_that_is_not_a_flat_bundle_is_refused(members: list[tuple[str, bytes | None, bytes]],
+                                                        problem: str) -> None:
+    """Links, traversal, nesting, two roots, duplicates and floods are refused with a reason, never unpacked."""
+    with pytest.raises(BundleInvalid, match=problem):
+        untar_bundle(io.BytesIO(_tarball(members)))
+
+
+def test_a_tarball_past_the_size_limit_is_refused_while_read() -> None:
+    """A member that would take the unpacked total over the limit is refused before its bytes are read."""
+    data = _tarball([("b/replay.json", None, b"0" * 5000)])
+    with pytest.raises(BundleInvalid, match="unpacks to more than 4096 bytes"):
+        untar_bundle(io.BytesIO(data), max_bytes=4096)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=4096))
+def test_any_bytes_give_files_or_bundle_invalid(data: bytes) -> None:
+    """Whatever the bytes (garbage, truncated or damaged gzip), the answer is files or BundleInvalid."""
+    good = tar_bundle({"replay.json": b"{}", "manifest.json": b"{}"}, "r")
+    for candidate in (data, good[: len(data) % len(good)], good[:40] + data):
+        try:
+            files = untar_bundle(io.BytesIO(candidate))
+        except BundleInvalid:
+            continue
+        assert all("/" not in name and name not in ("", ".", "..") for name in files)
