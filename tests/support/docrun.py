@@ -3,7 +3,9 @@
 A page is a session a user pastes: its ``sh``/``bash``/``shell`` fenced blocks run in order in one
 ``bash`` process (variables, ``cd`` and ``export`` carry from block to block; each block's stdin is
 ``/dev/null``), each block with errexit semantics: the first command that fails ends the block, and a
-block that fails ends the session. Other fences (``python``, ``json``, ``text``) are not run.
+block that fails ends the session. Other fences (``python``, ``json``, ``text``) are not run unless
+marked ``run`` (a ``python`` block then runs as ``python -`` in the same session: its working
+directory and exported variables).
 
 HTML comments right before a block (blank lines between are fine) steer the runner; they do not
 render, so the page reads the same::
@@ -15,13 +17,16 @@ render, so the page reads the same::
                                           session goes on; a pass is reported, so the mark is removed
     <!-- docrun: expect REGEX -->         the block's output (stdout + stderr) must match REGEX
     <!-- docrun: timeout SECONDS -->      this block may take longer than the default
+    <!-- docrun: run -->                  run this ``python`` block (a complete program, not a fragment)
 
 A ``stack`` block holds exactly one ``jobforge dev`` command (and comments); the runner appends
 ``--temporal-port/--ui-port/--pg-port/--api-port`` with free ports, so the commands after it find the
 stack exactly as a user's shell does: through ``.jobforge/state.json`` under the session's working
-directory (or ``$JOBFORGE_HOME``). A page with no ``stack`` block gets one started before its first
-block when ``stack=True``. Whatever way it started, the runner stops the stack (SIGTERM, as a
-supervisor would) when the session ends.
+directory (or ``$JOBFORGE_HOME``). The stock ``temporal`` CLI finds it the same way, through
+``TEMPORAL_ADDRESS``, which the session's environment carries. A page with no ``stack`` block gets
+one started before its first block when ``stack=True``. Whatever way it started, the runner stops the
+stack (SIGTERM, as a supervisor would) when the session ends. ``activate=True`` starts the session
+with the virtualenv's ``bin`` first on ``PATH``, for pages that assume ``jobforge`` is on it.
 
 :func:`checkout_view` builds the working directory a session runs in: the repository as a user's
 clone looks (``.venv`` and the sources as symlinks, ``examples/`` copied so the stack's workers, which
@@ -41,6 +46,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,12 +55,14 @@ from pathlib import Path
 
 #: fenced blocks in these languages are run
 SHELL_LANGUAGES = frozenset({"sh", "bash", "shell"})
+#: fenced blocks in these languages run when marked ``docrun: run``
+PROGRAM_LANGUAGES = frozenset({"python"})
 DEFAULT_BLOCK_TIMEOUT = 120.0
 STACK_TIMEOUT = 90.0
 
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
 _DIRECTIVE = re.compile(r"^\s*<!--\s*docrun:\s*(?P<kind>[a-z-]+)\s*(?P<arg>.*?)\s*-->\s*$")
-_KINDS = frozenset({"skip", "stack", "known-failure", "expect", "timeout"})
+_KINDS = frozenset({"skip", "stack", "known-failure", "expect", "timeout", "run"})
 
 
 class DocrunError(Exception):
@@ -75,14 +83,30 @@ class Block:
     known_failure: str | None = None
     expect: tuple[str, ...] = ()
     timeout: float = DEFAULT_BLOCK_TIMEOUT
+    #: a non-shell block marked to run
+    run: bool = False
 
     @property
     def where(self) -> str:
         return f"{self.source}:{self.line}"
 
     @property
+    def runs(self) -> bool:
+        """Whether the block belongs to the session (skipped or not)."""
+        return self.lang in SHELL_LANGUAGES or self.run
+
+    @property
     def runnable(self) -> bool:
-        return self.lang in SHELL_LANGUAGES and self.skip is None
+        return self.runs and self.skip is None
+
+    def script(self) -> str:
+        """The shell text that runs this block."""
+        if self.lang in SHELL_LANGUAGES:
+            return self.text
+        end = "__DOCRUN_END__"
+        if end in self.text:
+            raise DocrunError(f"{self.where}: the block contains {end}")
+        return f"python - <<'{end}'\n{self.text}{end}\n"
 
 
 def parse(markdown: str, source: str = "<page>") -> list[Block]:
@@ -136,6 +160,8 @@ def _with_directives(block: Block, directives: Sequence[tuple[int, str, str]], s
             changes["known_failure"] = arg
         elif kind == "stack":
             changes["stack"] = True
+        elif kind == "run":
+            changes["run"] = True
         elif kind == "expect":
             try:
                 re.compile(arg)
@@ -150,8 +176,12 @@ def _with_directives(block: Block, directives: Sequence[tuple[int, str, str]], s
     if expects:
         changes["expect"] = tuple(expects)
     result = Block(**{**block.__dict__, **changes})  # type: ignore[arg-type]
-    if result.lang not in SHELL_LANGUAGES and directives:
-        raise DocrunError(f"{result.where}: docrun directives on a {result.lang or 'plain'} block, which is never run")
+    if result.run and result.lang not in PROGRAM_LANGUAGES:
+        raise DocrunError(f"{result.where}: `docrun: run` is for {', '.join(sorted(PROGRAM_LANGUAGES))} blocks "
+                          f"(shell blocks always run), not {result.lang or 'plain'} ones")
+    if not result.runs and directives:
+        raise DocrunError(f"{result.where}: docrun directives on a {result.lang or 'plain'} block, which is never run "
+                          "(mark it `docrun: run` to run it)")
     if result.stack:
         stack_command(result)  # refuse a malformed stack block early
     return result
@@ -221,7 +251,7 @@ class SessionReport:
 
     def summary(self) -> str:
         return "\n".join(f"{r.block.where:<22} {r.outcome.value:<16} {r.seconds:6.1f}s" for r in self.results
-                         if r.block.lang in SHELL_LANGUAGES)
+                         if r.block.runs)
 
 
 def free_port() -> int:
@@ -236,8 +266,6 @@ def checkout_view(root: Path, dest: Path, copy: Sequence[str] = ("examples",)) -
     Top-level entries are symlinks (``.venv`` points at the environment running this code), except the
     ``copy`` ones, which are copied (without caches or installed dependencies).
     """
-    import sys
-
     dest.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("node_modules", ".venv", "__pycache__", ".mypy_cache", ".ruff_cache",
                                     ".pytest_cache", "*.egg-info", "build", "dist")
@@ -257,13 +285,19 @@ class Session:
     """One page run as one shell session (see the module docstring)."""
 
     def __init__(self, blocks: Sequence[Block], workdir: Path, env: Mapping[str, str], *,
-                 stack: bool = False, scratch: Path | None = None) -> None:
+                 stack: bool = False, activate: bool = False, scratch: Path | None = None) -> None:
         self.blocks = list(blocks)
         self.workdir = workdir
-        self.env = dict(env)
         self.stack = stack
         self.scratch = scratch or workdir.parent / f"{workdir.name}.docrun"
         self.ports = {"temporal": free_port(), "ui": free_port(), "pg": free_port(), "api": free_port()}
+        self.env = dict(env)
+        # the stock temporal CLI reads TEMPORAL_ADDRESS: pointed at the session's stack, as a user would
+        self.env.setdefault("TEMPORAL_ADDRESS", f"127.0.0.1:{self.ports['temporal']}")
+        if activate:
+            bin_dir = Path(sys.prefix) / "bin"
+            self.env["PATH"] = f"{bin_dir}{os.pathsep}{self.env.get('PATH', '')}"
+            self.env["VIRTUAL_ENV"] = sys.prefix
 
     # -- the script ------------------------------------------------------------------------------
 
@@ -292,7 +326,7 @@ class Session:
         lines = ["set -o pipefail", f"exec 3>>{q(str(self.scratch / 'marks'))}"]
         for number, block in plan:
             path = self.scratch / f"block{number}.sh"
-            path.write_text(self._stack_code(stack_command(block)) if block.stack else block.text)
+            path.write_text(self._stack_code(stack_command(block)) if block.stack else block.script())
             out, err = self.scratch / f"block{number}.out", self.scratch / f"block{number}.err"
             lines += [
                 f"printf 'begin {number} %s\\n' \"$EPOCHREALTIME\" >&3",
@@ -314,7 +348,8 @@ class Session:
         self.scratch.mkdir(parents=True, exist_ok=True)
         plan: list[tuple[int, Block]] = []
         if self.stack and not any(b.stack for b in self.blocks):
-            plan.append((0, Block("<docrun>", 0, "sh", "jobforge dev --headless\n", stack=True,
+            jobforge = shlex.quote(str(Path(sys.prefix) / "bin" / "jobforge"))
+            plan.append((0, Block("<docrun>", 0, "sh", f"{jobforge} dev --headless\n", stack=True,
                                   timeout=STACK_TIMEOUT)))
         plan += [(n, b) for n, b in enumerate(self.blocks, start=1) if b.runnable]
         marks = self.scratch / "marks"
@@ -337,7 +372,7 @@ class Session:
         for number, block in plan:
             report.results.append(self._result(number, block, ended, timed_out))
         for block in self.blocks:
-            if block.lang in SHELL_LANGUAGES and block.skip is not None:
+            if block.runs and block.skip is not None:
                 report.results.append(BlockResult(block, Outcome.SKIPPED, problem=block.skip))
         report.results.sort(key=lambda r: r.block.line)
         return report
@@ -429,11 +464,11 @@ class Session:
         return log.read_text(errors="replace") if log.exists() else ""
 
 
-def run_page(page: Path, workdir: Path, env: Mapping[str, str], *, stack: bool = False,
+def run_page(page: Path, workdir: Path, env: Mapping[str, str], *, stack: bool = False, activate: bool = False,
              timeout: float = 900.0, source: str | None = None) -> SessionReport:
     """Parse ``page`` and run it as one session in ``workdir`` (see the module docstring)."""
     blocks = parse(page.read_text(), source or page.name)
-    return Session(blocks, workdir, env, stack=stack).run(timeout)
+    return Session(blocks, workdir, env, stack=stack, activate=activate).run(timeout)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,28 @@ def test_blocks_read_no_stdin_and_a_hung_block_is_stopped(tmp_path: Path) -> Non
     assert run(tmp_path, "```sh\ncat\n```\n") == [(1, Outcome.PASSED)]
     page = "<!-- docrun: timeout 0.5 -->\n```sh\nsleep 30\n```\n```sh\ntrue\n```\n"
     assert run(tmp_path, page) == [(2, Outcome.FAILED), (5, Outcome.NOT_RUN)]
+
+
+def test_a_python_block_marked_run_runs_in_the_session(tmp_path: Path) -> None:
+    """A `run` python block sees the session's exported variables and directory, and fails the session like a
+    shell block; python blocks without the mark are prose, and the mark is refused on other languages."""
+    page = ("```sh\nexport GREETING=hi\nmkdir -p d && cd d\n```\n"
+            "<!-- docrun: run -->\n<!-- docrun: expect ^hi d$ -->\n```python\nimport os, pathlib\n"
+            "print(os.environ['GREETING'], pathlib.Path.cwd().name)\n```\n"
+            "```python\nthis is not python\n```\n"
+            "<!-- docrun: run -->\n```python\nraise SystemExit(3)\n```\n")
+    assert run(tmp_path, page) == [(1, Outcome.PASSED), (7, Outcome.PASSED), (15, Outcome.FAILED)]
+    with pytest.raises(DocrunError, match="is for python blocks"):
+        parse("<!-- docrun: run -->\n```json\n{}\n```\n")
+
+
+def test_the_session_points_temporal_at_its_stack_and_can_activate_the_venv(tmp_path: Path) -> None:
+    """TEMPORAL_ADDRESS names the session's own Temporal port; `activate` puts this venv's bin first on PATH."""
+    page = ('<!-- docrun: expect ^127.0.0.1:[0-9]+ .*jobforge$ -->\n```sh\n'
+            'echo "$TEMPORAL_ADDRESS $(command -v jobforge)"\n```\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    session = Session(parse(page), work, ENV, activate=True)
+    report = session.run()
+    assert [r.outcome for r in report.results] == [Outcome.PASSED], report.explain()
+    assert report.results[0].stdout.startswith(f"127.0.0.1:{session.ports['temporal']} {sys.prefix}/bin/")
