@@ -387,8 +387,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
                                                     actor=body.actor or caller.actor, idempotency_key=key,
                                                     policy_token=body.policy_token)
         tracing.tag_trace(handle.trace_id)
+        # the run is readable at once (as queued) where Location points
         response = Response(handle.model_dump_json(), media_type="application/json",
-                            status_code=202 if handle.created else 200)
+                            status_code=202 if handle.created else 200,
+                            headers={"Location": f"/v1/runs/{handle.run_id}"})
         if admission is not None:
             rate_headers(response, admission.rate, admission.policy)
         return response

@@ -64,6 +64,7 @@ async def test_a_run_is_readable_at_once_over_http_and_the_sdks(runtime: Runtime
                                                                 "trace_id": "ryw-trace"})
     assert posted.status_code == 202, posted.text
     handle = posted.json()
+    assert posted.headers["location"] == f"/v1/runs/{handle['run_id']}"
     for ident in (handle["run_id"], handle["workflow_id"]):
         got = await api.get(f"/v1/runs/{ident}", headers=headers)
         assert got.status_code == 200, got.text
