@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -74,6 +76,23 @@ def repos(tmp_path: Path) -> Path:
     root = tmp_path / "repos"
     root.mkdir()
     return root
+
+
+@pytest.fixture
+def stack_tmp_path() -> Iterator[Path]:
+    """A temporary directory for an embedded stack, outside pytest's basetemp.
+
+    Run as root, the embedded PostgreSQL runs as its own system user, which must traverse every parent
+    of its data directory; pytest makes ``/tmp/pytest-of-<user>`` private again whenever another pytest
+    session starts (another xdist worker, another checkout's run), which pulls the ground from under a
+    PostgreSQL running below it.
+    """
+    path = Path(tempfile.mkdtemp(prefix="jobforge-stack-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
