@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
-_SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|authorization|api_?key|cookie|credential|private_?key|dsn)",
-                         re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@")
-REDACTED = "[REDACTED]"
-
-
-def redact_url(text: str) -> str:
-    """``scheme://user:password@host`` → ``scheme://user:[REDACTED]@host``."""
-    return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
-
 
 def redact_event(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: secret fields (by name, deep) and secret-looking values (by pattern) redacted."""
-    from shared.security.redaction import is_secret_field, redact, redact_text
+    """structlog processor: the redaction engine over every field (secret names, deep, and text)."""
+    from shared.security.redaction import REDACTED, is_secret_field, redact, redact_text
 
     for key, value in list(event.items()):
-        if _SECRET_KEY.search(key.replace("-", "_")) or is_secret_field(key):
+        if isinstance(key, str) and is_secret_field(key):
             event[key] = REDACTED
         elif isinstance(value, str):
             event[key] = redact_text(value)

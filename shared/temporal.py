@@ -53,8 +53,10 @@ class SafeFailureConverter(DefaultFailureConverter):
 class RedactingCodec(PayloadCodec):
     """The last line of defence: secret-looking values never reach Temporal's history.
 
-    JSON payloads are redacted by value pattern on their way out (only JSON-safe patterns apply, so
-    the payload stays valid JSON and decodes without this codec, e.g. in a replay bundle).
+    JSON payloads are redacted on their way out by the one redaction engine, which keeps JSON valid
+    (so payloads decode without this codec, e.g. in a replay bundle). Values under the payload's own
+    keys are JobForge's typed fields and are left to the gate (secrets in inputs are refused before a
+    run starts); secrets inside strings, including JSON a step printed, are redacted.
     """
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
@@ -62,7 +64,7 @@ class RedactingCodec(PayloadCodec):
         for payload in payloads:
             if payload.metadata.get("encoding") == b"json/plain":
                 text = payload.data.decode("utf-8", errors="replace")
-                cleaned = redact_text(text)
+                cleaned = redact_text(text, json_keys=False)
                 if cleaned != text:
                     payload = Payload(metadata=dict(payload.metadata), data=cleaned.encode())
             out.append(payload)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.canonical import canonical_json, sha256_hex
 from shared.errors import BundleInvalid
-from shared.security.redaction import REDACTED, is_secret_field, redact_text
+from shared.security.redaction import redact, redact_text
 
 BUNDLE_FORMAT = "jobforge.replay/v1"
 REPLAY_FILE = "replay.json"
@@ -67,33 +67,6 @@ def _payload_value(payload: Mapping[str, Any]) -> Any:
         return None
 
 
-def redact_keeping_types(value: Any) -> Any:
-    """Like :func:`shared.security.redaction.redact`, but only strings change.
-
-    Under a secret-looking field name every string leaf becomes ``[REDACTED]``; elsewhere strings are
-    redacted by value pattern; numbers, booleans and the shape stay, so a replayed workflow decodes
-    its recorded inputs into the same types.
-    """
-    root: list[Any] = [None]
-    stack: list[tuple[Any, Any, Any, bool]] = [(value, root, 0, False)]
-    while stack:
-        item, parent, slot, secret = stack.pop()
-        if isinstance(item, str):
-            out: Any = REDACTED if secret else redact_text(item)
-        elif isinstance(item, dict):
-            out = {}
-            for key, child in item.items():
-                out[key] = None
-                stack.append((child, out, key, secret or (isinstance(key, str) and is_secret_field(key))))
-        elif isinstance(item, list):
-            out = [None] * len(item)
-            stack.extend((child, out, i, secret) for i, child in enumerate(item))
-        else:
-            out = item
-        parent[slot] = out
-    return root[0]
-
-
 def _encode_payload(payload: Mapping[str, Any], value: Any) -> dict[str, Any]:
     out = dict(payload)
     out["data"] = base64.b64encode(orjson.dumps(value)).decode()
@@ -103,8 +76,9 @@ def _encode_payload(payload: Mapping[str, Any], value: Any) -> dict[str, Any]:
 def redact_history(history: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a history JSON whose payloads and failure texts carry no secret.
 
-    ``json/plain`` payloads are decoded, redacted by field name and value pattern, and re-encoded;
-    failure messages and stack traces are redacted as text. The structure stays replayable.
+    ``json/plain`` payloads are decoded, redacted keeping their types (``redact(keep_types=True)``:
+    strings under secret field names and secrets inside strings go, numbers and the shape stay) and
+    re-encoded; failure messages and stack traces are redacted as text. The structure stays replayable.
     """
     root: list[Any] = [None]
     stack: list[tuple[Any, Any, Any, str]] = [(history, root, 0, "")]
@@ -113,7 +87,8 @@ def redact_history(history: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(item, dict):
             if "metadata" in item and "data" in item and isinstance(item.get("metadata"), dict):
                 value = _payload_value(item)
-                out: Any = _encode_payload(item, redact_keeping_types(value)) if value is not None else dict(item)
+                out: Any = (_encode_payload(item, redact(value, keep_types=True)) if value is not None
+                            else dict(item))
             else:
                 out = {}
                 for k, child in item.items():

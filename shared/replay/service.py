@@ -35,13 +35,13 @@ from shared.replay.bundle import (
     recorded_activities,
     recorded_outcome,
     redact_history,
-    redact_keeping_types,
     tar_bundle,
     task_queues,
     untar_bundle,
     workflow_input,
     write_bundle,
 )
+from shared.security.redaction import redact
 from shared.store import Store
 from shared.store.replay import ReplayStore
 
@@ -302,7 +302,7 @@ async def dry_run_bundle(directory: Path, workflows: Sequence[type[Any]], tempor
             handle = await env.client.start_workflow(workflow_type, run_input, id=workflow_id, task_queue=queue)
             try:
                 replayed: dict[str, Any] = {"status": "completed",
-                                            "result": redact_keeping_types(await handle.result())}
+                                            "result": redact(await handle.result(), keep_types=True)}
             except WorkflowFailureError as exc:
                 history_now = orjson.loads((await handle.fetch_history()).to_json())
                 replayed = recorded_outcome(redact_history(history_now))

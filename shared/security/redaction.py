@@ -1,449 +1,739 @@
-"""Deep redaction by field name and by value pattern (always on; pure, linear time).
+"""JobForge's one redaction engine: one rule set for logs, step logs, errors, Temporal payloads,
+manifests, history capture and replay bundles (always on; pure; linear time whatever the input).
 
-Text rules extend :mod:`shared.redaction` (AWS, GitHub, Slack, Stripe live, JWT, PEM private keys)
-with Stripe test / webhook secrets, Slack webhooks, JobForge's own API keys and policy tokens,
-``Bearer``/``Basic`` credentials, passwords inside URLs and ``secret=value`` assignments. Every
-pattern is anchored at the start of a run of its own characters (negative look-behind) and uses
-possessive or bounded quantifiers, so each run is scanned a bounded number of times.
+What it removes
+---------------
+* **Known token formats** (gitleaks / detect-secrets style, :data:`TOKEN_RULES`): AWS key ids,
+  GitHub, GitLab, Slack, Stripe, Google, OpenAI/Anthropic-style ``sk-``, npm, PyPI, JWTs, JobForge's
+  own API keys and policy tokens, DigitalOcean, Vault, SendGrid, Shopify, Twilio, Mailgun, Square,
+  Databricks, age, Hugging Face, Atlassian, Linear. A token is a literal prefix that does not follow
+  a character of :attr:`TokenRule.before`, then segments of a character class whose *maximal* run
+  must be ``min``..``max`` long.
+* **PEM private-key blocks**, ``-----BEGIN ... PRIVATE KEY-----`` to the matching END line, as a
+  whole (``[REDACTED PRIVATE KEY]``). An unterminated block runs to the first ``"`` (so JSON text
+  stays JSON) or to the end of the text.
+* **Key/value shapes** whose name is a secret field name (:func:`is_secret_field`: Sentry's denylist,
+  Rails' partial matches, ``*_key``; case, camelCase, ``-``, ``.`` and spaces normalised): JSON and
+  Python reprs (``"api_key": "v"``, ``'password': 'v'``, also inside JSON strings at any escape
+  level, ``\\"token\\": \\"v\\"``), YAML and HTTP headers (``password: v`` to the end of the line,
+  ``Authorization: Bearer v`` keeps the scheme), ``.env`` and shell (``DB_PASSWORD=v``,
+  ``export TOKEN="v w"``), query strings (``?token=v&x=1``), ``=>`` hashes and command-line flags
+  (``--password v``).
+* **Credentials elsewhere**: ``Bearer``/``Basic`` followed by a credential holding a digit, and the
+  password of ``scheme://user:password@host``.
 
-Field names follow Sentry's default denylist (exact) and Rails' ``filter_parameters`` partial
-matches, after normalising case and ``-`` → ``_``. Rails' ``_key`` partial is kept except for the
-names JobForge itself uses for non-secrets (``template_key``, ``idempotency_key``, ...); ``email``
-is not treated as a secret (it is personal data, not a credential).
+Numbers, ``true``/``false``/``null``, objects and arrays after a *quoted* name are left alone (so
+JSON stays JSON and structured data keeps its types); a colon after an *unquoted* name counts only
+when a space follows it (YAML and headers), so ``tokens:issue`` or ``12:30`` are not assignments.
 
-Cost. A rule's pattern runs only where one of its keywords occurs, so most of the work on ordinary
-text is finding out that no keyword does. With the optional C accelerator (``shared._native``, see
-:mod:`shared.security._accel`) one pass over the text answers that for all 34 keywords at once (a
-table of every keyword's first two characters, then a compare); the case-insensitive keywords are
-matched with ASCII letters folded, and text that is not ASCII is lower-cased first, exactly as the
-pure-Python path searches ``text.lower()``. The search runs again whenever a rule changed the text,
-so every rule sees the same text either way and the output is identical (see
-``tests/unit/test_security_native.py``). Without the accelerator each keyword is one ``in`` test.
-:func:`redact` on a large document serialises it once (``orjson.dumps``), collects its distinct keys
-(in C with the accelerator) and, when no key is a secret field name, redacts the serialised text
-as a whole; on a 1 MB document that is about 0.2-0.8x of ``orjson.loads`` with the accelerator and
-about 2-5x without it (``bench/security.py``).
+How it runs (the contract both implementations keep)
+----------------------------------------------------
+One left-to-right scan with a cursor that never moves back. At each position the first character
+decides what may start there: ``-`` a PEM block or a ``--flag``, ``:`` a URL (``://``) or a
+separator, ``=`` a separator, anything else a token prefix or ``Bearer``/``Basic``. A match becomes
+a span, the cursor jumps past it, and what it covered is not looked at again. A separator's name is
+read backwards: the quoted string just before it (the nearest earlier quote of the same kind with
+the same backslash run, within :data:`NAME_MAX` characters on the same line) or the last
+:data:`NAME_MAX` characters of the run of name characters ``[A-Za-z0-9_.-]`` before it. Values stop
+at the end of the line, never cross an unescaped ``"`` and never end inside an escape sequence, so
+redacting JSON text leaves valid JSON. Everything but PEM blocks is line-local, which is what lets
+:class:`StreamRedactor` redact a stream line by line with the same result.
+
+Every step is bounded: a prefix attempt only starts where its ``before`` class does not precede it,
+so a run of body characters is scanned at most once per segment; names are read once per
+separator and separators' names never overlap; quoted values and PEM blocks move the cursor past
+what they scanned, and the next END marker and quote are found once per text (cached, monotonic).
+The work is linear in the length of the text with a small constant, on any input (property-tested
+by counting work in ``tests/unit/test_redaction_engine.py``; ``bench/security.py`` prints the cost
+of adversarial inputs against plain text of the same size).
+
+Two implementations
+-------------------
+:class:`PyEngine` here is the reference. The optional C accelerator ``shared._native.Redactor``
+(see :mod:`shared.security._accel`) runs the same algorithm configured with the same rule set
+(:func:`native_config`); ``tests/unit/test_security_native.py`` holds both to identical output on
+random, adversarial and hypothesis-generated input. The structured functions (:func:`redact`,
+:func:`find_secret`) walk values with an explicit stack and apply the text engine to every string.
 """
 
 from __future__ import annotations
 
 import re
+import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from shared.redaction import _PEM_BEGIN, _PEM_END, REDACTED, RULES, _redact_private_keys
-from shared.security._accel import Matcher as _NativeMatcher
-from shared.security._accel import collect_keys as _native_collect_keys
+from shared.security._accel import Redactor as _NativeRedactor
 
 if TYPE_CHECKING:
-    from shared._native import Matcher
+    from shared._native import Redactor
 
-__all__ = ["REDACTED", "StreamRedactor", "find_secret", "is_secret_field", "redact", "redact_text"]
+__all__ = ["REDACTED", "REDACTED_KEY", "StreamRedactor", "find_secret", "is_secret_field", "redact",
+           "redact_text"]
+
+REDACTED = "[REDACTED]"
+REDACTED_KEY = "[REDACTED PRIVATE KEY]"
+#: names (of a separator, of a flag) are judged on at most this many characters
+NAME_MAX = 256
+#: spaces allowed between a name and its separator, and between a separator and its value
+MAX_SPACES = 8
+#: spaces allowed between ``Bearer``/``Basic`` and the credential
+MAX_SCHEME_SPACES = 16
+#: the structured walks stop this deep (a cyclic value ends there instead of running forever)
+MAX_WALK_DEPTH = 10_000
+TOO_DEEP = "<too deep>"
+
+UPPER = string.ascii_uppercase
+LOWER = string.ascii_lowercase
+DIGITS = string.digits
+ALNUM = UPPER + LOWER + DIGITS
+WORD = ALNUM + "_"
+B64URL = WORD + "-"
+HEX = DIGITS + "abcdef"
+ASCII_WS = " \t\n\r\f\v"
+
+
+# -- the rule set --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class TextRule:
-    """A pattern tried only where one of its keywords occurs.
+class Segment:
+    """A maximal run of ``chars`` that must be ``min``..``max`` long (``max`` 0: no bound), after ``lead``."""
 
-    ``keywords`` are searched with ``str.find`` (in the lower-cased text when ``fold``); from each
-    occurrence the match start is found by walking back at most ``back`` characters of
-    ``back_chars``, and ``pattern`` is *matched* there (it carries its own look-behind). Each
-    occurrence inside an earlier match is skipped, so a run of text is matched a bounded number of
-    times: linear, and most of a large text is never touched by the regex engine at all.
-    """
+    chars: str
+    min: int
+    max: int = 0
+    lead: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRule:
+    """A known token format: one of ``prefixes``, not preceded by a character of ``before``, then segments."""
 
     name: str
-    keywords: tuple[str, ...]
-    pattern: re.Pattern[str]
-    replacement: str = REDACTED
-    fold: bool = False
-    back: int = 0
-    back_chars: frozenset[str] = frozenset()
+    prefixes: tuple[str, ...]
+    segments: tuple[Segment, ...]
+    #: characters that may not precede a prefix ("" = word characters and the first segment's class)
+    before: str = ""
+
+    @property
+    def blocked_by(self) -> str:
+        return self.before or "".join(sorted(set(WORD) | set(self.segments[0].chars)))
 
 
-_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-_SCHEME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+.-")
-_ASSIGNED_NAMES = r"passw(?:or)?d|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential|authorization"
-
-EXTRA_RULES: tuple[TextRule, ...] = (
-    TextRule("stripe_test_or_webhook_secret", ("sk_test_", "rk_test_", "whsec_"),
-             re.compile(r"(?<![A-Za-z0-9_])(?:[sr]k_test_|whsec_)[A-Za-z0-9+/=]{16,}+")),
-    TextRule("slack_webhook", ("hooks.slack.com",), re.compile(r"hooks\.slack\.com/services/[A-Za-z0-9/_-]{20,}+")),
-    TextRule("jobforge_api_key", ("jfk_",), re.compile(r"(?<![A-Za-z0-9_])jfk_[0-9a-f]{12}_[A-Za-z0-9_-]{20,}+")),
-    TextRule("jobforge_policy_token", ("jfp_",),
-             re.compile(r"(?<![A-Za-z0-9_])jfp_[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]{8,}+")),
-    TextRule("http_credentials", ("bearer", "basic"),
-             re.compile(r"(?<![A-Za-z0-9_])(bearer|basic)(\s{1,16}+)[A-Za-z0-9._~+/=-]{8,}+", re.IGNORECASE),
-             r"\1\2" + REDACTED, fold=True),
-    TextRule("url_password", ("://",),
-             re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]{0,30}+://[^\s:/@\"'\\]{1,256}+:)"
-                        r"[^\s@/\"'\\]{1,256}+@"),
-             r"\1" + REDACTED + "@", back=31, back_chars=_SCHEME_CHARS),
-    TextRule("assignment", ("passw", "pwd", "secret", "token", "key", "credential", "authorization"),
-             re.compile(r"(?<![A-Za-z0-9_])([A-Za-z0-9_-]{0,40}?(?:" + _ASSIGNED_NAMES + r")[A-Za-z0-9_-]{0,40}+"
-                        r"\s{0,8}+[=:]\s{0,8}+)(?!(?:bearer|basic)\s)[^\s\"'\\,;&<>{}\[\]]{1,4096}+",
-                        re.IGNORECASE),
-             r"\1" + REDACTED, fold=True, back=40, back_chars=_NAME_CHARS),
+TOKEN_RULES: tuple[TokenRule, ...] = (
+    TokenRule("aws_access_key_id", ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA"),
+              (Segment(UPPER + DIGITS, 16, 16),)),
+    TokenRule("github_token", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), (Segment(ALNUM, 36, 255),)),
+    TokenRule("github_pat", ("github_pat_",), (Segment(WORD, 22, 255),)),
+    TokenRule("gitlab_token", ("glpat-", "gldt-", "glrt-", "glptt-"), (Segment(B64URL, 20),)),
+    TokenRule("slack_token", ("xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxr-", "xoxs-", "xoxe-", "xapp-"),
+              (Segment(ALNUM + "-", 10),)),
+    TokenRule("slack_webhook", ("hooks.slack.com/services/",), (Segment(WORD + "/-", 20),), before=WORD + "."),
+    TokenRule("stripe_key", ("sk_live_", "rk_live_", "sk_test_", "rk_test_"), (Segment(ALNUM, 16),)),
+    TokenRule("stripe_webhook_secret", ("whsec_",), (Segment(ALNUM + "+/=", 16),)),
+    TokenRule("google_api_key", ("AIza",), (Segment(B64URL, 35, 35),)),
+    TokenRule("sk_api_key", ("sk-",), (Segment(B64URL, 20),)),
+    TokenRule("npm_token", ("npm_",), (Segment(ALNUM, 36, 36),)),
+    TokenRule("pypi_token", ("pypi-AgEIcHlwaS5vcmc",), (Segment(B64URL, 50),)),
+    TokenRule("jwt", ("eyJ",), (Segment(B64URL, 8), Segment(B64URL, 8, lead=".eyJ"), Segment(B64URL, 8, lead="."))),
+    TokenRule("jobforge_api_key", ("jfk_",), (Segment(HEX, 12, 12), Segment(B64URL, 20, lead="_"))),
+    TokenRule("jobforge_policy_token", ("jfp_",), (Segment(B64URL, 8), Segment(B64URL, 8, lead="."))),
+    TokenRule("digitalocean_token", ("dop_v1_", "doo_v1_", "dor_v1_"), (Segment(HEX, 64, 64),)),
+    TokenRule("vault_token", ("hvs.", "hvb."), (Segment(B64URL, 24),)),
+    TokenRule("sendgrid_key", ("SG.",), (Segment(B64URL, 22, 22), Segment(B64URL, 43, 43, lead="."))),
+    TokenRule("shopify_token", ("shpat_", "shpss_", "shpca_", "shppa_"), (Segment(HEX + "ABCDEF", 32, 32),)),
+    TokenRule("twilio_api_key", ("SK",), (Segment(HEX + "ABCDEF", 32, 32),)),
+    TokenRule("mailgun_key", ("key-",), (Segment(ALNUM, 32, 32),)),
+    TokenRule("square_token", ("sq0atp-", "sq0csp-"), (Segment(B64URL, 22),)),
+    TokenRule("databricks_token", ("dapi",), (Segment(HEX, 32, 32),)),
+    TokenRule("age_secret_key", ("AGE-SECRET-KEY-1",), (Segment(UPPER + DIGITS, 58, 58),)),
+    TokenRule("huggingface_token", ("hf_",), (Segment(UPPER + LOWER, 34, 34),)),
+    TokenRule("atlassian_token", ("ATATT3",), (Segment(B64URL + "=", 100),)),
+    TokenRule("linear_api_key", ("lin_api_",), (Segment(ALNUM, 40, 40),)),
 )
 
-
-def _spans(text: str, folded: str | None, present: int | None = None) -> list[tuple[int, int, str]]:
-    """(start, end, replacement) of every match of the extra rules.
-
-    ``present``: the :data:`_MATCHER` bits of the keywords that occur (in ``text``, or in ``folded``
-    for folding rules), or None to search for them here.
-    """
-    found: list[tuple[int, int, str]] = []
-    for index, rule in enumerate(EXTRA_RULES):
-        if rule.fold and folded is None:  # lower-casing changed the length: let the regex scan it all
-            found.extend((m.start(), m.end(), m.expand(rule.replacement)) for m in rule.pattern.finditer(text))
-            continue
-        haystack = folded if rule.fold and folded is not None else text
-        if present is not None:
-            if not present & _EXTRA_BITS[index]:
-                continue
-        elif not any(word in haystack for word in rule.keywords):
-            continue
-        tried: set[int] = set()
-        covered = -1
-        hits = sorted({at for word in rule.keywords for at in _occurrences(haystack, word)})
-        for at in hits:
-            if at < covered:
-                continue
-            start = at
-            while start > 0 and at - start < rule.back and text[start - 1] in rule.back_chars:
-                start -= 1
-            for begin in range(start, at + 1) if rule.back else (at,):
-                if begin in tried:
-                    continue
-                tried.add(begin)
-                match = rule.pattern.match(text, begin)
-                if match is not None and match.end() > at:
-                    found.append((match.start(), match.end(), match.expand(rule.replacement)))
-                    covered = match.end()
-                    break
-    return found
-
-
-def _occurrences(haystack: str, word: str) -> list[int]:
-    out: list[int] = []
-    at = haystack.find(word)
-    while at >= 0:
-        out.append(at)
-        at = haystack.find(word, at + 1)
-    return out
-
-
-def _gate(words: tuple[str, ...]) -> str:
-    """The longest prefix all ``words`` share: one cheap ``in`` test before testing each word."""
-    prefix = words[0] if words else ""
-    for word in words[1:]:
-        while not word.startswith(prefix):
-            prefix = prefix[:-1]
-    return prefix
-
-
-_BASE_GATES = tuple(_gate(rule.keywords) for rule in RULES)
-
-
-def _redact_known_tokens(text: str) -> str:
-    """:func:`shared.redaction.redact_text`, rule for rule, with a shared-prefix test before the keywords."""
-    text = _redact_private_keys(text)
-    for rule, gate in zip(RULES, _BASE_GATES, strict=True):
-        if (not gate or gate in text) and any(keyword in text for keyword in rule.keywords):
-            text = rule.pattern.sub(REDACTED, text)
-    return text
-
-
-# -- the keyword search in one pass (shared._native.Matcher) --------------------------------------
-
-_PEM_WORD = "PRIVATE KEY"  # the test of shared.redaction._redact_private_keys
-_EXACT_WORDS: tuple[str, ...] = tuple(dict.fromkeys(
-    (_PEM_WORD, *(w for rule in RULES for w in rule.keywords),
-     *(w for rule in EXTRA_RULES if not rule.fold for w in rule.keywords))))
-_FOLD_WORDS: tuple[str, ...] = tuple(dict.fromkeys(w for rule in EXTRA_RULES if rule.fold for w in rule.keywords))
-
-
-def _bits(words: tuple[str, ...], offset: int, wanted: tuple[str, ...]) -> int:
-    return sum(1 << (offset + words.index(w)) for w in set(wanted))
-
-
-_PEM_BIT = _bits(_EXACT_WORDS, 0, (_PEM_WORD,))
-_RULE_BITS = tuple(_bits(_EXACT_WORDS, 0, rule.keywords) for rule in RULES)
-_EXTRA_BITS = tuple(_bits(_FOLD_WORDS, len(_EXACT_WORDS), rule.keywords) if rule.fold
-                    else _bits(_EXACT_WORDS, 0, rule.keywords) for rule in EXTRA_RULES)
-_EXACT_MASK = (1 << len(_EXACT_WORDS)) - 1
-_FOLD_MASK = ((1 << len(_FOLD_WORDS)) - 1) << len(_EXACT_WORDS)
-_ALL_MASK = _EXACT_MASK | _FOLD_MASK
-
-#: one pass finds which keywords occur: exact words as they are, fold words in ``text.lower()``
-_MATCHER = _NativeMatcher(_EXACT_WORDS, _FOLD_WORDS) if _NativeMatcher is not None else None
-
-
-def _present(matcher: Matcher, text: str) -> tuple[int, str | None]:
-    """(bits of the keywords that occur, ``text.lower()`` or None when lower-casing changed the length).
-
-    The fold words are matched with ASCII letters folded, which is the search in ``text.lower()``
-    for ASCII text; other text is lower-cased first, as the pure-Python path does. For ASCII text
-    the folded text is not built here (``""`` stands for "same length, build it when needed").
-    """
-    if text.isascii():
-        return matcher.search(text, _ALL_MASK), ""
-    bits = matcher.search(text, _EXACT_MASK)
-    folded = text.lower()
-    if len(folded) != len(text):
-        return bits, None
-    return bits | matcher.search(folded, _FOLD_MASK), folded
-
-
-def _redact_text_native(text: str, matcher: Matcher) -> str:
-    """:func:`_redact_text_python` with every ``keyword in text`` answered by one pass of ``matcher``.
-
-    The bits are searched again whenever a rule changed the text, so each test sees the text the
-    pure-Python path would test.
-    """
-    bits, folded = _present(matcher, text)
-    if not bits and folded is not None:
-        return text  # no keyword anywhere: no rule can match
-    if bits & _PEM_BIT:
-        changed = _redact_private_keys(text)
-        if changed is not text:
-            text = changed
-            bits, folded = _present(matcher, text)
-    for rule, rule_bits in zip(RULES, _RULE_BITS, strict=True):
-        if bits & rule_bits:
-            changed = rule.pattern.sub(REDACTED, text)
-            if changed is not text:
-                text = changed
-                bits, folded = _present(matcher, text)
-    if folded == "":
-        folded = text.lower() if bits & _FOLD_MASK else text  # text stands in: no folding rule will look
-    return _apply(text, _spans(text, folded, bits))
-
-
-def redact_text(text: str) -> str:
-    """``text`` with every secret-looking value replaced by ``[REDACTED]``.
-
-    The rules of :mod:`shared.redaction` (applied exactly as its ``redact_text`` does) and then
-    :data:`EXTRA_RULES`. With the C accelerator, one pass over the text finds which rules' keywords
-    occur (usually none), instead of one ``in`` test per keyword.
-    """
-    matcher = _MATCHER
-    if matcher is not None and type(text) is str:
-        return _redact_text_native(text, matcher)
-    return _redact_text_python(text)
-
-
-def _redact_text_python(text: str) -> str:
-    text = _redact_known_tokens(text)
-    folded = text.lower()
-    return _apply(text, _spans(text, folded if len(folded) == len(text) else None))
-
-
-def _apply(text: str, spans: list[tuple[int, int, str]]) -> str:
-    if not spans:
-        return text
-    spans.sort()
-    out: list[str] = []
-    pos = 0
-    for start, end, replacement in spans:
-        if start < pos:
-            continue  # overlaps an earlier redaction, which already covers it
-        out.append(text[pos:start])
-        out.append(replacement)
-        pos = end
-    out.append(text[pos:])
-    return "".join(out)
-
-
-# -- field names ---------------------------------------------------------------------------------
-
-#: Sentry's default denylist (sentry_sdk.scrubber.DEFAULT_DENYLIST), normalised
-SENTRY_DENYLIST = frozenset({
+#: Sentry's default denylist (sentry_sdk.scrubber.DEFAULT_DENYLIST): exact names, normalised
+SENTRY_DENYLIST = (
     "password", "passwd", "secret", "api_key", "apikey", "auth", "credentials", "mysql_pwd", "privatekey",
     "private_key", "token", "session", "csrftoken", "sessionid", "x_csrftoken", "x_forwarded_for", "set_cookie",
     "cookie", "authorization", "x_api_key", "aiohttp_session", "connect.sid", "csrf_token", "csrf", "_csrf",
     "_csrf_token", "phpsessid", "_session", "symfony", "user_session", "_xsrf", "xsrf_token",
-})
-#: Rails' filter_parameters partial matches (substring), plus a few of the same kind
-PARTIAL_MATCHES = ("passw", "secret", "token", "crypt", "certificate", "credential", "authorization", "cookie",
-                   "api_key", "apikey", "private_key", "access_key", "signing_key", "session")
-#: short Rails partials matched as whole ``_``-separated words (as substrings they hit 'footprint')
-WORD_MATCHES = frozenset({"otp", "ssn", "cvv", "cvc", "salt", "pin", "dsn", "pwd"})
-#: names ending in ``_key`` that JobForge uses for non-secrets
-SAFE_KEY_NAMES = frozenset({"template_key", "idempotency_key", "sort_key", "partition_key", "primary_key",
-                            "foreign_key", "public_key", "cache_key", "object_key", "lookup_key", "group_key"})
+)
+#: Rails' filter_parameters partial matches (substrings), plus a few of the same kind
+PARTIAL_MATCHES = ("passw", "passphrase", "secret", "token", "crypt", "certificate", "credential", "authorization",
+                   "cookie", "api_key", "apikey", "private_key", "access_key", "signing_key", "session")
+#: short names matched as whole ``_``-separated words (as substrings they hit 'footprint', 'passenger')
+WORD_MATCHES = ("otp", "ssn", "cvv", "cvc", "salt", "pin", "dsn", "pwd", "pass", "pw", "jwt")
+#: names ending in ``_key`` that are not secrets
+SAFE_KEY_NAMES = ("template_key", "idempotency_key", "sort_key", "partition_key", "primary_key", "foreign_key",
+                  "public_key", "cache_key", "object_key", "lookup_key", "group_key")
+#: input field names that hold a secret *value* (refused in job inputs by :func:`find_secret`): these
+#: endings or an exact denylist name; ``secret_name`` or ``max_tokens`` (references, counts) are fine
+VALUE_FIELD_ENDINGS = ("password", "passwd", "secret", "token", "api_key", "apikey", "private_key", "access_key",
+                       "secret_key", "client_secret", "authorization", "cookie")
+#: ``Authorization: <scheme> <credential>`` keeps the scheme
+AUTH_SCHEMES = ("bearer", "basic", "token", "digest", "negotiate", "ntlm")
+#: credentials after a bare ``Bearer``/``Basic``
+BARE_SCHEMES = ("bearer", "basic")
 
+NAME_CHARS = WORD + ".-"
+CREDENTIAL_CHARS = ALNUM + "._~+/=-"
+PEM_HEADER_CHARS = UPPER + DIGITS + " "
+#: where an unquoted value after ``=`` (or a flag) ends
+STOP_EQUALS = ASCII_WS + "\"'\\&;,<>{}[]()|`"
+#: where an unquoted value after ``: `` ends (YAML and headers: the end of the line)
+STOP_COLON = "\n\r\"\\"
+URL_USER_STOP = ASCII_WS + ":/@\"'\\"
+URL_PASSWORD_STOP = ASCII_WS + "@/\"'\\"
+PEM_BEGIN = "-----BEGIN"
+PEM_END = "-----END"
+PEM_DASHES = "-----"
+PEM_SUFFIXES = ("PRIVATE KEY BLOCK", "PRIVATE KEY")
+PEM_MAX_HEADER = 64
+PEM_MAX_LABEL = 40
+
+
+# -- field names ---------------------------------------------------------------------------------
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_FOLD = str.maketrans(UPPER + "- .", LOWER + "___")
+
+
+def normalize_name(name: str) -> str:
+    """``name`` as field names are compared: ASCII whitespace stripped, camelCase split with ``_``,
+    ASCII letters lower-cased, ``-``, ``.`` and spaces as ``_`` (other characters kept as they are)."""
+    return _CAMEL.sub("_", name.strip(ASCII_WS)).translate(_FOLD)
+
+
+_DENY = frozenset(normalize_name(n) for n in SENTRY_DENYLIST)
+_SAFE = frozenset(normalize_name(n) for n in SAFE_KEY_NAMES)
+_WORDS = frozenset(WORD_MATCHES)
 _field_cache: dict[str, bool] = {}
+_value_cache: dict[str, bool] = {}
 
 
-def _decide_field(name: str) -> bool:
-    norm = name.strip().lower().replace("-", "_")
-    if norm in SENTRY_DENYLIST:
+def _decide_field(norm: str) -> bool:
+    if norm in _DENY:
         return True
-    if norm in SAFE_KEY_NAMES:
+    if norm in _SAFE:
         return False
     if any(part in norm for part in PARTIAL_MATCHES):
         return True
     if norm.endswith("_key") or "_key_" in norm:
         return True
-    return any(word in WORD_MATCHES for word in norm.split("_"))
+    return any(word in _WORDS for word in norm.split("_"))
 
 
 def is_secret_field(name: str) -> bool:
-    """Whether values under the field ``name`` are secrets (Sentry denylist + Rails partials)."""
+    """Whether values under the field ``name`` are secrets (Sentry denylist, Rails partials, ``*_key``)."""
     decided = _field_cache.get(name)
     if decided is None:
-        decided = _decide_field(name)
+        decided = _decide_field(normalize_name(name))
         if len(_field_cache) < 8192:
             _field_cache[name] = decided
     return decided
 
 
+def holds_secret_value(name: str) -> bool:
+    """Whether a non-empty string under ``name`` in job inputs is a secret value (stricter than
+    :func:`is_secret_field`: references such as ``secret_name`` are allowed)."""
+    decided = _value_cache.get(name)
+    if decided is None:
+        norm = normalize_name(name)
+        decided = norm in _DENY or norm.endswith(VALUE_FIELD_ENDINGS)
+        if len(_value_cache) < 8192:
+            _value_cache[name] = decided
+    return decided
+
+
+# -- the text engine (reference implementation) --------------------------------------------------
+
+
+def _char_class(chars: str) -> str:
+    """A regex character class matching exactly ``chars``."""
+    return "[" + "".join("\\" + c if c in "\\]^-[" else c for c in chars) + "]"
+
+
+_Span = tuple[int, int, str]
+
+
+def _end(run: re.Pattern[str], text: str, at: int, endpos: int | None = None) -> int:
+    """Where the run ``run`` (a starred class, which always matches) starting at ``at`` ends."""
+    match = run.match(text, at) if endpos is None else run.match(text, at, endpos)
+    assert match is not None
+    return match.end()
+
+
+
+class PyEngine:
+    """The reference implementation of the scan described in the module docstring."""
+
+    def __init__(self) -> None:
+        self.rules = TOKEN_RULES
+        self._by_pair: dict[str, list[tuple[str, TokenRule, frozenset[str]]]] = {}
+        for rule in TOKEN_RULES:
+            blocked = frozenset(rule.blocked_by)
+            for prefix in rule.prefixes:
+                self._by_pair.setdefault(prefix[:2], []).append((prefix, rule, blocked))
+        self._prefixes = tuple(dict.fromkeys(p for rule in TOKEN_RULES for p in rule.prefixes))
+        self._runs = {chars: re.compile(_char_class(chars) + "*") for chars in
+                      {seg.chars for rule in TOKEN_RULES for seg in rule.segments}
+                      | {CREDENTIAL_CHARS, PEM_HEADER_CHARS}}
+        self._until_eq = re.compile("[^" + _char_class(STOP_EQUALS)[1:] + "*")
+        self._until_colon = re.compile("[^" + _char_class(STOP_COLON)[1:] + "*")
+        self._until_user = re.compile("[^" + _char_class(URL_USER_STOP)[1:] + "*")
+        self._until_password = re.compile("[^" + _char_class(URL_PASSWORD_STOP)[1:] + "*")
+        self._quote_stop = re.compile(r"[\n\r\"']")
+        self._bare = re.compile("|".join("".join(f"[{c.upper()}{c}]" for c in word) for word in BARE_SCHEMES))
+        self._name_chars = frozenset(NAME_CHARS)
+        self._word = frozenset(WORD)
+
+    # -- the scan -------------------------------------------------------------------------------
+
+    def _candidates(self, text: str) -> list[int]:
+        found: set[int] = set()
+        for word in (*self._prefixes, "--", ":", "="):
+            at = text.find(word)
+            while at >= 0:
+                found.add(at)
+                at = text.find(word, at + 1)
+        found.update(m.start() for m in self._bare.finditer(text))
+        return sorted(found)
+
+    def spans(self, text: str, json_keys: bool = True, first_only: bool = False) -> list[_Span]:
+        """The redactions of ``text``, left to right and not overlapping: (start, end, replacement)."""
+        out: list[_Span] = []
+        cursor = 0
+        blocks = _Blocks(text)
+        for at in self._candidates(text):
+            if at < cursor:
+                continue
+            char = text[at]
+            span: _Span | None
+            if char == "-":
+                span = self._pem(text, at, blocks) or self._flag(text, at)
+            elif char == ":":
+                span = self._url(text, at) if text.startswith("//", at + 1) else self._assignment(text, at, json_keys)
+            elif char == "=":
+                span = self._assignment(text, at, json_keys)
+            else:
+                span = self._token(text, at) or self._bare_credential(text, at)
+            if span is not None:
+                out.append(span)
+                cursor = span[1]
+                if first_only:
+                    break
+        return out
+
+    def redact_text(self, text: str, json_keys: bool = True) -> str:
+        spans = self.spans(text, json_keys)
+        if not spans:
+            return text
+        parts: list[str] = []
+        pos = 0
+        for start, end, replacement in spans:
+            parts.append(text[pos:start])
+            parts.append(replacement)
+            pos = end
+        parts.append(text[pos:])
+        return "".join(parts)
+
+    def changes(self, text: str, json_keys: bool = True) -> bool:
+        return bool(self.spans(text, json_keys, first_only=True))
+
+    # -- token formats ----------------------------------------------------------------------------
+
+    def _token(self, text: str, at: int) -> _Span | None:
+        candidates = self._by_pair.get(text[at:at + 2])
+        if not candidates:
+            return None
+        previous = text[at - 1] if at else ""
+        for prefix, rule, blocked in candidates:
+            if previous in blocked or not text.startswith(prefix, at):
+                continue
+            end = at + len(prefix)
+            for segment in rule.segments:
+                if segment.lead:
+                    if not text.startswith(segment.lead, end):
+                        break
+                    end += len(segment.lead)
+                start = end
+                end = _end(self._runs[segment.chars], text, start)
+                if end - start < segment.min or (segment.max and end - start > segment.max):
+                    break
+            else:
+                return at, end, REDACTED
+        return None
+
+    def _bare_credential(self, text: str, at: int) -> _Span | None:
+        if at and text[at - 1] in self._word:
+            return None
+        for word in BARE_SCHEMES:
+            piece = text[at:at + len(word)]
+            if not (piece.isascii() and piece.lower() == word):
+                continue
+            after = at + len(word)
+            start = after
+            while start < len(text) and text[start] == " " and start - after < MAX_SCHEME_SPACES:
+                start += 1
+            if start == after:
+                return None
+            end = _end(self._runs[CREDENTIAL_CHARS], text, start)
+            if end - start >= 8 and any(c in DIGITS for c in text[start:end]):
+                return start, end, REDACTED
+            return None
+        return None
+
+    # -- private keys -----------------------------------------------------------------------------
+
+    def _pem(self, text: str, at: int, blocks: _Blocks) -> _Span | None:
+        if not text.startswith(PEM_BEGIN, at):
+            return None
+        after = _pem_header(text, at + len(PEM_BEGIN), self._runs[PEM_HEADER_CHARS])
+        if after < 0:
+            return None
+        return at, blocks.end(after, self._runs[PEM_HEADER_CHARS]), REDACTED_KEY
+
+    # -- URLs ---------------------------------------------------------------------------------------
+
+    def _url(self, text: str, at: int) -> _Span | None:
+        user = at + 3
+        colon = _end(self._until_user, text, user)
+        if colon == user or not text.startswith(":", colon):
+            return None
+        start = colon + 1
+        end = _end(self._until_password, text, start)
+        if end == start or not text.startswith("@", end):
+            return None
+        return start, end, REDACTED
+
+    # -- key/value shapes -----------------------------------------------------------------------
+
+    def _assignment(self, text: str, at: int, json_keys: bool) -> _Span | None:
+        sep_len = 1
+        if text[at] == "=":
+            following = text[at + 1:at + 2]
+            if following == "=":
+                return None
+            if following == ">":
+                sep_len = 2
+        named = _name_before(text, at, self._name_chars)
+        if named is None:
+            return None
+        name, quoted, json_key = named
+        if json_key and not json_keys:
+            return None
+        colon = text[at] == ":"
+        if colon and not quoted and not text.startswith(" ", at + 1):
+            return None
+        if not is_secret_field(name):
+            return None
+        value = at + sep_len
+        limit = value + MAX_SPACES
+        while value < len(text) and value < limit and text[value] == " ":
+            value += 1
+        return self._value(text, value, quoted, self._until_colon if colon else self._until_eq)
+
+    def _flag(self, text: str, at: int) -> _Span | None:
+        if not text.startswith("--", at) or (at and text[at - 1] in self._name_chars):
+            return None
+        end = at
+        while end < len(text) and text[end] in self._name_chars and end - at <= NAME_MAX:
+            end += 1
+        if end - at > NAME_MAX or not text.startswith(" ", end) or not is_secret_field(text[at:end]):
+            return None
+        value = end
+        while value < len(text) and value - end < MAX_SPACES and text[value] == " ":
+            value += 1
+        if text.startswith("-", value):
+            return None
+        return self._value(text, value, False, self._until_eq)
+
+    def _value(self, text: str, at: int, quoted_name: bool, until: re.Pattern[str]) -> _Span | None:
+        if at >= len(text):
+            return None
+        char = text[at]
+        if char == "\\" or char in "\"'":
+            quote = at
+            while quote < len(text) and text[quote] == "\\" and quote - at <= NAME_MAX:
+                quote += 1
+            if quote >= len(text) or text[quote] not in "\"'":
+                return None
+            start = quote + 1
+            end = self._closing(text, start, text[quote], quote - at)
+            return (start, end, REDACTED) if end > start else None
+        if char in "{[":
+            return None
+        if quoted_name and _json_literal(text, at, self._word):
+            return None
+        start = _after_scheme(text, at)
+        end = _end(until, text, start)
+        return (start, end, REDACTED) if end > start else None
+
+    def _closing(self, text: str, start: int, quote: str, level: int) -> int:
+        """Where a quoted value opened at ``level`` (backslashes before its quote) ends: before the
+        backslash run of the quote that closes it, at an unescaped ``"``, or at the end of the line."""
+        at = start
+        while True:
+            match = self._quote_stop.search(text, at)
+            if match is None:
+                return len(text)
+            at = match.start()
+            char = text[at]
+            if char in "\n\r":
+                return at
+            run = _backslashes_before(text, at, start)
+            if (char == '"' and run % 2 == 0) or (char == quote and (run % 2 == 0 or run <= level)):
+                return at - run
+            at += 1
+
+
+def _backslashes_before(text: str, at: int, floor: int) -> int:
+    run = 0
+    while at - run - 1 >= floor and text[at - run - 1] == "\\":
+        run += 1
+    return run
+
+
+def _name_before(text: str, sep: int, name_chars: frozenset[str]) -> tuple[str, bool, bool] | None:
+    """(name, quoted, a JSON key) of the separator at ``sep``, or None."""
+    at = sep - 1
+    while at >= 0 and sep - 1 - at < MAX_SPACES and text[at] == " ":
+        at -= 1
+    if at < 0:
+        return None
+    char = text[at]
+    if char in "\"'":
+        run = _backslashes_before(text, at, max(0, at - NAME_MAX - 1))
+        if run > NAME_MAX:
+            return None
+        end = at - run
+        opening = text.rfind(char, max(0, end - NAME_MAX - 1), end)
+        if opening < 0:
+            return None
+        name = text[opening + 1:end]
+        if "\n" in name or "\r" in name:
+            return None
+        if _backslashes_before(text, opening, max(0, opening - run - 1)) != run:
+            return None
+        return name, True, char == '"' and run % 2 == 0
+    if char not in name_chars:
+        return None
+    start = at
+    while start > 0 and text[start - 1] in name_chars and at - start + 1 < NAME_MAX:
+        start -= 1
+    return text[start:at + 1], False, False
+
+
+def _json_literal(text: str, at: int, word: frozenset[str]) -> bool:
+    if text[at] in "-0123456789":
+        return True
+    for literal in ("true", "false", "null"):
+        if text.startswith(literal, at):
+            after = at + len(literal)
+            return after >= len(text) or text[after] not in word
+    return False
+
+
+def _after_scheme(text: str, at: int) -> int:
+    """Past ``<scheme> `` when the value starts with an authorization scheme, else ``at``."""
+    for scheme in AUTH_SCHEMES:
+        piece = text[at:at + len(scheme)]
+        if piece.isascii() and piece.lower() == scheme and text.startswith(" ", at + len(scheme)):
+            end = at + len(scheme)
+            while end < len(text) and text[end] == " " and end - at - len(scheme) < MAX_SCHEME_SPACES:
+                end += 1
+            return end
+    return at
+
+
+def _pem_header(text: str, at: int, header_run: re.Pattern[str]) -> int:
+    """The end of ``<label> PRIVATE KEY[ BLOCK]-----`` starting at ``at`` (after BEGIN or END), or -1."""
+    end = _end(header_run, text, at, min(len(text), at + PEM_MAX_HEADER))
+    if not text.startswith(PEM_DASHES, end):
+        return -1
+    label = text[at:end]
+    for suffix in PEM_SUFFIXES:
+        if label.endswith(suffix):
+            return end + len(PEM_DASHES) if len(label) - len(suffix) <= PEM_MAX_LABEL else -1
+    return -1
+
+
+@dataclass
+class _Blocks:
+    """Where private-key blocks end: the next valid END line and the next ``"``.
+
+    Blocks are asked for in text order, so each search resumes where the last one found its
+    answer (or finds that there is none left): every character is searched once per text.
+    """
+
+    text: str
+    _end_at: int = -2  # the next valid END marker's start (-1: none left, -2: not searched yet)
+    _end_stop: int = 0
+    _quote_at: int = -2
+
+    def end(self, after: int, header_run: re.Pattern[str]) -> int:
+        text = self.text
+        if self._end_at == -2 or 0 <= self._end_at < after:
+            at = text.find(PEM_END, after)
+            stop = -1
+            while at >= 0:
+                stop = _pem_header(text, at + len(PEM_END), header_run)
+                if stop >= 0:
+                    break
+                at = text.find(PEM_END, at + 1)
+            self._end_at, self._end_stop = at, stop
+        if self._quote_at == -2 or 0 <= self._quote_at < after:
+            self._quote_at = text.find('"', after)
+        quote_stop = len(text)
+        if self._quote_at >= 0:
+            quote_stop = self._quote_at - _backslashes_before(text, self._quote_at, after)
+        if 0 <= self._end_at < quote_stop:
+            return self._end_stop
+        return quote_stop
+
+
+# -- the engine in use ---------------------------------------------------------------------------
+
+
+def native_config() -> dict[str, Any]:
+    """The rule set as the C accelerator takes it (the same data :class:`PyEngine` runs)."""
+    return {
+        "tokens": [(prefix, rule.blocked_by, [(seg.lead, seg.chars, seg.min, seg.max) for seg in rule.segments])
+                   for rule in TOKEN_RULES for prefix in rule.prefixes],
+        "deny": sorted(_DENY), "safe": sorted(_SAFE), "partials": list(PARTIAL_MATCHES), "words": list(WORD_MATCHES),
+        "value_endings": list(VALUE_FIELD_ENDINGS), "auth_schemes": list(AUTH_SCHEMES),
+        "bare_schemes": list(BARE_SCHEMES), "redacted": REDACTED, "redacted_key": REDACTED_KEY,
+        "name_max": NAME_MAX, "max_spaces": MAX_SPACES, "max_scheme_spaces": MAX_SCHEME_SPACES,
+        "name_chars": NAME_CHARS, "credential_chars": CREDENTIAL_CHARS, "pem_header_chars": PEM_HEADER_CHARS,
+        "stop_equals": STOP_EQUALS, "stop_colon": STOP_COLON, "url_user_stop": URL_USER_STOP,
+        "url_password_stop": URL_PASSWORD_STOP, "ascii_ws": ASCII_WS, "word": WORD,
+        "pem_begin": PEM_BEGIN, "pem_end": PEM_END, "pem_dashes": PEM_DASHES, "pem_suffixes": list(PEM_SUFFIXES),
+        "pem_max_header": PEM_MAX_HEADER, "pem_max_label": PEM_MAX_LABEL, "max_walk_depth": MAX_WALK_DEPTH,
+        "too_deep": TOO_DEEP,
+    }
+
+
+PYTHON = PyEngine()
+#: the engine every caller uses: the C accelerator when built, else the reference
+NATIVE: Redactor | None = _NativeRedactor(native_config()) if _NativeRedactor is not None else None
+
+
+def _exact(text: str) -> str:
+    if type(text) is str:
+        return text
+    if not isinstance(text, str):
+        raise TypeError(f"redact_text takes str, not {type(text).__name__}")
+    return str.__str__(text)  # a str subclass: its characters, without its methods
+
+
+def redact_text(text: str, *, json_keys: bool = True) -> str:
+    """``text`` with every secret redacted (the same object when nothing is).
+
+    ``json_keys=False`` leaves values under JSON keys (a ``"name":`` whose quote is not escaped)
+    to the caller: Temporal's payload codec uses it, since those are JobForge's own typed fields,
+    while JSON *inside* strings (a step's output) is still judged.
+    """
+    text = _exact(text)
+    if NATIVE is not None:
+        return NATIVE.redact_text(text, json_keys)
+    return PYTHON.redact_text(text, json_keys)
+
+
+def _changes(text: str) -> bool:
+    if NATIVE is not None:
+        return NATIVE.changes(text)
+    return PYTHON.changes(text)
+
+
 # -- structured values ---------------------------------------------------------------------------
 
 
-_PLAIN = frozenset({dict, list, tuple, str, int, float, bool, type(None)})
-_SEQUENCES = frozenset({list, tuple})
+def redact(value: Any, *, keep_types: bool = False) -> Any:
+    """A copy of ``value`` with secrets redacted: by field name (:func:`is_secret_field`) and in every
+    string (:func:`redact_text`). Tuples become lists, non-JSON objects ``"<TypeName>"``.
 
-
-def _keys(value: Any) -> set[Any] | None:
-    """Every dict key anywhere in ``value``, level by level at C speed; None for non-plain types."""
-    from itertools import chain, compress, repeat
-    from operator import is_
-
-    keys: set[Any] = set()
-    frontier = [value]
-    while frontier:
-        types = list(map(type, frontier))
-        if not _PLAIN.issuperset(types):
-            return None
-        dicts = list(compress(frontier, map(is_, types, repeat(dict))))
-        keys.update(chain.from_iterable(dicts))
-        sequences = compress(frontier, map(_SEQUENCES.__contains__, types))
-        frontier = list(chain(chain.from_iterable(map(dict.values, dicts)), chain.from_iterable(sequences)))
-    return keys
-
-
-def _collect_keys(value: Any) -> set[Any] | None:
-    """:func:`_keys`, by the C accelerator when it can decide."""
-    if _native_collect_keys is not None:
-        keys = _native_collect_keys(value)
-        if keys is not False:
-            return keys
-    return _keys(value)
-
-
-def redact(value: Any) -> Any:
-    """``value`` with secret fields replaced and secret-looking strings redacted.
-
-    Large JSON documents take a fast path: when no key is a secret field name and the serialised
-    text needs no redaction, ``value`` itself comes back (nothing was copied); when only values
-    need redaction, the redacted text is parsed back. Everything else is walked with an explicit
-    stack (no recursion limit); non-JSON objects are replaced by their type name.
+    Under a secret field name the whole value becomes ``[REDACTED]``; with ``keep_types`` only the
+    strings in it do, and numbers, booleans, null and the shape stay (replay bundles: a replayed
+    workflow decodes its recorded inputs into the same types). Explicit stack: no recursion limit.
     """
-    if isinstance(value, dict | list) and value:
-        import orjson
-
-        try:
-            text = orjson.dumps(value).decode()
-        except TypeError:
-            text = None
-        keys = _collect_keys(value) if text is not None else None
-        if keys is not None and not any(isinstance(k, str) and is_secret_field(k) for k in keys):
-            assert text is not None
-            cleaned = redact_text(text)
-            if cleaned == text:
-                return value
-            try:
-                return orjson.loads(cleaned)
-            except orjson.JSONDecodeError:
-                pass  # a redaction crossed string boundaries (an unterminated key): walk instead
-    return _redact_walk(value)
+    if NATIVE is not None:
+        done = NATIVE.redact_value(value, keep_types)
+        if done is not NotImplemented:
+            return done
+    return _redact_walk(value, keep_types, redact_text)
 
 
-def _redact_walk(value: Any) -> Any:
+def _redact_walk(value: Any, keep_types: bool, text_rule: Callable[[str], str]) -> Any:
     root: list[Any] = [None]
-    stack: list[tuple[Any, Any, Any]] = [(value, root, 0)]
+    stack: list[tuple[Any, Any, Any, bool, int]] = [(value, root, 0, False, 0)]
     while stack:
-        item, parent, slot = stack.pop()
-        if isinstance(item, str):
-            out: Any = redact_text(item)
+        item, parent, slot, secret, depth = stack.pop()
+        out: Any
+        if depth > MAX_WALK_DEPTH:
+            out = TOO_DEEP
+        elif isinstance(item, str):
+            out = REDACTED if secret else text_rule(_exact(item))
         elif isinstance(item, dict):
             out = {}
             for key, child in item.items():
-                if isinstance(key, str) and is_secret_field(key):
+                child_secret = secret or (isinstance(key, str) and is_secret_field(key))
+                if child_secret and not keep_types:
                     out[key] = REDACTED
                 else:
                     out[key] = None
-                    stack.append((child, out, key))
+                    stack.append((child, out, key, child_secret, depth + 1))
         elif isinstance(item, list | tuple):
             out = [None] * len(item)
-            stack.extend((child, out, index) for index, child in enumerate(item))
+            stack.extend((child, out, index, secret, depth + 1) for index, child in enumerate(item))
         elif item is None or isinstance(item, bool | int | float):
             out = item
         else:
-            out = f"<{type(item).__name__}>"
+            out = REDACTED if secret else f"<{type(item).__name__}>"
         parent[slot] = out
     return root[0]
 
 
-# -- secrets where they must not be --------------------------------------------------------------
-
-#: input field names that hold a secret *value* (exact Sentry names, or these endings); names such
-#: as ``secret_name`` or ``max_tokens`` (references, counts) stay allowed
-_VALUE_FIELD_ENDINGS = ("password", "passwd", "secret", "token", "api_key", "apikey", "private_key",
-                        "access_key", "secret_key", "client_secret", "authorization", "cookie")
-
-
-def _holds_secret_value(name: str) -> bool:
-    norm = name.strip().lower().replace("-", "_")
-    return norm in SENTRY_DENYLIST or norm.endswith(_VALUE_FIELD_ENDINGS)
-
-
 def find_secret(value: Any) -> tuple[str, str] | None:
-    """(JSON path, why) of the first secret-looking value in ``value``, or None.
+    """(JSON path, why) of the first secret in ``value`` in document order, or None.
 
-    A secret is a non-empty string under a secret field name, or a string a text rule redacts.
-    The common case (nothing found) costs one serialisation and one pass of the text rules.
+    A secret is a non-empty string under a name that holds secret values
+    (:func:`holds_secret_value`), or a string the text engine redacts.
     """
-    import orjson
-
     from shared.security.limits import render_path
 
-    try:
-        text = orjson.dumps(value).decode()
-    except TypeError:
-        text = None
-    if text is not None and redact_text(text) == text and not any(
-            _holds_secret_value(name) for name in _field_names(value)):
-        return None
-    stack: list[tuple[Any, Any]] = [(value, None)]
+    if NATIVE is not None:
+        found = NATIVE.find_secret(value)
+        if found is not NotImplemented:
+            if found is None:
+                return None
+            keys, why = found
+            path: Any = None
+            for key in keys:
+                path = (path, key)
+            return render_path(path), why
+    return _find_walk(value, render_path, _changes)
+
+
+def _find_walk(value: Any, render: Callable[[Any], str], changes: Callable[[str], bool]) -> tuple[str, str] | None:
+    stack: list[tuple[Any, Any, bool, int]] = [(value, None, False, 0)]
     while stack:
-        node, path = stack.pop()
-        if isinstance(node, dict):
-            for key, child in reversed(list(node.items())):
-                if isinstance(key, str) and _holds_secret_value(key) and isinstance(child, str) and child:
-                    return render_path((path, key)), "secret field name"
-                stack.append((child, (path, key)))
+        node, path, named, depth = stack.pop()
+        if depth > MAX_WALK_DEPTH:
+            continue
+        if isinstance(node, str):
+            if named and node:
+                return render(path), "secret field name"
+            if changes(_exact(node)):
+                return render(path), "secret-looking value"
+        elif isinstance(node, dict):
+            stack.extend((child, (path, key), isinstance(key, str) and holds_secret_value(key), depth + 1)
+                         for key, child in reversed(list(node.items())))
         elif isinstance(node, list | tuple):
-            stack.extend((node[i], (path, i)) for i in range(len(node) - 1, -1, -1))
-        elif isinstance(node, str) and redact_text(node) != node:
-            return render_path(path), "secret-looking value"
+            stack.extend((node[i], (path, i), False, depth + 1) for i in range(len(node) - 1, -1, -1))
     return None
-
-
-def _field_names(value: Any) -> set[str]:
-    names: set[str] = set()
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            names.update(key for key in node if isinstance(key, str))
-            stack.extend(child for child in node.values() if isinstance(child, dict | list | tuple))
-        elif isinstance(node, list | tuple):
-            stack.extend(child for child in node if isinstance(child, dict | list | tuple))
-    return names
 
 
 # -- streams -------------------------------------------------------------------------------------
@@ -451,10 +741,13 @@ def _field_names(value: Any) -> set[str]:
 
 @dataclass
 class StreamRedactor:
-    """Redacts output that arrives in chunks: line by line, holding private-key blocks until they end.
+    """Redacts output that arrives in chunks, line by line, with the result :func:`redact_text` gives
+    on the whole text: every rule but private-key blocks is line-local, and a line that opens a block
+    is held (with the lines after it) until a line ends it.
 
-    A line longer than ``max_line`` is processed in ``max_line`` pieces, so memory stays bounded; a
-    held key block keeps at most ``max_block`` characters (it is redacted as a whole anyway).
+    A line longer than ``max_line`` is redacted in ``max_line`` pieces, cut after the last space of
+    a piece where there is one, so memory stays bounded; a held block keeps at most ``max_block``
+    characters (it is redacted as a whole anyway).
     """
 
     max_line: int = 65536
@@ -474,8 +767,8 @@ class StreamRedactor:
                 if rest:
                     self._partial.append(rest)
                     self._partial_len += len(rest)
-                    if self._partial_len >= self.max_line:
-                        out.append(self._line(self._take_partial()))
+                    while self._partial_len >= self.max_line:
+                        out.append(self._line(self._take_piece()))
                 break
             self._partial.append(chunk[start:newline + 1])
             out.append(self._line(self._take_partial()))
@@ -497,22 +790,58 @@ class StreamRedactor:
         self._partial_len = 0
         return line
 
+    def _take_piece(self) -> str:
+        text = self._take_partial()
+        cut = text.rfind(" ", 0, self.max_line)
+        cut = cut + 1 if cut > self.max_line // 2 else self.max_line
+        rest = text[cut:]
+        if rest:
+            self._partial.append(rest)
+            self._partial_len = len(rest)
+        return text[:cut]
+
     def _line(self, line: str) -> str:
         if self._block is not None:
             if self._block_len < self.max_block:
                 self._block.append(line)
                 self._block_len += len(line)
-            if _PEM_END.search(line) is None:
-                return ""
+            if _opens_block(line) or not _closes_block(line):
+                return ""  # still inside the block, or this line ends it and opens another
             block = "".join(self._block)
             if self._block_len >= self.max_block:  # the middle was dropped; keep the END line's tail
                 block += line
             self._block = None
             self._block_len = 0
             return redact_text(block)
-        begin = _PEM_BEGIN.search(line)
-        if begin is not None and _PEM_END.search(line, begin.end()) is None:
+        if _opens_block(line):
             self._block = [line]
             self._block_len = len(line)
             return ""
         return redact_text(line)
+
+
+_HEADER_RUN = re.compile(_char_class(PEM_HEADER_CHARS) + "*")
+
+
+def _closes_block(line: str) -> bool:
+    """Whether a held private-key block may end in ``line`` (a valid END line or a quote)."""
+    if '"' in line:
+        return True
+    at = line.find(PEM_END)
+    while at >= 0:
+        if _pem_header(line, at + len(PEM_END), _HEADER_RUN) >= 0:
+            return True
+        at = line.find(PEM_END, at + 1)
+    return False
+
+
+def _opens_block(line: str) -> bool:
+    """Whether ``line`` may leave a private-key block open: its last BEGIN line is not followed by
+    an END line or a quote (holding a line that did not need it changes nothing)."""
+    at = line.rfind(PEM_BEGIN)
+    while at >= 0:
+        after = _pem_header(line, at + len(PEM_BEGIN), _HEADER_RUN)
+        if after >= 0:
+            return not _closes_block(line[after:])
+        at = line.rfind(PEM_BEGIN, 0, at)
+    return False

@@ -22,7 +22,6 @@ from shared.replay.bundle import (
     recorded_activities,
     recorded_outcome,
     redact_history,
-    redact_keeping_types,
     tar_bundle,
     task_queues,
     untar_bundle,
@@ -30,6 +29,7 @@ from shared.replay.bundle import (
     write_bundle,
 )
 from shared.replay.provenance import env_fingerprint, input_snapshot
+from shared.security.redaction import redact
 
 ENC = base64.b64encode(b"json/plain").decode()
 CANARY = "ghp_" + "A" * 36
@@ -82,7 +82,7 @@ def test_redact_history_removes_secrets_and_keeps_shape() -> None:
     _, started = workflow_input(redacted)
     assert started["inputs"] == {"api_token": "[REDACTED]", "retries": 3}
     assert len(redacted["events"]) == len(history()["events"])
-    assert redact_keeping_types({"token_count": 5, "password": {"a": 1, "b": "x"}}) == {
+    assert redact({"token_count": 5, "password": {"a": 1, "b": "x"}}, keep_types=True) == {
         "token_count": 5, "password": {"a": 1, "b": "[REDACTED]"}}
 
 

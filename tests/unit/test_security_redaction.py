@@ -1,8 +1,7 @@
-"""Redaction: secret field names, secret value patterns, deep structures, linear time on adversarial input."""
+"""Redaction of structured values and the field-name rules: names, deep structures, find_secret, properties."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -10,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.redaction import redact_text as base_redact_text
 from shared.security.redaction import REDACTED, find_secret, is_secret_field, redact, redact_text
 
 AWS = "AKIAIOSFODNN7EXAMPLE"
@@ -25,14 +23,17 @@ JFK = "jfk_0123456789ab_" + "Z" * 43
 
 @pytest.mark.parametrize("name", ["password", "Password", "API-KEY", "api_key", "x-api-key", "Authorization",
                                   "set-cookie", "db_password", "clientSecret", "refresh_token", "aws_secret_key",
-                                  "ssh_private_key", "signing_key", "otp", "card_cvv", "sessionid", "dsn"])
+                                  "ssh_private_key", "signing_key", "otp", "card_cvv", "sessionid", "dsn", "apiKey",
+                                  "AccountKey", "SharedAccessKey", "db_pass", "Secret Access Key", "XSRF-TOKEN",
+                                  "spring.datasource.password", "passphrase", " token "])
 def test_secret_field_names(name: str) -> None:
     """Sentry's denylist and Rails' partial matches are secret, after normalising case and '-'."""
     assert is_secret_field(name)
 
 
 @pytest.mark.parametrize("name", ["template_key", "idempotency_key", "tenant_id", "trace_id", "footprint",
-                                  "description", "input_hash", "key_id", "public_key", "event_type", "author"])
+                                  "description", "input_hash", "key_id", "public_key", "event_type", "author",
+                                  "templateKey", "sortKey", "passed", "bypass", "ping", "compass", "keyboard"])
 def test_ordinary_field_names(name: str) -> None:
     """JobForge's own non-secret names (and look-alikes such as 'footprint') are kept."""
     assert not is_secret_field(name)
@@ -57,13 +58,6 @@ def test_pem_urls_bearer_and_assignments() -> None:
     assert redact_text(plain) == plain
 
 
-def test_extends_the_base_module() -> None:
-    """Everything the base redact_text catches is caught here too."""
-    text = f"{AWS} {GITHUB} {JWT}"
-    assert base_redact_text(text) != text
-    assert AWS not in redact_text(text) and GITHUB not in redact_text(text)
-
-
 def test_deep_structures() -> None:
     """Nested dicts and lists are redacted by key name and by value, without touching the input."""
     value = {"user": "ann", "auth": {"password": "pw", "nested": [{"api_key": 1}]},
@@ -73,10 +67,22 @@ def test_deep_structures() -> None:
     assert out["notes"] == [f"token {REDACTED}", {"x": [REDACTED]}]
     assert out["template_key"] == "a.b.c" and out["n"] == 3 and out["user"] == "ann"
     assert value["auth"]["password"] == "pw"
+    kept = redact(value, keep_types=True)
+    assert kept["auth"] == {"password": REDACTED, "nested": [{"api_key": 1}]}
     deep: Any = "leaf"
     for _ in range(50_000):
         deep = [deep]
     assert redact(deep) is not None  # no RecursionError
+    cyclic: list[Any] = []
+    cyclic.append({"again": cyclic, "token": "x"})
+    node = redact(cyclic)  # a cycle ends instead of running forever
+    while not isinstance(node, str):
+        if isinstance(node, dict):
+            assert node["token"] == REDACTED
+            node = node["again"]
+        else:
+            node = node[0]
+    assert node == "<too deep>"
 
 
 def test_find_secret_names_the_path() -> None:
@@ -85,38 +91,8 @@ def test_find_secret_names_the_path() -> None:
                                                                                   "secret-looking value")
     assert find_secret({"github_token": "abc"}) == ("$.github_token", "secret field name")
     assert find_secret({"secret_name": "GITHUB_TOKEN", "max_tokens": 100, "password": ""}) is None
-
-
-ADVERSARIAL = {
-    "jwt": "eyJ-" * 30_000,
-    "jwt_dots": "eyJaaaaaaaaa." * 10_000,
-    "aws": "AKIA" * 30_000,
-    "github": "ghp_" * 30_000,
-    "pem_begin": "-----BEGIN " * 12_000,
-    "pem_unterminated": "-----BEGIN RSA PRIVATE KEY-----" + "A" * 100_000,
-    "url": "a://" * 30_000,
-    "url_user": "postgres://" + "u:" * 50_000,
-    "scheme_run": "a" * 120_000 + "://",
-    "assignment": "password=" * 13_000,
-    "assignment_space": "token " * 20_000,
-    "bearer": "bearer " * 17_000,
-    "slack": "xoxb-" * 24_000,
-    "mixed": ("eyJ" + "-" * 7 + "." + "AKIA" + " password: " + "ghp_") * 5_000,
-}
-
-
-@pytest.mark.parametrize("name", sorted(ADVERSARIAL))
-def test_linear_time_on_adversarial_input(name: str) -> None:
-    """~120 KB built to trip backtracking redacts in well under a second, and 4x the input costs < 12x."""
-    text = ADVERSARIAL[name]
-    started = time.perf_counter()
-    redact_text(text[: len(text) // 4])
-    quarter = time.perf_counter() - started
-    started = time.perf_counter()
-    redact_text(text)
-    full = time.perf_counter() - started
-    assert full < 1.0, f"{name}: {full:.3f}s"
-    assert full < 12 * quarter + 0.02, f"{name}: {quarter:.4f}s for 1/4, {full:.4f}s for all"
+    assert find_secret({"a": [{"ok": 1}, {"log": '{"api_key": "x"}'}]}) == ("$.a[1].log", "secret-looking value")
+    assert find_secret({"scopes": ["tokens:issue", "jobs:*"]}) is None
 
 
 secrets_st = st.sampled_from([AWS, GITHUB, STRIPE, SLACK, JWT, JFK])
