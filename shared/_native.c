@@ -199,7 +199,7 @@ typedef struct {
     int32_t *pair_start; /* PAIRS + 1 offsets into pair_rules */
     int *pair_rules;
     uint8_t first[128];
-    WordList deny, safe, partials, words, value_endings, auth_schemes, bare_schemes, pem_suffixes;
+    WordList deny, safe, partials, words, value_endings, auth_schemes, bare_schemes, pem_suffixes, json_literals;
     char *pem_begin, *pem_end, *pem_dashes;
     Py_ssize_t pem_begin_len, pem_end_len, pem_dashes_len, pem_max_header, pem_max_label;
     PyObject *redacted, *redacted_key, *too_deep;
@@ -780,10 +780,9 @@ json_literal(const RedactorObject *self, const Text *t, Py_ssize_t at)
     if (c == '-' || (c >= '0' && c <= '9')) {
         return 1;
     }
-    static const char *literals[] = {"true", "false", "null"};
-    for (int k = 0; k < 3; k++) {
-        Py_ssize_t len = (Py_ssize_t)strlen(literals[k]);
-        if (starts(t, at, literals[k], len)) {
+    for (int k = 0; k < self->json_literals.n; k++) {
+        Py_ssize_t len = self->json_literals.len[k];
+        if (starts(t, at, self->json_literals.item[k], len)) {
             Py_ssize_t after = at + len;
             return after >= t->n || !in_set(&self->word, rd(t, after));
         }
@@ -1700,7 +1699,7 @@ redactor_dealloc(RedactorObject *self)
     PyMem_Free(self->pair_start);
     PyMem_Free(self->pair_rules);
     WordList *lists[] = {&self->deny, &self->safe, &self->partials, &self->words, &self->value_endings,
-                         &self->auth_schemes, &self->bare_schemes, &self->pem_suffixes};
+                         &self->auth_schemes, &self->bare_schemes, &self->pem_suffixes, &self->json_literals};
     for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
         free_list(lists[i]);
     }
@@ -1735,6 +1734,7 @@ redactor_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         config_list(config, "auth_schemes", &self->auth_schemes) < 0 ||
         config_list(config, "bare_schemes", &self->bare_schemes) < 0 ||
         config_list(config, "pem_suffixes", &self->pem_suffixes) < 0 ||
+        config_list(config, "json_literals", &self->json_literals) < 0 ||
         config_str(config, "pem_begin", &self->pem_begin, &self->pem_begin_len) < 0 ||
         config_str(config, "pem_end", &self->pem_end, &self->pem_end_len) < 0 ||
         config_str(config, "pem_dashes", &self->pem_dashes, &self->pem_dashes_len) < 0 ||

@@ -22,7 +22,8 @@ What it removes
 * **Credentials elsewhere**: ``Bearer``/``Basic`` followed by a credential holding a digit, and the
   password of ``scheme://user:password@host``.
 
-Numbers, ``true``/``false``/``null``, objects and arrays after a *quoted* name are left alone (so
+Numbers, ``true``/``false``/``null`` (and Python's ``Infinity``/``NaN``), objects and arrays after a
+*quoted* name are left alone (so
 JSON stays JSON and structured data keeps its types); a colon after an *unquoted* name counts only
 when a space follows it (YAML and headers), so ``tokens:issue`` or ``12:30`` are not assignments.
 
@@ -173,6 +174,8 @@ SAFE_KEY_NAMES = ("template_key", "idempotency_key", "sort_key", "partition_key"
 #: endings or an exact denylist name; ``secret_name`` or ``max_tokens`` (references, counts) are fine
 VALUE_FIELD_ENDINGS = ("password", "passwd", "secret", "token", "api_key", "apikey", "private_key", "access_key",
                        "secret_key", "client_secret", "authorization", "cookie")
+#: unquoted values after a quoted name that are left alone (numbers too): JSON's, and Python's json extras
+JSON_LITERALS = ("true", "false", "null", "Infinity", "NaN")
 #: ``Authorization: <scheme> <credential>`` keeps the scheme
 AUTH_SCHEMES = ("bearer", "basic", "token", "digest", "negotiate", "ntlm")
 #: credentials after a bare ``Bearer``/``Basic``
@@ -530,7 +533,7 @@ def _name_before(text: str, sep: int, name_chars: frozenset[str]) -> tuple[str, 
 def _json_literal(text: str, at: int, word: frozenset[str]) -> bool:
     if text[at] in "-0123456789":
         return True
-    for literal in ("true", "false", "null"):
+    for literal in JSON_LITERALS:
         if text.startswith(literal, at):
             after = at + len(literal)
             return after >= len(text) or text[after] not in word
@@ -605,7 +608,8 @@ def native_config() -> dict[str, Any]:
                    for rule in TOKEN_RULES for prefix in rule.prefixes],
         "deny": sorted(_DENY), "safe": sorted(_SAFE), "partials": list(PARTIAL_MATCHES), "words": list(WORD_MATCHES),
         "value_endings": list(VALUE_FIELD_ENDINGS), "auth_schemes": list(AUTH_SCHEMES),
-        "bare_schemes": list(BARE_SCHEMES), "redacted": REDACTED, "redacted_key": REDACTED_KEY,
+        "bare_schemes": list(BARE_SCHEMES), "json_literals": list(JSON_LITERALS), "redacted": REDACTED,
+        "redacted_key": REDACTED_KEY,
         "name_max": NAME_MAX, "max_spaces": MAX_SPACES, "max_scheme_spaces": MAX_SCHEME_SPACES,
         "name_chars": NAME_CHARS, "credential_chars": CREDENTIAL_CHARS, "pem_header_chars": PEM_HEADER_CHARS,
         "stop_equals": STOP_EQUALS, "stop_colon": STOP_COLON, "url_user_stop": URL_USER_STOP,
