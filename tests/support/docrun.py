@@ -310,7 +310,8 @@ class Session:
             f"{shlex.join([*argv, *ports])} >{log} 2>&1 </dev/null &\n"
             "__docrun_stack=$!\n"
             '__docrun_state="${JOBFORGE_HOME:-.jobforge}/state.json"\n'
-            f'printf "%s\\n" "$PWD/$__docrun_state" >{where}\n'
+            'case "$__docrun_state" in /*) ;; *) __docrun_state="$PWD/$__docrun_state" ;; esac\n'
+            f'printf "%s\\n" "$__docrun_state" >{where}\n'
             f"__docrun_deadline=$((SECONDS + {int(STACK_TIMEOUT)}))\n"
             'until [ -s "$__docrun_state" ]; do\n'
             '  if ! kill -0 "$__docrun_stack" 2>/dev/null; then\n'
