@@ -421,3 +421,31 @@ class SealedSecretInvalid(JobForgeError):
 
 ERRORS_BY_CODE.update({cls.code: cls for cls in (StackNotFound, SealedSecretInvalid)})
 HTTP_STATUS.update({StackNotFound.code: 503, SealedSecretInvalid.code: 400})
+
+
+# -- the console ---------------------------------------------------------------------------------------
+
+
+class TenantForbidden(JobForgeError):
+    """These credentials belong to another tenant."""
+
+    code = "tenant_forbidden"
+
+    def __init__(self, tenant_id: str = "") -> None:
+        super().__init__(f"these credentials belong to another tenant than {tenant_id!r}", tenant_id=tenant_id)
+
+
+class OperatorOnly(JobForgeError):
+    """Only an operator may do this (sign in with the operator token)."""
+
+    code = "operator_only"
+
+
+class CsrfRejected(JobForgeError):
+    """The form was not sent by this console session (missing or wrong CSRF token, or a foreign origin)."""
+
+    code = "csrf_rejected"
+
+
+ERRORS_BY_CODE.update({cls.code: cls for cls in (TenantForbidden, OperatorOnly, CsrfRejected)})
+HTTP_STATUS.update({"tenant_forbidden": 403, "operator_only": 403, "csrf_rejected": 403})

@@ -298,6 +298,7 @@ class Gate:
             metrics.event_denied(err.code, retryable=err.retryable)
             if isinstance(err, RateLimited):
                 metrics.rate_limited("events.submit")
+                await self.deduper.count_rate_limited(event.tenant_id)  # the console's refusals per minute
             await self._deny(flags, event.tenant_id, principal.actor, "events.submit", resource, err, trace_id)
             raise
         metrics.event_admitted(duplicate=outcome.duplicate)

@@ -81,6 +81,16 @@ class Settings(BaseSettings):
     #: who an operator request (SDK Temporal-direct, raw Temporal start) is granted
     operator_scopes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*:*"])
 
+    # -- the console (jobforge-api at /ui; docs/console.md) --
+    #: operator sign-in (every tenant, the flags); unset = none. ``jobforge dev`` makes a fresh one at each start
+    console_operator_token: SecretStr | None = None
+    #: how long a console sign-in lasts
+    console_session_ttl_seconds: int = Field(default=28_800, ge=60, le=604_800)
+    #: mark the session cookie Secure; unset = when the request came over https
+    console_secure_cookies: bool | None = None
+    #: the Temporal Web UI's base URL, for links from a run to its workflow; empty = no links
+    temporal_ui_url: str = Field(default="", pattern=r"^(|https?://\S+)$")
+
     # -- the verify pack (docs/verify-pack.md) --
     #: directories repositories may be verified in (comma separated); default: the worker's working directory
     verify_allowed_roots: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [Path(".")])
@@ -116,6 +126,13 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("console_operator_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("the console operator token must be at least 32 characters (a random secret)")
         return value
 
     @property

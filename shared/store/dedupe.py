@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,11 +24,31 @@ ON CONFLICT (tenant_id, event_type, event_id) DO UPDATE
  WHERE d.expires_at <= excluded.first_seen_at
 RETURNING first_seen_at, expires_at, trace_id, payload_hash
 """
+# the duplicate is counted on its original's row and in the tenant's minute (one statement)
 _COUNT_DUPLICATE = """
+WITH minute AS (
+  INSERT INTO event_gate_minutes AS m (tenant_id, minute, duplicates)
+  VALUES (%(tenant)s, date_trunc('minute', clock_timestamp()), 1)
+  ON CONFLICT (tenant_id, minute) DO UPDATE SET duplicates = m.duplicates + 1
+)
 UPDATE event_dedupe SET duplicates = duplicates + 1
  WHERE tenant_id = %(tenant)s AND event_type = %(etype)s AND event_id = %(eid)s
 RETURNING first_seen_at, expires_at, trace_id, payload_hash
 """
+_COUNT_RATE_LIMITED = """
+INSERT INTO event_gate_minutes AS m (tenant_id, minute, rate_limited)
+VALUES (%(tenant)s, date_trunc('minute', clock_timestamp()), 1)
+ON CONFLICT (tenant_id, minute) DO UPDATE SET rate_limited = m.rate_limited + 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class GateMinute:
+    """What the event gate turned away for a tenant in one minute."""
+
+    minute: datetime
+    duplicates: int
+    rate_limited: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +86,17 @@ class EventDeduper:
             await conn.execute("DELETE FROM event_dedupe WHERE tenant_id = %(tenant)s AND event_type = %(etype)s "
                                "AND event_id = %(eid)s AND first_seen_at = %(seen)s",
                                {"tenant": tenant_id, "etype": event_type, "eid": event_id, "seen": first_seen_at})
+
+    async def count_rate_limited(self, tenant_id: str) -> None:
+        """Count one event the rate limit refused in the tenant's current minute."""
+        async with fast.connection(self.engine) as conn:
+            await conn.execute(_COUNT_RATE_LIMITED, {"tenant": tenant_id})
+
+    async def refusals(self, tenant_id: str, since: datetime) -> Sequence[GateMinute]:
+        """Duplicates and rate-limit refusals of the tenant's events per minute since ``since``, oldest first."""
+        async with fast.connection(self.engine) as conn:
+            rows = await (await conn.execute(
+                "SELECT minute, duplicates, rate_limited FROM event_gate_minutes "
+                "WHERE tenant_id = %(t)s AND minute >= %(since)s ORDER BY minute",
+                {"t": tenant_id, "since": since})).fetchall()
+        return [GateMinute(row[0], int(row[1]), int(row[2])) for row in rows]

@@ -6,6 +6,7 @@ Rows become frozen models at this boundary; callers never see SQLAlchemy objects
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -22,6 +23,7 @@ from shared.errors import RunNotFound, StoreUnavailable
 from shared.flags import Flag
 from shared.models import ArtifactRecord, RunRecord, RunStatus, VerifyCacheEntry
 from shared.store import fast
+from shared.store.paging import Page, decode_cursor, encode_cursor, page_size
 from shared.store.tables import ArtifactRow, FlagOverrideRow, RunRow, VerifyCacheRow
 
 
@@ -66,6 +68,51 @@ def _record(row: RunRow) -> RunRecord:
         idempotency_key=row.idempotency_key, input_hash=row.input_hash, summary=row.summary or {},
         error=row.error, created_at=row.created_at, updated_at=row.updated_at, finished_at=row.finished_at,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which of a tenant's runs a page shows (every field optional; all given ones must hold)."""
+
+    template_key: str | None = None
+    status: RunStatus | None = None
+    #: runs started by the fires of this trigger (its id)
+    trigger_id: str | None = None
+    trace_id: str | None = None
+    #: created at or after / before
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunCount:
+    """How many of a tenant's runs created in one time bucket have one status."""
+
+    bucket: datetime
+    status: RunStatus
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunDurations:
+    """Wall-clock durations (created to finished) of one template's finished runs."""
+
+    template_key: str
+    runs: int
+    p50_seconds: float
+    p95_seconds: float
+
+
+_PAGE_RUNS = {
+    "template_key": "template_key = %(template_key)s",
+    "status": "status = %(status)s",
+    "trace_id": "trace_id = %(trace_id)s",
+    "since": "created_at >= %(since)s",
+    "until": "created_at < %(until)s",
+    "trigger_id": ("workflow_id IN (SELECT run_workflow_id FROM trigger_fires WHERE trigger_id = %(trigger_id)s "
+                   "AND run_workflow_id IS NOT NULL)"),
+}
+_FINAL = [status.value for status in RunStatus if status.is_final and status is not RunStatus.REJECTED]
 
 
 class Store:
@@ -188,6 +235,52 @@ class Store:
         async with self._auto() as session:
             return [_record(row) for row in (await session.execute(stmt)).scalars()]
 
+    async def page_runs(self, tenant_id: str, where: RunFilter | None = None, *, cursor: str | None = None,
+                        limit: int = 50) -> Page[RunRecord]:
+        """A page of the tenant's runs matching ``where``, newest first (keyset: ``cursor`` continues a page)."""
+        where = where or RunFilter()
+        limit = page_size(limit)
+        params: dict[str, object] = {"tenant": tenant_id, "limit": limit + 1}
+        clauses = ["tenant_id = %(tenant)s"]
+        for name, clause in _PAGE_RUNS.items():
+            value = getattr(where, name)
+            if value is not None and value != "":
+                clauses.append(clause)
+                params[name] = value.value if isinstance(value, RunStatus) else value
+        if cursor:
+            params["c_at"], c_id = decode_cursor(cursor)
+            params["c_id"] = str(c_id)
+            clauses.append("(created_at, run_id) < (%(c_at)s, %(c_id)s)")
+        sql = (f"SELECT * FROM runs WHERE {' AND '.join(clauses)} "  # the clauses are constants; values are bound
+               "ORDER BY created_at DESC, run_id DESC LIMIT %(limit)s")
+        async with fast.connection(self.engine) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            rows = await (await cur.execute(sql, params)).fetchall()
+        records = [_record(row_of(row)) for row in rows[:limit]]
+        more = len(rows) > limit
+        return Page(records, encode_cursor(records[-1].created_at, records[-1].run_id) if more else None)
+
+    async def run_counts(self, tenant_id: str, since: datetime, bucket_seconds: int = 60) -> Sequence[RunCount]:
+        """How many of the tenant's runs created since ``since`` have each status, per time bucket."""
+        async with fast.connection(self.engine) as conn:
+            rows = await (await conn.execute(
+                "SELECT to_timestamp(floor(extract(epoch FROM created_at) / %(b)s) * %(b)s) AS bucket, status, "
+                "count(*) FROM runs WHERE tenant_id = %(t)s AND created_at >= %(since)s GROUP BY 1, 2 ORDER BY 1, 2",
+                {"t": tenant_id, "since": since, "b": bucket_seconds})).fetchall()
+        return [RunCount(row[0], RunStatus(row[1]), int(row[2])) for row in rows]
+
+    async def run_durations(self, tenant_id: str, since: datetime) -> Sequence[RunDurations]:
+        """p50 and p95 of the durations of the tenant's runs finished since ``since``, per template."""
+        async with fast.connection(self.engine) as conn:
+            rows = await (await conn.execute(
+                "SELECT template_key, count(*), "
+                "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)), "
+                "percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)) "
+                "FROM runs WHERE tenant_id = %(t)s AND created_at >= %(since)s AND finished_at IS NOT NULL "
+                "AND status = ANY(%(final)s) GROUP BY template_key ORDER BY template_key",
+                {"t": tenant_id, "since": since, "final": _FINAL})).fetchall()
+        return [RunDurations(row[0], int(row[1]), float(row[2]), float(row[3])) for row in rows]
+
     # -- feature flag overrides ---------------------------------------------------------------
 
     async def flag_overrides(self) -> dict[Flag, bool]:
@@ -200,6 +293,13 @@ class Store:
             except ValueError:
                 continue  # a flag retired by newer code; ignore it rather than fail every admission
         return out
+
+    async def flag_override_rows(self) -> dict[str, dict[str, Any]]:
+        """Every stored override by flag name: value, who set it, why and when."""
+        async with self._auto() as session:
+            rows = (await session.execute(select(FlagOverrideRow))).scalars().all()
+        return {row.name: {"enabled": row.enabled, "actor": row.actor, "reason": row.reason,
+                           "updated_at": row.updated_at} for row in rows}
 
     async def set_flag_override(self, flag: Flag, enabled: bool, actor: str = "", reason: str = "") -> None:
         stmt = insert(FlagOverrideRow).values(name=flag.value, enabled=enabled, actor=actor, reason=reason)

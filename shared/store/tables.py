@@ -56,6 +56,8 @@ class RunRow(Base):
     __table_args__ = (
         Index("ix_runs_tenant_created", "tenant_id", "created_at"),
         Index("ix_runs_tenant_trace", "tenant_id", "trace_id"),
+        Index("ix_runs_tenant_status_created", "tenant_id", "status", "created_at"),
+        Index("ix_runs_tenant_template_created", "tenant_id", "template_key", "created_at"),
     )
 
 
@@ -277,7 +279,8 @@ class EventRow(Base):
     actor: Mapped[str] = mapped_column(String(200), server_default="")
 
     __table_args__ = (Index("ix_events_tenant_received", "tenant_id", "received_at"),
-                      Index("ix_events_tenant_type", "tenant_id", "event_type"),
+                      Index("ix_events_tenant_type_received", "tenant_id", "event_type", "received_at"),
+                      Index("ix_events_tenant_source_received", "tenant_id", "source_app", "received_at"),
                       Index("ix_events_unrouted", "tenant_id", "received_at",
                             postgresql_where=text("routed_at IS NULL")))
 
@@ -324,4 +327,33 @@ class TriggerFireRow(Base):
     fired_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     __table_args__ = (Index("ix_trigger_fires_trigger_time", "trigger_id", "fired_at"),
-                      Index("ix_trigger_fires_tenant_verdict", "tenant_id", "verdict"))
+                      Index("ix_trigger_fires_tenant_verdict_time", "tenant_id", "verdict", "fired_at"))
+
+
+class ConsoleSessionRow(Base):
+    """A signed-in console browser: only the SHA-256 of its cookie is kept."""
+
+    __tablename__ = "console_sessions"
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: None for an operator session (every tenant)
+    tenant_id: Mapped[str | None] = mapped_column(String(63))
+    #: the API key a tenant session was opened with: revoking it ends the session
+    key_id: Mapped[str | None] = mapped_column(String(24))
+    #: SHA-256 of the operator token an operator session was opened with: a new token ends it
+    operator_sha256: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(200))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class EventGateMinuteRow(Base):
+    """What the event gate turned away in one minute for one tenant (each refusal is also audited)."""
+
+    __tablename__ = "event_gate_minutes"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    duplicates: Mapped[int] = mapped_column(Integer, server_default="0")
+    rate_limited: Mapped[int] = mapped_column(Integer, server_default="0")

@@ -121,5 +121,19 @@ class TenantStore:
         if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_sha256,
                                                                                 _digest(presented.strip())):
             raise Unauthenticated()
-        return Principal(actor=f"key:{row.key_id}", scopes=tuple(row.scopes), tenant_id=row.tenant_id,
-                         key_id=row.key_id)
+        return _principal(row)
+
+    async def principal_of_key(self, key_id: str) -> Principal:
+        """The principal of a key authenticated earlier (a console session), with the key's current scopes.
+
+        :class:`Unauthenticated` once the key is revoked or gone.
+        """
+        async with self._session() as session:
+            row = await session.get(ApiKeyRow, key_id)
+        if row is None or row.revoked_at is not None:
+            raise Unauthenticated()
+        return _principal(row)
+
+
+def _principal(row: ApiKeyRow) -> Principal:
+    return Principal(actor=f"key:{row.key_id}", scopes=tuple(row.scopes), tenant_id=row.tenant_id, key_id=row.key_id)

@@ -14,9 +14,10 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from shared.errors import TriggerExists, TriggerNotFound
+from shared.errors import InvalidRequest, TriggerExists, TriggerNotFound
 from shared.models import EventEnvelope
 from shared.store import fast
+from shared.store.paging import Page, decode_cursor, encode_cursor, page_size
 from shared.store.store import autocommit, row_of
 from shared.store.tables import EventRow, TriggerFireRow, TriggerRow
 from shared.triggers.gate import type_matches
@@ -327,3 +328,79 @@ class TriggerStore:
         stmt = stmt.order_by(EventRow.received_at.desc(), EventRow.id.desc()).limit(limit)
         async with self._auto() as session:
             return [_event(r) for r in (await session.execute(stmt)).scalars()]
+
+    async def page_events(self, tenant_id: str, *, event_type: str | None = None, source_app: str | None = None,
+                          cursor: str | None = None, limit: int = 50) -> Page[StoredEvent]:
+        """A page of the tenant's events, newest first, of one type and/or source (keyset: ``cursor``)."""
+        limit = page_size(limit)
+        params: dict[str, object] = {"t": tenant_id, "limit": limit + 1}
+        clauses = ["tenant_id = %(t)s"]
+        if event_type:
+            clauses.append("event_type = %(type)s")
+            params["type"] = event_type
+        if source_app is not None and source_app != "":
+            clauses.append("source_app = %(source)s")
+            params["source"] = source_app
+        if cursor:
+            params["c_at"], c_id = decode_cursor(cursor)
+            params["c_id"] = _int_id(c_id)
+            clauses.append("(received_at, id) < (%(c_at)s, %(c_id)s)")
+        sql = (f"SELECT * FROM events WHERE {' AND '.join(clauses)} "  # the clauses are constants; values are bound
+               "ORDER BY received_at DESC, id DESC LIMIT %(limit)s")
+        async with fast.connection(self._engine) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            rows = await (await cur.execute(sql, params)).fetchall()
+        events = [_event(row_of(row)) for row in rows[:limit]]
+        more = len(rows) > limit
+        return Page(events, encode_cursor(events[-1].received_at, events[-1].id) if more else None)
+
+    async def event_by_id(self, tenant_id: str, row_id: int) -> StoredEvent | None:
+        """One of the tenant's stored events by its row id (another tenant's id finds nothing)."""
+        async with fast.connection(self._engine) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            row = await (await cur.execute("SELECT * FROM events WHERE id = %(id)s AND tenant_id = %(t)s",
+                                           {"id": row_id, "t": tenant_id})).fetchone()
+        return _event(row_of(row)) if row is not None else None
+
+    async def event_counts(self, tenant_id: str, since: datetime, bucket_seconds: int = 60) -> dict[datetime, int]:
+        """How many of the tenant's events were admitted and stored since ``since``, per time bucket."""
+        async with fast.connection(self._engine) as conn:
+            rows = await (await conn.execute(
+                "SELECT to_timestamp(floor(extract(epoch FROM received_at) / %(b)s) * %(b)s), count(*) FROM events "
+                "WHERE tenant_id = %(t)s AND received_at >= %(since)s GROUP BY 1",
+                {"t": tenant_id, "since": since, "b": bucket_seconds})).fetchall()
+        return {row[0]: int(row[1]) for row in rows}
+
+    async def page_fires(self, tenant_id: str, *, trigger_id: str | None = None, verdict: str | None = None,
+                         cursor: str | None = None, limit: int = 50) -> Page[FireRecord]:
+        """A page of the tenant's fire decisions (of one trigger, of one verdict), newest first."""
+        limit = page_size(limit)
+        params: dict[str, object] = {"t": tenant_id, "limit": limit + 1}
+        clauses = ["tenant_id = %(t)s"]
+        if trigger_id:
+            clauses.append("trigger_id = %(trigger)s")
+            params["trigger"] = trigger_id
+        if verdict:
+            clauses.append("verdict = %(verdict)s")
+            params["verdict"] = verdict
+        if cursor:
+            params["c_at"], c_id = decode_cursor(cursor)
+            params["c_id"] = _int_id(c_id)
+            clauses.append("(fired_at, id) < (%(c_at)s, %(c_id)s)")
+        sql = (f"SELECT * FROM trigger_fires WHERE {' AND '.join(clauses)} "  # constant clauses, bound values
+               "ORDER BY fired_at DESC, id DESC LIMIT %(limit)s")
+        async with fast.connection(self._engine) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            rows = await (await cur.execute(sql, params)).fetchall()
+        fires = [_fire(row_of(row)) for row in rows[:limit]]
+        more = len(rows) > limit
+        return Page(fires, encode_cursor(fires[-1].fired_at, fires[-1].id) if more else None)
+
+
+def _int_id(ident: str | int) -> int:
+    if isinstance(ident, int):
+        return ident
+    try:
+        return int(ident)
+    except ValueError:
+        raise InvalidRequest("the page cursor is not valid; start again from the first page", field="cursor") from None
