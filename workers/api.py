@@ -51,6 +51,7 @@ from shared.security.redaction import redact, redact_text
 from shared.security.scopes import require_scopes
 from shared.settings import Settings
 from shared.store.store import unreachable
+from workers.console import mount as mount_console
 from workers.runtime import Runtime, configure_telemetry, leave, open_runtime
 
 log = structlog.get_logger("jobforge.api")
@@ -448,6 +449,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
         records = await rt().gate.audit.list(caller.tenant_id, limit=limit, before_seq=before_seq)
         return [AuditEntryOut(**record.to_json()) for record in records]
 
+    mount_console(app, rt)  # the web console at /ui (workers/console)
     return BodyLimit(app, body_limit)
 
 
