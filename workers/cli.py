@@ -317,6 +317,8 @@ def dev(
                   f"  Temporal UI   : {state.ui_url or '(headless)'}\n"
                   f"  PostgreSQL    : {state.database_url}\n"
                   f"  HTTP API      : {state.api_url or '(none)'}\n"
+                  f"  Console       : {stack.console_url or '(none)'}\n"
+                  + (f"  operator token: {stack.console_token}\n" if stack.console_url else "") +
                   f"  workers       : {workers} (logs in {stack.logs})", highlight=False)
         if run:
             _run_once(s.model_copy(update={"temporal_address": state.temporal_address,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -54,10 +55,19 @@ class DevStack:
         self.database_url = settings.database_url_value() or ""
         self.temporal_address = f"127.0.0.1:{ports.temporal}"
         self.ui_url = "" if headless else f"http://127.0.0.1:{ports.ui}"
+        #: the console's operator sign-in: the configured token, else a fresh one for this start of the stack
+        configured = settings.console_operator_token
+        self.console_token = configured.get_secret_value() if configured else secrets.token_urlsafe(32)
+        self.console_url = f"{self.api_url}/ui" if ports.api else ""
 
     @property
     def logs(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def console_token_file(self) -> Path:
+        """Where the operator token of the running stack is kept for its user (mode 0600)."""
+        return self.home / "console-operator-token"
 
     def start(self) -> StackState:
         existing = StackState.read(self.settings.state_file)
@@ -82,6 +92,7 @@ class DevStack:
             self._start_api()
             state = StackState(pid=os.getpid(), temporal_address=self.temporal_address, ui_url=self.ui_url,
                                database_url=self.database_url, home=str(self.home), api_url=self.api_url,
+                               console_url=self.console_url,
                                pids={"temporal": self.temporal.pid if self.temporal else 0,
                                      **{f"worker{i}": w.pid for i, w in enumerate(self.workers)},
                                      **({"api": self.api.pid} if self.api else {})})
@@ -124,13 +135,25 @@ class DevStack:
             return subprocess.Popen([sys.executable, "-m", "workers.worker"], stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
 
+    def api_env(self) -> dict[str, str]:
+        """The API's environment: the workers', the console's operator token and the Temporal UI for its links."""
+        env = self.worker_env()
+        env["JOBFORGE_CONSOLE_OPERATOR_TOKEN"] = self.console_token
+        if self.ui_url and "temporal_ui_url" not in self.settings.model_fields_set:
+            env["JOBFORGE_TEMPORAL_UI_URL"] = self.ui_url
+        return env
+
     def _start_api(self) -> None:
         if not self.ports.api:
             return
+        fd = os.open(self.console_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as token_file:
+            token_file.write(self.console_token + "\n")
         with (self.logs / "api.log").open("ab") as out:
             self.api = subprocess.Popen([sys.executable, "-m", "workers.api", "--port", str(self.ports.api)],
                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env=self.worker_env(), start_new_session=True)
+                                        env=self.api_env(), start_new_session=True)
         if not wait_for_port(self.ports.api, 30, self.api):
             tail = (self.logs / "api.log").read_text(errors="replace").strip().splitlines()[-5:]
             raise StackStartFailed("the HTTP API did not start: " + " | ".join(tail))
@@ -150,6 +173,8 @@ class DevStack:
         if self.api is not None:
             terminate(self.api, 15)
             self.api = None
+        with contextlib.suppress(FileNotFoundError):
+            self.console_token_file.unlink()
         for worker in self.workers:
             terminate(worker, self.settings.worker_graceful_shutdown_seconds + 5)
         self.workers = []

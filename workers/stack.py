@@ -94,6 +94,8 @@ class StackState:
     pids: dict[str, int] = field(default_factory=dict)
     #: the HTTP ingress of the stack ("" when it was started without one)
     api_url: str = ""
+    #: its web console (operator token in ``home/console-operator-token``)
+    console_url: str = ""
 
     def write(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")

@@ -433,11 +433,17 @@ def create_console(runtime: Callable[[], Runtime]) -> Headers:
             who.scope(tenant, TRIGGERS_WRITE)
         except JobForgeError as err:
             if who.principal.may_act_for(tenant):
-                await rt.gate.record(flags, tenant, who.actor, f"triggers.{action}", name, Decision.DENY, err.message)
+                audited = "triggers.fire_now" if action == "fire" else f"triggers.{action}"
+                await rt.gate.record(flags, tenant, who.actor, audited, name, Decision.DENY, err.message)
             raise
         service = reads.triggers(rt)
         if action == "fire":
-            outcome = await service.fire(tenant, name, actor=who.actor)  # the safety gate decides and audits
+            # the safety gate decides, records and audits the fire itself (as the trigger); this entry says who asked
+            outcome = await service.fire(tenant, name, actor=who.actor)
+            await rt.gate.record(flags, tenant, who.actor, "triggers.fire_now", name, Decision.ALLOW,
+                                 f"fire requested from the JobForge console: {outcome.verdict.value}",
+                                 details={"fire_id": outcome.fire_id, "verdict": outcome.verdict.value,
+                                          "reasons": outcome.reasons, "run_workflow_id": outcome.run_workflow_id})
             log.info("console_trigger_fired", tenant_id=tenant, trigger=name, verdict=outcome.verdict.value)
             done = "fired"
         else:
