@@ -4,10 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install run test lint bench clean
+.PHONY: help install run test lint bench screenshots clean
 
 help: ## list the verbs
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create .venv and install JobForge with its dev tools
 
@@ -30,6 +30,9 @@ lint: install ## ruff + mypy strict
 
 bench: install ## run the benchmarks under bench/ (ratios against a same-run baseline)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+screenshots: install ## run the console's browser tests, saving a screenshot of each page in docs/screenshots/
+	JOBFORGE_SCREENSHOTS=docs/screenshots $(BIN)/python -m tests.support.run_pytest -q tests/e2e/test_console_browser.py
 
 clean: ## remove the embedded stack's data (.jobforge/) and caches
 	rm -rf .jobforge .pytest_cache .mypy_cache .ruff_cache

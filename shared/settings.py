@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     @field_validator("console_operator_token")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None  # set but empty (a compose default): no operator sign-in
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("the console operator token must be at least 32 characters (a random secret)")
         return value

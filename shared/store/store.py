@@ -264,8 +264,9 @@ class Store:
         """How many of the tenant's runs created since ``since`` have each status, per time bucket."""
         async with fast.connection(self.engine) as conn:
             rows = await (await conn.execute(
-                "SELECT to_timestamp(floor(extract(epoch FROM created_at) / %(b)s) * %(b)s) AS bucket, status, "
-                "count(*) FROM runs WHERE tenant_id = %(t)s AND created_at >= %(since)s GROUP BY 1, 2 ORDER BY 1, 2",
+                "SELECT date_bin(make_interval(secs => %(b)s), created_at, TIMESTAMPTZ '2000-01-01 00:00Z') AS bucket, "
+                "status, count(*) FROM runs WHERE tenant_id = %(t)s AND created_at >= %(since)s "
+                "GROUP BY 1, 2 ORDER BY 1, 2",
                 {"t": tenant_id, "since": since, "b": bucket_seconds})).fetchall()
         return [RunCount(row[0], RunStatus(row[1]), int(row[2])) for row in rows]
 

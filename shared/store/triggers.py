@@ -241,6 +241,14 @@ class TriggerStore:
             await session.execute(update(TriggerFireRow).where(TriggerFireRow.id == fire_id)
                                   .values(start_error=error[:2000]))
 
+    async def count_fires(self, trigger_id: str, limit: int = 1000) -> int:
+        """How many fires a trigger has recorded, counted up to ``limit`` (an index range, no rows read)."""
+        async with fast.connection(self._engine) as conn:
+            row = await (await conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM trigger_fires WHERE trigger_id = %s LIMIT %s) AS f",
+                (trigger_id, limit))).fetchone()
+        return int(row[0]) if row else 0
+
     async def fires(self, tenant_id: str, *, trigger_name: str | None = None, verdict: str | None = None,
                     limit: int = 100) -> Sequence[FireRecord]:
         stmt = select(TriggerFireRow).where(TriggerFireRow.tenant_id == tenant_id)
@@ -366,8 +374,8 @@ class TriggerStore:
         """How many of the tenant's events were admitted and stored since ``since``, per time bucket."""
         async with fast.connection(self._engine) as conn:
             rows = await (await conn.execute(
-                "SELECT to_timestamp(floor(extract(epoch FROM received_at) / %(b)s) * %(b)s), count(*) FROM events "
-                "WHERE tenant_id = %(t)s AND received_at >= %(since)s GROUP BY 1",
+                "SELECT date_bin(make_interval(secs => %(b)s), received_at, TIMESTAMPTZ '2000-01-01 00:00Z'), "
+                "count(*) FROM events WHERE tenant_id = %(t)s AND received_at >= %(since)s GROUP BY 1",
                 {"t": tenant_id, "since": since, "b": bucket_seconds})).fetchall()
         return {row[0]: int(row[1]) for row in rows}
 

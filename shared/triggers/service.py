@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -63,7 +64,7 @@ class TriggerService:
         return await self.view(trigger)
 
     async def view(self, trigger: Trigger) -> TriggerView:
-        recent = len(await self.store.fires(trigger.tenant_id, trigger_name=trigger.name, limit=1000))
+        recent = await self.store.count_fires(trigger.trigger_id, limit=1000)
         if trigger.kind is TriggerKind.EVENT:
             return TriggerView(trigger=trigger, state="active" if trigger.enabled else "disabled",
                                recent_fires=recent)
@@ -79,7 +80,7 @@ class TriggerService:
                            next_fires=list(desc.info.next_action_times[:3]), recent_fires=recent)
 
     async def list(self, tenant_id: str) -> Sequence[TriggerView]:
-        return [await self.view(t) for t in await self.store.list(check_tenant_id(tenant_id))]
+        return list(await asyncio.gather(*(self.view(t) for t in await self.store.list(check_tenant_id(tenant_id)))))
 
     async def show(self, tenant_id: str, name: str) -> TriggerView:
         return await self.view(await self.store.get(tenant_id, name))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.procs import BIN, env_with, free_port, jobforge, wait_for
@@ -65,6 +67,21 @@ def test_dev_stack_lifecycle(tmp_path: Path) -> None:
         assert state.api_url == f"http://127.0.0.1:{ports['api']}" and state.pids.get("api")
         with urllib.request.urlopen(f"{state.api_url}/healthz", timeout=10) as page:
             assert json.loads(page.read()) == {"status": "ok", "database": "ok"}
+        # the console: at /ui of the API, operator sign-in with the token the stack printed and keeps (0600)
+        token_file = home / "console-operator-token"
+        assert state.console_url == f"{state.api_url}/ui" and token_file.stat().st_mode & 0o777 == 0o600
+        token = token_file.read_text().strip()
+        assert f"operator token: {token}" in log.read_text()
+        with httpx.Client(base_url=state.api_url) as browser:
+            form = browser.get("/ui/login")
+            login_csrf = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
+            assert form.status_code == 200 and login_csrf
+            signed = browser.post("/ui/login", data={"login_csrf": login_csrf[1], "operator_token": token})
+            assert signed.status_code == 303 and signed.headers["location"] == "/ui/tenants"
+            runs = browser.get("/ui/t/e2e/runs")
+            assert runs.status_code == 200 and answer["run"]["run_id"][:13] in runs.text
+            run_page = browser.get(f"/ui/t/e2e/runs/{answer['run']['run_id']}")
+            assert f'href="{state.ui_url}/namespaces/default/workflows/' in run_page.text  # the Temporal UI link
         temporal = str(BIN / "temporal")
         seen = subprocess.run([temporal, "workflow", "list", "--address", state.temporal_address,
                                "--query", "JobForgeTenant='e2e'", "-o", "json"],

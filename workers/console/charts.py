@@ -96,22 +96,22 @@ def stacked_bars(ident: str, title: str, buckets: Sequence[datetime], series: Se
     slot = plot_w / max(len(buckets), 1)
     bar_w = max(slot - 1.0, 1.0) if len(buckets) > 1 else min(plot_w, 40.0)
     label_every = max(1, math.ceil(len(buckets) / 8))
+    names = {name: str(escape(name)) for name in series}
     rows: list[tuple[str, ...]] = []
     for index, bucket in enumerate(buckets):
         x = left + index * slot
         y = float(top + plot_h)
-        parts = []
+        hhmm = bucket.strftime("%H:%M")
         for name in series:
             value = counts.get((bucket, name), 0)
             if not value:
                 continue
             h = plot_h * value / peak
             y -= h
-            parts.append(f"{name} {value}")
             body.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" fill="{colour(name)}">'
-                        f'<title>{escape(bucket.strftime("%H:%M"))} UTC: {escape(name)} {value}</title></rect>')
+                        f"<title>{hhmm} UTC: {names[name]} {value}</title></rect>")
         if index % label_every == 0:
-            body.append(f'<text x="{x:.1f}" y="{height - 8}" fill="#24292f">{bucket.strftime("%H:%M")}</text>')
+            body.append(f'<text x="{x:.1f}" y="{height - 8}" fill="#24292f">{hhmm}</text>')
         if totals[index]:
             rows.append((bucket.strftime("%Y-%m-%d %H:%M UTC"),
                          *(str(counts.get((bucket, s), 0)) for s in series), str(totals[index])))

@@ -121,7 +121,8 @@ class Pages:
 
 
 class Headers:
-    """Pure ASGI middleware: security headers on every answer, and the server's time as ``Server-Timing``."""
+    """Pure ASGI middleware: security headers on every answer, and ``Server-Timing``: the server's time until the
+    answer starts (``app``) and the process's CPU time meanwhile (``cpu``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -130,14 +131,15 @@ class Headers:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 names = {name.lower() for name, _ in headers}
                 elapsed = (time.perf_counter() - started) * 1000
-                extra = [(b"server-timing", f"app;dur={elapsed:.1f}".encode()),
+                spent = (time.process_time() - cpu) * 1000  # with one request at a time: its own CPU
+                extra = [(b"server-timing", f"app;dur={elapsed:.1f}, cpu;dur={spent:.1f}".encode()),
                          (b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
                          (b"referrer-policy", b"same-origin"), (b"cross-origin-opener-policy", b"same-origin")]
                 if b"content-security-policy" not in names:
