@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import signal
 import subprocess
@@ -75,7 +76,8 @@ def service_env(settings: Settings, service: str | None = None, ports: dict[str,
     for key, value in list(env.items()):
         for old, new in (ports or {}).items():
             value = value.replace(old, str(new))
-        env[key] = value.replace("0.0.0.0", "127.0.0.1").replace("${JOBFORGE_OTLP_ENDPOINT:-}", "")
+        # ${NAME:-default} as compose reads it with NAME unset in .env
+        env[key] = re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", value.replace("0.0.0.0", "127.0.0.1"))
     env["JOBFORGE_TEMPORAL_ADDRESS"] = settings.temporal_address
     env["JOBFORGE_DATABASE_URL"] = settings.database_url_value() or ""
     env["JOBFORGE_HOME"] = str(settings.home)

@@ -209,15 +209,20 @@ async def page(browser: Any) -> AsyncIterator[Any]:
         await context.close()
 
 
+async def follow(page: Any, selector: str) -> None:
+    """Click what navigates (a link, a form's button) and wait until the new page has loaded."""
+    async with page.expect_navigation():
+        await page.click(selector)
+
+
 async def sign_in(page: Any, stack: Stack, key: str | None = None, operator: bool = False) -> None:
     await page.goto(f"{stack.base}/ui/")
     if operator:
         await page.fill("#operator_token", OPERATOR_TOKEN)
-        await page.click("text=Sign in as operator")
+        await follow(page, "text=Sign in as operator")
     else:
         await page.fill("#api_key", key or stack.key)
-        await page.click("button.primary")
-    await page.wait_for_load_state()
+        await follow(page, "button.primary")
 
 
 async def shot(page: Any, stack: Stack, name: str) -> None:
@@ -246,7 +251,7 @@ async def test_sign_in_and_every_page(page: Any, stack: Stack) -> None:
     assert await page.evaluate("() => document.cookie") == ""  # the session cookie is HttpOnly
     await shot(page, stack, "02-runs")
 
-    await page.click("#runs-rows a >> nth=0")
+    await follow(page, "#runs-rows a >> nth=0")
     await page.wait_for_load_state()
     assert await page.locator("h1").inner_text() in (f"{HC} succeeded", f"{HC} running")
     for heading in ("Inputs", "Result", "Artifacts", "Manifest", "Provenance"):
@@ -254,35 +259,35 @@ async def test_sign_in_and_every_page(page: Any, stack: Stack) -> None:
     assert await page.get_attribute("a:has-text('Open in the Temporal UI')", "href") is not None
     await shot(page, stack, "03-run")
 
-    await page.click("nav >> text=Events")
+    await follow(page, "nav >> text=Events")
     assert await page.locator("table[aria-labelledby=events-table] tbody tr").count() >= 3
     assert "tok_secret_4242" not in await page.content()
     await shot(page, stack, "04-events")
-    await page.click("table[aria-labelledby=events-table] tbody tr >> nth=0 >> a >> nth=0")
+    await follow(page, "table[aria-labelledby=events-table] tbody tr >> nth=0 >> a >> nth=0")
     assert await page.locator("h2", has_text="Routing").count() == 1
     payload = await page.locator("pre[aria-label=payload]").inner_text()
     assert "tok_secret_4242" not in payload and "[REDACTED]" in payload
     await shot(page, stack, "05-event")
 
-    await page.click("nav >> text=Triggers")
+    await follow(page, "nav >> text=Triggers")
     assert await page.locator("text=nightly-report").count() >= 1
     assert await page.locator("text=dry-run mode").count() >= 1  # the seeded manual fire of the dry-run trigger
     await shot(page, stack, "06-triggers")
-    await page.click("a:has-text('on-order')")
+    await follow(page, "a:has-text('on-order')")
     assert await page.locator("table[aria-labelledby=fires] tbody tr").count() >= 3
     await shot(page, stack, "07-trigger")
 
-    await page.click("nav >> text=Audit")
+    await follow(page, "nav >> text=Audit")
     assert await page.locator("table[aria-labelledby=entries] tbody tr").count() >= 5
     await shot(page, stack, "08-audit")
     clean(page)
 
-    await page.click("text=Sign out")
+    await follow(page, "text=Sign out")
     await sign_in(page, stack, operator=True)
     assert page.url.endswith("/ui/tenants")
     assert await page.locator(f"a:has-text('{stack.tenant}')").count() >= 1
     await shot(page, stack, "09-tenants")
-    await page.click("nav >> text=Flags")
+    await follow(page, "nav >> text=Flags")
     assert await page.locator("tr[id^=flag-]").count() == len(Flag)
     await shot(page, stack, "10-flags")
     clean(page)
@@ -308,7 +313,8 @@ async def test_live_progress_of_a_verify_run(page: Any, stack: Stack, monkeypatc
     assert await page.evaluate("() => window.sameDocument === true"), "the page reloaded instead of updating"
     assert await page.locator("#progress svg[role=img]").count() == 1  # the steps so far, as a timeline
     await shot(page, stack, "11-verify-live")
-    (repo / gate).write_text("go")
+    # the steps run in the run's own copy of the repository (docs/verify-pack.md): release the test step there
+    (stack.home / "verify" / "runs" / stack.tenant / handle.run_id / "tree" / gate).write_text("go")
     await page.locator("h1 .s-succeeded").wait_for(timeout=60_000)  # the page reloads itself once finished
     assert await page.locator("h2", has_text="Verify steps").count() == 1
     assert await page.locator("svg[aria-labelledby^=verify-steps]").count() == 1
@@ -326,19 +332,19 @@ async def test_pause_resume_and_fire_now(page: Any, stack: Stack) -> None:
     await sign_in(page, stack)
     await page.goto(f"{stack.base}/ui/t/{stack.tenant}/triggers/nightly-report")
     service = trigger_service(stack.rt)
-    await page.click("button:has-text('Pause')")
+    await follow(page, "button:has-text('Pause')")
     await page.locator("h1 .s-paused").wait_for()
     assert (await service.show(stack.tenant, "nightly-report")).state == "paused"
     assert stack.rt.temporal is not None
     described = await stack.rt.temporal.get_schedule_handle(
         f"jobforge/{stack.tenant}/trigger/nightly-report").describe()
     assert described.schedule.state.paused
-    await page.click("button:has-text('Resume')")
+    await follow(page, "button:has-text('Resume')")
     await page.locator("h1 .s-active").wait_for()
     assert not (await stack.rt.temporal.get_schedule_handle(
         f"jobforge/{stack.tenant}/trigger/nightly-report").describe()).schedule.state.paused
     before = await page.locator("table[aria-labelledby=fires] tbody tr").count()
-    await page.click("button:has-text('Fire now')")
+    await follow(page, "button:has-text('Fire now')")
     await page.locator("p.flash").wait_for()
     assert await page.locator("table[aria-labelledby=fires] tbody tr").count() == before + 1
     assert await page.locator("table[aria-labelledby=fires] tbody tr >> nth=0 >> .s-dry_run").count() == 1
@@ -355,22 +361,22 @@ async def test_flag_flip_is_the_kill_switch(page: Any, stack: Stack) -> None:
     await sign_in(page, stack, operator=True)
     await page.goto(f"{stack.base}/ui/flags")
     row = page.locator(f"#flag-{Flag.ACTION_JOBS.value}")
-    await row.locator("button:has-text('Turn on')").click()
+    await follow(page, f"#flag-{Flag.ACTION_JOBS.value} >> button:has-text('Turn on')")
     assert "Confirm" in await page.locator("h1").inner_text()
     assert Flag.ACTION_JOBS not in await stack.rt.store.flag_overrides()  # nothing until confirmed
     await page.fill("#reason", "browser test")
     await shot(page, stack, "13-flag-confirm")
-    await page.click("button:has-text('Yes')")
+    await follow(page, "button:has-text('Yes')")
     try:
         await page.locator("p.flash").wait_for()
         assert await row.locator("td >> nth=1").inner_text() == "store"
         assert await FlagReader(stack.rt.store.flag_overrides, 0).is_enabled(Flag.ACTION_JOBS)
-        await page.click("nav >> text=Fleet audit")
+        await follow(page, "nav >> text=Fleet audit")
         assert await page.locator("tbody tr >> nth=0 >> text=browser test").count() == 1
         await shot(page, stack, "14-fleet-audit")
         await page.goto(f"{stack.base}/ui/flags")
-        await row.locator("button:has-text('Remove override')").click()
-        await page.click("button:has-text('Yes')")
+        await follow(page, f"#flag-{Flag.ACTION_JOBS.value} >> button:has-text('Remove override')")
+        await follow(page, "button:has-text('Yes')")
         await page.locator("p.flash").wait_for()
         assert await row.locator("td >> nth=1").inner_text() == "default"  # not in the API's environment
     finally:
@@ -391,15 +397,15 @@ async def test_audit_verify_names_the_first_broken_entry(page: Any, stack: Stack
                                    Decision.ALLOW)
     await sign_in(page, stack, key)
     await page.goto(f"{stack.base}/ui/t/{tenant}/audit")
-    await page.click("button:has-text('Verify the chain')")
+    await follow(page, "button:has-text('Verify the chain')")
     assert "Intact" in await page.locator("[role=status]").inner_text()
     with psycopg.connect(stack.env["JOBFORGE_DATABASE_URL"].replace("+psycopg", "")) as conn:
         conn.execute("UPDATE audit_log SET resource = 'batch-x' WHERE tenant_id = %s AND seq = 3", (tenant,))
-    await page.click("button:has-text('Verify the chain')")
+    await follow(page, "button:has-text('Verify the chain')")
     verdict = await page.locator("[role=status]").inner_text()
     assert "Broken" in verdict and "entry 3" in verdict
     await shot(page, stack, "15-audit-verify")
-    await page.click("a:has-text('entry 3')")
+    await follow(page, "a:has-text('entry 3')")
     assert await page.locator("tr#seq-3.broken").is_visible()
     clean(page)
 
