@@ -293,6 +293,25 @@ async def test_sign_in_and_every_page(page: Any, stack: Stack) -> None:
     clean(page)
 
 
+async def test_pages_read_without_javascript(browser: Any, stack: Stack) -> None:
+    """With JavaScript off, sign-in works and every tenant page shows its data (htmx only adds live updates)."""
+    context = await browser.new_context(java_script_enabled=False)
+    try:
+        page = await context.new_page()
+        await sign_in(page, stack)
+        assert page.url.endswith(f"/ui/t/{stack.tenant}/runs")
+        assert await page.locator("#runs-rows tr").count() >= 6
+        run = await page.get_attribute("#runs-rows a >> nth=0", "href")
+        for path, selector in ((run, "h2:has-text('Artifacts')"), (f"/ui/t/{stack.tenant}/events",
+                                                                   "table[aria-labelledby=events-table] tbody tr"),
+                               (f"/ui/t/{stack.tenant}/triggers", "a:has-text('nightly-report')"),
+                               (f"/ui/t/{stack.tenant}/audit", "table[aria-labelledby=entries] tbody tr")):
+            await page.goto(f"{stack.base}{path}")
+            assert await page.locator(selector).count() >= 1, path
+    finally:
+        await context.close()
+
+
 async def test_live_progress_of_a_verify_run(page: Any, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     """A verify run's steps appear on its page as they happen, without a reload: the first steps pass while
     the test step runs; once it passes the page shows the finished run with its timeline."""
