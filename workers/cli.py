@@ -132,23 +132,31 @@ async def _store_call(fn: Callable[[Store], Awaitable[R]]) -> R:
         await store.close()
 
 
+async def _change(store: Store, flag: Flag, enabled: bool | None, actor: str, reason: str) -> Any:
+    from shared.kill_switch import change_override
+    from shared.store.audit import AuditLog
+
+    return await change_override(store, AuditLog(store.engine), flag, enabled, actor=actor, reason=reason)
+
+
 @flags_app.command("set")
 @command
 def flags_set(name: str, value: str, reason: str = typer.Option("", help="Why (kept with the override)."),
               actor: str = typer.Option("cli")) -> None:
     """Override flag NAME fleet-wide (on|off); running workers honour it within seconds."""
     flag, enabled = Flag.parse(name), parse_switch(value)
-    run_async(_store_call(lambda store: store.set_flag_override(flag, enabled, actor, reason)))
-    out.print(f"{flag.value} = {'on' if enabled else 'off'} (store override)")
+    change = run_async(_store_call(lambda store: _change(store, flag, enabled, actor, reason)))
+    out.print(f"{flag.value} = {'on' if enabled else 'off'} (store override"
+              f"{', on the fleet audit chain' if change.audited else ''})")
 
 
 @flags_app.command("unset")
 @command
-def flags_unset(name: str) -> None:
+def flags_unset(name: str, actor: str = typer.Option("cli")) -> None:
     """Remove the store override of flag NAME (its env value or default applies again)."""
     flag = Flag.parse(name)
-    removed = run_async(_store_call(lambda store: store.delete_flag_override(flag)))
-    out.print(f"{flag.value}: override {'removed' if removed else 'was not set'}")
+    change = run_async(_store_call(lambda store: _change(store, flag, None, actor, "")))
+    out.print(f"{flag.value}: override {'removed' if change.had_override else 'was not set'}")
 
 
 # -- templates -------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from shared.errors import RateLimited
 from shared.flags import Flag, FlagReader
+from shared.kill_switch import FLEET_CHAIN, change_override
 from shared.models import EventEnvelope, RunStatus
 from shared.security.audit import Decision
 from shared.security.principal import Principal
@@ -22,7 +23,6 @@ from shared.settings import Settings
 from shared.store.sessions import digest
 from shared.triggers.models import TriggerKind, TriggerSpec
 from workers.api import create_app
-from workers.console.app import FLEET_CHAIN
 from workers.console.reads import triggers as trigger_service
 from workers.runtime import Runtime
 
@@ -328,3 +328,27 @@ async def test_event_gate_counts_duplicates_and_rate_limit_refusals_per_minute(
     await sign_in(http, api_key=key)
     page = await http.get(f"/ui/t/{tenant}/events")
     assert "rate limited" in page.text and "duplicates" in page.text
+
+
+async def test_kill_switch_changes_are_audited_on_the_fleet_chain_when_audit_logging_is_on_either_side(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`flags set/unset` and the console share one operation: with audit logging off before and after nothing
+    is written; turning audit logging on, then off again, is written both times (it is on on one side), with
+    the reason redacted."""
+    monkeypatch.delenv(Flag.AUDIT_LOGGING.value, raising=False)
+    before = len(await runtime.gate.audit.list(FLEET_CHAIN, limit=1000))
+    try:
+        quiet = await change_override(runtime.store, runtime.gate.audit, Flag.MANIFESTS, True, actor="cli")
+        assert not quiet.audited and quiet.after.enabled and not quiet.had_override
+        await change_override(runtime.store, runtime.gate.audit, Flag.AUDIT_LOGGING, True, actor="cli")
+        off = await change_override(runtime.store, runtime.gate.audit, Flag.AUDIT_LOGGING, False, actor="ops",
+                                    reason="noise, api_key=abc123secretvalue")
+        unset = await change_override(runtime.store, runtime.gate.audit, Flag.AUDIT_LOGGING, None, actor="ops")
+        assert off.audited and off.before.enabled and not off.after.enabled and unset.audited is False
+    finally:
+        for flag in (Flag.MANIFESTS, Flag.AUDIT_LOGGING):
+            await runtime.store.delete_flag_override(flag)
+    entries = list(reversed(await runtime.gate.audit.list(FLEET_CHAIN, limit=1000)))[before:]
+    assert [(e.action, e.resource, e.actor) for e in entries] == [
+        ("flags.set", Flag.AUDIT_LOGGING.value, "cli"), ("flags.set", Flag.AUDIT_LOGGING.value, "ops")]
+    assert "abc123secretvalue" not in entries[1].reason

@@ -35,10 +35,11 @@ from shared.errors import (
     http_status,
 )
 from shared.flags import Flag, parse_switch
+from shared.kill_switch import FLEET_CHAIN, change_override
 from shared.models import RunStatus
 from shared.replay.bundle import tar_bundle
 from shared.replay.service import ReplayService
-from shared.security.audit import AuditFact, Decision
+from shared.security.audit import Decision
 from shared.security.redaction import redact, redact_text
 from shared.store.store import RunFilter, unreachable
 from shared.triggers.models import TriggerKind
@@ -67,8 +68,6 @@ from workers.runtime import Runtime
 
 log = structlog.get_logger("jobforge.console")
 
-#: the audit chain of fleet-wide operator actions (flag flips): not a tenant id, so no tenant can own it
-FLEET_CHAIN = "_fleet"
 PAGE = 50
 _FLASH = {"paused": "Trigger paused.", "resumed": "Trigger resumed.", "fired": "Fire decided (see the newest row).",
           "flag": "Flag changed; running workers see it within the override TTL.", "signed_out": "Signed out."}
@@ -513,24 +512,12 @@ def create_console(runtime: Callable[[], Runtime]) -> Headers:
         if action not in ("on", "off", "unset"):
             raise InvalidRequest("choose on, off or unset")
         reason = form.get("reason", "").strip()[:500]
-        rows = {row.value.flag: row for row in await reads.flag_rows(rt)}
-        current = rows[flag]
         if form.get("confirm") != "yes":
+            current = next(row for row in await reads.flag_rows(rt) if row.value.flag is flag)
             return page(request, "flag_confirm.html", who, section="flags", flag=flag, action=action, reason=reason,
                         row=current, ttl=rt.settings.flag_override_ttl_seconds)
-        audit_before = rows[Flag.AUDIT_LOGGING].value.enabled
-        if action == "unset":
-            await rt.store.delete_flag_override(flag)
-        else:
-            await rt.store.set_flag_override(flag, parse_switch(action), who.actor, reason)
-        after = {row.value.flag: row for row in await reads.flag_rows(rt)}
-        if audit_before or after[Flag.AUDIT_LOGGING].value.enabled:
-            # fleet-wide, so on the fleet chain; written when audit logging is on before or after the flip
-            await rt.gate.audit.append(AuditFact(
-                tenant_id=FLEET_CHAIN, actor=who.actor, action="flags.set" if action != "unset" else "flags.unset",
-                resource=flag.value, decision=Decision.ALLOW, reason=reason or f"{flag.value} {action}",
-                details={"before": {"enabled": current.value.enabled, "source": current.value.source.value},
-                         "after": {"enabled": after[flag].value.enabled, "source": after[flag].value.source.value}}))
+        await change_override(rt.store, rt.gate.audit, flag, None if action == "unset" else parse_switch(action),
+                              actor=who.actor, reason=reason)
         log.info("console_flag_changed", flag=flag.value, action=action, actor=who.actor)
         return redirect(f"{base(request)}/flags?done=flag")
 
