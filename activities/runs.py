@@ -8,8 +8,9 @@ from temporalio import activity
 from shared import metrics, tracing
 from shared.errors import JobForgeError
 from shared.flags import Flag, FlagReader
-from shared.gate import Gate, pg_text
+from shared.gate import Gate
 from shared.models import AdmissionInput, AdmissionResult, FinishRunInput, RunStatus
+from shared.security.limits import pg_text
 from shared.security.principal import Principal
 from shared.security.redaction import redact, redact_text
 from shared.store import Store

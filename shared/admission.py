@@ -1,7 +1,8 @@
 """The admission decision every run meets first (pure: no I/O, no clock).
 
 :func:`judge` is the pure part of the security gate for a job request: identifiers, template,
-feature flags, scopes, payload limits, secrets in inputs and the template's input model. The
+feature flags, scopes, payload limits, text the store cannot hold, secrets in inputs and the template's
+input model. The
 stateful parts (rate limit, policy token, audit) are applied around it by :class:`shared.gate.Gate`.
 """
 
@@ -16,7 +17,7 @@ from shared.errors import FeatureDisabled, InvalidRequest, JobForgeError, Secret
 from shared.flags import Flag
 from shared.ids import check_idempotency_key, check_tenant_id, check_trace_id
 from shared.models import AdmissionResult, JobRun
-from shared.security.limits import PayloadLimits, check_payload
+from shared.security.limits import PayloadLimits, check_payload, check_storable
 from shared.security.principal import Principal
 from shared.security.redaction import find_secret
 from shared.security.scopes import require_scopes
@@ -57,6 +58,7 @@ def judge(run: JobRun, workflow_type: str, registry: Registry, flags: Mapping[Fl
     require_scopes(principal.scopes, spec.required_scopes)
     if flags.get(Flag.SECURITY_VALIDATION, False):
         check_payload(run.inputs, limits or PayloadLimits())
+    check_storable(run.inputs, "the inputs")
     secret = find_secret(run.inputs)
     if secret is not None:
         raise SecretInInputs(*secret)

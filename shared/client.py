@@ -25,9 +25,10 @@ from shared.canonical import input_hash
 from shared.errors import IdempotencyConflict, RunFailed, StoreUnavailable
 from shared.events import route_admitted, wait_routed
 from shared.flags import FlagReader
-from shared.gate import pg_text
+from shared.gate import Charge
 from shared.ids import check_idempotency_key, check_tenant_id, check_trace_id, new_trace_id, workflow_id_for
 from shared.models import ArtifactRecord, EventEnvelope, EventReceipt, JobRun, RunHandleInfo, RunRecord
+from shared.security.limits import check_storable, pg_text
 from shared.security.principal import Principal
 from shared.security.scopes import require_scopes
 from shared.security.tokens import token_ref
@@ -87,7 +88,7 @@ class JobForgeClient:
         principal = self._principal("sdk")
         receipt = (await self.gate.admit_event(event, principal)).receipt
         if not receipt.duplicate:
-            await route_admitted(self.temporal, self.settings, self.gate, event, receipt, principal.actor)
+            await route_admitted(self.temporal, self.settings, self.gate, event, receipt, principal.actor, stored=True)
         return receipt
 
     async def wait_routed(self, receipt: EventReceipt, within: float = 60.0) -> RouteEventResult:
@@ -111,11 +112,15 @@ class JobForgeClient:
 
     async def submit_job(self, tenant_id: str, template_key: str, inputs: Mapping[str, Any] | None = None,
                          trace_id: str | None = None, actor: str = "sdk", idempotency_key: str | None = None,
-                         policy_token: str | None = None, *,
-                         known_new: bool = False) -> tuple[RunHandleInfo, JobAdmission | None]:
-        """:meth:`request_job`, also answering the gate's admission (rate-limit state) when it ran."""
+                         policy_token: str | None = None, *, known_new: bool = False,
+                         charged: Charge | None = None) -> tuple[RunHandleInfo, JobAdmission | None]:
+        """:meth:`request_job`, also answering the gate's admission (rate-limit state) when it ran.
+
+        ``charged``: the request was already charged to the rate limit (the HTTP ingress does that).
+        """
         inputs = dict(inputs or {})
         check_tenant_id(tenant_id)
+        check_storable(inputs, "the inputs")  # before hashing them: a lone surrogate has no bytes to hash
         trace_id = check_trace_id(trace_id) if trace_id else new_trace_id()
         if idempotency_key is not None:
             check_idempotency_key(idempotency_key)
@@ -137,7 +142,8 @@ class JobForgeClient:
                      actor=actor, idempotency_key=idempotency_key, input_hash=digest)
         admission: JobAdmission | None = None
         if self.gate is not None:
-            admission = await self.gate.admit_job(job, principal, workflow_id=workflow_id, policy_token=policy_token)
+            admission = await self.gate.admit_job(job, principal, workflow_id=workflow_id, policy_token=policy_token,
+                                                  charged=charged)
             job = job.model_copy(update={"receipt": admission.receipt})
         else:
             if self.flags is not None:

@@ -203,6 +203,18 @@ class PayloadLimitExceeded(JobForgeError):
         super().__init__(text, limit=limit, allowed=allowed, actual=actual, path=path)
 
 
+class UnstorableText(JobForgeError):
+    """The request holds text JobForge cannot store (NUL, or an unpaired surrogate)."""
+
+    code = "unstorable_text"
+
+    def __init__(self, path: str = "$", char: str = "", what: str = "the request") -> None:
+        name = "NUL" if char == "\x00" else "an unpaired surrogate"
+        point = f"U+{ord(char):04X}" if char else ""
+        super().__init__(f"{what} holds {name} ({point}) at {path}: PostgreSQL cannot store it; remove or "
+                         "encode it", path=path, code_point=point)
+
+
 class SecretInInputs(JobForgeError):
     """The inputs carry what looks like a secret; pass a reference to it instead."""
 
@@ -312,13 +324,14 @@ class NotFound(JobForgeError):
 
 
 ERRORS_BY_CODE.update({cls.code: cls for cls in (
-    PayloadTooLarge, PayloadLimitExceeded, SecretInInputs, Unauthenticated, InsufficientScope, RateLimited,
-    TokenInvalid, PolicyTokenRequired, PolicyTokenInvalid, PolicyTokenReplayed, TenantNotFound, TenantExists,
-    ApiKeyNotFound, NotFound)})
+    PayloadTooLarge, PayloadLimitExceeded, UnstorableText, SecretInInputs, Unauthenticated, InsufficientScope,
+    RateLimited, TokenInvalid, PolicyTokenRequired, PolicyTokenInvalid, PolicyTokenReplayed, TenantNotFound,
+    TenantExists, ApiKeyNotFound, NotFound)})
 
 #: the HTTP status of each error code (problem+json answers); unknown codes: 503 if retryable else 400
 HTTP_STATUS: dict[str, int] = {
     "invalid_request": 400, "invalid_inputs": 422, "payload_limit_exceeded": 422, "secret_in_inputs": 422,
+    "unstorable_text": 422,
     "payload_too_large": 413, "unauthenticated": 401, "insufficient_scope": 403, "feature_disabled": 403,
     "token_invalid": 403, "policy_token_required": 403, "policy_token_invalid": 403,
     "policy_token_replayed": 409, "idempotency_conflict": 422, "rate_limited": 429, "template_not_found": 404,

@@ -64,17 +64,19 @@ async def start_routing(temporal: Client, settings: Settings, receipt: EventRece
 
 
 async def route_admitted(temporal: Client, settings: Settings, gate: Gate, event: EventEnvelope,
-                         receipt: EventReceipt, actor: str) -> str:
-    """Store an admitted event and hand it to its router. If either step fails, the stored copy is
-    forgotten and the dedupe claim released (as far as the database lets us), so the caller's retry
-    is admitted rather than answered as a duplicate of an event that was never routed."""
-    try:
-        await gate.events.insert_event(event, receipt.trace_id, route_key(receipt), actor)
-    except Exception:
-        with contextlib.suppress(Exception):
-            await gate.deduper.release(receipt.tenant_id, receipt.event_type, receipt.event_id,
-                                       receipt.first_seen_at)
-        raise
+                         receipt: EventReceipt, actor: str, *, stored: bool = False) -> str:
+    """Store an admitted event (unless the gate ``stored`` it with its claim) and hand it to its
+    router. If either step fails, the stored copy is forgotten and the dedupe claim released (as far
+    as the database lets us), so the caller's retry is admitted rather than answered as a duplicate
+    of an event that was never routed."""
+    if not stored:
+        try:
+            await gate.events.insert_event(event, receipt.trace_id, route_key(receipt), actor)
+        except Exception:
+            with contextlib.suppress(Exception):
+                await gate.deduper.release(receipt.tenant_id, receipt.event_type, receipt.event_id,
+                                           receipt.first_seen_at)
+            raise
     try:
         return await start_routing(temporal, settings, receipt, actor)
     except (RPCError, RuntimeError):

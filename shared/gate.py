@@ -30,12 +30,13 @@ from shared.errors import (
     RateLimited,
     TokenInvalid,
 )
+from shared.events import route_key
 from shared.flags import Flag, FlagReader
 from shared.ids import check_tenant_id, check_trace_id, new_trace_id
 from shared.models import EventEnvelope, EventReceipt, JobRun
 from shared.security import tokens
 from shared.security.audit import AuditFact, Decision
-from shared.security.limits import PayloadLimits, check_payload
+from shared.security.limits import PayloadLimits, check_payload, check_storable, pg_text
 from shared.security.principal import Principal
 from shared.security.ratelimit import RateDecision, RatePolicy
 from shared.security.redaction import redact, redact_text
@@ -43,7 +44,7 @@ from shared.security.scopes import require_scopes
 from shared.settings import Settings
 from shared.signing import signing_keys
 from shared.store.audit import AuditLog
-from shared.store.dedupe import EventDeduper
+from shared.store.dedupe import DedupeOutcome, EventDeduper
 from shared.store.grants import GrantStore
 from shared.store.ratelimits import RateLimiter
 from shared.store.tenants import TenantStore
@@ -54,11 +55,18 @@ log = structlog.get_logger("jobforge.gate")
 
 EVENTS_WRITE = "events:write"
 TOKENS_ISSUE = "tokens:issue"
+#: audit actions (and what the rate limit's refusals are counted under)
+JOBS_REQUEST = "jobs.request"
+EVENTS_SUBMIT = "events.submit"
+TOKENS_ISSUE_ACTION = "tokens.issue"
 
 
-def pg_text(value: str) -> str:
-    """``value`` storable in a PostgreSQL text column (which cannot hold NUL)."""
-    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """A request already charged to its tenant's rate limit: the HTTP ingress charges right after
+    authentication, before it reads the body, so refused requests are counted too."""
+
+    decision: RateDecision | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +126,7 @@ class Gate:
     def _buckets(self, tenant_id: str, actor: str) -> list[tuple[str, RatePolicy]]:
         buckets = [(f"tenant:{tenant_id}", self.tenant_policy)]
         if self.settings.rate_limit_actor_per_minute:
-            buckets.insert(0, (f"actor:{tenant_id}:{actor}"[:300],
+            buckets.insert(0, (pg_text(f"actor:{tenant_id}:{actor}")[:300],
                                RatePolicy(self.settings.rate_limit_actor_per_minute, 60.0)))
         return buckets
 
@@ -137,6 +145,21 @@ class Gate:
             policy = self.tenant_policy
             raise RateLimited(retry_after=round(decision.retry_after, 3), limit=policy.limit, period=policy.period)
         return decision
+
+    async def charge_request(self, principal: Principal, tenant_id: str, action: str) -> Charge:
+        """Charge one request of ``principal`` before anything else is judged (see :class:`Charge`)."""
+        flags = await self.flag_values()
+        try:
+            return Charge(await self.charge(flags, tenant_id, principal.actor))
+        except RateLimited as err:
+            metrics.rate_limited(action)
+            if action == EVENTS_SUBMIT:
+                metrics.event_denied(err.code, retryable=err.retryable)
+                await self.deduper.count_rate_limited(tenant_id)  # the console's refusals per minute
+            elif action == JOBS_REQUEST:
+                metrics.job_admission("gate", allowed=False, reason=err.code, retryable=err.retryable)
+            await self._deny(flags, tenant_id, principal.actor, action, "", err, "")
+            raise
 
     async def record(self, flags: Mapping[Flag, bool], tenant_id: str, actor: str, action: str, resource: str,
                      decision: Decision, reason: str = "", trace_id: str = "",
@@ -164,13 +187,21 @@ class Gate:
     # -- jobs ---------------------------------------------------------------------------------
 
     async def admit_job(self, run: JobRun, principal: Principal, *, workflow_id: str, run_id: str = "",
-                        workflow_type: str | None = None, policy_token: str | None = None) -> JobAdmission:
-        """The full gate for a job request; raises the typed error that refuses it (after auditing it)."""
+                        workflow_type: str | None = None, policy_token: str | None = None,
+                        charged: Charge | None = None) -> JobAdmission:
+        """The full gate for a job request; raises the typed error that refuses it (after auditing it).
+
+        Cheapest first: who may act for the tenant, then the rate limit (unless ``charged`` already),
+        then everything that reads the inputs.
+        """
         flags = await self.flag_values()
         try:
+            check_tenant_id(run.tenant_id)
+            if not principal.may_act_for(run.tenant_id):
+                raise InvalidRequest("these credentials belong to another tenant", field="tenant_id")
+            rate = charged.decision if charged is not None else await self.charge(flags, run.tenant_id, run.actor)
             judged = judge(run, workflow_type or run.template_key, self.registry, flags, principal=principal,
                            limits=self.limits)
-            rate = await self.charge(flags, run.tenant_id, run.actor)
             policy_jti = ""
             if judged.spec.action:
                 policy_jti = await self._use_policy_token(run, judged, policy_token, used_by=run_id or workflow_id)
@@ -178,10 +209,10 @@ class Gate:
             metrics.job_admission("gate", allowed=False, reason=err.code, retryable=err.retryable)
             if isinstance(err, RateLimited):
                 metrics.rate_limited("jobs.request")
-            await self._deny(flags, run.tenant_id, run.actor, "jobs.request", run.template_key, err, run.trace_id)
+            await self._deny(flags, run.tenant_id, run.actor, JOBS_REQUEST, run.template_key, err, run.trace_id)
             raise
         metrics.job_admission("gate", allowed=True, reason="admitted")
-        await self.record(flags, run.tenant_id, run.actor, "jobs.request", run.template_key, Decision.ALLOW,
+        await self.record(flags, run.tenant_id, run.actor, JOBS_REQUEST, run.template_key, Decision.ALLOW,
                           "admitted", run.trace_id, {"workflow_id": workflow_id, "input_hash": judged.input_hash,
                                                      "key_id": principal.key_id or "", "policy_jti": policy_jti})
         now = int(time.time())
@@ -267,47 +298,59 @@ class Gate:
                                                   template_key=template_key, inputs_hash=digest,
                                                   actor=principal.actor, expires_at=claims["exp"])
         except JobForgeError as err:
-            await self._deny(flags, tenant_id, principal.actor, "tokens.issue", template_key, err, "")
+            await self._deny(flags, tenant_id, principal.actor, TOKENS_ISSUE_ACTION, template_key, err, "")
             raise
-        await self.record(flags, tenant_id, principal.actor, "tokens.issue", template_key, Decision.ALLOW,
+        await self.record(flags, tenant_id, principal.actor, TOKENS_ISSUE_ACTION, template_key, Decision.ALLOW,
                           "issued", "", {"jti": claims["jti"], "inputs_hash": digest})
         return IssuedPolicyToken(token, ref, claims["jti"], claims["exp"])
 
     # -- events -------------------------------------------------------------------------------
 
-    async def admit_event(self, event: EventEnvelope, principal: Principal) -> EventAdmission:
-        """Flag, scopes, limits, rate limit and dedupe for one event; a duplicate points at the original."""
+    async def admit_event(self, event: EventEnvelope, principal: Principal, *,
+                          charged: Charge | None = None) -> EventAdmission:
+        """The gate for one event, cheapest first: who may act for the tenant, the rate limit (unless
+        ``charged`` already), flag and scopes, then limits and text the store cannot hold; then the
+        dedupe claim, which stores the admitted copy (redacted) in the same transaction. A duplicate
+        points at the original."""
         flags = await self.flag_values()
         trace_id = event.trace_id or new_trace_id()
         resource = f"{event.event_type}:{event.event_id}"
         try:
             check_tenant_id(event.tenant_id)
-            if not flags.get(Flag.EVENTS, False):
-                raise FeatureDisabled(Flag.EVENTS.value)
             if not principal.may_act_for(event.tenant_id):
                 raise InvalidRequest("these credentials belong to another tenant", field="tenant_id")
-            check_trace_id(trace_id)
+            rate = charged.decision if charged is not None else await self.charge(flags, event.tenant_id,
+                                                                                  principal.actor)
+            if not flags.get(Flag.EVENTS, False):
+                raise FeatureDisabled(Flag.EVENTS.value)
             require_scopes(principal.scopes, (EVENTS_WRITE,))
+            check_trace_id(trace_id)
+            for name in ("source_app", "source_module"):
+                check_storable(getattr(event, name), "the event", f"$.{name}")
             if flags.get(Flag.SECURITY_VALIDATION, False):
                 check_payload(event.payload, self.limits)
-            rate = await self.charge(flags, event.tenant_id, principal.actor)
-            outcome = await self.deduper.claim(event.tenant_id, event.event_type, event.event_id,
-                                               ttl_seconds=self.settings.dedupe_ttl_seconds, trace_id=trace_id,
-                                               payload_hash=input_hash(event.payload))
+            check_storable(event.payload, "the event payload")
+            outcome = await self.deduper.claim(
+                event.tenant_id, event.event_type, event.event_id, ttl_seconds=self.settings.dedupe_ttl_seconds,
+                trace_id=trace_id, payload_hash=input_hash(event.payload),
+                admitted=lambda conn, claimed: self.events.insert_event(
+                    event, trace_id, route_key(_receipt(event, trace_id, claimed)), principal.actor, conn))
         except JobForgeError as err:
             metrics.event_denied(err.code, retryable=err.retryable)
             if isinstance(err, RateLimited):
-                metrics.rate_limited("events.submit")
+                metrics.rate_limited(EVENTS_SUBMIT)
                 await self.deduper.count_rate_limited(event.tenant_id)  # the console's refusals per minute
-            await self._deny(flags, event.tenant_id, principal.actor, "events.submit", resource, err, trace_id)
+            await self._deny(flags, event.tenant_id, principal.actor, EVENTS_SUBMIT, resource, err, trace_id)
             raise
         metrics.event_admitted(duplicate=outcome.duplicate)
         reason = (f"duplicate of the copy first seen at {outcome.first_seen_at.isoformat()} "
                   f"(trace {outcome.original_trace_id})" if outcome.duplicate else "admitted")
-        await self.record(flags, event.tenant_id, principal.actor, "events.submit", resource, Decision.ALLOW, reason,
+        await self.record(flags, event.tenant_id, principal.actor, EVENTS_SUBMIT, resource, Decision.ALLOW, reason,
                           trace_id, {"duplicate": outcome.duplicate})
-        receipt = EventReceipt(tenant_id=event.tenant_id, event_id=event.event_id, event_type=event.event_type,
-                               trace_id=trace_id, duplicate=outcome.duplicate, first_seen_at=outcome.first_seen_at,
-                               original_trace_id=outcome.original_trace_id,
-                               payload_hash=outcome.original_payload_hash)
-        return EventAdmission(receipt, rate, self.tenant_policy)
+        return EventAdmission(_receipt(event, trace_id, outcome), rate, self.tenant_policy)
+
+
+def _receipt(event: EventEnvelope, trace_id: str, outcome: DedupeOutcome) -> EventReceipt:
+    return EventReceipt(tenant_id=event.tenant_id, event_id=event.event_id, event_type=event.event_type,
+                        trace_id=trace_id, duplicate=outcome.duplicate, first_seen_at=outcome.first_seen_at,
+                        original_trace_id=outcome.original_trace_id, payload_hash=outcome.original_payload_hash)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 
 class CheckStatus(enum.StrEnum):
@@ -13,11 +13,15 @@ class CheckStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+TaskQueueName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
+
+
 class HealthcheckInputs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    #: task queues that must have a live poller; empty = every queue of the registry
-    task_queues: list[str] = Field(default_factory=list)
+    #: task queues that must have a live poller; empty = every queue of the registry. A name is what
+    #: Temporal takes (1-255 characters, no whitespace or control characters), refused here otherwise
+    task_queues: list[TaskQueueName] = Field(default_factory=list, max_length=100)
 
 
 class Check(BaseModel):

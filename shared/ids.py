@@ -13,7 +13,7 @@ _TRACE = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
 
 
 def check_tenant_id(tenant_id: str) -> str:
-    if not _TENANT.match(tenant_id):
+    if not _TENANT.fullmatch(tenant_id):
         raise InvalidRequest(
             f"tenant id {tenant_id!r} is invalid: 1-63 chars of lowercase letters, digits, '_' or '-', "
             "starting with a letter or digit", field="tenant_id")
@@ -21,14 +21,14 @@ def check_tenant_id(tenant_id: str) -> str:
 
 
 def check_idempotency_key(key: str) -> str:
-    if not _IDEMPOTENCY_KEY.match(key):
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise InvalidRequest(
             "idempotency key must be 1-255 characters of [A-Za-z0-9._:-]", field="idempotency_key")
     return key
 
 
 def check_trace_id(trace_id: str) -> str:
-    if not _TRACE.match(trace_id):
+    if not _TRACE.fullmatch(trace_id):
         raise InvalidRequest("trace id must be 1-128 characters of [A-Za-z0-9._:/-]", field="trace_id")
     return trace_id
 

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import h11
 import orjson
 import psycopg
 import structlog
@@ -24,8 +25,11 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from temporalio.service import RPCError
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from shared import tracing
 from shared.errors import (
@@ -34,23 +38,23 @@ from shared.errors import (
     InvalidRequest,
     JobForgeError,
     RateLimited,
-    StoreUnavailable,
     Unauthenticated,
     http_status,
 )
 from shared.events import route_admitted
 from shared.flags import Flag
+from shared.gate import EVENTS_SUBMIT, JOBS_REQUEST, TOKENS_ISSUE_ACTION, Charge
 from shared.logs import configure
 from shared.models import ArtifactRecord, EventEnvelope, EventReceipt, RunHandleInfo, RunRecord
+from shared.outages import as_data_error, as_outage
 from shared.replay.bundle import REPLAY_FILE, tar_bundle
 from shared.replay.service import ReplayService
-from shared.security.limits import PayloadLimits, parse_and_check
+from shared.security.limits import HARD_CAP_FACTOR, PayloadLimits, check_storable, parse_and_check
 from shared.security.principal import Principal
 from shared.security.ratelimit import RateDecision, RatePolicy, headers
 from shared.security.redaction import redact, redact_text
 from shared.security.scopes import require_scopes
 from shared.settings import Settings
-from shared.store.store import unreachable
 from workers.console import mount as mount_console
 from workers.runtime import Runtime, configure_telemetry, leave, open_runtime
 
@@ -59,8 +63,8 @@ log = structlog.get_logger("jobforge.api")
 PROBLEM = "application/problem+json"
 ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[dict[str, Any]]],
                     Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
-#: with JOBFORGE_SECURITY_VALIDATION_ENABLED off, bodies are still capped at this multiple of the limit
-HARD_CAP_FACTOR = 10
+#: what a 503 (the store or Temporal away) tells the caller to wait before retrying
+RETRY_AFTER_SECONDS = 1
 
 
 # -- request and response bodies -----------------------------------------------------------------
@@ -152,7 +156,90 @@ def error_response(err: JobForgeError, policy: RatePolicy | None = None,
         retry = float(err.details.get("retry_after") or 1.0)
         refused = RateDecision(allowed=False, tat=0.0, remaining=0, retry_after=retry, reset=retry)
         extra.update(headers(refused, policy or RatePolicy(limit, period)))
+    elif err.retryable:
+        extra.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
     return problem(status, err.code, err.message, dict(err.details), extra)
+
+
+def problem_bytes(status: int, code: str, detail: str, details: dict[str, Any] | None = None) -> bytes:
+    """The body of :func:`problem`, for answers written below FastAPI (middleware, the HTTP protocol)."""
+    return orjson.dumps({"type": f"urn:jobforge:problem:{code}", "title": code.replace("_", " "), "status": status,
+                         "detail": redact_text(detail), "code": code, "details": redact(details or {})})
+
+
+async def send_problem(send: Callable[[dict[str, Any]], Awaitable[None]], status: int, code: str, detail: str,
+                       details: dict[str, Any] | None = None, extra: dict[str, str] | None = None) -> None:
+    body = problem_bytes(status, code, detail, details)
+    headers = [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode())]
+    headers += [(name.lower().encode(), value.encode()) for name, value in (extra or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def answer_for(exc: BaseException) -> tuple[JobForgeError, int]:
+    """The typed error and HTTP status that answer an exception no handler took."""
+    if isinstance(exc, JobForgeError):
+        return exc, http_status(exc)
+    outage = as_outage(exc)
+    if outage is not None:
+        return outage, 503
+    if as_data_error(exc):
+        return InvalidRequest("the request holds a value the store cannot hold"), 400
+    return JobForgeError("JobForge failed to answer; the error was logged"), 500
+
+
+class ProblemGuard:
+    """The outermost ASGI layer: whatever fails before an answer started is answered as problem+json
+    (503 with Retry-After when the store or Temporal is away), never as the server's plain text."""
+
+    def __init__(self, app: BodyLimit) -> None:
+        self.app = app
+        #: the FastAPI app inside (its OpenAPI document, its routes)
+        self.fastapi = app.fastapi
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            err, status = answer_for(exc)
+            if status == 500:
+                log.error("api_unexpected_error", error_type=type(exc).__name__, answered=not started)
+            if started:
+                return  # the answer is under way: the server closes the connection
+            extra = {"Retry-After": str(RETRY_AFTER_SECONDS)} if err.retryable else None
+            await send_problem(send, status, err.code, err.message, dict(err.details), extra)
+
+
+class ProblemH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, answering requests it cannot parse (headers over its limits,
+    malformed request lines) with a problem+json 400 instead of plain text."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = problem_bytes(400, "invalid_http_request",
+                             "the request could not be read as HTTP/1.1 (malformed, or headers over the server's "
+                             f"limit of {self.config.h11_max_incomplete_event_size or 16384} bytes)")
+        event = h11.Response(status_code=400, reason=b"Bad Request", headers=[
+            (b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close")])
+        try:
+            self.transport.write(self.conn.send(event) or b"")
+            self.transport.write(self.conn.send(h11.Data(data=body)) or b"")
+            self.transport.write(self.conn.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError:  # the connection's state allows no answer any more
+            pass
+        self.transport.close()
 
 
 class BodyLimit:
@@ -162,11 +249,13 @@ class BodyLimit:
     is counted as it arrives and refused as soon as it passes the limit.
     """
 
-    def __init__(self, app: Any, limit: Callable[[], Awaitable[int]]) -> None:
+    def __init__(self, app: Any, limit: Callable[[], Awaitable[int]], fallback: int) -> None:
         self.app: ASGIApp = app
         #: the FastAPI app inside (its OpenAPI document, its routes)
         self.fastapi: FastAPI | None = app if isinstance(app, FastAPI) else None
         self.limit = limit
+        #: the cap when the limit cannot be read (flags live in the store): the hard cap, no lower
+        self.fallback = fallback
 
     @staticmethod
     async def _refuse(send: Callable[[dict[str, Any]], Awaitable[None]], limit: int, seen: int | None) -> None:
@@ -184,7 +273,10 @@ class BodyLimit:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        limit = await self.limit()
+        try:
+            limit = await self.limit()
+        except Exception:  # the store is away: cap at the hard cap; the handler answers the outage itself
+            limit = self.fallback
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -242,12 +334,28 @@ async def principal(request: Request,
 Caller = Annotated[Principal, Depends(principal)]
 
 
+def charged(action: str) -> Callable[[Request, Principal], Awaitable[Charge]]:
+    """A dependency charging the caller's request to its tenant's rate limit right after authentication,
+    before the body is read: a request refused later (invalid, too large, a secret) still counts."""
+    async def charge(request: Request, caller: Caller) -> Charge:
+        runtime: Runtime = request.app.state.runtime
+        assert caller.tenant_id is not None
+        return await runtime.gate.charge_request(caller, caller.tenant_id, action)
+    return charge
+
+
+def stored_id(ident: str, name: str) -> str:
+    """An id from the URL path, refused (400 naming it) when it holds text no stored id can hold."""
+    check_storable(ident, "the URL", f"{{{name}}}")
+    return ident
+
+
 def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {
         "schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
 
 
-def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
+def create_app(settings: Settings, runtime: Runtime | None = None) -> ProblemGuard:
     """The ASGI app; with ``runtime`` given (tests) it is used as is, else opened for the app's life."""
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -320,19 +428,25 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return problem(exc.status_code, code, str(exc.detail), extra_headers=dict(exc.headers or {}))
 
-    async def _database_error(request: Request, exc: Exception) -> Response:
-        if unreachable(exc):  # the database went away (a restart): the caller should retry shortly
-            log.warning("api_store_unavailable", error_type=type(exc).__name__)
-            return error_response(StoreUnavailable("the JobForge database cannot be reached right now; retry"),
-                                  extra_headers={"Retry-After": "1"})
+    async def _infrastructure_error(request: Request, exc: Exception) -> Response:
+        err, status = answer_for(exc)
+        if status == 503:  # the database or Temporal went away (a restart): the caller should retry shortly
+            log.warning("api_outage", error_code=err.code, error_type=type(exc).__name__)
+            return error_response(err)
+        if status == 400:
+            log.warning("api_store_refused_value", error_type=type(exc).__name__)
+            return error_response(err)
         return await _unexpected(request, exc)
 
     # registered per class (not under Exception), so Starlette answers without re-raising
-    for database_error in (psycopg.Error, DBAPIError, ConnectionError):
-        app.add_exception_handler(database_error, _database_error)
+    for infrastructure_error in (psycopg.Error, DBAPIError, ConnectionError, RPCError, PoolTimeout):
+        app.add_exception_handler(infrastructure_error, _infrastructure_error)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> Response:
+        err, status = answer_for(exc)
+        if status != 500:
+            return error_response(err)
         if not isinstance(exc, ClientDisconnect):  # a body cut off by BodyLimit, or a client gone
             log.error("api_unexpected_error", error_type=type(exc).__name__,
                       error=redact_text(str(exc).splitlines()[0] if str(exc) else "")[:300])
@@ -350,7 +464,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
     @app.post("/v1/events", status_code=202, response_model=EventReceipt, tags=["events"],
               openapi_extra=_body_schema(EventBody),
               responses={200: {"description": "a duplicate within the dedupe window"}})
-    async def post_event(request: Request, caller: Caller) -> Response:
+    async def post_event(request: Request, caller: Caller,
+                         charge: Annotated[Charge, Depends(charged(EVENTS_SUBMIT))]) -> Response:
         """Submit an event (scope ``events:write``); a duplicate answers 200 pointing at the original."""
         body: EventBody = await parse(request, EventBody)
         try:
@@ -363,12 +478,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
                         for e in exc.errors(include_url=False, include_input=False)]
             raise InvalidRequest("the event is invalid: " + "; ".join(problems), problems=problems) from None
         runtime = rt()
-        admission = await runtime.gate.admit_event(event, caller)
+        admission = await runtime.gate.admit_event(event, caller, charged=charge)
         tracing.tag_trace(admission.receipt.trace_id)
         if not admission.receipt.duplicate:
             assert runtime.temporal is not None
             await route_admitted(runtime.temporal, runtime.settings, runtime.gate, event, admission.receipt,
-                                 caller.actor)
+                                 caller.actor, stored=True)
         response = Response(admission.receipt.model_dump_json(), media_type="application/json",
                             status_code=200 if admission.receipt.duplicate else 202)
         rate_headers(response, admission.rate, admission.policy)
@@ -377,7 +492,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
     @app.post("/v1/jobs", status_code=202, response_model=RunHandleInfo, tags=["jobs"],
               openapi_extra=_body_schema(JobRequestBody),
               responses={200: {"description": "the run this idempotency key already names"}})
-    async def post_job(request: Request, caller: Caller) -> Response:
+    async def post_job(request: Request, caller: Caller,
+                       charge: Annotated[Charge, Depends(charged(JOBS_REQUEST))]) -> Response:
         """Request a run of a template (the template's scopes; action jobs need a policy token)."""
         body: JobRequestBody = await parse(request, JobRequestBody)
         tenant = tenant_of(caller, body.tenant_id)
@@ -386,7 +502,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
         client.principal = caller
         handle, admission = await client.submit_job(tenant, body.template_key, body.inputs, trace_id=body.trace_id,
                                                     actor=body.actor or caller.actor, idempotency_key=key,
-                                                    policy_token=body.policy_token)
+                                                    policy_token=body.policy_token, charged=charge)
         tracing.tag_trace(handle.trace_id)
         # the run is readable at once (as queued) where Location points
         response = Response(handle.model_dump_json(), media_type="application/json",
@@ -398,7 +514,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
 
     @app.post("/v1/policy-tokens", status_code=201, response_model=PolicyTokenOut, tags=["jobs"],
               openapi_extra=_body_schema(PolicyTokenBody))
-    async def post_policy_token(request: Request, caller: Caller) -> PolicyTokenOut:
+    async def post_policy_token(request: Request, caller: Caller,
+                                _charge: Annotated[Charge, Depends(charged(TOKENS_ISSUE_ACTION))]) -> PolicyTokenOut:
         """Issue a single-use policy token for one action run (scope ``tokens:issue`` + the template's)."""
         body: PolicyTokenBody = await parse(request, PolicyTokenBody)
         assert caller.tenant_id is not None
@@ -411,7 +528,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
         """The artifacts of one of the tenant's runs (scope ``artifacts:read``)."""
         require_scopes(caller.scopes, ("artifacts:read",))
         assert caller.tenant_id is not None
-        run = await rt().store.get_run(ident, caller.tenant_id)
+        run = await rt().store.get_run(stored_id(ident, "run"), caller.tenant_id)
         return list(await rt().store.list_artifacts(caller.tenant_id, run.run_id))
 
     @app.get("/v1/runs/{ident:path}/replay", tags=["runs"], response_class=Response, responses={200: {
@@ -423,7 +540,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
         require_scopes(caller.scopes, ("runs:read",))
         assert caller.tenant_id is not None
         runtime = rt()
-        bundle = await ReplayService(runtime.store, runtime.temporal, runtime.flags).bundle(ident, caller.tenant_id)
+        bundle = await ReplayService(runtime.store, runtime.temporal, runtime.flags).bundle(stored_id(ident, "run"),
+                                                                                          caller.tenant_id)
         etag = {"ETag": f'"{bundle.sha256}"'}
         if fmt == "json":
             return Response(bundle.files[REPLAY_FILE], media_type="application/json", headers=etag)
@@ -436,7 +554,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
     async def get_run(ident: str, caller: Caller) -> RunRecord:
         """One of the tenant's runs, by run id or workflow id (scope ``runs:read``)."""
         require_scopes(caller.scopes, ("runs:read",))
-        return await rt().store.get_run(ident, caller.tenant_id)
+        return await rt().store.get_run(stored_id(ident, "run"), caller.tenant_id)
 
     @app.get("/v1/audit", response_model=list[AuditEntryOut], tags=["audit"])
     async def get_audit(caller: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -450,7 +568,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> BodyLimit:
         return [AuditEntryOut(**record.to_json()) for record in records]
 
     mount_console(app, rt)  # the web console at /ui (workers/console)
-    return BodyLimit(app, body_limit)
+    return ProblemGuard(BodyLimit(app, body_limit, settings.max_payload_bytes * HARD_CAP_FACTOR))
 
 
 # -- the process ---------------------------------------------------------------------------------
@@ -477,7 +595,8 @@ def run(host: str | None = typer.Option(None, help="Address to bind (default: JO
     try:
         configure_telemetry(settings, "jobforge-api", settings.api_metrics_bind)
         config = uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
-                                log_config=None, proxy_headers=False, server_header=False, lifespan="on")
+                                log_config=None, proxy_headers=False, server_header=False, lifespan="on",
+                                http=ProblemH11Protocol)
         asyncio.run(uvicorn.Server(config).serve())
     except JobForgeError as err:
         log.error("api_failed", error_code=err.code, error=err.message)

@@ -29,6 +29,7 @@ from workers.cli_common import (
     command,
     err,
     fail,
+    one_line_error,
     out,
     parse_inputs,
     print_json,
@@ -379,6 +380,12 @@ def main() -> None:
         app()
     except SystemExit as exc:
         code = exc.code
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        code = 130
+    except Exception as exc:  # whatever no command mapped: one line and exit 2, never a traceback
+        sys.stderr.write(one_line_error(exc) + "\n")
+        code = 2
     if isinstance(code, str):
         sys.stderr.write(code + "\n")
     # The Temporal SDK can abort the interpreter at teardown (sdk-python #300, PyGILState_Release),

@@ -28,6 +28,7 @@ from shared.replay.service import ReplayService
 from shared.settings import Settings
 from shared.store.replay import ReplayStore
 from shared.templates import import_template_module
+from shared.temporal import ActivityErrors
 from workers.archiver import archive_histories
 from workers.queue_depth import watch_queue_depth
 from workers.runtime import Runtime, configure_telemetry, leave, open_runtime
@@ -84,7 +85,7 @@ def build_workers(rt: Runtime, queues: list[str] | None = None) -> list[Worker]:
                max_concurrent_activities=settings.worker_max_concurrent_activities,
                max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
                graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
-               workflow_runner=WORKFLOW_RUNNER)
+               workflow_runner=WORKFLOW_RUNNER, interceptors=[ActivityErrors()])
         for queue in queues
     ]
 
@@ -104,18 +105,38 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                                                               settings.queue_depth_interval_seconds))
         stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait([runner, stopper], return_when=asyncio.FIRST_COMPLETED)
+        grace = settings.worker_graceful_shutdown_seconds
         if stopper in done:
-            log.info("worker_stopping", grace_seconds=settings.worker_graceful_shutdown_seconds)
-            await asyncio.gather(*(worker.shutdown() for worker in workers))
-            await runner
+            log.info("worker_stopping", grace_seconds=grace)
+            # Temporal (or the store) may be away: the pollers and the archiver's calls then wait out
+            # their own timeouts, so the shutdown gets the grace period and a short margin, no more
+            shutdown = asyncio.gather(*(worker.shutdown() for worker in workers), runner)
+            if not await _within(shutdown, grace + SHUTDOWN_MARGIN_SECONDS):
+                log.warning("worker_shutdown_cut", grace_seconds=grace,
+                            reason="in-flight work did not finish in time (is Temporal reachable?)")
+                leave(0)
         else:
             stopper.cancel()
             runner.result()
         stop.set()
-        await archiver
-        if watcher is not None:
-            await watcher
+        side = [task for task in (archiver, watcher) if task is not None]
+        if not await _within(asyncio.gather(*side), SHUTDOWN_MARGIN_SECONDS):
+            log.warning("worker_shutdown_cut", reason="the history archiver did not stop in time")
+            leave(0)
         log.info("worker_stopped")
+
+
+#: what a stopping worker waits beyond its grace period for the SDK to wind down
+SHUTDOWN_MARGIN_SECONDS = 5.0
+
+
+async def _within(work: asyncio.Future[Any], seconds: float) -> bool:
+    """Whether ``work`` finished within ``seconds`` (its error, if any, propagates)."""
+    try:
+        await asyncio.wait_for(asyncio.shield(work), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 async def _main(settings: Settings) -> None:

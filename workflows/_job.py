@@ -89,10 +89,11 @@ async def run_job(job: JobRun, body: Callable[[dict[str, Any]], Awaitable[T]],
     if not admission.admitted:
         raise ApplicationError(admission.reason, admission.error_details, type=admission.error_code,
                                non_retryable=True)
-    # current histories skip the step when admission found JOBFORGE_REPLAY_PACK_ENABLED off
-    if admission.capture_provenance or not workflow.patched(LOCAL_BOOKKEEPING):
-        await capture_provenance(job, admission.inputs, code_path(admission.inputs) if code_path else None)
     try:
+        # current histories skip the step when admission found JOBFORGE_REPLAY_PACK_ENABLED off; a
+        # provenance step that fails for good fails the run (recorded) instead of leaving it running
+        if admission.capture_provenance or not workflow.patched(LOCAL_BOOKKEEPING):
+            await capture_provenance(job, admission.inputs, code_path(admission.inputs) if code_path else None)
         result = await body(admission.inputs)
     except (asyncio.CancelledError, CancelledError):
         await asyncio.shield(asyncio.ensure_future(finish(job, RunStatus.CANCELLED, error="cancelled")))

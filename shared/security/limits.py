@@ -17,6 +17,8 @@ decides a refusal and its message. No recursion anywhere (no recursion limit), l
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain, compress, repeat
@@ -25,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from shared.errors import PayloadLimitExceeded, PayloadTooLarge
+from shared.errors import PayloadLimitExceeded, PayloadTooLarge, UnstorableText
 from shared.security._accel import check_limits as _native_check_limits
 
 _SCALARS = frozenset({int, float, bool, type(None)})
@@ -44,6 +46,8 @@ class PayloadLimits:
 
 
 DEFAULT_LIMITS = PayloadLimits()
+#: with JOBFORGE_SECURITY_VALIDATION_ENABLED off, payloads are still capped at this multiple of max_bytes
+HARD_CAP_FACTOR = 10
 
 
 def check_size(nbytes: int, limits: PayloadLimits = DEFAULT_LIMITS) -> None:
@@ -95,7 +99,11 @@ def render_path(path: _Path) -> str:
         elif isinstance(key, str) and key.isidentifier():
             parts.append(f".{key}")
         else:
-            parts.append("[" + orjson.dumps(str(key)).decode().replace('"', "'") + "]")
+            try:
+                quoted = orjson.dumps(str(key)).decode()
+            except TypeError:  # an unpaired surrogate: the stdlib escapes it
+                quoted = json.dumps(str(key))
+            parts.append("[" + quoted.replace('"', "'") + "]")
     return "$" + "".join(reversed(parts))
 
 
@@ -164,14 +172,100 @@ def check_payload(value: Any, limits: PayloadLimits = DEFAULT_LIMITS, *, nbytes:
         try:
             nbytes = len(orjson.dumps(value))
         except TypeError:  # integers beyond 64 bits, or values that are not JSON at all
-            import json
-
             try:
                 nbytes = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
             except (TypeError, ValueError):
                 nbytes = 0  # not JSON: check_structure names the offending value
     check_size(nbytes, limits)
     check_structure(value, limits)
+
+
+# -- text PostgreSQL cannot store ----------------------------------------------------------------
+
+#: NUL (text and jsonb refuse it) and surrogates (no UTF-8 form: only unpaired ones reach a str)
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _serialised_clean(value: Any) -> bool:
+    """True when ``value`` serialises as JSON without NUL or surrogates (one orjson pass; False = look closer)."""
+    try:
+        raw = orjson.dumps(value)
+    except TypeError:  # surrogates, non-str keys, big ints, non-JSON objects: walk to be sure
+        return False
+    return b"\\u0000" not in raw
+
+
+def find_unstorable(value: Any) -> tuple[str, str] | None:
+    """(JSON path, the character) of the first string or key PostgreSQL cannot store, or None.
+
+    Linear: one serialisation answers the common case; only a document that may hold such text is
+    walked (explicit stack) to name the path.
+    """
+    if isinstance(value, str):
+        found = _UNSTORABLE.search(value)
+        return ("$", found.group()) if found else None
+    if _serialised_clean(value):
+        return None
+    stack: list[tuple[Any, _Path]] = [(value, None)]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            found = _UNSTORABLE.search(node)
+            if found:
+                return render_path(path), found.group()
+        elif isinstance(node, dict):
+            for key, child in reversed(list(node.items())):
+                stack.append((child, (path, key)))
+            for key in node:
+                found = _UNSTORABLE.search(key) if isinstance(key, str) else None
+                if found:
+                    return render_path((path, key)), found.group()
+        elif isinstance(node, list | tuple):
+            stack.extend((node[i], (path, i)) for i in range(len(node) - 1, -1, -1))
+    return None
+
+
+def check_storable(value: Any, what: str, path: str = "$") -> None:
+    """Refuse ``value`` (a document, or one string at ``path``) when it holds text PostgreSQL cannot store.
+
+    ``what`` names it in the refusal ("the inputs", "the event"); paths are JSON paths within it.
+    """
+    found = find_unstorable(value)
+    if found is not None:
+        where, char = found
+        raise UnstorableText(path if where == "$" else path + where[1:], char, what)
+
+
+def pg_text(value: str) -> str:
+    """``value`` storable in a PostgreSQL text column: NUL and unpaired surrogates as U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", value) if not value.isascii() or "\x00" in value else value
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every NUL and unpaired surrogate in its strings and keys replaced by U+FFFD
+    (what the store writes for text it did not refuse earlier, e.g. a step's output in a summary)."""
+    if _serialised_clean(value):
+        return value
+    root: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any]] = [(value, root, 0)]
+    while stack:
+        item, parent, slot = stack.pop()
+        out: Any
+        if isinstance(item, str):
+            out = _UNSTORABLE.sub("\ufffd", item)
+        elif isinstance(item, dict):
+            out = {}
+            for key, child in item.items():
+                clean_key = _UNSTORABLE.sub("\ufffd", key) if isinstance(key, str) else key
+                out[clean_key] = None
+                stack.append((child, out, clean_key))
+        elif isinstance(item, list | tuple):
+            out = [None] * len(item)
+            stack.extend((child, out, index) for index, child in enumerate(item))
+        else:
+            out = item
+        parent[slot] = out
+    return root[0]
 
 
 def parse_and_check(raw: bytes, limits: PayloadLimits = DEFAULT_LIMITS) -> Any:

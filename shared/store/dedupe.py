@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -66,19 +66,33 @@ class EventDeduper:
         self.engine = engine
 
     async def claim(self, tenant_id: str, event_type: str, event_id: str, *, ttl_seconds: float,
-                    trace_id: str = "", payload_hash: str = "") -> DedupeOutcome:
+                    trace_id: str = "", payload_hash: str = "",
+                    admitted: Callable[[fast.Conn, DedupeOutcome], Awaitable[None]] | None = None) -> DedupeOutcome:
+        """Claim the event's key; ``admitted`` (storing the event) runs in the same transaction when
+        this copy is the original, so a claim is never left without its event (a database that goes
+        away in between rolls both back, and the caller's retry is admitted, not a duplicate)."""
         params = {"tenant": tenant_id, "etype": event_type, "eid": event_id, "ttl": ttl_seconds,
                   "trace": trace_id, "hash": payload_hash}
-        # each statement commits on its own: the claim is one atomic upsert, and the duplicate
-        # counter needs no transaction around it (it only counts)
         async with fast.connection(self.engine) as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            row = await (await cur.execute(_CLAIM, params)).fetchone()
-            duplicate = row is None
-            if row is None:
-                row = await (await cur.execute(_COUNT_DUPLICATE, params)).fetchone()
-                assert row is not None, "a duplicate's original claim vanished"
-        return DedupeOutcome(duplicate, row["first_seen_at"], row["expires_at"], row["trace_id"], row["payload_hash"])
+            if admitted is None:  # the claim is one atomic upsert; the duplicate counter only counts
+                return await self._claim(conn, params, None)
+            async with conn.transaction():
+                return await self._claim(conn, params, admitted)
+
+    @staticmethod
+    async def _claim(conn: fast.Conn, params: dict[str, object],
+                     admitted: Callable[[fast.Conn, DedupeOutcome], Awaitable[None]] | None) -> DedupeOutcome:
+        cur = conn.cursor(row_factory=dict_row)
+        row = await (await cur.execute(_CLAIM, params)).fetchone()
+        duplicate = row is None
+        if row is None:
+            row = await (await cur.execute(_COUNT_DUPLICATE, params)).fetchone()
+            assert row is not None, "a duplicate's original claim vanished"
+        outcome = DedupeOutcome(duplicate, row["first_seen_at"], row["expires_at"], row["trace_id"],
+                                row["payload_hash"])
+        if not duplicate and admitted is not None:
+            await admitted(conn, outcome)
+        return outcome
 
     async def release(self, tenant_id: str, event_type: str, event_id: str, first_seen_at: datetime) -> None:
         """Forget the claim made at ``first_seen_at`` (its event could not be routed; a retry may claim again)."""

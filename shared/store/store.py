@@ -5,15 +5,17 @@ Rows become frozen models at this boundary; callers never see SQLAlchemy objects
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_dumps
 from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -22,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from shared.errors import RunNotFound, StoreUnavailable
 from shared.flags import Flag
 from shared.models import ArtifactRecord, RunRecord, RunStatus, VerifyCacheEntry
+from shared.security.limits import find_unstorable, pg_text, storable
 from shared.store import fast
 from shared.store.paging import Page, decode_cursor, encode_cursor, page_size
 from shared.store.tables import ArtifactRow, FlagOverrideRow, RunRow, VerifyCacheRow
@@ -36,9 +39,24 @@ def create_engine(url: str, pool_size: int = 5) -> AsyncEngine:
     # statement instead (see `unreachable`), and the pool drops it (SQLAlchemy's whole pool, or the
     # one raw connection), so a restart costs each process a few such errors: activities retry them,
     # API callers get 503 store_unavailable with Retry-After.
-    engine = create_async_engine(url, pool_size=pool_size, pool_pre_ping=False, pool_recycle=3600)
+    # hide_parameters: SQLAlchemy's error text would otherwise quote every statement's parameters
+    # (run inputs, payloads) into whatever logs the error. JSON values are written storable: text the
+    # gate did not refuse (a step's output in a summary) has NUL and unpaired surrogates replaced, so
+    # PostgreSQL never rejects them (and never quotes them into its own log doing so).
+    set_json_dumps(storable_json)
+    engine = create_async_engine(url, pool_size=pool_size, pool_pre_ping=False, pool_recycle=3600,
+                                 hide_parameters=True, json_serializer=storable_json)
     fast.attach(engine, pool_size)  # the hot path's raw connections (shared.store.fast)
     return engine
+
+
+def storable_json(value: Any) -> str:
+    """JSON text for a ``json``/``jsonb`` parameter, with text PostgreSQL cannot hold replaced."""
+    value = storable(value)
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # integers beyond 64 bits, objects orjson does not know: the stdlib's rules
+        return json.dumps(value, default=str)
 
 
 def unreachable(exc: BaseException) -> bool:
@@ -196,13 +214,16 @@ class Store:
             row = await (await cur.execute(
                 "UPDATE runs SET status = %(status)s, summary = %(summary)s, error = %(error)s, updated_at = now(), "
                 "finished_at = now() WHERE run_id = %(run_id)s RETURNING *",
-                {"status": status.value, "summary": Jsonb(dict(summary)), "error": error, "run_id": run_id})).fetchone()
+                {"status": status.value, "summary": Jsonb(dict(summary)), "error": pg_text(error),
+                 "run_id": run_id})).fetchone()
         if row is None:
             raise RunNotFound(run_id)
         return _record(row_of(row))
 
     async def get_run(self, ident: str, tenant_id: str | None = None) -> RunRecord:
         """A run by Temporal run id or workflow id (the latest run of that workflow id)."""
+        if find_unstorable(ident) is not None:
+            raise RunNotFound(ident)  # no stored id holds such text
         stmt = (select(RunRow).where(or_(RunRow.run_id == ident, RunRow.workflow_id == ident))
                 .order_by(RunRow.created_at.desc()).limit(1))
         if tenant_id is not None:

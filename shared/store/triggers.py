@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from shared.errors import InvalidRequest, TriggerExists, TriggerNotFound
 from shared.models import EventEnvelope
+from shared.security.redaction import redact
 from shared.store import fast
 from shared.store.paging import Page, decode_cursor, encode_cursor, page_size
 from shared.store.store import autocommit, row_of
@@ -266,7 +267,8 @@ class TriggerStore:
                           actor: str = "") -> StoredEvent:
         """Persist an admitted event once (a retried activity finds the same row)."""
         params = {"tenant": event.tenant_id, "eid": event.event_id, "etype": event.event_type, "trace": trace_id,
-                  "app": event.source_app, "module": event.source_module, "payload": Jsonb(event.payload),
+                  "app": event.source_app, "module": event.source_module,
+                  "payload": Jsonb(redact(event.payload, keep_types=True)),
                   "at": event.occurred_at, "route": route_workflow_id, "actor": actor[:200]}
         async with fast.connection(self._engine) as conn:  # insert-or-nothing, then read: no transaction needed
             cur = conn.cursor(row_factory=dict_row)
@@ -280,15 +282,24 @@ class TriggerStore:
         assert row is not None
         return _event(row_of(row))
 
-    async def insert_event(self, event: EventEnvelope, trace_id: str, route_key: str, actor: str) -> None:
-        """Persist an admitted event once (one statement; a retried submission finds the row there)."""
-        async with fast.connection(self._engine) as conn:
-            await conn.execute(
-                "INSERT INTO events (tenant_id, event_id, event_type, trace_id, source_app, source_module, payload, "
-                "occurred_at, route_workflow_id, actor) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (route_workflow_id) DO NOTHING",
-                (event.tenant_id, event.event_id, event.event_type, trace_id, event.source_app, event.source_module,
-                 Jsonb(event.payload), event.occurred_at, route_key, actor[:200]))
+    async def insert_event(self, event: EventEnvelope, trace_id: str, route_key: str, actor: str,
+                           conn: fast.Conn | None = None) -> None:
+        """Persist an admitted event once (one statement; a retried submission finds the row there), on
+        ``conn`` when given (the gate stores an event in the transaction that claims it).
+
+        The payload is kept redacted (:func:`shared.security.redaction.redact`, types kept): secrets
+        a product app sent are not at rest, and what triggers map into run inputs never carries one.
+        """
+        args = (event.tenant_id, event.event_id, event.event_type, trace_id, event.source_app, event.source_module,
+                Jsonb(redact(event.payload, keep_types=True)), event.occurred_at, route_key, actor[:200])
+        sql = ("INSERT INTO events (tenant_id, event_id, event_type, trace_id, source_app, source_module, payload, "
+               "occurred_at, route_workflow_id, actor) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+               "ON CONFLICT (route_workflow_id) DO NOTHING")
+        if conn is not None:
+            await conn.execute(sql, args)
+            return
+        async with fast.connection(self._engine) as own:
+            await own.execute(sql, args)
 
     async def mark_routed(self, results: Sequence[RouteEventResult]) -> None:
         """Store how events were routed, in one statement (a retried routing writes the same result again)."""

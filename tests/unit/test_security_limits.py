@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -10,8 +11,31 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.errors import InvalidRequest, PayloadLimitExceeded, PayloadTooLarge
-from shared.security.limits import PayloadLimits, check_payload, check_size, check_structure, parse_and_check
+from shared.admission import judge
+from shared.errors import (
+    InvalidInputs,
+    InvalidRequest,
+    PayloadLimitExceeded,
+    PayloadTooLarge,
+    SecretInInputs,
+    UnstorableText,
+)
+from shared.flags import Flag
+from shared.models import JobRun
+from shared.security.limits import (
+    PayloadLimits,
+    check_payload,
+    check_size,
+    check_storable,
+    check_structure,
+    find_unstorable,
+    parse_and_check,
+    pg_text,
+    render_path,
+    storable,
+)
+from shared.settings import Settings
+from shared.templates import load_registry
 
 SMALL = PayloadLimits(max_bytes=1000, max_depth=3, max_string=10, max_array=4)
 
@@ -164,3 +188,79 @@ def test_property_size_is_the_serialised_length(value: Any) -> None:
             check_payload(value, limits)
     else:
         check_payload(value, limits)
+
+
+# -- text the store cannot hold -------------------------------------------------------------------
+
+BAD_CHARS = ["\x00", "\ud800", "\udfff", "\udc00"]
+bad_text = st.builds(lambda a, bad, b: a + bad + b, st.text(max_size=5), st.sampled_from(BAD_CHARS),
+                     st.text(max_size=5))
+any_text = st.text(max_size=6) | bad_text
+documents = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(any_text, children, max_size=4),
+    max_leaves=25,
+)
+
+
+def first_unstorable(node: Any, path: Any = None) -> str | None:
+    """The reference: a dict's keys first, then its values, in order; lists in order."""
+    bad = re.compile("[\x00\ud800-\udfff]")
+    if isinstance(node, str):
+        return render_path(path) if bad.search(node) else None
+    if isinstance(node, dict):
+        for key in node:
+            if bad.search(key):
+                return render_path((path, key))
+        for key, child in node.items():
+            found = first_unstorable(child, (path, key))
+            if found:
+                return found
+    if isinstance(node, list):
+        for index, child in enumerate(node):
+            found = first_unstorable(child, (path, index))
+            if found:
+                return found
+    return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(documents)
+def test_property_unstorable_text_is_found_with_its_path(doc: Any) -> None:
+    """NUL or an unpaired surrogate anywhere (a value, a key, any depth) is found, with the JSON path of
+    the first one; a document without any is storable as it is."""
+    found = find_unstorable(doc)
+    assert (found[0] if found else None) == first_unstorable(doc)
+    if found is None:
+        assert storable(doc) == doc
+    else:
+        assert find_unstorable(storable(doc)) is None
+
+
+REGISTRY = load_registry(Settings())
+
+
+@settings(max_examples=100, deadline=None)
+@given(documents.filter(lambda d: isinstance(d, dict)))
+def test_property_admission_refuses_unstorable_inputs(inputs: dict[str, Any]) -> None:
+    """Admission refuses such inputs with UnstorableText naming the same path, before hashing them."""
+    run = JobRun(tenant_id="t", template_key="autopilot.jobforge.healthcheck", inputs=inputs)
+    expected = first_unstorable(inputs)
+    flags = dict.fromkeys(Flag, True)
+    try:
+        judge(run, run.template_key, REGISTRY, flags)
+    except UnstorableText as err:
+        assert err.details["path"] == expected
+    except (SecretInInputs, InvalidInputs, PayloadLimitExceeded):
+        assert expected is None
+    else:
+        assert expected is None
+
+
+def test_storable_text_and_documents_keep_everything_else() -> None:
+    """pg_text and storable replace only what PostgreSQL refuses, with U+FFFD."""
+    assert pg_text("a\x00b\ud800") == "a\ufffdb\ufffd" and pg_text("plain") == "plain"
+    assert storable({"k\x00": ["v\udfff", 1, None]}) == {"k\ufffd": ["v\ufffd", 1, None]}
+    with pytest.raises(UnstorableText) as info:
+        check_storable({"a": "x\x00"}, "the inputs")
+    assert info.value.details == {"path": "$.a", "code_point": "U+0000"} and "\x00" not in info.value.message
