@@ -211,7 +211,7 @@ class UnstorableText(JobForgeError):
     def __init__(self, path: str = "$", char: str = "", what: str = "the request") -> None:
         name = "NUL" if char == "\x00" else "an unpaired surrogate"
         point = f"U+{ord(char):04X}" if char else ""
-        super().__init__(f"{what} holds {name} ({point}) at {path}: PostgreSQL cannot store it; remove or "
+        super().__init__(f"{path} in {what} holds {name} ({point}): PostgreSQL cannot store it; remove or "
                          "encode it", path=path, code_point=point)
 
 

@@ -14,7 +14,7 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 from activities.verify import probe_sandbox
-from shared.errors import FeatureDisabled, InvalidInputs, RepoPathRefused
+from shared.errors import FeatureDisabled, RepoPathRefused, UnstorableText
 from shared.flags import Flag
 from shared.models import RunHandleInfo, RunStatus
 from shared.settings import Settings
@@ -238,7 +238,7 @@ async def test_paths_outside_the_allowed_roots_are_refused(runtime: Runtime, wor
         assert words in info.value.message, (path, info.value.message)
         record = await runtime.store.get_run(handle.run_id)
         assert record.status is RunStatus.FAILED and record.summary.get("error_type") == "repo_path_refused"
-    with pytest.raises(InvalidInputs):
+    with pytest.raises(UnstorableText):
         await request(runtime, {"repo_path": str(repos) + "\x00/x"})
 
 
