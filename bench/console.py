@@ -46,12 +46,20 @@ FLAGS = ("JOBFORGE_AUTOPILOT_JOBS_ENABLED", "JOBFORGE_EVENTS_ENABLED", "JOBFORGE
          "JOBFORGE_AUDIT_LOGGING_ENABLED", "REPLAY_PACK_ENABLED", "JOBFORGE_MANIFESTS_ENABLED", "VERIFY_PACK_ENABLED")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-TIMING = """() => {
+TIMING = """async () => {
   const nav = performance.getEntriesByType('navigation')[0];
   const timing = name => ((nav.serverTiming || []).find(t => t.name === name) || {}).duration;
-  const fcp = performance.getEntriesByName('first-contentful-paint')[0];
-  return {server: timing('app'), cpu: timing('cpu'), fcp: fcp ? fcp.startTime : null,
-          ttfb: nav.responseStart - nav.requestStart};
+  // the paint can come after the load event: wait for it (a page that never paints gives null)
+  const fcp = await new Promise(resolve => {
+    const seen = performance.getEntriesByName('first-contentful-paint')[0];
+    if (seen) { resolve(seen.startTime); return; }
+    new PerformanceObserver((list, observer) => {
+      const entry = list.getEntriesByName('first-contentful-paint')[0];
+      if (entry) { observer.disconnect(); resolve(entry.startTime); }
+    }).observe({type: 'paint', buffered: true});
+    setTimeout(() => resolve(null), 5000);
+  });
+  return {server: timing('app'), cpu: timing('cpu'), fcp, ttfb: nav.responseStart - nav.requestStart};
 }"""
 
 SEED_RUNS = """

@@ -175,18 +175,17 @@ class AuditLog:
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             head = await (await conn.execute("SELECT seq, hash FROM audit_heads WHERE tenant_id = %s",
                                              (tenant_id,))).fetchone()
-            entries: list[StoredEntry] = []
             async with conn.cursor(name="jobforge_audit_verify") as cur:
                 cur.itersize = 2000
                 await cur.execute(
                     "SELECT seq, hash, body, tenant_id, prev_hash, occurred_at, actor, action, resource, decision, "
                     "reason, trace_id FROM audit_log WHERE tenant_id = %s ORDER BY seq", (tenant_id,))
-                async for (seq, digest, body, tenant, prev, occurred, actor, action, resource, decision, reason,
-                           trace) in cur:
-                    entries.append(StoredEntry(seq=seq, hash=digest, body=bytes(body), columns={
-                        "tenant_id": tenant, "seq": seq, "prev_hash": prev, "occurred_at": iso(occurred),
-                        "actor": actor, "action": action, "resource": resource, "decision": decision,
-                        "reason": reason, "trace_id": trace}))
+                rows = [row async for row in cur]
+        # entries are made one at a time as the check walks the rows: few live objects, little GC
+        entries = (StoredEntry(seq=seq, hash=digest, body=bytes(body), columns={
+            "tenant_id": tenant, "seq": seq, "prev_hash": prev, "occurred_at": iso(occurred), "actor": actor,
+            "action": action, "resource": resource, "decision": decision, "reason": reason, "trace_id": trace})
+            for (seq, digest, body, tenant, prev, occurred, actor, action, resource, decision, reason, trace) in rows)
         return verify_chain(tenant_id, entries, (head[0], head[1]) if head else None)
 
     async def tenants(self) -> Sequence[str]:
