@@ -188,3 +188,35 @@ def test_operator_token_setting_is_off_when_empty_and_refused_when_short() -> No
         Settings(console_operator_token="short")
     long = Settings(console_operator_token="x" * 32).console_operator_token
     assert long is not None and long.get_secret_value() == "x" * 32
+
+
+def _render_trigger(view: object) -> str:
+    from workers.console.render import Pages, query
+
+    pages = Pages()
+    return pages.env.get_template("trigger.html").render(
+        base="/ui", static=lambda name: f"/ui/static/{name}", query=query, request_path="/ui/t/acme/triggers/x",
+        viewer=None, tenant="acme", section="triggers", flash="", v=view, fires=[], next_cursor=None, cursor="",
+        enabled=True, can_act=False, kinds=None)
+
+
+def test_trigger_page_shows_the_live_schedule_and_its_drift_when_the_view_has_them() -> None:
+    """A view with a live Schedule and drift shows both and the fix; a view without them renders as before."""
+    from types import SimpleNamespace
+
+    from shared.triggers.models import Trigger, TriggerKind
+    from shared.triggers.service import TriggerView
+
+    trigger = Trigger(tenant_id="acme", name="nightly", kind=TriggerKind.CRON, cron="0 3 * * *",
+                      template_key="autopilot.jobforge.healthcheck", trigger_id="t1", created_at=T0, updated_at=T0)
+    plain = _render_trigger(TriggerView(trigger=trigger, state="active", next_fires=[T0]))
+    assert "Drifted" not in plain and "as Temporal has it now" not in plain
+    live = SimpleNamespace(spec="0 4 * * *", timezone="UTC", jitter_seconds=0, overlap=SimpleNamespace(value="skip"),
+                           catchup_window_seconds=60, paused=False, note="", next_fires=[T0],
+                           recent_actions=[SimpleNamespace(scheduled_at=T0, started_at=T0, workflow_id="wf-<1>")])
+    drifted = _render_trigger(SimpleNamespace(
+        trigger=trigger, state="drifted", schedule_id="jobforge/acme/trigger/nightly", schedule_note="", next_fires=[],
+        recent_fires=0, live=live, drift=["input: missing"], edited=["cron: 0 4 * * *"], skips="",
+        fix="jobforge triggers repair nightly --tenant acme"))
+    assert "Drifted" in drifted and "input: missing" in drifted and "jobforge triggers repair nightly" in drifted
+    assert "0 4 * * *" in drifted and "wf-&lt;1&gt;" in drifted and "kept by repair and update" in drifted
