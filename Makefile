@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install run test lint bench screenshots clean
+.PHONY: help install run test lint bench docs docs-serve screenshots clean
 
 help: ## list the verbs
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,8 +31,17 @@ lint: install ## ruff + mypy strict
 bench: install ## run the benchmarks under bench/ (ratios against a same-run baseline)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+# MkDocs and its plugins print notices about their own future on every run; they say nothing about this site
+DOCS_ENV := NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true
+
+docs: install ## build the documentation site into site/ (strict: a broken link or reference fails; offline)
+	$(DOCS_ENV) $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: install ## serve the documentation site on http://127.0.0.1:8000, rebuilt as docs/ and the code change
+	$(DOCS_ENV) $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000 --watch shared --watch workers
+
 screenshots: install ## run the console's browser tests, saving a screenshot of each page in docs/screenshots/
 	JOBFORGE_SCREENSHOTS=docs/screenshots $(BIN)/python -m tests.support.run_pytest -q tests/e2e/test_console_browser.py
 
 clean: ## remove the embedded stack's data (.jobforge/) and caches
-	rm -rf .jobforge .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .jobforge .pytest_cache .mypy_cache .ruff_cache site

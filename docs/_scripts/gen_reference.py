@@ -1,0 +1,1 @@
+"""Generate the reference pages at build time (mkdocs-gen-files runs this file)."""
