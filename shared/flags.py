@@ -23,15 +23,27 @@ from shared.errors import FeatureDisabled, UnknownFlag
 
 
 class Flag(enum.StrEnum):
+    """Every feature flag; the ``#:`` comment of each is its description in the settings reference."""
+
+    #: accepting events (SDK, CLI, ``POST /v1/events``) and routing them to triggers
     EVENTS = "JOBFORGE_EVENTS_ENABLED"
+    #: cron and event triggers: creating them and firing them (a fire held by it is recorded as a skip)
     TRIGGERS = "JOBFORGE_TRIGGERS_ENABLED"
+    #: autopilot job templates (read-only jobs such as the healthcheck and the verify pack)
     AUTOPILOT_JOBS = "JOBFORGE_AUTOPILOT_JOBS_ENABLED"
+    #: action jobs, which change things outside JobForge (key rotation); each run also needs a policy token
     ACTION_JOBS = "JOBFORGE_ACTION_JOBS_ENABLED"
+    #: the per-tenant, hash-chained audit log of every allow and deny (and of flag changes, on ``_fleet``)
     AUDIT_LOGGING = "JOBFORGE_AUDIT_LOGGING_ENABLED"
+    #: the artifact manifest (``manifest.json``: every artifact of a run with its hash) written at the end of a run
     MANIFESTS = "JOBFORGE_MANIFESTS_ENABLED"
+    #: per-tenant (and optionally per-actor) rate limits on events and job requests
     RATE_LIMITING = "JOBFORGE_RATE_LIMITING_ENABLED"
+    #: payload limits (bytes, depth, string length, array items) on inputs and event payloads
     SECURITY_VALIDATION = "JOBFORGE_SECURITY_VALIDATION_ENABLED"
+    #: provenance capture and stored histories of finished runs, for replay bundles
     REPLAY_PACK = "REPLAY_PACK_ENABLED"
+    #: the verify pack template (``autopilot.readylayer.verify_pack``, ``jobforge verify``)
     VERIFY_PACK = "VERIFY_PACK_ENABLED"
 
     @classmethod

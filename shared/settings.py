@@ -23,22 +23,31 @@ class Settings(BaseSettings):
     #: home of the embedded stack: SQLite file of Temporal, pgdata, the state file, artifacts
     home: Path = Path(".jobforge")
 
+    #: ``host:port`` of the Temporal frontend (unset with a running ``jobforge dev``: its state file names it)
     temporal_address: str = "127.0.0.1:7233"
+    #: the Temporal namespace every run, Schedule and search attribute lives in
     temporal_namespace: str = "default"
+    #: connect to Temporal over TLS (Temporal Cloud, a TLS-terminated cluster)
     temporal_tls: bool = False
+    #: CA bundle that signs the Temporal server's certificate; unset = the system roots
     temporal_tls_ca: Path | None = None
+    #: client certificate for mTLS (with ``temporal_tls_key``)
     temporal_tls_cert: Path | None = None
+    #: private key of the mTLS client certificate
     temporal_tls_key: Path | None = None
+    #: Temporal Cloud API key, sent as a bearer token (set ``JOBFORGE_TEMPORAL_TLS=1`` with it)
     temporal_api_key: SecretStr | None = None
 
     #: ``postgresql+psycopg://...``; unset means the embedded PostgreSQL under ``home/pgdata``
     database_url: SecretStr | None = None
+    #: connections per pool of each process (SQLAlchemy's, plus 10 overflow, and the raw one of the gate)
     database_pool_size: int = Field(default=5, ge=1)
 
     #: the task queue of templates that do not name their own
     task_queue: str = DEFAULT_TASK_QUEUE
     #: task queues one worker serves; empty = every queue a registered template uses
     worker_task_queues: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: activities one worker runs at once (verify steps are the heavy ones)
     worker_max_concurrent_activities: int = Field(default=20, ge=1)
     #: Temporal's own default: a workflow task is cheap, and one running a local activity (event
     #: routing, run bookkeeping) holds its slot until the activity is done, so 20 starved the router
@@ -61,22 +70,29 @@ class Settings(BaseSettings):
     # -- the security gate (docs/security.md) --
     #: payload limits (JOBFORGE_SECURITY_VALIDATION_ENABLED turns them on)
     max_payload_bytes: int = Field(default=1_048_576, ge=1)
+    #: nesting depth of objects and arrays
     max_payload_depth: int = Field(default=10, ge=1)
+    #: characters in one string
     max_string_chars: int = Field(default=100_000, ge=1)
+    #: items in one array
     max_array_items: int = Field(default=10_000, ge=1)
     #: event dedupe window on (tenant_id, event_id, event_type)
     dedupe_ttl_seconds: float = Field(default=300.0, gt=0)
     #: per tenant (JOBFORGE_RATE_LIMITING_ENABLED turns it on); burst defaults to the limit
     rate_limit_per_minute: int = Field(default=100, ge=1)
+    #: requests a tenant may send at once before the per-minute pace applies; unset = the per-minute limit
     rate_limit_burst: int | None = Field(default=None, ge=1)
     #: optional second limit per (tenant, actor)
     rate_limit_actor_per_minute: int | None = Field(default=None, ge=1)
     #: HMAC key of policy tokens and admission receipts; unset = ``home/signing.key`` (created once)
     signing_key: SecretStr | None = None
+    #: how long an admission receipt (gate judged, run not yet admitted) stays valid
     receipt_ttl_seconds: int = Field(default=3600, ge=5, le=86_400)
+    #: how long a policy token (``jobforge tokens issue``) stays valid
     policy_token_ttl_seconds: int = Field(default=900, ge=5, le=86_400)
-    #: the HTTP ingress (jobforge-api)
+    #: address jobforge-api binds
     api_host: str = "127.0.0.1"
+    #: port of jobforge-api
     api_port: int = Field(default=8080, ge=0, le=65535)
     #: who an operator request (SDK Temporal-direct, raw Temporal start) is granted
     operator_scopes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*:*"])
@@ -117,6 +133,7 @@ class Settings(BaseSettings):
     #: OTLP/HTTP collector that receives traces, e.g. ``http://127.0.0.1:4318``; empty = tracing off
     otlp_endpoint: str = ""
 
+    #: structlog level of every process (DEBUG, INFO, WARNING, ERROR)
     log_level: str = "INFO"
     #: ``auto`` = console on a TTY, JSON otherwise
     log_format: str = "auto"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -53,3 +57,70 @@ def test_the_configuration_fails_on_any_broken_link_or_reference() -> None:
     assert {config["validation"]["links"][k] for k in ("not_found", "anchors", "absolute_links")} == {"warn"}
     assert config["validation"]["nav"]["not_found"] == "warn"
     assert "--strict" in (ROOT / "Makefile").read_text().split("\ndocs:", 1)[1].split("\n\n", 1)[0]
+
+
+def _page(site: Path, name: str) -> str:
+    return html.unescape((site / "reference" / name / "index.html").read_text())
+
+
+def _commands(command: Any, path: str) -> Iterator[tuple[str, Any]]:
+    yield path, command
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from _commands(sub, f"{path} {name}")
+
+
+def test_the_cli_reference_has_every_command_and_option(site: Path) -> None:
+    """Every command of the three programs, and every option of each, is on the generated CLI page."""
+    import typer.main
+
+    from workers.api import cli as api_cli
+    from workers.cli import app
+    from workers.worker import app as worker_app
+
+    page = _page(site, "cli")
+    missing = []
+    for program, typer_app in (("jobforge", app), ("jobforge-worker", worker_app), ("jobforge-api", api_cli)):
+        for path, command in _commands(typer.main.get_command(typer_app), program):
+            if path not in page:
+                missing.append(path)
+            missing += [f"{path} {opt}" for param in command.params for opt in getattr(param, "opts", [])
+                        if opt.startswith("-") and opt not in page]
+    assert "jobforge triggers create" in page and not missing
+
+
+def test_the_error_settings_and_metrics_references_are_complete(site: Path) -> None:
+    """Every registered error code (with its HTTP status), setting, flag and metric is on its generated page."""
+    from shared import metrics
+    from shared.errors import ERRORS_BY_CODE, http_status
+    from shared.flags import Flag
+    from shared.settings import Settings
+
+    errors = _page(site, "errors")
+    for code, cls in ERRORS_BY_CODE.items():
+        status = http_status(cls.__new__(cls))
+        assert re.search(rf"<code>{code}</code></td>\s*<td>{status}</td>", errors), code
+    settings = _page(site, "settings")
+    for name in Settings.model_fields:
+        assert f"JOBFORGE_{name.upper()}" in settings, name
+    assert all(flag.value in settings for flag in Flag)
+    served = _page(site, "metrics")
+    names = [v for k, v in vars(metrics).items() if k.isupper() and isinstance(v, str) and v.startswith("jobforge_")]
+    assert names and all(name in served for name in names)
+
+
+def test_the_http_reference_has_every_operation_of_the_openapi_document(site: Path) -> None:
+    """Each path and method of the API's OpenAPI document has a section, and the document is published."""
+    document = json.loads((site / "reference" / "openapi.json").read_text())
+    page = _page(site, "http-api")
+    operations = [f"{method.upper()} {path}" for path, ops in document["paths"].items() for method in ops]
+    assert "POST /v1/jobs" in operations
+    assert [op for op in operations if op not in page] == []
+
+
+def test_the_sdk_reference_renders_the_clients_docstrings(site: Path) -> None:
+    """mkdocstrings rendered both transports of the SDK from their docstrings."""
+    from shared.client import JobForgeClient
+
+    page = _page(site, "sdk")
+    words = (JobForgeClient.request_job.__doc__ or "").split("``")[0].strip()  # up to the first literal
+    assert words and "HttpJobForgeClient" in page and "request_job" in page and words in page
