@@ -10,6 +10,8 @@ the pure-Python fallback (the first line says which ran).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import json
 import os
 import random
@@ -24,9 +26,16 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from shared.errors import JobForgeError
 from shared.security._accel import IMPLEMENTATION
-from shared.security.limits import PayloadLimits, check_structure, parse_and_check
-from shared.security.redaction import redact, redact_text
+from shared.security.limits import (
+    PayloadLimits,
+    check_payload,
+    check_storable,
+    check_structure,
+    parse_and_check,
+)
+from shared.security.redaction import find_secret, redact, redact_text
 
 PG_ADMIN = os.environ.get("JOBFORGE_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 
@@ -91,6 +100,113 @@ def cpu_figures() -> dict[str, float]:
     return figures
 
 
+# -- adversarial inputs: cost per MB as a ratio to plain text of the same bytes --------------------
+
+#: limits as the HTTP gate applies them (the default settings; the envelope adds one level)
+GATE_LIMITS = PayloadLimits()
+BODY_LIMITS = dataclasses.replace(GATE_LIMITS, max_depth=GATE_LIMITS.max_depth + 1)
+MB = 1_000_000
+
+
+def _strings(piece: str, total: int = MB, per: int = 99_000) -> dict[str, str]:
+    """``piece`` repeated into strings of ``per`` characters (under max_string), about ``total`` bytes
+    of JSON in all (escapes and UTF-8 make a character up to four bytes)."""
+    one = (piece * (per // len(piece) + 1))[:per]
+    return {f"s{i}": one for i in range(max(1, total // len(orjson.dumps(one))))}
+
+
+def _many(value: Any, key: str = "k", total: int = MB) -> dict[str, Any]:
+    """Many copies of a small ``value`` under distinct keys, ``total`` bytes in all (lists stay under max_array)."""
+    size = len(orjson.dumps({f"{key}00000": value}))
+    return {f"{key}{i:05d}": value for i in range(total // size)}
+
+
+def adversarial_documents() -> dict[str, Any]:
+    """Documents within the gate's limits built to pile up work in validation or redaction, ~1 MB each."""
+    tokens = ["AKIA", "ghp_", "eyJ", "sk_live_", "xoxb-", "-----BEGIN ", "Bearer ", "://u:", "password=", "token: "]
+    unicode_words = "clé 密码 пароль 🔑 "
+    return {
+        "keyword_dense": _strings("key"),  # the issue's example: ten 99,000-character strings of 'key'
+        "secret_words": _strings("password token secret api_key "),
+        "separators": _strings("key="),
+        "assignments": _strings("token=a "),
+        "quoted_names": _strings('"a":'),
+        "json_in_strings": _strings('{\\"api_key\\": \\"x\\", '),
+        "escaped_quotes": _strings('\\"'),
+        "backslashes": _strings("\\"),
+        "yaml_lines": _strings("password: x\n  api_key: y\n"),
+        "headers": _strings("Authorization: Bearer abc\nX-Api-Key: k\n"),
+        "query_strings": _strings("?access_token=a&client_secret=b&"),
+        "token_prefixes": _strings(" ".join(tokens) + " "),
+        "jwt_like": _strings("eyJ-"),
+        "pem_unterminated": {"s": "-----BEGIN RSA PRIVATE KEY-----" + "A" * 99_000, **_strings("A", MB - 100_000)},
+        "url_users": _strings("postgres://u:"),
+        "unicode": _strings(unicode_words),
+        "unicode_astral": _strings("🔑key="),
+        "long_keys": {("key" * 33_000)[:99_000 - i]: i for i in range(10)},
+        "many_secretish_keys": _many("v", "keyboard_token_count_"),
+        "many_small_strings": {"a": ["x"] * 10_000, **_many(["ab"] * 50, "l")},
+        "many_numbers": _many([0] * 100, "n"),
+        "deep": _many(functools.reduce(lambda inner, _: [inner], range(9), 0), "d"),
+        "nul_at_end": {**document(MB - 100), "z": "x\u0000"},
+        "surrogate_at_end": {**document(MB - 100), "z": "x\ud800"},
+    }
+
+
+def validate(raw: bytes) -> None:
+    """What the HTTP gate does with a body before its own model: parse and limits, the limits of the
+    payload inside, text PostgreSQL cannot store, secrets; a refusal is an answer like any other."""
+    try:
+        value = parse_and_check(raw, BODY_LIMITS)
+        check_payload(value, GATE_LIMITS, nbytes=len(raw))
+        check_storable(value, "the inputs")
+        find_secret(value)
+    except JobForgeError:
+        pass
+
+
+def _dumps(doc: Any) -> bytes:
+    try:
+        return orjson.dumps(doc)
+    except TypeError:  # a lone surrogate: what a client's JSON encoder sends for it
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def adversarial_figures(repeat: int = 7) -> dict[str, float]:
+    """Per generator, validation and redaction per byte as a ratio to a plain document of about the same
+    bytes, each timed interleaved with the plain one (min of ``repeat``), so the machine's load weighs
+    on both alike."""
+    plain_doc = document(MB)
+    plain_raw = orjson.dumps(plain_doc)
+    plain_text = plain_raw.decode()
+    print(f"adversarial inputs (~1 MB each): cost per byte as a ratio to a plain {len(plain_raw)}-byte document "
+          "(target <= 3x); validation = parse, limits, unstorable text, secrets")
+    print(f"  {'generator':22} {'bytes':>9} {'validation':>10} {'redact_text':>11} {'redact':>7}")
+    worst = dict.fromkeys(("validation", "redact_text", "redact"), (0.0, ""))
+    for name, doc in adversarial_documents().items():
+        raw = _dumps(doc)
+        text = raw.decode()
+        steps: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
+            "validation": (lambda raw=raw: validate(raw), lambda: validate(plain_raw)),
+            "redact_text": (lambda text=text: redact_text(text), lambda: redact_text(plain_text)),
+            "redact": (lambda doc=doc: redact(doc), lambda: redact(plain_doc)),
+        }
+        ratios = {}
+        for kind, (hostile, plain) in steps.items():
+            hostile_times, plain_times = [], []
+            for _ in range(repeat):
+                hostile_times.append(best(hostile, 1))
+                plain_times.append(best(plain, 1))
+            ratios[kind] = (min(hostile_times) / len(raw)) / (min(plain_times) / len(plain_raw))
+            if ratios[kind] > worst[kind][0]:
+                worst[kind] = (ratios[kind], name)
+        print(f"  {name:22} {len(raw):9d} {ratios['validation']:9.2f}x {ratios['redact_text']:10.2f}x "
+              f"{ratios['redact']:6.2f}x")
+    for kind, (ratio, name) in worst.items():
+        print(f"  worst {kind:12} {ratio:5.2f}x ({name})")
+    return {f"worst_{kind}_ratio": ratio for kind, (ratio, _) in worst.items()}
+
+
 async def gate_figures(events: int = 2000, concurrency: int = 16) -> dict[str, float]:
     import psycopg
     from psycopg import sql
@@ -145,6 +261,7 @@ async def gate_figures(events: int = 2000, concurrency: int = 16) -> dict[str, f
 
 def main() -> None:
     figures = cpu_figures()
+    figures.update(adversarial_figures())
     figures.update(asyncio.run(gate_figures()))
     print(json.dumps({k: round(v, 3) for k, v in figures.items()}))
 

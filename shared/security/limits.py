@@ -29,6 +29,7 @@ import orjson
 
 from shared.errors import PayloadLimitExceeded, PayloadTooLarge, UnstorableText
 from shared.security._accel import check_limits as _native_check_limits
+from shared.security._accel import collector_paused
 
 _SCALARS = frozenset({int, float, bool, type(None)})
 _KNOWN = frozenset({dict, list, str}) | _SCALARS
@@ -192,36 +193,52 @@ def _serialised_clean(value: Any) -> bool:
         raw = orjson.dumps(value)
     except TypeError:  # surrogates, non-str keys, big ints, non-JSON objects: walk to be sure
         return False
-    return b"\\u0000" not in raw
+    # an escaped backslash then ``u0000`` is text, not a NUL: in orjson's output every backslash starts
+    # an escape, so dropping the ``\\\\`` pairs leaves exactly the real ``\\u0000`` escapes
+    return b"\\u0000" not in raw or (b"\\\\" in raw and b"\\u0000" not in raw.replace(b"\\\\", b""))
 
 
 def find_unstorable(value: Any) -> tuple[str, str] | None:
     """(JSON path, the character) of the first string or key PostgreSQL cannot store, or None.
 
-    Linear: one serialisation answers the common case; only a document that may hold such text is
-    walked (explicit stack) to name the path.
+    Linear: one serialisation answers the common case. A document that may hold such text is
+    narrowed by halves: a run of a container's children is serialised once, and only a run that may
+    hold such text is split and looked into (a dict's keys first, then its values), so finding the
+    one bad string in a large document costs a few serialisations of it, not a walk in Python.
     """
     if isinstance(value, str):
         found = _UNSTORABLE.search(value)
         return ("$", found.group()) if found else None
     if _serialised_clean(value):
         return None
-    stack: list[tuple[Any, _Path]] = [(value, None)]
+    # entries, next on top: a node that may hold such text, or a run of a container's children (with
+    # whether it is known to serialise unclean: the root's children when its keys are clean)
+    stack: list[tuple[Any, _Path, list[tuple[Any, Any]] | None, bool]] = [(value, None, None, True)]
     while stack:
-        node, path = stack.pop()
-        if isinstance(node, str):
+        node, path, run, unclean = stack.pop()
+        if run is not None:
+            if len(run) > 1 and not unclean and _serialised_clean([child for _, child in run]):
+                continue
+            if len(run) == 1:
+                key, child = run[0]
+                stack.append((child, (path, key), None, False))
+            else:
+                half = len(run) // 2
+                stack.append((None, path, run[half:], False))
+                stack.append((None, path, run[:half], False))
+        elif isinstance(node, str):
             found = _UNSTORABLE.search(node)
             if found:
                 return render_path(path), found.group()
         elif isinstance(node, dict):
-            for key, child in reversed(list(node.items())):
-                stack.append((child, (path, key)))
             for key in node:
                 found = _UNSTORABLE.search(key) if isinstance(key, str) else None
                 if found:
                     return render_path((path, key)), found.group()
-        elif isinstance(node, list | tuple):
-            stack.extend((node[i], (path, i)) for i in range(len(node) - 1, -1, -1))
+            if node:
+                stack.append((None, path, list(node.items()), unclean))
+        elif isinstance(node, list | tuple) and node:
+            stack.append((None, path, list(enumerate(node)), unclean))
     return None
 
 
@@ -274,7 +291,8 @@ def parse_and_check(raw: bytes, limits: PayloadLimits = DEFAULT_LIMITS) -> Any:
 
     check_size(len(raw), limits)
     try:
-        value = orjson.loads(raw)
+        with collector_paused():
+            value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {str(exc).splitlines()[0][:200]}") from None
     check_structure(value, limits)

@@ -66,6 +66,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.security._accel import Redactor as _NativeRedactor
+from shared.security._accel import collector_paused
 
 if TYPE_CHECKING:
     from shared._native import Redactor
@@ -663,11 +664,12 @@ def redact(value: Any, *, keep_types: bool = False) -> Any:
     strings in it do, and numbers, booleans, null and the shape stay (replay bundles: a replayed
     workflow decodes its recorded inputs into the same types). Explicit stack: no recursion limit.
     """
-    if NATIVE is not None:
-        done = NATIVE.redact_value(value, keep_types)
-        if done is not NotImplemented:
-            return done
-    return _redact_walk(value, keep_types, redact_text)
+    with collector_paused():
+        if NATIVE is not None:
+            done = NATIVE.redact_value(value, keep_types)
+            if done is not NotImplemented:
+                return done
+        return _redact_walk(value, keep_types, redact_text)
 
 
 def _redact_walk(value: Any, keep_types: bool, text_rule: Callable[[str], str]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import time
 from typing import Any
@@ -195,7 +196,10 @@ def test_property_size_is_the_serialised_length(value: Any) -> None:
 BAD_CHARS = ["\x00", "\ud800", "\udfff", "\udc00"]
 bad_text = st.builds(lambda a, bad, b: a + bad + b, st.text(max_size=5), st.sampled_from(BAD_CHARS),
                      st.text(max_size=5))
-any_text = st.text(max_size=6) | bad_text
+#: storable text whose JSON holds ``\\u0000``-like bytes (an escaped backslash, then ``u0000``)
+LOOKALIKES = ["\\u0000", "\\\\u0000", "\\", "u0000", "\\\\\\u0000"]
+lookalike_text = st.lists(st.sampled_from([*LOOKALIKES, "a"]), min_size=1, max_size=4).map("".join)
+any_text = st.text(max_size=6) | bad_text | lookalike_text | st.builds(lambda a, b: a + b, lookalike_text, bad_text)
 documents = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(any_text, children, max_size=4),
@@ -255,6 +259,39 @@ def test_property_admission_refuses_unstorable_inputs(inputs: dict[str, Any]) ->
         assert expected is None
     else:
         assert expected is None
+
+
+def test_finding_one_bad_string_costs_a_few_serialisations() -> None:
+    """One NUL at the end of a large document is found by halving, not by a walk: about the cost of a
+    few serialisations of the document (timed against one, interleaved, the least of several)."""
+    records = [{"id": i, "name": f"n{i}", "tags": ["a", "b"], "meta": {"k": "v" * 20}} for i in range(20_000)]
+    dirty = {"records": records, "last": ["x", {"y": "z\x00"}]}
+    clean = {"records": records, "last": ["x", {"y": "z"}]}
+    assert find_unstorable(dirty) == ("$.last[1].y", "\x00") and find_unstorable(clean) is None
+    finds, dumps = [], []
+    for _ in range(7):
+        started = time.perf_counter()
+        find_unstorable(dirty)
+        finds.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        orjson.dumps(clean)
+        dumps.append(time.perf_counter() - started)
+    assert min(finds) < 10 * min(dumps) + 0.002, f"{min(finds):.4f}s vs {min(dumps):.4f}s for one serialisation"
+
+
+def test_parsing_leaves_the_collector_as_it_was() -> None:
+    """parse_and_check holds the cyclic collector off only while it parses, also when it refuses."""
+    assert gc.isenabled()
+    parse_and_check(b"[[[1]]]", PayloadLimits())
+    with pytest.raises(InvalidRequest):
+        parse_and_check(b"[[[1]", PayloadLimits())
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse_and_check(b"[1]", PayloadLimits())
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_storable_text_and_documents_keep_everything_else() -> None:
