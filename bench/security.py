@@ -1,5 +1,7 @@
 """Security-gate benchmarks: payload validation and redaction against orjson.loads of the same 1 MB
-document, and the gate's throughput with PostgreSQL-backed dedupe + rate limit + audit.
+document; the same costs per byte for adversarial documents as a ratio to a plain one; the gate's
+throughput with PostgreSQL-backed dedupe + rate limit + audit; and a well-behaved tenant's latency
+on a ``jobforge-api`` process while four processes send it refused requests as fast as they can.
 
 Run: ``.venv/bin/python bench/security.py`` (needs the local PostgreSQL of ENV-NOTES; set
 ``JOBFORGE_TEST_PG`` to another admin DSN). Prints one line per figure and a JSON summary. The CPU
@@ -259,10 +261,195 @@ async def gate_figures(events: int = 2000, concurrency: int = 16) -> dict[str, f
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+# -- a well-behaved tenant next to four attackers ------------------------------------------------
+
+#: the issue's example: a job request whose inputs are ten 99,000-character strings of 'key' (under
+#: every limit; scanned for secrets, then refused by the template's input model: 422)
+HOSTILE_JOB = orjson.dumps({"template_key": "autopilot.jobforge.healthcheck",
+                            "inputs": {f"s{i}": "key" * 33_000 for i in range(10)}})
+
+
+def attacker(url: str, key: str, stop: Any, counts: Any) -> None:
+    """Send the hostile job request as fast as one client can until told to stop; report the answers."""
+    import httpx
+
+    seen: dict[int, int] = {}
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    with httpx.Client(base_url=url, timeout=120) as client:
+        while not stop.is_set():
+            try:
+                status = client.post("/v1/jobs", content=HOSTILE_JOB, headers=headers).status_code
+            except httpx.TransportError:
+                status = 0
+            seen[status] = seen.get(status, 0) + 1
+    counts.put(seen)
+
+
+def victim_latencies(url: str, key: str, n: int) -> list[float]:
+    """``n`` sequential ``GET /v1/audit`` of a well-behaved tenant: each one's seconds."""
+    import httpx
+
+    times = []
+    with httpx.Client(base_url=url, timeout=120, headers={"Authorization": f"Bearer {key}"}) as client:
+        for _ in range(n):
+            started = time.perf_counter()
+            answer = client.get("/v1/audit", params={"limit": 20})
+            times.append(time.perf_counter() - started)
+            if answer.status_code != 200:
+                raise RuntimeError(f"the well-behaved tenant got {answer.status_code}: {answer.text[:200]}")
+    return times
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def neighbour_figures(requests: int = 150, attackers: int = 4) -> dict[str, float]:
+    """A ``jobforge-api`` process (PostgreSQL of ENV-NOTES, a Temporal dev server on free ports): a
+    tenant's ``GET /v1/audit`` latency idle, then while ``attackers`` processes send the hostile job
+    request as fast as they can, first with the default rate limit (refusals turn into 429s before
+    the body is read), then with a budget they never exhaust (every request is parsed, checked and
+    refused by validation: the worst case)."""
+    import multiprocessing
+    import signal
+    import socket
+    import subprocess
+    import tempfile
+
+    import httpx
+    import psycopg
+    from psycopg import sql
+    from pydantic import SecretStr
+
+    from shared.settings import Settings
+    from shared.store.migrate import upgrade
+    from workers.runtime import open_runtime
+    from workers.stack import temporal_binary
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    def wait_up(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited ({proc.returncode})")
+            try:
+                httpx.get(url, timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{what} did not come up")
+
+    name = f"jobforge_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    db_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    work = Path(tempfile.mkdtemp(prefix="jobforge-bench-"))
+    temporal_port = free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    figures: dict[str, float] = {}
+    try:
+        upgrade(db_url)
+        temporal = subprocess.Popen(
+            [str(temporal_binary()), "server", "start-dev", "--port", str(temporal_port), "--headless",
+             "--ui-port", str(free_port()), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
+             "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        procs.append(temporal)
+        settings = Settings(home=work / "home", database_url=SecretStr(db_url),
+                            temporal_address=f"127.0.0.1:{temporal_port}")
+
+        async def keys() -> tuple[str, str]:
+            async with open_runtime(settings, temporal=False) as rt:
+                tenants = rt.gate.tenants
+                await tenants.create_tenant("calm")
+                await tenants.create_tenant("hostile")
+                return ((await tenants.create_key("calm", ["audit:read"])).secret,
+                        (await tenants.create_key("hostile", ["*:*"])).secret)
+
+        calm_key, hostile_key = asyncio.run(keys())
+        for label, per_minute in (("default rate limit", 100), ("unlimited budget", 10**9)):
+            port = free_port()
+            env = {k: v for k, v in os.environ.items() if not k.startswith("JOBFORGE_")}
+            env.update({
+                "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "JOBFORGE_HOME": str(work / "home"),
+                "JOBFORGE_DATABASE_URL": db_url, "JOBFORGE_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
+                "JOBFORGE_API_HOST": "127.0.0.1", "JOBFORGE_API_PORT": str(port), "JOBFORGE_LOG_LEVEL": "WARNING",
+                "JOBFORGE_LOG_FORMAT": "json", "JOBFORGE_RATE_LIMIT_PER_MINUTE": str(per_minute),
+                "JOBFORGE_SECURITY_VALIDATION_ENABLED": "1", "JOBFORGE_RATE_LIMITING_ENABLED": "1",
+                "JOBFORGE_AUDIT_LOGGING_ENABLED": "1", "JOBFORGE_AUTOPILOT_JOBS_ENABLED": "1",
+            })
+            api = subprocess.Popen([sys.executable, "-m", "workers.api"], env=env, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=(work / f"api-{port}.log").open("wb"))
+            procs.append(api)
+            url = f"http://127.0.0.1:{port}"
+            wait_up(url + "/healthz", api, "jobforge-api")
+            victim_latencies(url, calm_key, 20)  # warm up
+            cpu_before = cpu_seconds(api.pid)
+            idle = victim_latencies(url, calm_key, requests)
+            cpu_victim = (cpu_seconds(api.pid) - cpu_before) / requests
+            ctx = multiprocessing.get_context("spawn")
+            stop, counts = ctx.Event(), ctx.Queue()
+            hostile = [ctx.Process(target=attacker, args=(url, hostile_key, stop, counts)) for _ in range(attackers)]
+            for proc in hostile:
+                proc.start()
+            try:
+                time.sleep(3)  # the attackers are up and sending
+                cpu_before = cpu_seconds(api.pid)
+                loaded = victim_latencies(url, calm_key, requests)
+                cpu_loaded = cpu_seconds(api.pid) - cpu_before
+            finally:
+                stop.set()
+                answers: dict[int, int] = {}
+                for _ in hostile:
+                    for status, count in counts.get(True, 180).items():
+                        answers[status] = answers.get(status, 0) + count
+                for proc in hostile:
+                    proc.join(30)
+            api.send_signal(signal.SIGTERM)
+            api.wait(30)
+            ratio = percentile(loaded, 0.5) / percentile(idle, 0.5)
+            during = sum(loaded)
+            refused_rate = sum(answers.values()) / (during + 3)  # answers over the whole attack, about
+            cpu_refused = max(cpu_loaded - cpu_victim * requests, 0.0) / max(refused_rate * during, 1)
+            print(f"well-behaved tenant's GET /v1/audit, {attackers} attackers sending the hostile job request, "
+                  f"{label}: p50 {percentile(idle, 0.5) * 1e3:.1f} ms idle -> {percentile(loaded, 0.5) * 1e3:.1f} ms "
+                  f"= {ratio:.2f}x (target <= 2x); p95 {percentile(idle, 0.95) * 1e3:.1f} -> "
+                  f"{percentile(loaded, 0.95) * 1e3:.1f} ms; attackers' answers {dict(sorted(answers.items()))}; "
+                  f"API CPU per victim request {cpu_victim * 1e3:.1f} ms, per refused request about "
+                  f"{cpu_refused * 1e3:.1f} ms; API busy {cpu_loaded / during:.0%} while loaded")
+            key = "default" if per_minute == 100 else "unlimited"
+            figures.update({f"neighbour_{key}_idle_p50_ms": percentile(idle, 0.5) * 1e3,
+                            f"neighbour_{key}_loaded_p50_ms": percentile(loaded, 0.5) * 1e3,
+                            f"neighbour_{key}_p50_ratio": ratio,
+                            f"neighbour_{key}_cpu_ms_per_refused": cpu_refused * 1e3,
+                            f"neighbour_{key}_cpu_ms_per_victim_request": cpu_victim * 1e3})
+        return figures
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def main() -> None:
     figures = cpu_figures()
     figures.update(adversarial_figures())
     figures.update(asyncio.run(gate_figures()))
+    figures.update(neighbour_figures())
+    figures["load_average_1m"] = os.getloadavg()[0]
+    print(f"load average (1 min) at the end: {figures['load_average_1m']:.2f} on {os.cpu_count()} CPUs")
     print(json.dumps({k: round(v, 3) for k, v in figures.items()}))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -38,18 +40,49 @@ class _Refused(Exception):
 
 
 class RateLimiter:
+    """GCRA buckets in PostgreSQL, shared by every process.
+
+    A refusal is remembered in this process until its ``retry_after`` has passed, and the same
+    buckets are refused from memory meanwhile, without a round trip: exact, since a bucket only
+    gains capacity as time passes (another process's requests can only push it further out). So a
+    tenant that keeps sending after its budget is spent costs no database work per request.
+    """
+
+    #: remembered refusals kept at most (expired ones are dropped first)
+    MAX_REMEMBERED = 10_000
+
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        #: buckets -> (monotonic time until which they refuse, the refusal as answered)
+        self._refusing: dict[tuple[str, ...], tuple[float, RateDecision]] = {}
 
     async def hit(self, buckets: Sequence[tuple[str, RatePolicy]], *, at: datetime | None = None) -> RateDecision:
         """Charge one request to every bucket, all or nothing; the tightest answer comes back.
 
         ``at`` replaces the database clock (tests that pin time); production passes None.
         """
+        key = tuple(bucket for bucket, _ in buckets)
+        if at is None and key in self._refusing:
+            until, answer = self._refusing[key]
+            left = until - time.monotonic()
+            if left > 0:
+                elapsed = answer.retry_after - left
+                return dataclasses.replace(answer, retry_after=left, reset=max(answer.reset - elapsed, 0.0))
+            del self._refusing[key]
         try:
             return await self._hit(buckets, at)
         except _Refused as refusal:
+            if at is None:
+                self._remember(key, refusal.answer)
             return refusal.answer
+
+    def _remember(self, key: tuple[str, ...], answer: RateDecision) -> None:
+        now = time.monotonic()
+        if len(self._refusing) >= self.MAX_REMEMBERED:
+            self._refusing = {k: v for k, v in self._refusing.items() if v[0] > now}
+            if len(self._refusing) >= self.MAX_REMEMBERED:
+                return
+        self._refusing[key] = (now + answer.retry_after, answer)
 
     async def _hit(self, buckets: Sequence[tuple[str, RatePolicy]], at: datetime | None) -> RateDecision:
         async with fast.connection(self.engine) as conn:
@@ -61,7 +94,7 @@ class RateLimiter:
                 if row is None:
                     current = await (await cur.execute(_READ, {"bucket": bucket, "at": at})).fetchone()
                     assert current is not None
-                    return refused(current["tat"], current["now"], policy)
+                    raise _Refused(refused(current["tat"], current["now"], policy))
                 return decide(row["tat"], row["now"], policy)
             answers: list[RateDecision] = []
             async with conn.transaction():
@@ -77,5 +110,6 @@ class RateLimiter:
         return min(answers, key=lambda d: d.remaining)
 
     async def reset(self, bucket: str) -> None:
+        self._refusing = {key: v for key, v in self._refusing.items() if bucket not in key}
         async with fast.connection(self.engine) as conn:
             await conn.execute("DELETE FROM rate_limits WHERE bucket = %(bucket)s", {"bucket": bucket})

@@ -119,6 +119,31 @@ async def test_rate_limit_all_or_nothing_across_buckets(store: Store) -> None:
     assert [d.allowed for d in left] == [True] * 9 + [False]
 
 
+async def test_a_refusal_is_remembered_until_its_retry_after(store: Store) -> None:
+    """After a refusal the same buckets are refused from memory (no database: it still answers with the
+    database gone) until retry_after has passed; a reset forgets it; a request after the wait is admitted."""
+    tenant = f"tenant:mem-{time.monotonic_ns()}"
+    limiter = RateLimiter(store.engine)
+    assert (await limiter.hit([(tenant, RatePolicy(1, 60))])).allowed
+    first = await limiter.hit([(tenant, RatePolicy(1, 60))])
+    assert not first.allowed and 59 < first.retry_after <= 60
+    engine, limiter.engine = limiter.engine, None  # type: ignore[assignment] # any query now fails
+    remembered = await limiter.hit([(tenant, RatePolicy(1, 60))])
+    assert not remembered.allowed and remembered.retry_after <= first.retry_after
+    limiter.engine = engine
+    await limiter.reset(tenant)
+    assert (await limiter.hit([(tenant, RatePolicy(1, 60))])).allowed
+
+    quick = (f"{tenant}:quick", RatePolicy(20, 1.0, burst=1))  # one request per 50 ms
+    assert (await limiter.hit([quick])).allowed
+    refused = await limiter.hit([quick])
+    assert not refused.allowed and refused.retry_after <= 0.05 + 1e-6
+    deadline = time.monotonic() + 10
+    while not (await limiter.hit([quick])).allowed:  # admitted once the wait has passed, not refused on from memory
+        assert time.monotonic() < deadline, "still refused long after retry_after"
+        await asyncio.sleep(0.01)
+
+
 async def test_tenants_and_keys(store: Store) -> None:
     """Keys authenticate to their tenant and scopes; only a hash is stored; revoked and forged keys fail."""
     tenants = TenantStore(store.engine)
