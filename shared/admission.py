@@ -17,6 +17,7 @@ from shared.errors import FeatureDisabled, InvalidRequest, JobForgeError, Secret
 from shared.flags import Flag
 from shared.ids import check_idempotency_key, check_tenant_id, check_trace_id
 from shared.models import AdmissionResult, JobRun
+from shared.run_argument import check_search_attributes
 from shared.security.limits import PayloadLimits, check_payload, check_storable
 from shared.security.principal import Principal
 from shared.security.redaction import find_secret
@@ -32,11 +33,13 @@ class Judged:
 
 
 def judge(run: JobRun, workflow_type: str, registry: Registry, flags: Mapping[Flag, bool], *,
-          principal: Principal | None = None, limits: PayloadLimits | None = None) -> Judged:
+          principal: Principal | None = None, limits: PayloadLimits | None = None,
+          attributes: Mapping[str, str] | None = None) -> Judged:
     """Judge ``run`` for ``principal`` (None: an operator); raise the typed error that refuses it.
 
     ``flags`` holds the resolved value of every flag; ``limits`` apply when
-    JOBFORGE_SECURITY_VALIDATION_ENABLED is on.
+    JOBFORGE_SECURITY_VALIDATION_ENABLED is on; ``attributes`` are the JobForge search attributes the
+    run was started with, which must not contradict it.
     """
     principal = principal or Principal.operator(run.actor)
     check_tenant_id(run.tenant_id)
@@ -49,6 +52,7 @@ def judge(run: JobRun, workflow_type: str, registry: Registry, flags: Mapping[Fl
     if workflow_type != run.template_key:
         raise InvalidRequest(
             f"workflow type {workflow_type!r} was started with a request for template {run.template_key!r}")
+    check_search_attributes(run, attributes or {})
     spec = registry.get(run.template_key)
     for flag in spec.flags:
         if not flags.get(flag, False):

@@ -416,6 +416,31 @@ ERRORS_BY_CODE.update({RoutingTimeout.code: RoutingTimeout})
 HTTP_STATUS.update({RoutingTimeout.code: 504})
 
 
+# -- runs started through Temporal itself (raw starts, the UI, the stock CLI) --------------------------
+
+
+class InvalidRunArgument(JobForgeError):
+    """The workflow's argument is not a JobRun (see `jobforge templates --json` or docs/temporal.md)."""
+
+    code = "invalid_run_argument"
+
+
+class UnknownWorkflowType(JobForgeError):
+    """No JobForge template or workflow has this workflow type."""
+
+    code = "unknown_workflow_type"
+
+
+class SearchAttributeMismatch(JobForgeError):
+    """The run's search attributes contradict its argument."""
+
+    code = "search_attribute_mismatch"
+
+
+ERRORS_BY_CODE.update({cls.code: cls for cls in (InvalidRunArgument, UnknownWorkflowType, SearchAttributeMismatch)})
+HTTP_STATUS.update({InvalidRunArgument.code: 400, UnknownWorkflowType.code: 404, SearchAttributeMismatch.code: 400})
+
+
 # -- the command line and the dev stack ----------------------------------------------------------------
 
 

@@ -188,7 +188,7 @@ class Gate:
 
     async def admit_job(self, run: JobRun, principal: Principal, *, workflow_id: str, run_id: str = "",
                         workflow_type: str | None = None, policy_token: str | None = None,
-                        charged: Charge | None = None) -> JobAdmission:
+                        charged: Charge | None = None, attributes: Mapping[str, str] | None = None) -> JobAdmission:
         """The full gate for a job request; raises the typed error that refuses it (after auditing it).
 
         Cheapest first: who may act for the tenant, then the rate limit (unless ``charged`` already),
@@ -201,7 +201,7 @@ class Gate:
                 raise InvalidRequest("these credentials belong to another tenant", field="tenant_id")
             rate = charged.decision if charged is not None else await self.charge(flags, run.tenant_id, run.actor)
             judged = judge(run, workflow_type or run.template_key, self.registry, flags, principal=principal,
-                           limits=self.limits)
+                           limits=self.limits, attributes=attributes)
             policy_jti = ""
             if judged.spec.action:
                 policy_jti = await self._use_policy_token(run, judged, policy_token, used_by=run_id or workflow_id)
@@ -243,7 +243,7 @@ class Gate:
         return grant.jti
 
     async def accept_receipt(self, run: JobRun, *, workflow_type: str, workflow_id: str,
-                             run_id: str) -> Judged | None:
+                             run_id: str, attributes: Mapping[str, str] | None = None) -> Judged | None:
         """The judged run when it carries a genuine, unexpired, unused receipt bound to it; else None.
 
         Flags, scopes and limits are judged again (a kill switch flipped since the request still
@@ -269,7 +269,8 @@ class Gate:
                               scopes=tuple(str(s) for s in claims.get("scopes", [])), tenant_id=run.tenant_id,
                               key_id=str(claims.get("key_id") or "") or None)
         flags = await self.flag_values()
-        judged = judge(run, workflow_type, self.registry, flags, principal=principal, limits=self.limits)
+        judged = judge(run, workflow_type, self.registry, flags, principal=principal, limits=self.limits,
+                       attributes=attributes)
         if judged.spec.action and not claims.get("policy_jti"):
             raise PolicyTokenRequired(run.template_key)
         return judged

@@ -60,6 +60,8 @@ class AdmissionInput(Frozen):
     run_id: str
     #: the workflow type the run was started as; must match the template key
     workflow_type: str
+    #: the JobForge search attributes the run was started with (name -> value); must not contradict ``run``
+    search_attributes: dict[str, str] = Field(default_factory=dict)
 
 
 class AdmissionResult(Frozen):
@@ -72,6 +74,35 @@ class AdmissionResult(Frozen):
     input_hash: str = ""
     #: whether the run should capture its provenance (JOBFORGE_REPLAY_PACK_ENABLED at admission)
     capture_provenance: bool = True
+    #: the run's trace id (the argument's, else its JobForgeTrace attribute's, else a new one)
+    trace_id: str = ""
+    #: the JobForge search attributes the run must carry (name -> value), set by the workflow
+    search_attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class RefusalInput(Frozen):
+    """A run refused before admission could read it: a malformed argument or an unknown workflow type."""
+
+    workflow_type: str
+    task_queue: str
+    workflow_id: str
+    run_id: str
+    #: the tenant as far as the argument (or its JobForgeTenant attribute) tells; "" when unreadable
+    tenant_id: str = ""
+    trace_id: str = ""
+    actor: str = "unknown"
+    #: the error found by the workflow; "" for an unknown workflow type (the activity names the templates)
+    error_code: str = ""
+    reason: str = ""
+    error_details: dict[str, Any] = Field(default_factory=dict)
+
+
+class RefusalResult(Frozen):
+    error_code: str
+    reason: str
+    error_details: dict[str, Any] = Field(default_factory=dict)
+    #: the JobForge search attributes the refused run should carry (name -> value)
+    search_attributes: dict[str, str] = Field(default_factory=dict)
 
 
 class FinishRunInput(Frozen):

@@ -20,12 +20,13 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 from shared import metrics, tracing
 from shared.errors import ERRORS_BY_CODE, JobForgeError, TemporalUnavailable
 from shared.outages import as_data_error
+from shared.run_argument import TEMPLATE_ATTRIBUTE, TENANT_ATTRIBUTE, TRACE_ATTRIBUTE
 from shared.security.redaction import redact, redact_text
 from shared.settings import Settings
 
-TENANT = SearchAttributeKey.for_keyword("JobForgeTenant")
-TEMPLATE = SearchAttributeKey.for_keyword("JobForgeTemplate")
-TRACE = SearchAttributeKey.for_keyword("JobForgeTrace")
+TENANT = SearchAttributeKey.for_keyword(TENANT_ATTRIBUTE)
+TEMPLATE = SearchAttributeKey.for_keyword(TEMPLATE_ATTRIBUTE)
+TRACE = SearchAttributeKey.for_keyword(TRACE_ATTRIBUTE)
 SEARCH_ATTRIBUTES = (TENANT, TEMPLATE, TRACE)
 
 

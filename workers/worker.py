@@ -33,6 +33,7 @@ from workers.archiver import archive_histories
 from workers.queue_depth import watch_queue_depth
 from workers.runtime import Runtime, configure_telemetry, leave, open_runtime
 from workflows import discover
+from workflows._job import JobArguments
 
 log = structlog.get_logger("jobforge.worker")
 
@@ -56,7 +57,7 @@ def collect(rt: Runtime) -> tuple[list[type[Any]], list[Callable[..., Any]]]:
     runs = RunActivities(rt.store, rt.flags, rt.registry, rt.gate)
     provenance = ProvenanceActivities(ReplayStore(rt.store), rt.flags)
     health = HealthcheckActivities(rt.store, rt.temporal, rt.settings, rt.registry)
-    activities: list[Callable[..., Any]] = [runs.admit, runs.finish_run, health.check_database,
+    activities: list[Callable[..., Any]] = [runs.admit, runs.refuse, runs.finish_run, health.check_database,
                                             health.check_temporal, health.check_pollers,
                                             provenance.capture_provenance]
     verify = VerifyActivities(rt.store, rt.settings, rt.flags)
@@ -85,7 +86,8 @@ def build_workers(rt: Runtime, queues: list[str] | None = None) -> list[Worker]:
                max_concurrent_activities=settings.worker_max_concurrent_activities,
                max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
                graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
-               workflow_runner=WORKFLOW_RUNNER, interceptors=[ActivityErrors()])
+               workflow_runner=WORKFLOW_RUNNER,
+               interceptors=[ActivityErrors(), JobArguments(frozenset(spec.key for spec in rt.registry))])
         for queue in queues
     ]
 

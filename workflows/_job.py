@@ -6,6 +6,13 @@ so they cost the Temporal server no activity tasks and the run no extra workflow
 with one activity runs in two workflow tasks, as a bare Temporal workflow does). Their retry policy
 is the same unlimited, backed-off one. Histories recorded before this change (regular activities)
 replay on the old path (``workflow.patched``).
+
+A template workflow takes its argument undecoded (``job: RawValue``) and :func:`run_job` decodes it,
+so whatever a user sends through Temporal is answered: a malformed argument (or none, or several:
+:class:`JobArguments`) fails the run at once with ``invalid_run_argument`` naming the fields,
+recorded and audited as a rejected run of its tenant when the tenant can be read (:func:`refuse`).
+Admission decides the run's JobForge search attributes from its argument and the workflow sets them
+(``workflow.patched("jobforge.admission-search-attributes")``).
 """
 
 from __future__ import annotations
@@ -13,16 +20,33 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
+from temporalio.worker import (
+    ExecuteWorkflowInput,
+    Interceptor,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.provenance import CaptureProvenanceInput, ProvenanceActivities
     from activities.runs import RunActivities
-    from shared.models import AdmissionInput, AdmissionResult, FinishRunInput, JobRun, RunStatus
+    from shared.errors import InvalidRunArgument, JobForgeError
+    from shared.models import (
+        AdmissionInput,
+        AdmissionResult,
+        FinishRunInput,
+        JobRun,
+        RefusalInput,
+        RefusalResult,
+        RunStatus,
+    )
+    from shared.run_argument import argument_count_error, parse_job_run, readable_actor, readable_tenant, readable_trace
+    from shared.temporal import SEARCH_ATTRIBUTES
 
 T = TypeVar("T")
 
@@ -30,6 +54,7 @@ BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), ma
                                 maximum_attempts=0)
 BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
 LOCAL_BOOKKEEPING = "jobforge.bookkeeping-local"
+SET_SEARCH_ATTRIBUTES = "jobforge.admission-search-attributes"
 
 
 async def _bookkeeping(method: Callable[..., Awaitable[Any]], arg: Any,
@@ -42,12 +67,70 @@ async def _bookkeeping(method: Callable[..., Awaitable[Any]], arg: Any,
                                                   retry_policy=BOOKKEEPING_RETRY)
 
 
+def _attributes() -> dict[str, str]:
+    """The run's JobForge search attributes as they stand (name -> value, set ones only)."""
+    current = workflow.info().typed_search_attributes
+    found = {key.name: current.get(key) for key in SEARCH_ATTRIBUTES}
+    return {name: value for name, value in found.items() if isinstance(value, str) and value}
+
+
+def _set_attributes(wanted: dict[str, str]) -> None:
+    """Upsert those of ``wanted`` that differ from the run's (nothing to do: no command)."""
+    current = _attributes()
+    updates = [key.value_set(wanted[key.name]) for key in SEARCH_ATTRIBUTES
+               if wanted.get(key.name) and wanted[key.name] != current.get(key.name)]
+    if updates and workflow.patched(SET_SEARCH_ATTRIBUTES):
+        workflow.upsert_search_attributes(updates)
+
+
+def _decode(raw: RawValue) -> Any:
+    """The argument as plain JSON values."""
+    try:
+        return workflow.payload_converter().from_payload(raw.payload)
+    except Exception:  # any payload a converter cannot read is the sender's error, not a reason to retry
+        encoding = raw.payload.metadata.get("encoding", b"").decode("utf-8", "replace")[:50]
+        raise InvalidRunArgument(
+            f"the argument of {workflow.info().workflow_type} cannot be read as JSON (encoding {encoding!r})",
+            workflow_type=workflow.info().workflow_type, fields=["(root)"],
+            problems=[f"(root): undecodable {encoding} payload"]) from None
+
+
+async def refuse(err: JobForgeError | None, value: Any = None) -> NoReturn:
+    """Record and audit a run refused before admission (``err``; None: an unknown workflow type), then fail
+    it with the typed error. ``value`` is the argument as far as it could be read (its tenant, trace, actor)."""
+    info = workflow.info()
+    attributes = _attributes()
+    result: RefusalResult = await workflow.execute_local_activity_method(
+        RunActivities.refuse,
+        RefusalInput(workflow_type=info.workflow_type, task_queue=info.task_queue, workflow_id=info.workflow_id,
+                     run_id=info.run_id, tenant_id=readable_tenant(value, attributes),
+                     trace_id=readable_trace(value, attributes), actor=readable_actor(value),
+                     error_code=err.code if err else "", reason=err.message if err else "",
+                     error_details=err.details if err else {}),
+        start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
+    _set_attributes(result.search_attributes)
+    raise ApplicationError(result.reason, result.error_details, type=result.error_code, non_retryable=True)
+
+
+async def accept(job: RawValue | JobRun) -> JobRun:
+    """The run's argument as a JobRun; a malformed one is refused (:func:`refuse`)."""
+    if isinstance(job, JobRun):  # a template still declaring ``job: JobRun`` (decoded by the SDK)
+        return job
+    value: Any = None
+    try:
+        value = _decode(job)
+        return parse_job_run(value, workflow.info().workflow_type)
+    except InvalidRunArgument as err:
+        await refuse(err, value)
+
+
 async def admit(job: JobRun) -> AdmissionResult:
     info = workflow.info()
     result: AdmissionResult = await _bookkeeping(
         RunActivities.admit,
         AdmissionInput(run=job, workflow_id=info.workflow_id, run_id=info.run_id,
-                       workflow_type=info.workflow_type))
+                       workflow_type=info.workflow_type, search_attributes=_attributes()))
+    _set_attributes(result.search_attributes)
     return result
 
 
@@ -78,13 +161,15 @@ async def capture_provenance(job: JobRun, inputs: dict[str, Any], code_path: str
         timedelta(seconds=60))
 
 
-async def run_job(job: JobRun, body: Callable[[dict[str, Any]], Awaitable[T]],
+async def run_job(argument: RawValue | JobRun, body: Callable[[dict[str, Any]], Awaitable[T]],
                   summarise: Callable[[T], dict[str, Any]],
                   code_path: Callable[[dict[str, Any]], str | None] | None = None) -> T:
-    """Admit ``job``, capture its provenance, run ``body(validated_inputs)``, record the outcome.
+    """Decode and admit the run's argument, capture its provenance, run ``body(validated_inputs)``,
+    record the outcome.
 
     ``code_path`` picks the repository the run works on out of its inputs, for the provenance.
     """
+    job = await accept(argument)
     admission = await admit(job)
     if not admission.admitted:
         raise ApplicationError(admission.reason, admission.error_details, type=admission.error_code,
@@ -104,3 +189,24 @@ async def run_job(job: JobRun, body: Callable[[dict[str, Any]], Awaitable[T]],
         raise ApplicationError(message, type=code, non_retryable=True) from exc
     await finish(job, RunStatus.SUCCEEDED, summarise(result))
     return result
+
+
+class _JobArgumentsInbound(WorkflowInboundInterceptor):
+    templates: frozenset[str] = frozenset()
+
+    async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        if len(input.args) != 1 and workflow.info().workflow_type in self.templates:
+            await refuse(argument_count_error(workflow.info().workflow_type, len(input.args)))
+        return await super().execute_workflow(input)
+
+
+class JobArguments(Interceptor):
+    """Worker interceptor: a template run started with no argument or several is refused (typed, recorded)
+    instead of failing its workflow task forever on the run method's signature."""
+
+    def __init__(self, templates: frozenset[str]) -> None:
+        self.inbound = type("JobArgumentsInbound", (_JobArgumentsInbound,), {"templates": templates})
+
+    def workflow_interceptor_class(
+            self, input: WorkflowInterceptorClassInput) -> type[WorkflowInboundInterceptor] | None:
+        return self.inbound

@@ -6,12 +6,11 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.healthcheck import HealthcheckActivities
     from shared.healthcheck import HealthcheckInputs, HealthcheckReport, verdict
-    from shared.models import JobRun
 
 from workflows._job import run_job
 
@@ -22,7 +21,7 @@ CHECK_RETRY = RetryPolicy(maximum_attempts=3)
 @workflow.defn(name="autopilot.jobforge.healthcheck")
 class HealthcheckWorkflow:
     @workflow.run
-    async def run(self, job: JobRun) -> HealthcheckReport:
+    async def run(self, job: RawValue) -> HealthcheckReport:
         return await run_job(job, self._check, lambda report: {"healthy": report.healthy})
 
     async def _check(self, raw_inputs: dict[str, object]) -> HealthcheckReport:

@@ -6,14 +6,13 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.keys import KeyActivities, RevokeInput, SuccessorInput, SuccessorResult
     from shared.keys_rotation import KeyRotationInputs, KeyRotationResult
-    from shared.models import JobRun
 
-from workflows._job import run_job
+from workflows._job import accept, run_job
 
 STEP_TIMEOUT = timedelta(seconds=30)
 STEP_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["api_key_not_found", "invalid_request"])
@@ -35,9 +34,9 @@ class KeysRotationWorkflow:
         return self._successor
 
     @workflow.run
-    async def run(self, job: JobRun) -> KeyRotationResult:
-        self._job = job
-        return await run_job(job, self._rotate, lambda r: {"old_key_id": r.old_key_id, "new_key_id": r.new_key_id,
+    async def run(self, job: RawValue) -> KeyRotationResult:
+        self._job = await accept(job)
+        return await run_job(self._job, self._rotate, lambda r: {"old_key_id": r.old_key_id, "new_key_id": r.new_key_id,
                                                             "grace_seconds": r.grace_seconds})
 
     async def _rotate(self, raw: dict[str, Any]) -> KeyRotationResult:

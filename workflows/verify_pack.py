@@ -14,12 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.verify import VerifyActivities
-    from shared.models import JobRun
     from shared.verify.fingerprint import compose
     from shared.verify.models import (
         TEMPLATE_KEY,
@@ -38,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from shared.verify.verdict import error_cause, log_artifacts, ordered, skipped, summary, unrun_steps, verdict
 
-from workflows._job import run_job
+from workflows._job import accept, run_job
 
 PREPARE_TIMEOUT = timedelta(minutes=20)
 PREPARE_HEARTBEAT = timedelta(minutes=2)
@@ -57,9 +56,10 @@ class VerifyPackWorkflow:
         self._tenant = ""
 
     @workflow.run
-    async def run(self, job: JobRun) -> VerifyReport:
-        self._tenant = job.tenant_id
-        return await run_job(job, self._verify_or_cancelled, summary)
+    async def run(self, job: RawValue) -> VerifyReport:
+        run = await accept(job)
+        self._tenant = run.tenant_id
+        return await run_job(run, self._verify_or_cancelled, summary)
 
     @workflow.query(name="progress")
     def progress(self) -> VerifyProgress:

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
     from bench.templates.many_models import (
@@ -23,7 +24,6 @@ with workflow.unsafe.imports_passed_through():
         build_activities,
         noop,
     )
-    from shared.models import JobRun
     from workflows._job import run_job
 
 __all__ = ["KEY", "TEMPLATES", "ManyActivitiesWorkflow", "build_activities"]
@@ -32,7 +32,7 @@ __all__ = ["KEY", "TEMPLATES", "ManyActivitiesWorkflow", "build_activities"]
 @workflow.defn(name=KEY)
 class ManyActivitiesWorkflow:
     @workflow.run
-    async def run(self, job: JobRun) -> ManyResult:
+    async def run(self, job: RawValue) -> ManyResult:
         return await run_job(job, self._body, lambda r: {"activities": r.activities})
 
     async def _body(self, raw: dict[str, Any]) -> ManyResult:

@@ -44,6 +44,7 @@ from shared.replay.bundle import (
 from shared.security.redaction import redact
 from shared.store import Store
 from shared.store.replay import ReplayStore
+from shared.temporal import search_attribute_args
 
 
 class ExportResult(BaseModel):
@@ -209,7 +210,8 @@ def load_bundle(directory: Path) -> dict[str, Any]:
 
 def _unregistered(workflow_type: str, workflows: Sequence[type[Any]]) -> str:
     """Why ``workflow_type`` cannot be replayed here ("" when one of ``workflows`` defines it)."""
-    names = sorted(getattr(wf, "__temporal_workflow_definition").name for wf in workflows)
+    # the dynamic catch-all (no name) answers unknown types on live task queues; it replays nothing
+    names = sorted(name for wf in workflows if (name := getattr(wf, "__temporal_workflow_definition").name))
     if workflow_type in names:
         return ""
     return (f"workflow type {workflow_type!r} is not registered here (known: {', '.join(names)}); load its "
@@ -291,7 +293,10 @@ async def dry_run_bundle(directory: Path, workflows: Sequence[type[Any]], tempor
     queue = workflow_queue or f"dry-run-{uuid.uuid4().hex}"
     env = await WorkflowEnvironment.start_time_skipping_v2(
         dev_server_existing_path=str(temporal_binary), data_converter=pydantic_data_converter, ui=False,
-        dev_server_log_level="error", dev_server_extra_args=list(TIME_SKIPPING_ARGS))
+        dev_server_log_level="error",
+        # the run sets JobForge's search attributes at admission: the throwaway server must know them
+        dev_server_extra_args=[*TIME_SKIPPING_ARGS,
+                               *(a for sa in search_attribute_args() for a in ("--search-attribute", sa))])
     try:
         workers = [Worker(env.client, task_queue=queue, workflows=list(workflows), activities=[answer_from_history]),
                    *(Worker(env.client, task_queue=name, activities=[answer_from_history])

@@ -13,10 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity, workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from shared.models import JobRun
     from shared.templates import TemplateSpec
     from workflows._job import run_job
 
@@ -62,7 +61,7 @@ class SideQueueWorkflow:
         return self._phase
 
     @workflow.run
-    async def run(self, job: JobRun) -> SideQueueResult:
+    async def run(self, job: RawValue) -> SideQueueResult:
         return await run_job(job, self._body, lambda r: {"greeting": r.greeting})
 
     async def _body(self, raw: dict[str, Any]) -> SideQueueResult:

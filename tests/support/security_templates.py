@@ -14,10 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity, workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from shared.models import JobRun
     from shared.templates import TemplateSpec
     from workflows._job import run_job
 
@@ -68,7 +67,7 @@ async def echo_step(inputs: EchoInputs) -> EchoResult:
 @workflow.defn(name="testing.jobforge.deploy")
 class DeployWorkflow:
     @workflow.run
-    async def run(self, job: JobRun) -> DeployResult:
+    async def run(self, job: RawValue) -> DeployResult:
         return await run_job(job, self._body, lambda r: {"deployed": r.deployed})
 
     async def _body(self, raw: dict[str, Any]) -> DeployResult:
@@ -79,7 +78,7 @@ class DeployWorkflow:
 @workflow.defn(name="testing.jobforge.echo")
 class EchoWorkflow:
     @workflow.run
-    async def run(self, job: JobRun) -> EchoResult:
+    async def run(self, job: RawValue) -> EchoResult:
         return await run_job(job, self._body, lambda r: {"chars": len(r.output)})
 
     async def _body(self, raw: dict[str, Any]) -> EchoResult:

@@ -14,10 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity, workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from shared.models import JobRun
     from shared.templates import TemplateSpec
     from workflows._job import run_job
 
@@ -52,7 +51,7 @@ async def slow_step(inputs: SlowInputs) -> SlowResult:
 @workflow.defn(name="testing.jobforge.slow")
 class SlowWorkflow:
     @workflow.run
-    async def run(self, job: JobRun) -> SlowResult:
+    async def run(self, job: RawValue) -> SlowResult:
         return await run_job(job, self._body, lambda r: {"attempts": r.attempts})
 
     async def _body(self, raw: dict[str, Any]) -> SlowResult:
