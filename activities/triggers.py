@@ -14,7 +14,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from shared import metrics, tracing
 from shared.client import JobForgeClient
-from shared.errors import InvalidInputs, JobForgeError
+from shared.errors import InvalidInputs, JobForgeError, ScheduleMissing, TriggerNotFound
 from shared.events import router_shard
 from shared.flags import Flag
 from shared.gate import Gate
@@ -33,6 +33,7 @@ from shared.triggers.models import (
     Decision,
     FireContext,
     FireOutcome,
+    FireRefusal,
     FireRequest,
     RouteBatchInput,
     RouteBatchResult,
@@ -165,13 +166,38 @@ class TriggerActivities:
         """Why a cron trigger's Schedule will not fire (paused in Temporal, or gone), else None."""
         if trigger.kind is not TriggerKind.CRON:
             return None
+        sid = schedule_id(trigger.tenant_id, trigger.name)
         try:
-            desc = await self.temporal.get_schedule_handle(schedule_id(trigger.tenant_id, trigger.name)).describe()
+            desc = await self.temporal.get_schedule_handle(sid).describe()
         except RPCError as exc:
             if exc.status is RPCStatusCode.NOT_FOUND:
-                return "its Temporal Schedule is missing"
+                return ScheduleMissing(trigger.name, trigger.tenant_id, sid).message
             raise
-        return "paused in Temporal" if desc.schedule.state.paused else None
+        return "trigger is paused in Temporal" if desc.schedule.state.paused else None
+
+    @activity.defn(name="triggers.fire_refused")
+    async def fire_refused(self, req: FireRefusal) -> FireOutcome | None:
+        """Record a scheduled fire whose workflow input was unusable as a skipped fire of the trigger its
+        workflow id names (audited like any decision), so the trigger's fires show why nothing ran.
+        None when no such trigger exists."""
+        try:
+            trigger = await self.triggers.get(req.tenant_id, req.trigger_name)
+        except TriggerNotFound:
+            return None
+        context = FireContext(source="schedule", actor=trigger.actor)
+        record = await self.triggers.decide_fire(
+            trigger.trigger_id, req.fire_key, context,
+            lambda _t, _s, _n: (Decision(verdict=Verdict.SKIP, reasons=[req.reason]), {}), trigger)
+        if record.created:
+            flags = await self.gate.flag_values()
+            await self.gate.record(flags, trigger.tenant_id, f"trigger:{trigger.name}", "triggers.fire", trigger.name,
+                                   AuditDecision.DENY, req.reason, "",
+                                   {"verdict": Verdict.SKIP.value, "fire_key": req.fire_key, "source": "schedule",
+                                    "template": trigger.template_key})
+            log.warning("trigger_fire_input_invalid", tenant_id=trigger.tenant_id, trigger=trigger.name)
+            metrics.trigger_decided(Verdict.SKIP.value, "schedule")
+        return FireOutcome(trigger_name=trigger.name, verdict=record.verdict, reasons=record.reasons,
+                           fire_id=record.id)
 
     @activity.defn(name="triggers.fire")
     async def fire(self, req: FireRequest) -> FireOutcome:
@@ -189,7 +215,7 @@ class TriggerActivities:
                                              triggers_enabled=flags.get(Flag.TRIGGERS, False))
             if decision.verdict is Verdict.SKIP:
                 if paused and decision.reasons == ["trigger is paused"]:
-                    decision = Decision(verdict=Verdict.SKIP, reasons=[f"trigger is {paused}"])
+                    decision = Decision(verdict=Verdict.SKIP, reasons=[paused])
                 return decision, {}
             try:
                 inputs = build_inputs(current.inputs, current.input_pointers, req.event)

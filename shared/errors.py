@@ -392,8 +392,29 @@ class TriggerExists(JobForgeError):
         super().__init__(f"trigger {name!r} exists already", trigger=name)
 
 
-ERRORS_BY_CODE.update({cls.code: cls for cls in (TriggerNotFound, TriggerExists)})
-HTTP_STATUS.update({"trigger_not_found": 404, "trigger_exists": 409})
+class ScheduleMissing(JobForgeError):
+    """The trigger's Temporal Schedule is gone (deleted outside JobForge)."""
+
+    code = "schedule_missing"
+
+    def __init__(self, name: str = "", tenant_id: str = "", schedule_id: str = "") -> None:
+        where = f" --tenant {tenant_id}" if tenant_id else ""
+        super().__init__(
+            f"trigger {name!r}: its Temporal Schedule {schedule_id} is missing (deleted outside JobForge); "
+            f"recreate it with `jobforge triggers repair {name}{where}` or remove the trigger with "
+            f"`jobforge triggers delete {name}{where}`", trigger=name, tenant_id=tenant_id, schedule_id=schedule_id)
+
+
+class TriggerInputInvalid(JobForgeError):
+    """A trigger fire workflow was started without a valid trigger fire input."""
+
+    code = "trigger_input_invalid"
+
+
+ERRORS_BY_CODE.update({cls.code: cls for cls in (TriggerNotFound, TriggerExists, ScheduleMissing,
+                                                 TriggerInputInvalid)})
+HTTP_STATUS.update({"trigger_not_found": 404, "trigger_exists": 409, "schedule_missing": 409,
+                    "trigger_input_invalid": 422})
 
 
 # -- observability (issue 7) --------------------------------------------------------------------------

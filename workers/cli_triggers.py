@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from shared.errors import InvalidRequest
+from shared.errors import InvalidRequest, ScheduleMissing
 from shared.ids import check_tenant_id
 from shared.models import EventEnvelope, EventReceipt
 from shared.store.triggers import TriggerStore
@@ -23,7 +24,7 @@ from shared.triggers.models import (
     TriggerSpec,
     strict_safety_config,
 )
-from shared.triggers.service import TriggerService, TriggerView
+from shared.triggers.service import TriggerChanges, TriggerService, TriggerView
 from workers.cli_common import command, out, parse_inputs, print_json, run_async, settings
 from workers.runtime import Runtime, open_runtime
 
@@ -131,15 +132,48 @@ def events_list(tenant: str = typer.Option(..., "--tenant", "-t"),
 
 def _print_view(view: TriggerView) -> None:
     t = view.trigger
-    what = (f"cron {t.cron!r} ({t.timezone})" if t.cron else f"every {t.interval_seconds:g}s") \
-        if t.kind is TriggerKind.CRON else f"event {t.event_pattern}"
+    live = view.live
+    if t.kind is TriggerKind.EVENT:
+        what = f"event {t.event_pattern}"
+    elif live is not None:
+        what = f"{live.spec} ({live.timezone})"
+    else:
+        what = (f"cron {t.cron!r}" if t.cron else f"every {t.interval_seconds:g}s") + f" ({t.timezone})"
     out.print(f"[bold]{t.name}[/] ({view.state}) {what} → {t.template_key}", highlight=False)
     s = t.safety
     out.print(f"  safety: dry_run={s.dry_run} cooldown={s.cooldown_seconds:g}s max_runs={s.max_runs} "
               f"window={s.window_seconds:g}s allow={list(s.allow)} deny={list(s.deny)}", highlight=False)
-    if view.schedule_id:
-        out.print(f"  schedule: {view.schedule_id}  next: {', '.join(d.isoformat() for d in view.next_fires)}",
+    if view.strict:
+        out.print("  strict: every fire must match an allow-list entry"
+                  + (", and it is a dry run: recorded, not started" if s.dry_run else "")
+                  + f" (relax with `jobforge triggers update {t.name} --tenant {t.tenant_id} --no-strict`)",
                   highlight=False)
+    elif s.dry_run:
+        out.print("  dry run: each fire is recorded, not started "
+                  f"(`jobforge triggers update {t.name} --tenant {t.tenant_id} --no-dry-run` starts runs)",
+                  highlight=False)
+    if view.skips:
+        out.print(f"  [bold]skips:[/] {view.skips}", highlight=False)
+    if live is not None:
+        jitter = f", jitter {live.jitter_seconds:g}s" if live.jitter_seconds else ""
+        paused = f"paused ({live.note})" if live.paused else "running"
+        out.print(f"  schedule: {view.schedule_id}  {paused}, overlap {live.overlap.value}, catch-up window "
+                  f"{live.catchup_window_seconds:g}s{jitter}", highlight=False)
+        out.print(f"  next: {', '.join(d.isoformat() for d in live.next_fires) or 'none'}", highlight=False)
+        if live.recent_actions:
+            out.print("  last fires: " + ", ".join(f"{a.scheduled_at.isoformat()} ({a.workflow_id})"
+                                                  for a in live.recent_actions[:3]), highlight=False)
+    elif view.schedule_id:
+        out.print(f"  schedule: {view.schedule_id} is missing", highlight=False)
+    for line in view.edited:
+        out.print(f"  edited in Temporal (kept): {line}", highlight=False)
+    if view.drift:
+        out.print("  [bold red]drifted[/]: the Schedule's action was changed outside JobForge and its fires cannot "
+                  "work:", highlight=False)
+        for line in view.drift:
+            out.print(f"    {line}", highlight=False)
+    if view.fix:
+        out.print(f"  fix: {view.fix}", highlight=False)
 
 
 @triggers_app.command("create")
@@ -212,9 +246,18 @@ def triggers_list(tenant: str = typer.Option(..., "--tenant", "-t"),
     table = Table("name", "kind", "state", "when", "template", "dry-run", "fires")
     for v in views:
         t = v.trigger
-        when = t.event_pattern or t.cron or f"every {t.interval_seconds:g}s"
-        table.add_row(t.name, t.kind.value, v.state, when, t.template_key, str(t.safety.dry_run), str(v.recent_fires))
+        when = t.event_pattern or (f"{v.live.spec} ({v.live.timezone})" if v.live else
+                                   t.cron or f"every {t.interval_seconds:g}s")
+        state = v.state + (" (strict)" if v.strict else "")
+        table.add_row(t.name, t.kind.value, state, when, t.template_key, str(t.safety.dry_run), str(v.recent_fires))
     out.print(table)
+    for v in views:
+        if v.drift:
+            out.print(f"{v.trigger.name}: drifted ({'; '.join(v.drift)}); fix: {v.fix}", highlight=False)
+        elif v.fix:
+            out.print(f"{v.trigger.name}: its Temporal Schedule is missing; fix: {v.fix}", highlight=False)
+        if v.skips:
+            out.print(f"{v.trigger.name}: {v.skips}", highlight=False)
 
 
 def _one(verb: str) -> Any:
@@ -228,7 +271,10 @@ def _one(verb: str) -> Any:
                     return await service.fire(tenant, name)
                 if verb == "delete":
                     return await service.delete(tenant, name)
-                return await getattr(service, verb)(tenant, name)
+                view = await getattr(service, verb)(tenant, name)
+                if view.state == "schedule_missing":
+                    raise ScheduleMissing(name, tenant, view.schedule_id or "")
+                return view
 
         result = run_async(go())
         if as_json:
@@ -251,6 +297,71 @@ def _one(verb: str) -> Any:
 
 for _verb in ("show", "pause", "resume", "fire", "delete"):
     triggers_app.command(_verb)(_one(_verb))
+
+
+@triggers_app.command("repair")
+@command
+def triggers_repair(name: str = typer.Argument(...), tenant: str = typer.Option(..., "--tenant", "-t"),
+                    as_json: bool = typer.Option(False, "--json")) -> None:
+    """Put a cron trigger's Temporal Schedule right: recreate it if deleted, else restore its action (input,
+    workflow type, task queue, id, search attributes) and catch-up window, keeping the times, time zone,
+    jitter, pause and overlap policy edited in Temporal."""
+
+    async def go() -> tuple[TriggerView, Sequence[str]]:
+        async with open_runtime(settings()) as rt:
+            return await _service(rt).repair(tenant, name)
+
+    view, done = run_async(go())
+    if as_json:
+        print_json({"view": view.model_dump(mode="json"), "done": list(done)})
+        return
+    for line in done:
+        out.print(line, highlight=False)
+    _print_view(view)
+
+
+@triggers_app.command("update")
+@command
+def triggers_update(
+    name: str = typer.Argument(...),
+    tenant: str = typer.Option(..., "--tenant", "-t"),
+    cron: str | None = typer.Option(None, "--cron", help="New cron expression (replaces the Schedule's times)."),
+    every: float | None = typer.Option(None, "--every", help="New interval in seconds (replaces the times)."),
+    timezone: str | None = typer.Option(None, "--timezone"),
+    jitter: float | None = typer.Option(None, "--jitter", min=0),
+    overlap: OverlapPolicy | None = typer.Option(None, "--overlap"),
+    catchup_window: float | None = typer.Option(None, "--catchup-window", min=1),
+    inputs: str | None = typer.Option(None, "--inputs", help="Static inputs (JSON or @file); replaces them."),
+    strict: bool | None = typer.Option(None, "--strict/--no-strict",
+                                       help="--strict: the strict safety config; --no-strict: relax to the "
+                                            "default one (dry run off, no cooldown, no max runs, no allow list "
+                                            "required). Allow and deny lists are kept unless given."),
+    dry_run: bool | None = typer.Option(None, "--dry-run/--no-dry-run"),
+    cooldown: float | None = typer.Option(None, "--cooldown", min=0),
+    max_runs: int | None = typer.Option(None, "--max-runs", min=0, help="0 removes the limit."),
+    window: float | None = typer.Option(None, "--window", min=1),
+    allow: list[str] = typer.Option([], "--allow", help="FIELD:PATTERN (repeatable); replaces the allow list."),
+    deny: list[str] = typer.Option([], "--deny", help="FIELD:PATTERN (repeatable); replaces the deny list."),
+    clear_allow: bool = typer.Option(False, "--clear-allow", help="Empty the allow list."),
+    clear_deny: bool = typer.Option(False, "--clear-deny", help="Empty the deny list."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Change a trigger through JobForge (a cron trigger's Schedule too, whose action it also repairs); what
+    is not given keeps its current value (for a cron trigger: the Schedule's live one)."""
+    changes = _typed(lambda: TriggerChanges(
+        cron=cron, interval_seconds=every, timezone=timezone, jitter_seconds=jitter, overlap=overlap,
+        catchup_window_seconds=catchup_window, inputs=parse_inputs(inputs) if inputs is not None else None,
+        strict=strict, dry_run=dry_run, cooldown_seconds=cooldown, max_runs=max_runs, window_seconds=window,
+        allow=() if clear_allow else (tuple(allow) or None), deny=() if clear_deny else (tuple(deny) or None)))
+    if not changes.model_dump(exclude_none=True):
+        raise InvalidRequest("nothing to change: give at least one option (see --help)")
+
+    async def go() -> TriggerView:
+        async with open_runtime(settings()) as rt:
+            return await _service(rt).update(tenant, name, changes)
+
+    view = run_async(go())
+    print_json(view) if as_json else _print_view(view)
 
 
 @triggers_app.command("dry-runs")

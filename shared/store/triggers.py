@@ -116,13 +116,17 @@ class TriggerStore:
 
     async def set_enabled(self, tenant_id: str, name: str, enabled: bool) -> Trigger:
         trigger = await self.get(tenant_id, name)
-        spec = trigger.model_dump(mode="json", include=set(TriggerSpec.model_fields))
-        spec["enabled"] = enabled
+        return await self.save(trigger.model_copy(update={"enabled": enabled}))
+
+    async def save(self, trigger: Trigger) -> Trigger:
+        """Write ``trigger``'s spec (what may change: times, inputs, safety, enabled, the Schedule's spec)."""
+        spec = trigger.model_dump(mode="json", include={*TriggerSpec.model_fields, "schedule_spec"})
         stmt = (update(TriggerRow).where(TriggerRow.trigger_id == trigger.trigger_id)
-                .values(enabled=enabled, spec=spec, updated_at=func.now()))
+                .values(enabled=trigger.enabled, spec=spec, updated_at=func.now()))
         async with self._session.begin() as session:
-            await session.execute(stmt)
-        return await self.get(tenant_id, name)
+            if not getattr(await session.execute(stmt), "rowcount", 1):
+                raise TriggerNotFound(trigger.name)
+        return await self.get(trigger.tenant_id, trigger.name)
 
     async def delete(self, tenant_id: str, name: str) -> Trigger:
         trigger = await self.get(tenant_id, name)

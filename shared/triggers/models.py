@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _PATTERN = re.compile(r"^[A-Za-z0-9_*-]+(\.[A-Za-z0-9_*-]+)*$")
@@ -124,6 +125,14 @@ class Trigger(TriggerSpec):
     created_at: datetime
     updated_at: datetime
     paused: bool = False
+    #: cron triggers: the Schedule's times as JobForge last wrote or adopted them, in Temporal's form
+    #: (``shared.triggers.schedules.spec_text``), so an edit made in Temporal since shows
+    schedule_spec: str = ""
+
+    @property
+    def strict(self) -> bool:
+        """Whether every fire must match an allow-list entry (``--strict``)."""
+        return self.safety.allow_required
 
 
 class FireContext(BaseModel):
@@ -219,6 +228,36 @@ class TriggerFireInput(BaseModel):
     trigger_name: str
     source: str = "schedule"
     actor: str = "trigger"
+
+
+def read_fire_input(args: Sequence[Any]) -> TriggerFireInput:
+    """The trigger-fire workflow's input from its decoded arguments, or :class:`TriggerInputInvalid`
+    naming what is wrong (a Schedule action replaced outside JobForge passes none or another shape)."""
+    from shared.errors import TriggerInputInvalid
+
+    fix = "; `jobforge triggers repair NAME` restores a Schedule's action"
+    if len(args) != 1:
+        what = "no argument" if not args else f"{len(args)} arguments"
+        raise TriggerInputInvalid(f"jobforge.trigger.fire takes one argument, a TriggerFireInput; it got {what}{fix}",
+                                  arguments=len(args))
+    try:
+        return TriggerFireInput.model_validate(args[0])
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}"
+                             for e in exc.errors(include_url=False, include_input=False))
+        raise TriggerInputInvalid(f"jobforge.trigger.fire got an invalid TriggerFireInput ({problems}){fix}",
+                                  fields=[".".join(str(p) for p in e["loc"]) for e in exc.errors()]) from None
+
+
+class FireRefusal(BaseModel):
+    """A scheduled fire that could not be decided: its workflow's input was unusable."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant_id: str
+    trigger_name: str
+    fire_key: str
+    reason: str
 
 
 class FireRequest(BaseModel):
