@@ -220,3 +220,27 @@ def test_trigger_page_shows_the_live_schedule_and_its_drift_when_the_view_has_th
         fix="jobforge triggers repair nightly --tenant acme"))
     assert "Drifted" in drifted and "input: missing" in drifted and "jobforge triggers repair nightly" in drifted
     assert "0 4 * * *" in drifted and "wf-&lt;1&gt;" in drifted and "kept by repair and update" in drifted
+
+
+def test_trigger_page_renders_the_services_own_views() -> None:
+    """The views TriggerService builds (a drifted live Schedule; a missing one) render with the drift, the edits,
+    the recent actions and the fix."""
+    from shared.triggers.models import Trigger, TriggerKind
+    from shared.triggers.schedules import LiveSchedule, ScheduleActionTaken
+    from shared.triggers.service import TriggerView
+
+    trigger = Trigger(tenant_id="acme", name="nightly", kind=TriggerKind.CRON, cron="0 3 * * *",
+                      template_key="autopilot.jobforge.healthcheck", trigger_id="t1", created_at=T0, updated_at=T0)
+    live = LiveSchedule(spec="every 1s", interval_seconds=1, next_fires=[T0], catchup_window_seconds=31536000,
+                        recent_actions=[ScheduleActionTaken(scheduled_at=T0, started_at=T0, workflow_id="wf-1")])
+    drifted = _render_trigger(TriggerView(
+        trigger=trigger, state="drifted", schedule_id="jobforge/acme/trigger/nightly", live=live,
+        drift=["input: missing (every fire fails: it cannot tell which trigger to fire)"],
+        edited=["times: every 1s (JobForge had 0 3 * * *)"], fix="jobforge triggers repair nightly --tenant acme"))
+    assert "Drifted" in drifted and "input: missing" in drifted and "every 1s" in drifted and "wf-1" in drifted
+    assert "jobforge triggers repair nightly --tenant acme" in drifted and "kept by repair and update" in drifted
+    missing = _render_trigger(TriggerView(
+        trigger=trigger, state="schedule_missing", schedule_id="jobforge/acme/trigger/nightly",
+        fix="jobforge triggers repair nightly --tenant acme  (or: jobforge triggers delete nightly --tenant acme)"))
+    assert "Temporal Schedule is missing" in missing and "jobforge triggers delete nightly" in missing
+    assert "Drifted" not in missing
