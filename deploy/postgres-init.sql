@@ -1,2 +1,3 @@
--- JobForge's own database; Temporal's auto-setup creates `temporal` and `temporal_visibility` itself.
+-- JobForge's own database, created when the PostgreSQL volume is first initialised. Temporal's
+-- `temporal` and `temporal_visibility` are created by the temporal-schema job (deploy/temporal-schema.sh).
 CREATE DATABASE jobforge;
