@@ -115,14 +115,22 @@ _sandbox_probe: dict[str, SandboxInfo] = {}
 # -- helpers (I/O) ------------------------------------------------------------------------------------
 
 
-def in_container() -> bool:
-    """Whether this worker runs inside a container (docker, podman, kubernetes)."""
-    marker = os.environ.get("container")  # noqa: SIM112 - the lower-case name systemd and podman set
-    if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists() or marker:
+def in_container(root: Path = Path("/"), environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether this worker runs inside a container (docker, podman, kubernetes); ``root`` and ``environ``
+    are the filesystem and environment to look at (tests give their own)."""
+    if (root / ".dockerenv").exists() or (root / "run/.containerenv").exists() or environ.get("container"):
+        return True
+    if environ.get("KUBERNETES_SERVICE_HOST"):  # in every pod; under cgroup v2 /proc/1/cgroup names no runtime
         return True
     with contextlib.suppress(OSError):
-        text = Path("/proc/1/cgroup").read_text()
-        return any(word in text for word in ("docker", "kubepods", "containerd", "libpod"))
+        text = (root / "proc/1/cgroup").read_text()
+        if any(word in text for word in ("docker", "kubepods", "containerd", "libpod")):
+            return True
+    with contextlib.suppress(OSError):  # a root filesystem assembled from image layers
+        for line in (root / "proc/1/mountinfo").read_text().splitlines():
+            fields, _, fs = line.partition(" - ")
+            if len(fields.split()) > 4 and fields.split()[4] == "/":
+                return fs.startswith("overlay ")
     return False
 
 

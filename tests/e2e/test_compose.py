@@ -20,6 +20,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
 from shared.settings import Settings
 from tests.support.compose import InterpolationError, Published, collisions, interpolate, load, published_ports, resolve
@@ -171,6 +172,10 @@ def test_temporal_schema_is_an_explicit_job_the_server_waits_for() -> None:
     server = all_services["temporal"]
     assert server["depends_on"]["temporal-schema"] == {"condition": "service_completed_successfully"}
     assert server["environment"]["DB"] == "postgres12" and server["environment"]["POSTGRES_SEEDS"] == "postgres"
+    dynamic = server["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    assert f"./deploy/temporal-dynamicconfig.yaml:{dynamic}:ro" in server["volumes"]
+    assert yaml.safe_load((ROOT / "deploy" / "temporal-dynamicconfig.yaml").read_text()) == {}
+    assert "temporal operator cluster health --address temporal:7233" in server["healthcheck"]["test"][1]
     chain = [("temporal-namespace", "temporal"), ("jobforge-migrate", "temporal-namespace"),
              ("jobforge-api", "jobforge-migrate"), ("jobforge-worker", "jobforge-migrate")]
     for service, first in chain:

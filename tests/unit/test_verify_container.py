@@ -1,0 +1,38 @@
+"""How a worker tells it runs in a container, which decides what a refused sandbox's reason advises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from activities.verify import in_container
+
+HOST_MOUNTINFO = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n22 27 0:21 / /proc rw - proc proc rw\n"
+OVERLAY_MOUNTINFO = ("512 480 0:64 / / rw,relatime master:1 - overlay overlay rw,lowerdir=/var/lib/docker/l1\n"
+                     "513 512 0:67 / /proc rw - proc proc rw\n")
+
+
+def _root(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return tmp_path
+
+
+@pytest.mark.parametrize(("files", "environ", "expected"), [
+    ({"proc/1/cgroup": "0::/\n", "proc/1/mountinfo": HOST_MOUNTINFO}, {}, False),
+    ({}, {}, False),
+    ({".dockerenv": ""}, {}, True),
+    ({"run/.containerenv": ""}, {}, True),
+    ({}, {"container": "podman"}, True),
+    ({"proc/1/cgroup": "0::/\n", "proc/1/mountinfo": HOST_MOUNTINFO}, {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, True),
+    ({"proc/1/cgroup": "12:pids:/kubepods/burstable/pod1/abc\n"}, {}, True),
+    ({"proc/1/cgroup": "0::/\n", "proc/1/mountinfo": OVERLAY_MOUNTINFO}, {}, True),
+])
+def test_container_markers(tmp_path: Path, files: dict[str, str], environ: dict[str, str], expected: bool) -> None:
+    """docker's and podman's marker files, the container variable, a pod's service variable, a runtime in
+    PID 1's cgroup (v1) or an overlay root filesystem (cgroup v2 shows none) each mean a container; a
+    plain host has none of them."""
+    assert in_container(_root(tmp_path, files), environ) is expected
