@@ -18,6 +18,9 @@ render, so the page reads the same::
     <!-- docrun: expect REGEX -->         the block's output (stdout + stderr) must match REGEX
     <!-- docrun: timeout SECONDS -->      this block may take longer than the default
     <!-- docrun: run -->                  run this ``python`` block (a complete program, not a fragment)
+    <!-- docrun: file PATH -->            write the block's text to PATH (relative to the session's working
+                                          directory; folders are made): a module or config file the page
+                                          shows in its own language, which later blocks use
 
 A ``stack`` block holds exactly one ``jobforge dev`` command (and comments); the runner appends
 ``--temporal-port/--ui-port/--pg-port/--api-port`` with free ports, so the commands after it find the
@@ -62,7 +65,7 @@ STACK_TIMEOUT = 90.0
 
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
 _DIRECTIVE = re.compile(r"^\s*<!--\s*docrun:\s*(?P<kind>[a-z-]+)\s*(?P<arg>.*?)\s*-->\s*$")
-_KINDS = frozenset({"skip", "stack", "known-failure", "expect", "timeout", "run"})
+_KINDS = frozenset({"skip", "stack", "known-failure", "expect", "timeout", "run", "file"})
 
 
 class DocrunError(Exception):
@@ -85,6 +88,8 @@ class Block:
     timeout: float = DEFAULT_BLOCK_TIMEOUT
     #: a non-shell block marked to run
     run: bool = False
+    #: write the text to this path instead of running it
+    file: str | None = None
 
     @property
     def where(self) -> str:
@@ -93,7 +98,7 @@ class Block:
     @property
     def runs(self) -> bool:
         """Whether the block belongs to the session (skipped or not)."""
-        return self.lang in SHELL_LANGUAGES or self.run
+        return self.lang in SHELL_LANGUAGES or self.run or self.file is not None
 
     @property
     def runnable(self) -> bool:
@@ -101,11 +106,14 @@ class Block:
 
     def script(self) -> str:
         """The shell text that runs this block."""
-        if self.lang in SHELL_LANGUAGES:
+        if self.lang in SHELL_LANGUAGES and self.file is None:
             return self.text
         end = "__DOCRUN_END__"
         if end in self.text:
             raise DocrunError(f"{self.where}: the block contains {end}")
+        if self.file is not None:
+            path = shlex.quote(self.file)
+            return f"mkdir -p \"$(dirname {path})\"\ncat > {path} <<'{end}'\n{self.text}{end}\n"
         return f"python - <<'{end}'\n{self.text}{end}\n"
 
 
@@ -162,6 +170,10 @@ def _with_directives(block: Block, directives: Sequence[tuple[int, str, str]], s
             changes["stack"] = True
         elif kind == "run":
             changes["run"] = True
+        elif kind == "file":
+            if not arg:
+                raise DocrunError(f"{where}: `docrun: file` needs a path")
+            changes["file"] = arg
         elif kind == "expect":
             try:
                 re.compile(arg)
@@ -176,6 +188,8 @@ def _with_directives(block: Block, directives: Sequence[tuple[int, str, str]], s
     if expects:
         changes["expect"] = tuple(expects)
     result = Block(**{**block.__dict__, **changes})  # type: ignore[arg-type]
+    if result.file is not None and (result.run or result.stack):
+        raise DocrunError(f"{result.where}: a `docrun: file` block is written, not run")
     if result.run and result.lang not in PROGRAM_LANGUAGES:
         raise DocrunError(f"{result.where}: `docrun: run` is for {', '.join(sorted(PROGRAM_LANGUAGES))} blocks "
                           f"(shell blocks always run), not {result.lang or 'plain'} ones")

@@ -102,6 +102,20 @@ def test_a_python_block_marked_run_runs_in_the_session(tmp_path: Path) -> None:
         parse("<!-- docrun: run -->\n```json\n{}\n```\n")
 
 
+def test_a_block_marked_file_is_written_where_it_says_for_the_blocks_after_it(tmp_path: Path) -> None:
+    """A `file` block (any language) lands at its path, folders made, text as written (no expansion); the
+    blocks after it use it; the mark needs a path and is refused together with `run`."""
+    page = ("```sh\nmkdir -p app && cd app\n```\n"
+            "<!-- docrun: file pkg/mod.py -->\n```python\nVALUE = '$HOME `x`'\n```\n"
+            "<!-- docrun: expect ^VALUE = '\\$HOME `x`'$ -->\n```sh\ncat pkg/mod.py\n```\n")
+    assert run(tmp_path, page) == [(1, Outcome.PASSED), (5, Outcome.PASSED), (9, Outcome.PASSED)]
+    assert (tmp_path / "work" / "app" / "pkg" / "mod.py").read_text() == "VALUE = '$HOME `x`'\n"
+    with pytest.raises(DocrunError, match="needs a path"):
+        parse("<!-- docrun: file -->\n```python\npass\n```\n")
+    with pytest.raises(DocrunError, match="written, not run"):
+        parse("<!-- docrun: file a.py -->\n<!-- docrun: run -->\n```python\npass\n```\n")
+
+
 def test_the_session_points_temporal_at_its_stack_and_can_activate_the_venv(tmp_path: Path) -> None:
     """TEMPORAL_ADDRESS names the session's own Temporal port; `activate` puts this venv's bin first on PATH."""
     page = ('<!-- docrun: expect ^127.0.0.1:[0-9]+ .*jobforge$ -->\n```sh\n'

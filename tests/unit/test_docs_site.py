@@ -124,3 +124,17 @@ def test_the_sdk_reference_renders_the_clients_docstrings(site: Path) -> None:
     page = _page(site, "sdk")
     words = (JobForgeClient.request_job.__doc__ or "").split("``")[0].strip()  # up to the first literal
     assert words and "HttpJobForgeClient" in page and "request_job" in page and words in page
+
+
+def test_every_tutorial_and_how_to_is_run_and_every_code_block_in_it_runs() -> None:
+    """Each tutorial and how-to page is on the e2e runner's list, and each of its shell and python blocks is
+    run (or written as a file) by the doc runner, or carries a skip mark with its reason."""
+    from tests.support.docpages import DOCS, HOW_TOS, TUTORIALS
+    from tests.support.docrun import parse
+
+    pages = sorted(str(p.relative_to(DOCS)) for folder in ("tutorials", "how-to")
+                   for p in (DOCS / folder).glob("*.md") if p.name != "index.md")
+    assert sorted((*TUTORIALS, *HOW_TOS)) == pages
+    unrun = [block.where for page in pages for block in parse((DOCS / page).read_text(), page)
+             if block.lang in ("sh", "bash", "shell", "console", "python", "py") and not block.runs]
+    assert unrun == []

@@ -1,0 +1,40 @@
+"""The documentation site's tutorials and how-to guides, run as written by the doc runner (docrun.py).
+
+Each page is one shell session in a checkout view of its own, against the embedded stack that its
+``docrun: stack`` block starts; the e2e tests run every page listed here, and a unit test checks that
+the lists name every page under docs/tutorials and docs/how-to.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from tests.support.docrun import Outcome, SessionReport, checkout_view, run_page
+from tests.support.procs import ROOT, env_with
+
+DOCS = ROOT / "docs"
+#: pages run by tests/e2e/test_docs_tutorials.py
+TUTORIALS = ("tutorials/first-verify.md",)
+#: pages run by tests/e2e/test_docs_howtos.py
+HOW_TOS: tuple[str, ...] = ()
+
+
+def run_docs_page(page: str, workdir: Path) -> SessionReport:
+    """Run ``docs/<page>`` as a user pastes it, in a checkout view under ``workdir``."""
+    checkout = checkout_view(ROOT, workdir / "jobforge")
+    # a user's download caches outlive one session: share the verify pack's between runs (as the README test)
+    cache = Path(tempfile.gettempdir()) / "jobforge-test-verify-cache"
+    env = env_with({"HOME": str(workdir / "home"), "TERM": "dumb", "JOBFORGE_VERIFY_CACHE_DIR": str(cache)})
+    env.pop("PYTHONPATH", None)  # the user's shell has no PYTHONPATH; the activated venv is what finds JobForge
+    env.pop("VIRTUAL_ENV", None)
+    return run_page(DOCS / page, checkout, env, source=f"docs/{page}")
+
+
+def explain(report: SessionReport) -> str | None:
+    """Why the page did not run as written, or None when it did (and a stack block started its stack)."""
+    if not report.ok:
+        return report.explain()
+    if not any(r.block.stack and r.outcome is Outcome.PASSED for r in report.results):
+        return "no block of the page started the stack"
+    return None
