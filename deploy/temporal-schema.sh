@@ -11,6 +11,7 @@ set -eu
 
 : "${SQL_PLUGIN:?set SQL_PLUGIN (postgres12)}" "${SQL_HOST:?set SQL_HOST}" "${SQL_USER:?set SQL_USER}"
 : "${SQL_PASSWORD:?set SQL_PASSWORD}"
+: "${SQL_PORT:?set SQL_PORT (without it temporal-sql-tool uses 3306, the MySQL default)}"
 SCHEMA_DIR=${TEMPORAL_SCHEMA_DIR:-/etc/temporal/schema/postgresql/v12}
 DEFAULT_DB=${TEMPORAL_DB:-temporal}
 VISIBILITY_DB=${TEMPORAL_VISIBILITY_DB:-temporal_visibility}

@@ -165,7 +165,7 @@ def test_temporal_schema_is_an_explicit_job_the_server_waits_for() -> None:
     assert "./deploy/temporal-schema.sh:/deploy/temporal-schema.sh:ro" in job["volumes"]
     script = (ROOT / "deploy" / "temporal-schema.sh").read_text()
     required = set(re.findall(r"\$\{(SQL_[A-Z]+):\?", script))
-    assert required == {"SQL_PLUGIN", "SQL_HOST", "SQL_USER", "SQL_PASSWORD"}
+    assert required == {"SQL_PLUGIN", "SQL_HOST", "SQL_PORT", "SQL_USER", "SQL_PASSWORD"}
     assert required <= set(job["environment"]) and job["environment"]["SQL_PLUGIN"] == "postgres12"
     assert job["environment"]["SQL_HOST"] == "postgres"
     assert job["depends_on"] == {"postgres": {"condition": "service_healthy"}}
@@ -267,6 +267,28 @@ def test_interpolation_follows_compose() -> None:
 # -- the one-shot scripts ---------------------------------------------------------------------------
 
 
+def test_shell_passes_shellcheck(tmp_path: Path) -> None:
+    """The compose stack's scripts and its CMD-SHELL health checks are POSIX sh that shellcheck (its PyPI
+    package's binary) finds nothing in; a script with an unquoted expansion does not pass."""
+    shellcheck = [str(BIN / "shellcheck"), "--shell=sh", "--severity=style", "--format=gcc"]
+    scripts = sorted((ROOT / "deploy").glob("*.sh"))
+    assert {p.name for p in scripts} >= {"temporal-schema.sh", "temporal-namespace.sh"}
+    for name, svc in services().items():
+        test = (svc.get("healthcheck") or {}).get("test") or []
+        if test[:1] == ["CMD-SHELL"]:
+            path = tmp_path / f"{name}-healthcheck.sh"
+            path.write_text(f"#!/bin/sh\n{test[1]}\n")
+            scripts.append(path)
+    done = subprocess.run([*shellcheck, *map(str, scripts)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    careless = tmp_path / "careless.sh"
+    careless.write_text("#!/bin/sh\nrm -rf $1/data\n")
+    bad = subprocess.run([*shellcheck, str(careless)], capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode != 0 and "SC2086" in bad.stdout
+
+
+
+
 FAKE_SQL_TOOL = """#!/bin/sh
 # temporal-sql-tool as far as deploy/temporal-schema.sh uses it: --db NAME then create / setup-schema /
 # update-schema; databases are directories under $FAKE_STATE; every call is logged
@@ -330,8 +352,9 @@ def test_schema_job_creates_and_upgrades_both_stores_and_runs_again(tmp_path: Pa
         "postgres12 postgres:5432 postgres --db temporal create"]
     missing = run_schema_job(tmp_path, TEMPORAL_SCHEMA_DIR=str(tmp_path / "nowhere"))
     assert missing.returncode != 0 and "no schema directory" in missing.stderr
-    unset = run_schema_job(tmp_path, SQL_PASSWORD="")
-    assert unset.returncode != 0 and "SQL_PASSWORD" in unset.stderr
+    for name in ("SQL_PASSWORD", "SQL_PORT"):
+        unset = run_schema_job(tmp_path, **{name: ""})
+        assert unset.returncode != 0 and name in unset.stderr
 
 
 def run_namespace_job(address: str, namespace: str, **extra: str) -> subprocess.CompletedProcess[str]:
