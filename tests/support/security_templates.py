@@ -3,7 +3,8 @@
 ``testing.jobforge.deploy`` is an *action* job (needs a policy token and the ``actions:deploy``
 scope). ``testing.jobforge.echo`` logs its inputs and its environment's ``CANARY_*`` variables,
 prints them as "repo output", fails on request with a message that carries them, and returns the
-output: the canary test checks that none of it leaks.
+output: the canary test checks that none of it leaks. ``testing.jobforge.carry`` carries its inputs
+(a list of strings) to one step and counts them: runs with inputs up to the payload limits.
 """
 
 from __future__ import annotations
@@ -42,6 +43,16 @@ class EchoResult(BaseModel):
     output: str
 
 
+class CarryInputs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chunks: list[str] = []
+
+
+class CarryResult(BaseModel):
+    chars: int
+
+
 @activity.defn(name="testing.deploy_step")
 async def deploy_step(inputs: DeployInputs) -> DeployResult:
     """Pretend to deploy ``target``."""
@@ -62,6 +73,12 @@ async def echo_step(inputs: EchoInputs) -> EchoResult:
     if inputs.fail:
         raise RuntimeError(f"step failed with output: {output}")
     return EchoResult(output=output)
+
+
+@activity.defn(name="testing.carry_step")
+async def carry_step(inputs: CarryInputs) -> CarryResult:
+    """Count the characters it was given (the inputs travel to the worker and back through Temporal)."""
+    return CarryResult(chars=sum(map(len, inputs.chunks)))
 
 
 @workflow.defn(name="testing.jobforge.deploy")
@@ -87,14 +104,27 @@ class EchoWorkflow:
                                                retry_policy=RetryPolicy(maximum_attempts=1))
 
 
+@workflow.defn(name="testing.jobforge.carry")
+class CarryWorkflow:
+    @workflow.run
+    async def run(self, job: RawValue) -> CarryResult:
+        return await run_job(job, self._body, lambda r: {"chars": r.chars})
+
+    async def _body(self, raw: dict[str, Any]) -> CarryResult:
+        return await workflow.execute_activity(carry_step, CarryInputs.model_validate(raw),
+                                               start_to_close_timeout=timedelta(seconds=60))
+
+
 TEMPLATES = [
     TemplateSpec(key="testing.jobforge.deploy", description="An action job (tests only).",
                  input_model=DeployInputs, output_model=DeployResult,
                  required_scopes=("jobs:request", "actions:deploy"), action=True),
     TemplateSpec(key="testing.jobforge.echo", description="Echoes inputs and CANARY_* env (tests only).",
                  input_model=EchoInputs, output_model=EchoResult),
+    TemplateSpec(key="testing.jobforge.carry", description="Carries its inputs to a step (tests only).",
+                 input_model=CarryInputs, output_model=CarryResult),
 ]
 
 
 def build_activities(_runtime: object) -> list[Callable[..., Any]]:
-    return [deploy_step, echo_step]
+    return [deploy_step, echo_step, carry_step]
