@@ -24,6 +24,7 @@ from shared.triggers.models import (
     TriggerSpec,
     strict_safety_config,
 )
+from shared.triggers.schedules import seconds_text
 from shared.triggers.service import TriggerChanges, TriggerService, TriggerView
 from workers.cli_common import command, out, parse_inputs, print_json, run_async, settings
 from workers.runtime import Runtime, open_runtime
@@ -155,10 +156,10 @@ def _print_view(view: TriggerView) -> None:
     if view.skips:
         out.print(f"  [bold]skips:[/] {view.skips}", highlight=False)
     if live is not None:
-        jitter = f", jitter {live.jitter_seconds:g}s" if live.jitter_seconds else ""
+        jitter = f", jitter {seconds_text(live.jitter_seconds)}" if live.jitter_seconds else ""
         paused = f"paused ({live.note})" if live.paused else "running"
         out.print(f"  schedule: {view.schedule_id}  {paused}, overlap {live.overlap.value}, catch-up window "
-                  f"{live.catchup_window_seconds:g}s{jitter}", highlight=False)
+                  f"{seconds_text(live.catchup_window_seconds)}{jitter}", highlight=False)
         out.print(f"  next: {', '.join(d.isoformat() for d in live.next_fires) or 'none'}", highlight=False)
         if live.recent_actions:
             out.print("  last fires: " + ", ".join(f"{a.scheduled_at.isoformat()} ({a.workflow_id})"

@@ -19,7 +19,9 @@ FIRE_TIMEOUT = timedelta(seconds=15)
 FIRE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 
 
-@workflow.defn(name="jobforge.trigger.fire", sandboxed=False)
+# an argument the SDK cannot decode at all (an unknown encoding: KeyError; bad JSON: RuntimeError) fails the
+# fire instead of its workflow task, forever
+@workflow.defn(name="jobforge.trigger.fire", sandboxed=False, failure_exception_types=[KeyError, RuntimeError])
 class TriggerFireWorkflow:
     @workflow.run
     async def run(self, *args: Any) -> FireOutcome:

@@ -34,6 +34,7 @@ from shared.ids import check_tenant_id
 from shared.settings import Settings
 from shared.store.triggers import TriggerStore
 from shared.templates import Registry
+from shared.temporal import run_search_attributes
 from shared.triggers.gate import evaluate_trigger_fire
 from shared.triggers.models import (
     FireContext,
@@ -388,6 +389,7 @@ class TriggerService:
             TriggerFireInput(tenant_id=tenant_id, trigger_id=trigger.trigger_id, trigger_name=name, source="manual",
                              actor=actor),
             id=f"jobforge/{tenant_id}/trigger/{name}/manual/{uuid.uuid4().hex}", task_queue=self.settings.task_queue,
+            search_attributes=run_search_attributes(tenant_id, TRIGGER_FIRE_WORKFLOW, trigger.trigger_id),
             result_type=FireOutcome)
         outcome = await handle.result()
         assert isinstance(outcome, FireOutcome)

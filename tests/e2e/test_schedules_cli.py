@@ -213,3 +213,19 @@ async def test_strict_trigger_says_so_dry_runs_and_relaxes(
                                       "--clear-allow"))
     assert "needs an allow list" in cleared
     assert (await jf(cli_env, "triggers", "delete", "nightly", "--tenant", t)).returncode == 0
+
+
+async def test_a_fire_started_with_a_bad_argument_fails_at_once(runtime: Runtime, worker: None, all_on: None) -> None:
+    """`jobforge.trigger.fire` started by hand (the stock CLI) with a malformed argument, or one no converter
+    reads, fails within seconds (typed when it could be read) instead of retrying its workflow task forever."""
+    settings = runtime.settings
+    cases = ((["--input", '{"tenant_id": "acme", "trigger_name": 7}'], "trigger_input_invalid"),
+             (["--input", '"x"', "--input-meta", "encoding=weird/enc"], "KeyError"))
+    for extra, failure in cases:
+        wid = f"jobforge/acme/trigger/hand/manual/{uuid.uuid4().hex}"
+        await asyncio.to_thread(temporal, settings, "workflow", "start", "--type", "jobforge.trigger.fire",
+                                "--task-queue", settings.task_queue, "--workflow-id", wid, *extra)
+        handle = runtime.temporal.get_workflow_handle(wid)  # type: ignore[union-attr]
+        with pytest.raises(WorkflowFailureError) as info:
+            await asyncio.wait_for(handle.result(), 15)
+        assert isinstance(info.value.cause, ApplicationError) and info.value.cause.type == failure, info.value.cause
