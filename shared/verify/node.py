@@ -18,7 +18,7 @@ NPM_PLACEHOLDER_TEST = 'echo "Error: no test specified" && exit 1'
 SCRIPT_ALIASES: dict[StepName, tuple[str, ...]] = {
     StepName.LINT: ("lint", "lint:check", "lint:ci"),
     StepName.TYPECHECK: ("typecheck", "type-check", "typecheck:all", "types", "check-types", "types:check",
-                         "check:types", "lint:types", "tsc"),
+                         "check:types", "lint:types", "test:types", "tsc"),
     StepName.BUILD: ("build",),
     StepName.TEST: ("test",),
 }
@@ -172,13 +172,14 @@ def plan(facts: RepoFacts, req: Request, host: Host) -> Plan:
         tools.append(tool)
     env = manager_env(manager, req.cache_dir) if req.cache_dir else {}
     declared = [package.get(k) for k in ("dependencies", "devDependencies", "optionalDependencies")]
+    # yarn 2+ runs no script before an install has written its state, dependencies or not
+    needs_install = manager.berry or any(isinstance(d, dict) and d for d in declared)
     if not req.install:
         install = none(StepName.INSTALL, "options.install is off: node_modules is used as it is")
-    elif not any(isinstance(d, dict) and d for d in declared) and not defined.prepare:
+    elif not needs_install and not defined.prepare:
         install = none(StepName.INSTALL, "package.json declares no dependencies")
     else:
-        commands = [install_command(facts, manager), *defined.prepare] if any(
-            isinstance(d, dict) and d for d in declared) else list(defined.prepare)
+        commands = [install_command(facts, manager), *defined.prepare] if needs_install else list(defined.prepare)
         origin = f"{manager.name}{' ' + manager.version if manager.version else ''} ({manager.why})"
         install = spec(StepName.INSTALL, commands, origin, network=True)
     order = [[StepName.LINT, StepName.TYPECHECK], [StepName.BUILD], [StepName.TEST]]

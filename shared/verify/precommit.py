@@ -169,7 +169,18 @@ PYGREP_HOOKS: dict[str, Hook] = {
     "python-check-blanket-type-ignore": Hook(r"# type:? *ignore(?!\[|\w)", language="pygrep", types=("python",)),
     "python-no-eval": Hook(r"\beval\(", language="pygrep", types=("python",)),
     "python-no-log-warn": Hook(r"(?<!warnings)\.warn\(", language="pygrep", types=("python",)),
+    "python-use-type-annotations": Hook(r"# type(?!: *ignore([^a-zA-Z0-9]|$))", language="pygrep",
+                                        types=("python",)),
+    "rst-backticks": Hook(r"(^| )`[^`]+`([^_]|$)", language="pygrep", types=("rst",)),
+    "rst-inline-touching-normal": Hook(r"\w``\w", language="pygrep", types=("rst",)),
     "text-unicode-replacement-char": Hook("\ufffd", language="pygrep", types=("text",)),
+    "ts-no-debugger": Hook(r"\bdebugger\b", language="pygrep", types=("ts",)),
+    "ts-no-focus-ignore": Hook(r"\b(?:fit|xit|fdescribe|xdescribe)\s*\(", language="pygrep", types=("ts",)),
+}
+#: hooks of pre-commit/pre-commit-hooks that pre-commit runs itself (language fail: no package to install)
+FAIL_HOOKS: dict[str, Hook] = {
+    "forbid-submodules": Hook("submodules are not allowed in this repository:", language="fail",
+                              types=("directory",)),
 }
 
 
@@ -238,8 +249,20 @@ def load(text: str) -> dict[str, Any]:
     return data
 
 
-def translate(text: str) -> Translation:
-    """The local-hooks config equivalent to ``text`` (see the module docstring)."""
+#: meta hooks that read the config they are given: pointed at the translated one (the original names hook
+#: repositories that cannot be cloned here)
+CONFIG_READING_META_HOOKS = frozenset({"check-hooks-apply", "check-useless-excludes"})
+
+
+def _meta_hook(hook: dict[str, Any], config_path: str) -> dict[str, Any]:
+    if hook["id"] not in CONFIG_READING_META_HOOKS or not config_path:
+        return hook
+    return {**hook, "args": [config_path], "pass_filenames": False}
+
+
+def translate(text: str, config_path: str = "") -> Translation:
+    """The local-hooks config equivalent to ``text`` (see the module docstring), to be written at
+    ``config_path``."""
     data = load(text)
     config: dict[str, Any] = {key: data[key] for key in _TOP_LEVEL if key in data}
     result = Translation(config=config)
@@ -250,6 +273,8 @@ def translate(text: str) -> Translation:
         url = str(entry.get("repo", ""))
         hooks = [h for h in entry.get("hooks", []) or [] if isinstance(h, dict) and isinstance(h.get("id"), str)]
         if url in ("local", "meta"):
+            if url == "meta":
+                hooks = [_meta_hook(hook, config_path) for hook in hooks]
             repos.append({"repo": url, "hooks": hooks})
             for hook in hooks:
                 result.hooks.append(hook["id"])
@@ -267,6 +292,11 @@ def translate(text: str) -> Translation:
                 continue
             if key == "github.com/pre-commit/pygrep-hooks" and hook_id in PYGREP_HOOKS:
                 local_hooks.append(_local_hook(hook_id, PYGREP_HOOKS[hook_id], user, None,
+                                               str(user.get("name", hook_id))))
+                result.hooks.append(hook_id)
+                continue
+            if key == "github.com/pre-commit/pre-commit-hooks" and hook_id in FAIL_HOOKS:
+                local_hooks.append(_local_hook(hook_id, FAIL_HOOKS[hook_id], user, None,
                                                str(user.get("name", hook_id))))
                 result.hooks.append(hook_id)
                 continue

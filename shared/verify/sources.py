@@ -41,8 +41,8 @@ def precommit_steps(facts: RepoFacts, req: Request, out: Defined, typecheck_defi
     text = facts.files.get(precommit.CONFIG_FILE)
     if text is None:
         return
-    translation = precommit.translate(text)
     config = req.precommit_config
+    translation = precommit.translate(text, config)
     out.files[config] = precommit.dump(translation.config)
     minimum = str(translation.config.get("minimum_pre_commit_version", "")).strip()
     out.tool(ToolRequest(kind="pypi", name="pre-commit", version=f">={minimum}" if minimum else "",

@@ -334,3 +334,46 @@ def test_requirement_files_are_found_by_name() -> None:
     pip = plan(f, REQ, HOST).install.extra[0]
     named = [pip[i + 1] for i, arg in enumerate(pip) if arg == "-r"]
     assert named == ["dev-requirements.txt", "requirements-mypy.txt", "requirements.txt", "requirements/test.txt"]
+
+
+def test_meta_pygrep_and_fail_hooks_run_here_against_the_translated_config() -> None:
+    """Meta hooks that read a config read the translated one (the original names repositories that cannot be
+    cloned here); pygrep hooks and pre-commit-hooks' ``fail`` hooks run without any package."""
+    config = """
+repos:
+  - repo: meta
+    hooks:
+      - id: check-hooks-apply
+      - id: check-useless-excludes
+      - id: identity
+  - repo: https://github.com/pre-commit/pygrep-hooks
+    rev: v1.10.0
+    hooks:
+      - id: rst-backticks
+      - id: python-use-type-annotations
+  - repo: https://github.com/pre-commit/pre-commit-hooks
+    rev: v6.0.0
+    hooks:
+      - id: forbid-submodules
+"""
+    p = plan(facts({"pyproject.toml": PYPROJECT, ".pre-commit-config.yaml": config}), REQ, HOST)
+    translated = yaml.safe_load(p.files["/ws/pc.yaml"])
+    hooks = {h["id"]: h for repo in translated["repos"] for h in repo["hooks"]}
+    assert hooks["check-hooks-apply"] == {"id": "check-hooks-apply", "args": ["/ws/pc.yaml"], "pass_filenames": False}
+    assert hooks["check-useless-excludes"]["args"] == ["/ws/pc.yaml"] and hooks["identity"] == {"id": "identity"}
+    assert hooks["rst-backticks"]["language"] == "pygrep" and hooks["rst-backticks"]["types"] == ["rst"]
+    assert "additional_dependencies" not in hooks["rst-backticks"]
+    assert hooks["forbid-submodules"]["language"] == "fail" and hooks["forbid-submodules"]["types"] == ["directory"]
+    assert "SKIP" not in p.step(StepName.LINT).env and not any("not run" in n for n in p.notes)
+
+
+def test_yarn_berry_installs_even_without_dependencies_and_test_types_is_a_typecheck() -> None:
+    """Yarn 2+ runs no script before an install wrote its state, so install runs without dependencies too;
+    a ``test:types`` script is the typecheck step."""
+    package = {"name": "b", "packageManager": "yarn@4.5.0", "scripts": {"test": "node t.js", "test:types": "tsc"}}
+    p = plan(facts({"package.json": json.dumps(package), ".yarnrc.yml": "nodeLinker: node-modules\n"}), REQ, HOST)
+    assert p.install.argv == ["yarn", "install"] and p.install.origin.startswith("yarn 4.5.0")
+    assert p.step(StepName.TYPECHECK).display == "yarn run test:types"
+    classic = {"name": "c", "scripts": {"test": "node t.js"}}
+    q = plan(facts({"package.json": json.dumps(classic)}), REQ, HOST)
+    assert not q.install.runnable and q.install.reason == "package.json declares no dependencies"
