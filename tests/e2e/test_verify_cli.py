@@ -17,7 +17,7 @@ from shared.flags import Flag
 from shared.settings import Settings
 from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, VerifyReport
 from tests.support.procs import ROOT, env_with, jobforge
-from tests.support.verify_repos import explicit_repo, node_repo
+from tests.support.verify_repos import explicit_repo, node_repo, write_files
 from workers.runtime import open_runtime
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,8 @@ def cli_env(settings: Settings) -> dict[str, str]:
 
 async def test_cli_exit_codes_json_and_plain_progress(settings: Settings, worker: None, repos: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pass exits 0 with the report as the only stdout; fail exits 1; a refused path or bad usage exits 2."""
+    """Pass exits 0 with the report as the only stdout; fail exits 1; a refused path, bad usage or a repository
+    that could not be judged (verdict error) exits 2."""
     for flag, value in FLAGS_ON.items():
         monkeypatch.setenv(flag, value)
     env = cli_env(settings)
@@ -65,6 +66,12 @@ async def test_cli_exit_codes_json_and_plain_progress(settings: Settings, worker
     assert usage.returncode == 2 and "--ref" in usage.stderr
     off = await asyncio.to_thread(jobforge, "verify", str(good), env={**env, Flag.VERIFY_PACK.value: "0"})
     assert off.returncode == 2 and "VERIFY_PACK_ENABLED" in off.stderr
+    # a tool the worker does not have: the repository could not be judged, which is not its failure
+    lacking = write_files(repos / "lacking", {".jobforge/verify.toml": 'test = ["no-such-tool-4711", "--all"]\n'})
+    error = await asyncio.to_thread(jobforge, "verify", str(lacking), env=env)
+    assert error.returncode == 2, (error.stdout, error.stderr)
+    assert "verify_incomplete" in error.stderr and "no-such-tool-4711 is not installed" in error.stderr
+    assert "ERROR" in error.stdout
 
 
 def start_worker(settings: Settings, repos: Path, log: Path, sandbox: str = "auto") -> subprocess.Popen[bytes]:
