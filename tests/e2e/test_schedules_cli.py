@@ -229,3 +229,26 @@ async def test_a_fire_started_with_a_bad_argument_fails_at_once(runtime: Runtime
         with pytest.raises(WorkflowFailureError) as info:
             await asyncio.wait_for(handle.result(), 15)
         assert isinstance(info.value.cause, ApplicationError) and info.value.cause.type == failure, info.value.cause
+
+
+async def test_a_complete_stock_update_does_not_drift(
+        runtime: Runtime, worker: None, all_on: None, cli_env: dict[str, str]) -> None:
+    """A stock update that gives the input, search attributes and catch-up window JobForge wrote is no drift:
+    only its new times show, as an edit kept."""
+    t, settings = f"t{uuid.uuid4().hex[:10]}", runtime.settings
+    made = await jf(cli_env, "triggers", "create", "--tenant", t, "--name", "nightly", "--cron", "0 3 * * *",
+                    "--template", HC, "--json")
+    assert made.returncode == 0, made.stderr
+    trigger_id = json.loads(made.stdout)["trigger"]["trigger_id"]
+    fire_input = {"tenant_id": t, "trigger_id": trigger_id, "trigger_name": "nightly", "source": "schedule",
+                  "actor": "trigger:nightly"}
+    await asyncio.to_thread(
+        temporal, settings, "schedule", "update", "--schedule-id", schedule_id(t, "nightly"), "--cron", "0 4 * * *",
+        "--workflow-id", f"jobforge/{t}/trigger/nightly/fire", "--task-queue", settings.task_queue,
+        "--type", "jobforge.trigger.fire", "--input", json.dumps(fire_input), "--catchup-window", "60s",
+        "--search-attribute", f'JobForgeTenant="{t}"', "--search-attribute", 'JobForgeTemplate="jobforge.trigger.fire"',
+        "--search-attribute", f'JobForgeTrace="{trigger_id}"')
+    view = json.loads((await jf(cli_env, "triggers", "show", "nightly", "--tenant", t, "--json")).stdout)
+    assert view["state"] == "active" and view["drift"] == [], view
+    assert view["edited"] == ["times: 0 4 * * * (JobForge had 0 3 * * *)"] and view["live"]["spec"] == "0 4 * * *"
+    assert (await jf(cli_env, "triggers", "delete", "nightly", "--tenant", t)).returncode == 0
