@@ -353,3 +353,42 @@ async def test_kill_switch_changes_are_audited_on_the_fleet_chain_when_audit_log
     assert [(e.action, e.resource, e.actor) for e in entries] == [
         ("flags.set", Flag.AUDIT_LOGGING.value, "cli"), ("flags.set", Flag.AUDIT_LOGGING.value, "ops")]
     assert "abc123secretvalue" not in entries[1].reason
+
+
+async def test_trigger_pages_show_a_stock_update_as_drift_and_a_deleted_schedule(
+        runtime: Runtime, http: httpx.AsyncClient) -> None:
+    """After a stock `temporal schedule update`, the trigger's page shows the live Schedule, `Drifted` with each
+    difference and the repair command, and the list marks it; after `temporal schedule delete` the page says
+    the Schedule is missing, naming repair."""
+    import subprocess
+
+    from shared.triggers.schedules import schedule_id
+    from workers.stack import temporal_binary
+
+    tenant, key = await tenant_key(runtime)
+    service = trigger_service(runtime)
+    await service.create(TriggerSpec(tenant_id=tenant, name="nightly", kind=TriggerKind.CRON, template_key=HC,
+                                     cron="0 3 * * *", timezone="Europe/Berlin"))
+    sid = schedule_id(tenant, "nightly")
+
+    def stock(*args: str) -> None:
+        done = subprocess.run([str(temporal_binary()), "schedule", *args, "--schedule-id", sid,
+                               "--address", runtime.settings.temporal_address],
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+
+    await asyncio.to_thread(stock, "update", "--cron", "0 4 * * *", "--workflow-id", f"{sid}/fire",
+                            "--task-queue", runtime.settings.task_queue, "--type", "jobforge.trigger.fire")
+    await sign_in(http, api_key=key)
+    page = await http.get(f"/ui/t/{tenant}/triggers/nightly")
+    assert page.status_code == 200
+    assert "Drifted" in page.text and "input: missing" in page.text and "0 4 * * *" in page.text
+    assert f"jobforge triggers repair nightly --tenant {tenant}" in page.text
+    assert "kept by repair and update" in page.text
+    listed = await http.get(f"/ui/t/{tenant}/triggers")
+    assert "s-drifted" in listed.text and "difference(s) from JobForge" in listed.text
+    await asyncio.to_thread(stock, "delete")
+    gone = await http.get(f"/ui/t/{tenant}/triggers/nightly")
+    assert gone.status_code == 200 and "Temporal Schedule is missing" in gone.text
+    assert f"jobforge triggers repair nightly --tenant {tenant}" in gone.text
+    await service.delete(tenant, "nightly")
