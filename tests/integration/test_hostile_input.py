@@ -6,7 +6,9 @@ and a run whose bookkeeping meets a value PostgreSQL refuses fails typed instead
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +16,9 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from pydantic import SecretStr
 from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError
@@ -27,6 +32,7 @@ from shared.settings import Settings
 from shared.store.triggers import TriggerStore
 from shared.temporal import DATA_CONVERTER, ActivityErrors, search_attribute_args
 from tests.integration.test_api import HEALTHCHECK, PROBLEM, auth, tenant_with_key
+from tests.unit.test_security_limits import bad_text, documents, first_unstorable
 from workers.api import create_app
 from workers.runtime import Runtime, open_runtime
 from workers.stack import temporal_binary
@@ -207,3 +213,84 @@ async def test_a_value_the_store_refuses_fails_the_run_typed(runtime: Runtime,
         assert "store_refused_value" in str(failed.value.cause) or "PostgreSQL refused" in str(failed.value.cause)
         record = await runtime.store.get_run(handle.run_id)
         assert record.status is RunStatus.FAILED and record.summary["error_type"] == "store_refused_value"
+
+
+# -- generated: text the store cannot hold, anywhere in a request ---------------------------------
+
+unstorable_docs = documents.filter(lambda d: isinstance(d, dict))
+maybe_bad_text = st.text(max_size=8) | bad_text
+
+
+def nul_only(value: Any) -> bool:
+    """True when the only unstorable text in ``value`` is NUL (JSON cannot carry a lone surrogate:
+    the body is refused before its text is judged)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@examples(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=unstorable_docs, source_app=maybe_bad_text, source_module=maybe_bad_text)
+async def test_property_events_with_unstorable_text_are_refused_unstored(
+        api: httpx.AsyncClient, runtime: Runtime, payload: dict[str, Any], source_app: str,
+        source_module: str) -> None:
+    """An event with NUL (or a lone surrogate) anywhere — payload values, payload keys at any depth,
+    source_app, source_module — is a 4xx problem (NUL: 422 unstorable_text naming the first path) and
+    is not stored; one without is admitted and stored."""
+    tenant, key = await tenant_with_key(runtime, ["events:write"])
+    body = {"event_id": f"g-{uuid.uuid4().hex[:8]}", "event_type": "gen.x", "payload": payload,
+            "source_app": source_app, "source_module": source_module}
+    answer = await api.post("/v1/events", content=json.dumps(body).encode(), headers={
+        **auth(key), "content-type": "application/json"})
+    expected = (first_unstorable(source_app) and "$.source_app") or (first_unstorable(source_module)
+                                                                     and "$.source_module") or first_unstorable(payload)
+    stored = await TriggerStore(runtime.store.engine).events(tenant)
+    if expected is None:
+        assert answer.status_code == 202, answer.text
+        assert [e.event_id for e in stored] == [body["event_id"]]
+        return
+    assert 400 <= answer.status_code < 500 and answer.headers["content-type"] == PROBLEM, answer.text
+    assert stored == []
+    if nul_only(body):
+        problem = is_problem(answer, 422, "unstorable_text")
+        assert problem["details"]["path"] == expected
+
+
+nul_text = st.builds(lambda a, b: a + "\x00" + b, st.text(max_size=4), st.text(max_size=4))
+nul_keys = st.text(max_size=6) | nul_text
+nul_docs = st.recursive(
+    st.none() | st.integers() | st.booleans() | st.text(max_size=6) | nul_text,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(nul_keys, children, max_size=4), max_leaves=20)
+#: inputs with at least one NUL: in a value or a key, at any depth (the last entry holds one for sure)
+nul_inputs = st.builds(lambda head, key, value: {**head, key: value}, st.dictionaries(nul_keys, nul_docs, max_size=3),
+                       nul_keys, nul_text | st.lists(nul_text, min_size=1, max_size=2)
+                       | st.dictionaries(st.text(max_size=3), nul_text, min_size=1, max_size=2))
+
+
+@examples(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(inputs=nul_inputs)
+async def test_property_job_inputs_with_nul_are_refused_naming_the_path(
+        api: httpx.AsyncClient, runtime: Runtime, inputs: dict[str, Any]) -> None:
+    """A job request whose inputs hold NUL anywhere is a 422 unstorable_text naming its first path,
+    and no run is recorded."""
+    tenant, key = await tenant_with_key(runtime, ["*:*"])
+    answer = await api.post("/v1/jobs", json={"template_key": HEALTHCHECK, "inputs": inputs}, headers=auth(key))
+    assert is_problem(answer, 422, "unstorable_text")["details"]["path"] == first_unstorable(inputs)
+    assert (await runtime.store.list_runs(tenant)) == []
+
+
+@examples(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(before=st.text(max_size=6), after=st.text(max_size=6), where=st.sampled_from(["", "/artifacts", "/replay"]))
+async def test_property_nul_in_a_url_id_is_a_problem(api: httpx.AsyncClient, runtime: Runtime, before: str,
+                                                     after: str, where: str) -> None:
+    """``%00`` anywhere in a run id, with any text around it, is a 4xx problem: a 422 naming the
+    parameter (a 404 when a newline keeps the path from naming a run at all)."""
+    _, key = await tenant_with_key(runtime, ["*:*"])
+    ident = urllib.parse.quote(before + "\x00" + after, safe="")
+    answer = await api.get(f"/v1/runs/{ident}{where}", headers=auth(key))
+    if "\n" in before + after:
+        is_problem(answer, 404, "not_found")
+    else:
+        assert is_problem(answer, 422, "unstorable_text")["details"]["path"] == "{run}"
