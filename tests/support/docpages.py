@@ -15,7 +15,8 @@ from tests.support.procs import ROOT, env_with
 
 DOCS = ROOT / "docs"
 #: pages run by tests/e2e/test_docs_tutorials.py
-TUTORIALS = ("tutorials/first-verify.md",)
+TUTORIALS = ("tutorials/first-verify.md", "tutorials/events-and-triggers.md", "tutorials/nightly-cron.md",
+             "tutorials/product-integration.md")
 #: pages run by tests/e2e/test_docs_howtos.py
 HOW_TOS: tuple[str, ...] = ()
 
