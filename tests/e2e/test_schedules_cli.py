@@ -154,6 +154,11 @@ async def test_stock_schedule_update_drifts_fails_fast_and_repair_restores(
         ("0 5 * * 1-5", "Asia/Tokyo", "buffer_one", 30)
     assert (u["trigger"]["cron"], u["trigger"]["timezone"], u["live"]["catchup_window_seconds"]) == \
         ("0 5 * * 1-5", "Asia/Tokyo", 120)
+    for bad in (("--cron", "61 * * * *"), ("--timezone", "Mars/Olympus")):
+        refused = one_line_error(await jf(cli_env, "triggers", "update", "nightly", "--tenant", t, *bad))
+        assert "invalid_request: Temporal refused the schedule" in refused, refused
+    kept = json.loads((await jf(cli_env, "triggers", "show", "nightly", "--tenant", t, "--json")).stdout)
+    assert (kept["trigger"]["cron"], kept["live"]["timezone"]) == ("0 5 * * 1-5", "Asia/Tokyo")
     assert (await jf(cli_env, "triggers", "delete", "nightly", "--tenant", t)).returncode == 0
 
 
