@@ -56,7 +56,7 @@ from shared.security.redaction import redact, redact_text
 from shared.security.scopes import require_scopes
 from shared.settings import Settings
 from workers.console import mount as mount_console
-from workers.runtime import Runtime, configure_telemetry, leave, open_runtime
+from workers.runtime import Runtime, configure_telemetry, leave, open_runtime, require_database
 
 log = structlog.get_logger("jobforge.api")
 
@@ -582,9 +582,7 @@ def run(host: str | None = typer.Option(None, help="Address to bind (default: JO
     """Serve the HTTP API until SIGTERM or SIGINT."""
     import uvicorn
 
-    from workers.stack import effective_settings
-
-    settings = effective_settings()
+    settings = Settings()
     overrides: dict[str, Any] = {}
     if host:
         overrides["api_host"] = host
@@ -593,6 +591,7 @@ def run(host: str | None = typer.Option(None, help="Address to bind (default: JO
     settings = settings.model_copy(update=overrides) if overrides else settings
     configure(settings.log_level, settings.log_format)
     try:
+        require_database(settings, "jobforge-api")
         configure_telemetry(settings, "jobforge-api", settings.api_metrics_bind)
         config = uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
                                 log_config=None, proxy_headers=False, server_header=False, lifespan="on",

@@ -48,6 +48,13 @@ class Runtime:
                               gate=self.gate)
 
 
+def require_database(settings: Settings, process: str) -> None:
+    """A service process (worker, API) runs on its settings alone: say so when they name no database."""
+    if not settings.database_url_value():
+        raise StackNotFound(f"{process} has no database: set JOBFORGE_DATABASE_URL and JOBFORGE_TEMPORAL_ADDRESS "
+                            "(`jobforge dev` sets both for the processes it starts)")
+
+
 def database_url(settings: Settings) -> str:
     url = settings.database_url_value()
     if not url:

@@ -31,7 +31,7 @@ from shared.templates import import_template_module
 from shared.temporal import ActivityErrors
 from workers.archiver import archive_histories
 from workers.queue_depth import watch_queue_depth
-from workers.runtime import Runtime, configure_telemetry, leave, open_runtime
+from workers.runtime import Runtime, configure_telemetry, leave, open_runtime, require_database
 from workflows import discover
 from workflows._job import JobArguments
 
@@ -162,8 +162,6 @@ def run(
                                             "(default: JOBFORGE_METRICS_BIND; empty = none)."),
 ) -> None:
     """Serve JobForge's task queues until SIGTERM or SIGINT, then let in-flight activities finish."""
-    from workers.stack import effective_settings
-
     overrides: dict[str, Any] = {}
     if task_queue:
         overrides["worker_task_queues"] = task_queue
@@ -175,9 +173,10 @@ def run(
         overrides["worker_graceful_shutdown_seconds"] = graceful_shutdown_seconds
     if metrics_bind is not None:
         overrides["metrics_bind"] = metrics_bind
-    settings = effective_settings(Settings(**overrides))
+    settings = Settings(**overrides)
     configure(settings.log_level, settings.log_format)
     try:
+        require_database(settings, "jobforge-worker")
         configure_telemetry(settings, "jobforge-worker", settings.metrics_bind)
         asyncio.run(_main(settings))
     except JobForgeError as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from shared.models import RunStatus
 from shared.settings import Settings
 from tests.support.procs import ROOT, env_with
 from workers.runtime import open_runtime
+from workers.stack import StackState
 
 pytestmark = pytest.mark.e2e
 
@@ -71,3 +73,20 @@ async def test_worker_sigterm_mid_run_then_new_worker_completes(settings: Settin
     finally:
         if first.poll() is None:
             first.kill()
+
+
+@pytest.mark.parametrize("module", ["workers.worker", "workers.api"])
+def test_service_reads_only_its_settings(module: str, tmp_path: Path) -> None:
+    """A worker or API started beside a running dev stack's state.json, without JOBFORGE_DATABASE_URL, does
+    not adopt that stack: it exits 2 naming the settings it needs."""
+    home = tmp_path / ".jobforge"
+    home.mkdir()
+    # a live pid: the state reads as a running stack to anything that looks at it
+    StackState(pid=os.getpid(), temporal_address="127.0.0.1:1", ui_url="", home=str(home),
+               database_url="postgresql+psycopg://postgres@127.0.0.1:1/jobforge").write(home / "state.json")
+    assert StackState.read(home / "state.json") is not None
+    done = subprocess.run([sys.executable, "-m", module], cwd=tmp_path, env=env_with({"JOBFORGE_LOG_FORMAT": "json"}),
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert "has no database: set JOBFORGE_DATABASE_URL" in output and "127.0.0.1:1" not in output
