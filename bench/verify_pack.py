@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from shared.settings import Settings  # noqa: E402 - importable once the checkout is on sys.path
-from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, VerifyReport  # noqa: E402 - as above
+from shared.verify.models import TEMPLATE_KEY, VerifyReport  # noqa: E402 - as above
 from tests.support.procs import free_port  # noqa: E402 - as above
 from workers.dev import DevPorts, DevStack  # noqa: E402 - as above
 from workers.runtime import open_runtime  # noqa: E402 - as above
@@ -70,22 +70,17 @@ async def run_pack(settings: Settings, repo: Path, no_cache: bool) -> tuple[floa
     return elapsed, report
 
 
-def by_hand(report: VerifyReport, repo: Path, env_bin: str, dist: Path) -> float:
-    """The report's commands one after another in a shell (what a developer would type), timed."""
-    commands = []
-    for step in report.steps:
-        if step.name is StepName.INSTALL or step.status is StepStatus.SKIPPED:
-            continue
-        command = step.command
-        if step.name is StepName.BUILD:  # same command, its own output directory
-            command = command.replace(command.split("--outdir ")[1].split(" ")[0], str(dist))
-        commands.append(command)
-    script = "; ".join(f"{c} >/dev/null 2>&1" for c in commands)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBFORGE_")}
-    env.update(PATH=f"{env_bin}:{env['PATH']}", VIRTUAL_ENV=str(Path(env_bin).parent))
-    started = time.perf_counter()
-    subprocess.run(["/bin/sh", "-c", script], cwd=repo, env=env, check=False, timeout=1800)
-    return time.perf_counter() - started
+def by_hand(report: VerifyReport, repo: Path, settings: Settings, work: Path) -> float:
+    """The report's commands one after another in a shell (what a developer would type), timed: the
+    install replayed into a directory of the bench first (untimed here), as ``bench/verify_corpus.py`` does."""
+    from bench.verify_corpus import Case, Outcome
+    from bench.verify_corpus import by_hand as replay
+
+    outcome = Outcome(case=Case(repo="bench", name="intact", source_dir=repo, edits=[], expect={}), report=report)
+    replay(outcome, settings, "bench", work)
+    if outcome.by_hand is None:
+        raise SystemExit(f"the commands by hand did not run: {outcome.error}")
+    return outcome.by_hand
 
 
 def describe(report: VerifyReport) -> str:
@@ -99,15 +94,13 @@ async def bench(settings: Settings, repo: Path, origin: str, rounds: int, work: 
     for step in first.steps:
         if step.status.is_failure:
             print(f"  {step.name.value} failed ({step.reason}); last lines: {' | '.join(step.tail[-3:])[:300]}")
-    envs = settings.home / "verify" / "envs" / "bench"  # home is absolute here
-    env_bin = next(iter(await asyncio.to_thread(lambda: list(envs.iterdir())))) / "bin"
     jobforge: list[float] = []
     shell: list[float] = []
     report = first
     for index in range(rounds):  # interleaved, so load from elsewhere on the machine hits both alike
         elapsed, report = await run_pack(settings, repo, no_cache=True)
         jobforge.append(elapsed)
-        shell.append(by_hand(report, repo, str(env_bin), work / f"dist-{index}"))
+        shell.append(await asyncio.to_thread(by_hand, report, repo, settings, work / f"hand-{index}"))
         print(f"round {index + 1}: jobforge {elapsed:.2f}s  shell {shell[-1]:.2f}s  [{describe(report)}]")
     hits: list[float] = []
     if report.passed:
