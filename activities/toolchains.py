@@ -61,6 +61,8 @@ PYPI_EXECUTABLES: dict[str, tuple[str, ...]] = {
     "pre-commit": ("pre-commit",), "tox": ("tox",), "nox": ("nox",), "hatch": ("hatch",), "poetry": ("poetry",),
     "rust-just": ("just",),
 }
+#: installed beside a Python tool when they fit its version: tox builds its environments with uv
+PYPI_PLUGINS: dict[str, tuple[str, ...]] = {"tox": ("tox-uv",)}
 _PY_VERSION = re.compile(r"^python(\d+\.\d+)$")
 _probed: dict[str, tuple[str, str]] = {}  # interpreter path identity -> (version, real path)
 _versions: dict[str, str] = {}
@@ -398,6 +400,21 @@ class Toolchains:
                      seconds=round(time.monotonic() - started, 2))
 
     @staticmethod
+    def _uv(name: str, version: str, argv: list[str], env: dict[str, str], target: Path,
+            required: bool = True) -> bool:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False,
+                                  env=env, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            shutil.rmtree(target, ignore_errors=True)
+            raise ToolchainUnavailable(f"installing {name}=={version} timed out", tool=name) from None
+        if done.returncode != 0 and required:
+            shutil.rmtree(target, ignore_errors=True)
+            raise ToolchainUnavailable(f"installing {name}=={version} failed: {done.stderr.strip()[-400:]}",
+                                       tool=name)
+        return done.returncode == 0
+
+    @staticmethod
     def _link_bins(package: Path, bin_dir: Path) -> None:
         bin_dir.mkdir()
         manifest = json.loads((package / "package.json").read_text())
@@ -468,19 +485,14 @@ class Toolchains:
                 shutil.rmtree(target)
             env = self._uv_env()
             venv = target / "venv"
-            for argv in ([uv_binary(), "venv", "--quiet", "--python", python, str(venv)],
-                         [uv_binary(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-                          f"{name}=={version}"]):
-                try:
-                    done = subprocess.run(argv, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False,
-                                          env=env, stdin=subprocess.DEVNULL)
-                except subprocess.TimeoutExpired:
-                    shutil.rmtree(target, ignore_errors=True)
-                    raise ToolchainUnavailable(f"installing {name}=={version} timed out", tool=name) from None
-                if done.returncode != 0:
-                    shutil.rmtree(target, ignore_errors=True)
-                    raise ToolchainUnavailable(f"installing {name}=={version} failed: {done.stderr.strip()[-400:]}",
-                                               tool=name)
+            install = [uv_binary(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
+            self._uv(name, version, [uv_binary(), "venv", "--quiet", "--python", python, str(venv)], env, target)
+            plugins = PYPI_PLUGINS.get(name, ())
+            # a plugin that makes the runner build its environments with uv (from the warm cache, in
+            # seconds); the runner alone when the plugin does not fit the version the repository asks for
+            if not plugins or not self._uv(name, version, [*install, f"{name}=={version}", *plugins], env, target,
+                                           required=False):
+                self._uv(name, version, [*install, f"{name}=={version}"], env, target)
             bin_dir = target / "bin"
             bin_dir.mkdir()
             for command in PYPI_EXECUTABLES.get(name, (name,)):

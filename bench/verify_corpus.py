@@ -441,6 +441,7 @@ def main() -> None:
     cases, skipped = load_cases(Path(args.corpus), cache, set(args.only))
     if args.intact_only:
         cases = [c for c in cases if c.name == "intact"]
+    cases.sort(key=lambda c: c.name != "intact")  # every repository first, then the broken copies (warm caches)
     for line in skipped:
         print(f"skipped {line}")
     with tempfile.TemporaryDirectory(prefix="jobforge-corpus-", dir=cache) as tmp:

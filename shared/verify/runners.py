@@ -50,7 +50,14 @@ def _expand(text: str) -> list[str]:
     if match is None:
         return [text]
     head, tail = text[: match.start()], text[match.end():]
-    return [expanded for option in match.group(1).split(",") for expanded in _expand(head + option.strip() + tail)]
+    options: list[str] = []
+    for option in (o.strip() for o in match.group(1).split(",")):
+        bounds = re.fullmatch(r"(\d+)-(\d+)", option)  # tox 4's ranges: py3{10-13}
+        if bounds and int(bounds.group(1)) <= int(bounds.group(2)) <= int(bounds.group(1)) + 100:
+            options += [str(n) for n in range(int(bounds.group(1)), int(bounds.group(2)) + 1)]
+        else:
+            options.append(option)
+    return [expanded for option in options for expanded in _expand(head + option + tail)]
 
 
 def _split_envlist(value: str) -> list[str]:

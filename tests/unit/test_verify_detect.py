@@ -377,3 +377,12 @@ def test_yarn_berry_installs_even_without_dependencies_and_test_types_is_a_typec
     classic = {"name": "c", "scripts": {"test": "node t.js"}}
     q = plan(facts({"package.json": json.dumps(classic)}), REQ, HOST)
     assert not q.install.runnable and q.install.reason == "package.json declares no dependencies"
+
+
+def test_tox_ranges_expand_as_tox_expands_them() -> None:
+    """``py{311-313}`` is tox 4's range: the test env of Python 3.11 is ``py311``, not a made-up ``py311-313``."""
+    from shared.verify.runners import tox_envs, tox_test_env
+
+    envs, where, _ = tox_envs({"tox.ini": "[tox]\nenv_list =\n    lint\n    py{311-313}\n    py3{12-13}t\n"}, {})
+    assert envs == ["lint", "py311", "py312", "py313", "py312t", "py313t"] and where == "tox.ini"
+    assert tox_test_env(envs, "3.11.7") == "py311"
