@@ -238,6 +238,24 @@ async def test_pnpm_runs_at_the_declared_version(runtime: Runtime, worker: None,
     assert listing(repo) == before, "the checkout was written to"
 
 
+async def test_npm_without_a_lockfile_writes_none(runtime: Runtime, worker: None, verify_on: None, repos: Path,
+                                                  npm_registry: None) -> None:
+    """Without a lockfile npm installs with ``--no-package-lock`` in the run's copy: no package-lock.json (which
+    would turn the next run into ``npm ci``) or node_modules appears in the checkout."""
+    package = {"name": "npm-fixture", "version": "1.0.0", "private": True, "dependencies": {"is-number": "7.0.0"},
+               "scripts": {"test": "node -e \"require('is-number'); console.log('npm', process.env.CI)\""}}
+    repo = write_files(repos / "npmrepo", {"package.json": json.dumps(package, indent=2) + "\n"})
+    git_init(repo)
+    before = listing(repo)
+    report = await verify(runtime, {"repo_path": str(repo)})
+    assert report.passed, explain(report)
+    assert report.step(StepName.INSTALL).command == "npm install --no-package-lock"
+    assert "npm true" in log_text(report, StepName.TEST)  # CI=true, as CI services set it
+    assert listing(repo) == before, "the checkout was written to"
+    again = await verify(runtime, {"repo_path": str(repo)})
+    assert again.step(StepName.INSTALL).command == "npm install --no-package-lock"
+
+
 async def test_yarn_berry_runs_at_the_declared_version(runtime: Runtime, worker: None, verify_on: None,
                                                        repos: Path, settings: Settings,
                                                        npm_registry: None) -> None:
