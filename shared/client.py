@@ -33,10 +33,11 @@ from shared.security.principal import Principal
 from shared.security.scopes import require_scopes
 from shared.security.tokens import token_ref
 from shared.settings import Settings
+from shared.starts import job_start
 from shared.store import Store
 from shared.store.triggers import TriggerStore
 from shared.templates import Registry
-from shared.temporal import TRACE, from_failure, run_search_attributes
+from shared.temporal import TRACE, from_failure
 from shared.triggers.models import RouteEventResult
 
 if TYPE_CHECKING:
@@ -156,11 +157,11 @@ class JobForgeClient:
     async def _start(self, job: JobRun, task_queue: str, workflow_id: str, digest: str) -> RunHandleInfo:
         request_id = uuid.uuid4().hex
         try:
-            handle: WorkflowHandle[Any, Any] = await self.temporal.start_workflow(
-                job.template_key, job, id=workflow_id, task_queue=task_queue,
-                search_attributes=run_search_attributes(job.tenant_id, job.template_key, job.trace_id),
-                memo={"tenant_id": job.tenant_id, "input_hash": digest, "request_id": request_id,
-                      "actor": job.actor},
+            start = job_start(job, id=workflow_id, task_queue=task_queue,
+                              memo={"tenant_id": job.tenant_id, "input_hash": digest, "request_id": request_id,
+                                    "actor": job.actor})
+            handle: WorkflowHandle[Any, Any] = await start.start(
+                self.temporal,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 # a worker sharing this client (a trigger fire inside a worker) takes the first task at once

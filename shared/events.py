@@ -15,7 +15,7 @@ from shared import tracing
 from shared.errors import RoutingTimeout, TemporalUnavailable
 from shared.models import EventEnvelope, EventReceipt
 from shared.settings import Settings
-from shared.temporal import run_search_attributes
+from shared.starts import start_options
 from shared.triggers.models import RouteEventResult, RouteRef, RouterInput
 from shared.triggers.schedules import EVENT_ROUTER_WORKFLOW
 
@@ -52,14 +52,12 @@ async def start_routing(temporal: Client, settings: Settings, receipt: EventRece
     """
     key = route_key(receipt)
     shard = router_shard(key, settings.event_router_shards)
-    await temporal.start_workflow(
+    router = start_options(
         EVENT_ROUTER_WORKFLOW,
         RouterInput(tenant_id=receipt.tenant_id, shard=shard, shards=settings.event_router_shards),
-        id=router_workflow_id(receipt.tenant_id, shard), task_queue=settings.task_queue,
-        start_signal=ROUTE_SIGNAL,
-        start_signal_args=[RouteRef(route_key=key, actor=actor, carrier=tracing.carrier())],
-        search_attributes=run_search_attributes(receipt.tenant_id, EVENT_ROUTER_WORKFLOW, ""),
-    )
+        tenant_id=receipt.tenant_id, id=router_workflow_id(receipt.tenant_id, shard), task_queue=settings.task_queue)
+    await router.start(temporal, start_signal=ROUTE_SIGNAL,
+                       start_signal_args=[RouteRef(route_key=key, actor=actor, carrier=tracing.carrier())])
     return key
 
 

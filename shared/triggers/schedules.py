@@ -25,7 +25,6 @@ from temporalio.client import (
 )
 from temporalio.converter import PayloadConverter
 
-from shared.temporal import run_search_attributes
 from shared.triggers.models import OverlapPolicy, Trigger, TriggerFireInput
 
 TRIGGER_FIRE_WORKFLOW = "jobforge.trigger.fire"
@@ -76,15 +75,12 @@ def build_spec(trigger: Trigger) -> ScheduleSpec:
 
 
 def build_action(trigger: Trigger, task_queue: str) -> ScheduleActionStartWorkflow:
-    """The one action a trigger's Schedule takes: start ``jobforge.trigger.fire`` for this trigger."""
-    return ScheduleActionStartWorkflow(
-        TRIGGER_FIRE_WORKFLOW,
-        TriggerFireInput(tenant_id=trigger.tenant_id, trigger_id=trigger.trigger_id, trigger_name=trigger.name,
-                         source="schedule", actor=trigger.actor),
-        id=fire_workflow_id(trigger.tenant_id, trigger.name),
-        task_queue=task_queue,
-        typed_search_attributes=run_search_attributes(trigger.tenant_id, TRIGGER_FIRE_WORKFLOW, trigger.trigger_id),
-    )
+    """The one action a trigger's Schedule takes: start ``jobforge.trigger.fire`` for this trigger (built by
+    the one builder of start options, search attributes included)."""
+    from shared.starts import trigger_fire_start  # it imports this module's names
+
+    return trigger_fire_start(trigger, source="schedule", actor=trigger.actor, task_queue=task_queue,
+                              id=fire_workflow_id(trigger.tenant_id, trigger.name)).schedule_action()
 
 
 def build_policy(trigger: Trigger, overlap: OverlapPolicy | None = None,

@@ -32,9 +32,9 @@ from shared.errors import InvalidRequest, ScheduleMissing
 from shared.flags import Flag, FlagReader
 from shared.ids import check_tenant_id
 from shared.settings import Settings
+from shared.starts import trigger_fire_start
 from shared.store.triggers import TriggerStore
 from shared.templates import Registry
-from shared.temporal import run_search_attributes
 from shared.triggers.gate import evaluate_trigger_fire
 from shared.triggers.models import (
     FireContext,
@@ -43,7 +43,6 @@ from shared.triggers.models import (
     OverlapPolicy,
     SafetyConfig,
     Trigger,
-    TriggerFireInput,
     TriggerKind,
     TriggerSpec,
     TriggerState,
@@ -51,7 +50,6 @@ from shared.triggers.models import (
     strict_safety_config,
 )
 from shared.triggers.schedules import (
-    TRIGGER_FIRE_WORKFLOW,
     LiveSchedule,
     adopt,
     build_action,
@@ -384,13 +382,9 @@ class TriggerService:
         trigger = await self.store.get(tenant_id, name)
         if trigger.kind is TriggerKind.CRON and await self._describe(trigger) is None:
             raise self._missing(trigger)
-        handle = await self.temporal.start_workflow(
-            TRIGGER_FIRE_WORKFLOW,
-            TriggerFireInput(tenant_id=tenant_id, trigger_id=trigger.trigger_id, trigger_name=name, source="manual",
-                             actor=actor),
-            id=f"jobforge/{tenant_id}/trigger/{name}/manual/{uuid.uuid4().hex}", task_queue=self.settings.task_queue,
-            search_attributes=run_search_attributes(tenant_id, TRIGGER_FIRE_WORKFLOW, trigger.trigger_id),
-            result_type=FireOutcome)
+        start = trigger_fire_start(trigger, source="manual", actor=actor, task_queue=self.settings.task_queue,
+                                   id=f"jobforge/{tenant_id}/trigger/{name}/manual/{uuid.uuid4().hex}")
+        handle = await start.start(self.temporal, result_type=FireOutcome)
         outcome = await handle.result()
         assert isinstance(outcome, FireOutcome)
         return outcome

@@ -16,18 +16,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.common import TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 
-from shared.models import RunRecord, RunStatus
+from shared.client_http import HttpJobForgeClient
+from shared.models import EventEnvelope, RunRecord, RunStatus
 from shared.settings import Settings
 from shared.store.audit import AuditLog, AuditRecord
-from tests.support.procs import BIN, env_with, start_worker, wait_for
+from shared.store.triggers import TriggerStore
+from shared.temporal import TENANT
+from shared.triggers.models import TriggerKind, TriggerSpec
+from shared.triggers.schedules import schedule_id
+from shared.triggers.service import TriggerService
+from tests.support.procs import BIN, env_with, jobforge, start_worker, wait_for
+from workers.api import create_app
 from workers.runtime import open_runtime
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +44,8 @@ HEALTHCHECK = "autopilot.jobforge.healthcheck"
 TEMPORAL = BIN / "temporal"
 #: how long a refused run may take to be answered (it takes well under a second here)
 ANSWERED_WITHIN = 15.0
-FLAGS = {"JOBFORGE_AUTOPILOT_JOBS_ENABLED": "1", "JOBFORGE_AUDIT_LOGGING_ENABLED": "1"}
+FLAGS = {"JOBFORGE_AUTOPILOT_JOBS_ENABLED": "1", "JOBFORGE_AUDIT_LOGGING_ENABLED": "1",
+         "JOBFORGE_TRIGGERS_ENABLED": "1", "JOBFORGE_EVENTS_ENABLED": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +81,7 @@ def temporal(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]
 def count(settings: Settings, query: str) -> int:
     done = temporal(settings, "workflow", "count", "--query", query, "-o", "json")
     assert done.returncode == 0, done.stderr
-    return int(json.loads(done.stdout)["count"])
+    return int(json.loads(done.stdout).get("count", 0))  # zero is left out of the JSON
 
 
 async def failure_of(settings: Settings, workflow_type: str, *args: Any,
@@ -119,7 +128,7 @@ async def test_malformed_argument_is_a_rejected_run_of_its_tenant(native: Settin
     entries = await audit_entries(native, tenant)
     assert [(e.decision, e.action, e.details.get("error_code")) for e in entries] == [
         ("deny", "jobs.request", "invalid_run_argument")]
-    assert count(native, f'JobForgeTenant="{tenant}"') == 1
+    wait_for(lambda: count(native, f'JobForgeTenant="{tenant}"') == 1, 10, "the rejected run under its tenant")
 
 
 async def test_no_argument_and_two_arguments_fail_typed(native: Settings) -> None:
@@ -139,7 +148,8 @@ def test_stock_cli_start_with_a_malformed_input_fails(native: Settings) -> None:
     assert done.returncode != 0
     out = done.stdout + done.stderr
     assert "is not a valid JobRun: actor: Input should be a valid string" in out, out
-    assert count(native, f'JobForgeTenant="{tenant}" AND ExecutionStatus="Failed"') == 1
+    wait_for(lambda: count(native, f'JobForgeTenant="{tenant}" AND ExecutionStatus="Failed"') == 1, 10,
+             "the failed run under its tenant")
 
 
 def test_unknown_workflow_type_is_answered_naming_the_templates(native: Settings) -> None:
@@ -155,7 +165,37 @@ def test_unknown_workflow_type_is_answered_naming_the_templates(native: Settings
     assert HEALTHCHECK in out
     run = asyncio.run(stored_run(native, tenant, workflow_id))
     assert run.status is RunStatus.REJECTED and run.template_key == "autopilot.jobforge.healthchek"
-    assert count(native, f'JobForgeTenant="{tenant}"') == 1
+    wait_for(lambda: count(native, f'JobForgeTenant="{tenant}"') == 1, 10, "the rejected run under its tenant")
+
+
+async def test_attributes_contradicting_the_argument_are_refused_and_corrected(native: Settings) -> None:
+    """A start whose JobForgeTenant says one tenant while its argument says another is refused (typed, audited
+    under the argument's tenant) and ends listed under the argument's tenant, not the attribute's."""
+    says, really = f"acme-{uuid.uuid4().hex[:6]}", f"globex-{uuid.uuid4().hex[:6]}"
+    attributes = TypedSearchAttributes([SearchAttributePair(TENANT, says)])
+    failure, workflow_id = await failure_of(native, HEALTHCHECK, {"tenant_id": really},
+                                            search_attributes=attributes)
+    assert failure.type == "search_attribute_mismatch" and failure.details[0]["attribute"] == "JobForgeTenant"
+    assert (await stored_run(native, really, workflow_id)).status is RunStatus.REJECTED
+    assert [e.details.get("error_code") for e in await audit_entries(native, really)] == ["search_attribute_mismatch"]
+    wait_for(lambda: count(native, f'JobForgeTenant="{really}" AND WorkflowId="{workflow_id}"') == 1, 10,
+             "the refused run under its argument's tenant")
+    assert count(native, f'JobForgeTenant="{says}"') == 0
+
+
+def test_raw_cli_start_without_attributes_gets_them_from_admission(native: Settings) -> None:
+    """`temporal workflow execute` with a bare JobRun (no search attributes, no trace id) succeeds and the run ends
+    with JobForgeTenant, JobForgeTemplate and a JobForgeTrace set by admission."""
+    tenant = f"bare-{uuid.uuid4().hex[:8]}"
+    workflow_id = f"bare-{uuid.uuid4().hex}"
+    done = temporal(native, "workflow", "execute", "--task-queue", native.task_queue, "--type", HEALTHCHECK,
+                    "--workflow-id", workflow_id, "--input", json.dumps({"tenant_id": tenant, "inputs": {}}))
+    assert done.returncode == 0, done.stdout + done.stderr
+    query = f'JobForgeTenant="{tenant}" AND JobForgeTemplate="{HEALTHCHECK}" AND WorkflowId="{workflow_id}"'
+    wait_for(lambda: count(native, query) == 1, 10, "the admitted run under its tenant filter")
+    run = asyncio.run(stored_run(native, tenant, workflow_id))
+    assert run.status is RunStatus.SUCCEEDED and run.trace_id
+    wait_for(lambda: count(native, f'JobForgeTrace="{run.trace_id}"') == 1, 10, "the run under its trace")
 
 
 _SCALAR = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
@@ -177,3 +217,69 @@ def test_every_malformed_argument_fails_typed(native: Settings, argument: Any) -
     failure, _ = asyncio.run(failure_of(native, HEALTHCHECK, argument))
     assert failure.type in {"invalid_run_argument", "invalid_request"}, failure
     assert failure.non_retryable
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    """`jobforge` pointed at the module's services, as an operator's shell would be."""
+    return env_with({"JOBFORGE_TEMPORAL_ADDRESS": settings.temporal_address,
+                     "JOBFORGE_DATABASE_URL": settings.database_url_value() or "",
+                     "JOBFORGE_TASK_QUEUE": settings.task_queue, "JOBFORGE_HOME": str(settings.home), **FLAGS})
+
+
+def executions(settings: Settings, query: str) -> list[dict[str, Any]]:
+    done = temporal(settings, "workflow", "list", "--query", query, "-o", "json", "--limit", "100")
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout or "[]"))
+
+
+async def test_every_jobforge_start_path_is_under_its_tenant_filter(native: Settings,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs started by the CLI, the SDK over Temporal and over HTTP, `jobforge triggers fire`, a cron trigger's
+    Schedule (fired with the stock `temporal schedule trigger`) and an event router all carry JobForgeTenant from
+    their first event: `temporal workflow count` under the tenant filter counts every one of them."""
+    for name, value in FLAGS.items():
+        monkeypatch.setenv(name, value)
+    tenant = f"paths-{uuid.uuid4().hex[:8]}"
+    async with open_runtime(native) as rt:
+        assert rt.temporal is not None
+        await rt.gate.tenants.create_tenant(tenant)
+        key = await rt.gate.tenants.create_key(tenant, ["*:*"])
+        triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, rt.settings, rt.registry, rt.flags)
+        await triggers.create(TriggerSpec(tenant_id=tenant, name="nightly", kind=TriggerKind.CRON,
+                                          template_key=HEALTHCHECK, cron="0 3 1 1 *"))
+        await triggers.create(TriggerSpec(tenant_id=tenant, name="on-ping", kind=TriggerKind.EVENT,
+                                          template_key=HEALTHCHECK, event_pattern="demo.ping"))
+        # 1. the CLI
+        done = await asyncio.to_thread(jobforge, "jobs", "request", HEALTHCHECK, "--tenant", tenant, "--json",
+                                       env=cli_env(native))
+        assert done.returncode == 0, done.stderr
+        # 2. the SDK over Temporal, 3. the SDK over HTTP (the API's handlers in this process)
+        await rt.client().request_job(tenant, HEALTHCHECK)
+        app = create_app(native, rt)
+        async with HttpJobForgeClient("http://api", key.secret, transport=httpx.ASGITransport(app=app)) as http:
+            await http.request_job(tenant, HEALTHCHECK)
+        # 4. `jobforge triggers fire` (a fire workflow and the run it starts)
+        done = await asyncio.to_thread(jobforge, "triggers", "fire", "nightly", "--tenant", tenant,
+                                       env=cli_env(native))
+        assert done.returncode == 0, done.stdout + done.stderr
+        # 5. the cron trigger's Schedule, fired with the stock CLI
+        done = temporal(native, "schedule", "trigger", "--schedule-id", schedule_id(tenant, "nightly"))
+        assert done.returncode == 0, done.stderr
+        # 6. an event: its tenant's router and the run its trigger starts
+        await rt.client().submit_event(EventEnvelope(tenant_id=tenant, event_id="p-1", event_type="demo.ping"))
+
+        everything = f'WorkflowId STARTS_WITH "jobforge/{tenant}/"'
+        expected = {"cli/sdk/http runs": 3, "fire workflows": 2, "fired runs": 3, "router": 1}
+        wait_for(lambda: len(executions(native, everything)) >= sum(expected.values()), 30,
+                 "every start to be visible")
+        found = executions(native, everything)
+        types = sorted(e["type"]["name"] for e in found)
+        assert types.count(HEALTHCHECK) == 6 and types.count("jobforge.trigger.fire") == 2, types
+        assert types.count("jobforge.event.router") == 1, types
+        wait_for(lambda: count(native, f'JobForgeTenant="{tenant}"') == len(found), 10, "all under the tenant")
+        # from the first event on: the start event itself carries the tenant
+        for execution in found:
+            handle = rt.temporal.get_workflow_handle(execution["execution"]["workflowId"],
+                                                     run_id=execution["execution"]["runId"])
+            started = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes
+            assert "JobForgeTenant" in started.search_attributes.indexed_fields, execution["execution"]
