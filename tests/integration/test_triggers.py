@@ -333,3 +333,31 @@ async def test_sharded_routers_route_each_event_once(runtime: Runtime, worker: N
     assert sorted(f.event_id for f in await svc.fires(t, limit=100)) == sorted(f"s{i}" for i in range(30))
     routers = {w.id async for w in runtime.temporal.list_workflows(f"JobForgeTenant = '{t}'")}
     assert routers == {router_workflow_id(t, shard) for shard in range(3)}
+
+
+async def test_event_trigger_is_relaxed_and_tightened_with_update(runtime: Runtime, worker: None, all_on: None) -> None:
+    """`update` on an event trigger changes its safety config: a dry-run trigger set to fire starts a run for
+    the next event; an allow list that the event's source does not match then skips it; schedule options are
+    refused for it; a stored strict trigger with no allow list (made before create refused one) says every
+    fire is skipped."""
+    from shared.errors import InvalidRequest
+    from shared.triggers.models import strict_safety_config
+    from shared.triggers.service import TriggerChanges
+
+    t, svc = tenant(), service(runtime)
+    await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True))
+    first = await submit(runtime, t, "contract.signed")
+    assert first is not None and first.fires[0].verdict is Verdict.DRY_RUN
+    view = await svc.update(t, "signed", TriggerChanges(dry_run=False))
+    assert not view.trigger.safety.dry_run and view.state == "active"
+    second = await submit(runtime, t, "contract.signed")
+    assert second is not None and second.fires[0].verdict is Verdict.FIRE and second.fires[0].run_workflow_id
+    await svc.update(t, "signed", TriggerChanges(allow=("source_app:elsewhere",)))
+    third = await submit(runtime, t, "contract.signed")
+    assert third is not None and third.fires[0].reasons == ["no allow-list entry matches"]
+    with pytest.raises(InvalidRequest, match="only cron triggers"):
+        await svc.update(t, "signed", TriggerChanges(timezone="UTC"))
+    legacy = await svc.store.create(event_trigger(t, "legacy", "x.*").model_copy(
+        update={"safety": strict_safety_config()}))
+    shown = await svc.view(legacy)
+    assert shown.strict and "strict triggers need an allow list" in shown.skips
