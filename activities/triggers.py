@@ -29,7 +29,6 @@ from shared.templates import Registry
 from shared.triggers.gate import evaluate_trigger_fire
 from shared.triggers.inputs import build_inputs
 from shared.triggers.models import (
-    AcceptEventResult,
     Decision,
     FireContext,
     FireOutcome,
@@ -61,14 +60,6 @@ class TriggerActivities:
         self.temporal = temporal
         self.settings = settings
         self.registry = registry
-
-    @activity.defn(name="events.accept")
-    async def accept_event(self, req: StoreEventInput) -> AcceptEventResult:
-        """Persist the admitted event once (keyed by its routing workflow) and find the triggers it matches."""
-        event = EventEnvelope.model_validate(req.event)
-        stored = await self.triggers.store_event(event, req.trace_id, req.route_workflow_id, req.actor)
-        matched = await self.triggers.matching(event.tenant_id, event.event_type)
-        return AcceptEventResult(event_row_id=stored.id, trigger_ids=[t.trigger_id for t in matched])
 
     @activity.defn(name="events.route_batch")
     async def route_batch(self, req: RouteBatchInput) -> RouteBatchResult:
@@ -131,7 +122,8 @@ class TriggerActivities:
 
     @activity.defn(name="events.route")
     async def route_event(self, req: StoreEventInput) -> RouteEventResult:
-        """``events.accept`` and then every matching trigger's ``triggers.fire``, in one step (the step of
+        """Store the admitted event once (keyed by its routing workflow), then run every matching trigger's
+        ``triggers.fire``, in one step (the step of
         the per-event routing workflow that preceded the per-tenant router).
 
         Idempotent as a whole: the event row is keyed by the routing workflow, each fire by its fire

@@ -63,7 +63,7 @@ def collect(rt: Runtime) -> tuple[list[type[Any]], list[Callable[..., Any]]]:
     verify = VerifyActivities(rt.store, rt.settings, rt.flags)
     activities += [verify.prepare, verify.install, verify.run_step, verify.finalize]
     triggers = TriggerActivities(rt.store, rt.gate, rt.temporal, rt.settings, rt.registry)
-    activities += [triggers.accept_event, triggers.fire, triggers.route_event,
+    activities += [triggers.fire, triggers.route_event,
                    triggers.route_batch, triggers.unrouted, triggers.fire_refused]
     keys = KeyActivities(rt.gate.tenants)
     activities += [keys.create_successor, keys.revoke]

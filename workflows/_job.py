@@ -4,15 +4,18 @@ The bookkeeping steps (admission, provenance capture, the final run record) are 
 they run on the worker that holds the workflow task, inside that task, and are recorded as markers,
 so they cost the Temporal server no activity tasks and the run no extra workflow tasks (a template
 with one activity runs in two workflow tasks, as a bare Temporal workflow does). Their retry policy
-is the same unlimited, backed-off one. Histories recorded before this change (regular activities)
-replay on the old path (``workflow.patched``).
+is the same unlimited, backed-off one. Histories recorded when they were regular activities take that
+path (``workflow.patched("jobforge.bookkeeping-local")``): JobForge keeps runs' histories beyond
+Temporal's retention (``run_histories``) and verifies bundles by replaying them against this code, so
+the branch stays (``tests/unit/test_recorded_histories.py`` replays such histories).
 
 A template workflow takes its argument undecoded (``job: RawValue``) and :func:`run_job` decodes it,
 so whatever a user sends through Temporal is answered: a malformed argument (or none, or several:
 :class:`JobArguments`) fails the run at once with ``invalid_run_argument`` naming the fields,
 recorded and audited as a rejected run of its tenant when the tenant can be read (:func:`refuse`).
-Admission decides the run's JobForge search attributes from its argument and the workflow sets them
-(``workflow.patched("jobforge.admission-search-attributes")``).
+Admission decides the run's JobForge search attributes from its argument and the workflow sets them.
+No history recorded before that upsert can reach it (their admission results carry no attributes), so
+its patch is deprecated (``workflow.deprecate_patch``: histories recorded with the marker still replay).
 """
 
 from __future__ import annotations
@@ -79,7 +82,8 @@ def _set_attributes(wanted: dict[str, str]) -> None:
     current = _attributes()
     updates = [key.value_set(wanted[key.name]) for key in SEARCH_ATTRIBUTES
                if wanted.get(key.name) and wanted[key.name] != current.get(key.name)]
-    if updates and workflow.patched(SET_SEARCH_ATTRIBUTES):
+    if updates:
+        workflow.deprecate_patch(SET_SEARCH_ATTRIBUTES)
         workflow.upsert_search_attributes(updates)
 
 

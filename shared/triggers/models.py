@@ -377,11 +377,3 @@ class RouterInput(BaseModel):
     pending: list[RouteRef] = []
     #: events routed by this router's earlier runs (continue-as-new keeps the count)
     routed: int = 0
-
-
-class AcceptEventResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    event_row_id: int
-    #: the tenant's event triggers whose pattern matches the event type
-    trigger_ids: list[str]
