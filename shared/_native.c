@@ -523,6 +523,7 @@ typedef struct {
     unsigned long long work;
     Py_ssize_t start, end; /* the span found */
     int key;
+    Py_ssize_t last_end; /* where the last span pushed ends (-1: none yet) */
 } Scan;
 
 /* the end of "<label> PRIVATE KEY[ BLOCK]-----" at `at`, or -1 */
@@ -621,7 +622,8 @@ scan_token(Scan *sc, Py_ssize_t at)
         return 0;
     }
     int pair = (int)((c1 << 7) | c2);
-    Py_UCS4 previous = at > 0 ? rd(t, at - 1) : 0x110000;
+    /* right after a span, the character before is its replacement's ']' */
+    Py_UCS4 previous = at > 0 ? (at == sc->last_end ? ']' : rd(t, at - 1)) : 0x110000;
     for (int32_t k = self->pair_start[pair]; k < self->pair_start[pair + 1]; k++) {
         const TokenRule *rule = &self->tok[self->pair_rules[k]];
         if ((at > 0 && in_set(&rule->blocked, previous)) || !starts(t, at, rule->prefix, rule->prefix_len)) {
@@ -659,7 +661,7 @@ scan_bare(Scan *sc, Py_ssize_t at)
 {
     const RedactorObject *self = sc->self;
     const Text *t = sc->t;
-    if (at > 0 && in_set(&self->word, rd(t, at - 1))) {
+    if (at > 0 && at != sc->last_end && in_set(&self->word, rd(t, at - 1))) {
         return 0;
     }
     for (int w = 0; w < self->bare_schemes.n; w++) {
@@ -919,7 +921,8 @@ scan_flag(Scan *sc, Py_ssize_t at)
 {
     RedactorObject *self = sc->self;
     const Text *t = sc->t;
-    if (!starts(t, at, "--", 2) || (at > 0 && in_set(&self->name_chars, rd(t, at - 1)))) {
+    /* right after a span, the character before is its replacement's ']' (so redacting twice is redacting once) */
+    if (!starts(t, at, "--", 2) || (at > 0 && at != sc->last_end && in_set(&self->name_chars, rd(t, at - 1)))) {
         return 0;
     }
     Py_ssize_t end = at;
@@ -977,6 +980,45 @@ scan_at(Scan *sc, Blocks *blocks, Py_ssize_t i, Py_UCS4 c, Py_UCS4 next)
     return found;
 }
 
+/* a span found at candidate `i` (sc->start..sc->end) that begins past the candidate leaves a gap
+   (a flag's name, a URL's user, the spaces or scheme before a value): tokens in the gap are pushed
+   first, then the span itself; -1 on error */
+static int
+scan_gap(Scan *sc, Py_ssize_t i, Spans *out)
+{
+    const RedactorObject *self = sc->self;
+    const Text *t = sc->t;
+    Py_ssize_t start = sc->start, end = sc->end;
+    int key = sc->key;
+    Py_ssize_t k = i + 1;
+    while (k < start) {
+        Py_UCS4 c = rd(t, k), next = k + 1 < t->n ? rd(t, k + 1) : 0x110000;
+        int found = 0;
+        if (c < 128 && next < 128 && self->pair_start[(c << 7) | next] != self->pair_start[((c << 7) | next) + 1]) {
+            found = scan_token(sc, k);
+            if (found < 0) {
+                return -1;
+            }
+        }
+        if (found && sc->end <= start) {
+            if (spans_push(out, sc->start, sc->end, sc->key) < 0) {
+                return -1;
+            }
+            sc->last_end = sc->end;
+            k = sc->end;
+        }
+        else {
+            k++;
+        }
+    }
+    sc->work += (unsigned long long)(start > i ? start - i : 0);
+    sc->start = start;
+    sc->end = end;
+    sc->key = key;
+    sc->last_end = end;
+    return spans_push(out, start, end, key);
+}
+
 /* the main loop for one PyUnicode kind: only interesting characters leave the tight loop */
 #define DEFINE_SCAN_LOOP(NAME, CHAR)                                                                 \
     static int NAME(Scan *sc, Blocks *blocks, int first_only, Spans *out)                           \
@@ -1001,7 +1043,7 @@ scan_at(Scan *sc, Blocks *blocks, Py_ssize_t i, Py_UCS4 c, Py_UCS4 next)
                 return -1;                                                                           \
             }                                                                                        \
             if (found) {                                                                             \
-                if (spans_push(out, sc->start, sc->end, sc->key) < 0) {                              \
+                if (scan_gap(sc, i, out) < 0) {                                                      \
                     return -1;                                                                       \
                 }                                                                                    \
                 if (first_only) {                                                                    \
@@ -1025,7 +1067,7 @@ DEFINE_SCAN_LOOP(scan_loop_ucs4, Py_UCS4)
 static int
 scan_text(RedactorObject *self, const Text *t, int json_keys, int first_only, Spans *out)
 {
-    Scan sc = {self, t, json_keys, 0, 0, 0, 0};
+    Scan sc = {self, t, json_keys, 0, 0, 0, 0, -1};
     Blocks blocks = {-2, 0, -2};
     int rc;
     switch (t->kind) {

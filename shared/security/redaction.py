@@ -315,21 +315,39 @@ class PyEngine:
             if at < cursor:
                 continue
             char = text[at]
+            # right after a span, the character before is its replacement's ']' (redacting twice = once)
+            after_span = bool(out) and out[-1][1] == at
             span: _Span | None
             if char == "-":
-                span = self._pem(text, at, blocks) or self._flag(text, at)
+                span = self._pem(text, at, blocks) or self._flag(text, at, after_span)
             elif char == ":":
                 span = self._url(text, at) if text.startswith("//", at + 1) else self._assignment(text, at, json_keys)
             elif char == "=":
                 span = self._assignment(text, at, json_keys)
             else:
-                span = self._token(text, at) or self._bare_credential(text, at)
+                span = self._token(text, at, after_span) or self._bare_credential(text, at, after_span)
             if span is not None:
+                out.extend(self._gap_tokens(text, at, span[0]))
                 out.append(span)
                 cursor = span[1]
                 if first_only:
                     break
         return out
+
+    def _gap_tokens(self, text: str, at: int, start: int) -> list[_Span]:
+        """Tokens between a candidate and the span it found (a flag's name, a URL's user, the spaces
+        or scheme before a value), which the scan would otherwise step over."""
+        found: list[_Span] = []
+        k = at + 1
+        while k < start:
+            after_span = bool(found) and found[-1][1] == k
+            token = self._token(text, k, after_span) if text[k:k + 2] in self._by_pair else None
+            if token is not None and token[1] <= start:
+                found.append(token)
+                k = token[1]
+            else:
+                k += 1
+        return found
 
     def redact_text(self, text: str, json_keys: bool = True) -> str:
         spans = self.spans(text, json_keys)
@@ -349,11 +367,11 @@ class PyEngine:
 
     # -- token formats ----------------------------------------------------------------------------
 
-    def _token(self, text: str, at: int) -> _Span | None:
+    def _token(self, text: str, at: int, after_span: bool = False) -> _Span | None:
         candidates = self._by_pair.get(text[at:at + 2])
         if not candidates:
             return None
-        previous = text[at - 1] if at else ""
+        previous = ("]" if after_span else text[at - 1]) if at else ""
         for prefix, rule, blocked in candidates:
             if previous in blocked or not text.startswith(prefix, at):
                 continue
@@ -371,8 +389,8 @@ class PyEngine:
                 return at, end, REDACTED
         return None
 
-    def _bare_credential(self, text: str, at: int) -> _Span | None:
-        if at and text[at - 1] in self._word:
+    def _bare_credential(self, text: str, at: int, after_span: bool = False) -> _Span | None:
+        if at and not after_span and text[at - 1] in self._word:
             return None
         for word in BARE_SCHEMES:
             piece = text[at:at + len(word)]
@@ -440,8 +458,8 @@ class PyEngine:
             value += 1
         return self._value(text, value, quoted, self._until_colon if colon else self._until_eq)
 
-    def _flag(self, text: str, at: int) -> _Span | None:
-        if not text.startswith("--", at) or (at and text[at - 1] in self._name_chars):
+    def _flag(self, text: str, at: int, after_span: bool = False) -> _Span | None:
+        if not text.startswith("--", at) or (at and not after_span and text[at - 1] in self._name_chars):
             return None
         end = at
         while end < len(text) and text[end] in self._name_chars and end - at <= NAME_MAX:
