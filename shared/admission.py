@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.canonical import input_hash
-from shared.errors import FeatureDisabled, InvalidRequest, JobForgeError, SecretInInputs
+from shared.errors import FeatureDisabled, InvalidRequest, SecretInInputs
 from shared.flags import Flag
 from shared.ids import check_idempotency_key, check_tenant_id, check_trace_id
-from shared.models import AdmissionResult, JobRun
+from shared.models import JobRun
 from shared.run_argument import check_search_attributes
 from shared.security.limits import PayloadLimits, check_payload, check_storable
 from shared.security.principal import Principal
@@ -72,12 +72,3 @@ def judge(run: JobRun, workflow_type: str, registry: Registry, flags: Mapping[Fl
         raise InvalidRequest("the request's input_hash does not match its inputs", field="input_hash")
     return Judged(spec, model.model_dump(mode="json"), digest)
 
-
-def decide(run: JobRun, workflow_type: str, registry: Registry, flags: Mapping[Flag, bool], *,
-           principal: Principal | None = None, limits: PayloadLimits | None = None) -> AdmissionResult:
-    """:func:`judge` as a result: admitted with the validated inputs, or refused saying exactly why."""
-    try:
-        judged = judge(run, workflow_type, registry, flags, principal=principal, limits=limits)
-    except JobForgeError as err:
-        return AdmissionResult(admitted=False, reason=err.message, error_code=err.code, error_details=err.details)
-    return AdmissionResult(admitted=True, inputs=judged.inputs, input_hash=judged.input_hash)

@@ -22,9 +22,6 @@ class JobForgeError(Exception):
         self.details = details
         super().__init__(self.message)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "details": self.details}
-
 
 class FeatureDisabled(JobForgeError):
     """This feature is turned off."""

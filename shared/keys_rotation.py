@@ -96,7 +96,7 @@ def open_sealed(sealed: str, private_key: X25519PrivateKey) -> bytes:
 def new_keypair() -> tuple[X25519PrivateKey, str]:
     """A recipient keypair: the private key and the base64 public key to put in the inputs."""
     private = X25519PrivateKey.generate()
-    return private, base64.b64encode(_raw(private.public_key())).decode()
+    return private, public_key_text(private)
 
 
 def private_key_pem(private: X25519PrivateKey) -> bytes:
@@ -160,13 +160,5 @@ def open_sealed_secret(sealed: str, private_key: X25519PrivateKey) -> str:
     except (InvalidTag, UnicodeDecodeError):
         raise SealedSecretInvalid() from None
 
-
-def private_key_bytes(private: X25519PrivateKey) -> bytes:
-    return private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                 serialization.NoEncryption())
-
-
-def load_private_key(raw: bytes) -> X25519PrivateKey:
-    return X25519PrivateKey.from_private_bytes(raw)
 
 

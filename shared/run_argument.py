@@ -23,7 +23,6 @@ from shared.security.limits import pg_text
 TENANT_ATTRIBUTE = "JobForgeTenant"
 TEMPLATE_ATTRIBUTE = "JobForgeTemplate"
 TRACE_ATTRIBUTE = "JobForgeTrace"
-ATTRIBUTE_NAMES = (TENANT_ATTRIBUTE, TEMPLATE_ATTRIBUTE, TRACE_ATTRIBUTE)
 
 #: the smallest argument a template run accepts (``template_key`` defaults to the workflow type)
 EXAMPLE_ARGUMENT = '{"tenant_id": "demo", "inputs": {}}'

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -69,10 +69,6 @@ class ReplayStore:
             rows = (await session.execute(stmt)).scalars().all()
         return [{"bundle_sha256": r.bundle_sha256, "replay_sha256": r.replay_sha256, "location": r.location,
                  "created_at": r.created_at.isoformat()} for r in rows]
-
-    async def count_histories(self) -> int:
-        async with self._session() as session:
-            return int(await session.scalar(select(func.count()).select_from(RunHistoryRow)) or 0)
 
     async def artifacts(self, tenant_id: str, run_id: str) -> list[dict[str, Any]]:
         """The run's artifacts as manifest entries (name, kind, media type, sha256, size), by name."""

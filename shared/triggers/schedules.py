@@ -28,8 +28,6 @@ from temporalio.converter import PayloadConverter
 from shared.triggers.models import OverlapPolicy, Trigger, TriggerFireInput
 
 TRIGGER_FIRE_WORKFLOW = "jobforge.trigger.fire"
-#: before the per-tenant router, one routing workflow per event (kept for recorded histories)
-ROUTE_EVENT_WORKFLOW = "jobforge.event.route"
 EVENT_ROUTER_WORKFLOW = "jobforge.event.router"
 #: the catch-up window Temporal gives a Schedule whose update names none (what the stock CLI sends)
 TEMPORAL_DEFAULT_CATCHUP = timedelta(days=365)

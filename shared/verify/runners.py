@@ -13,7 +13,6 @@ import contextlib
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from shared.verify.models import StepName
@@ -33,15 +32,6 @@ TARGET_ALIASES: dict[StepName, tuple[str, ...]] = {
     StepName.BUILD: ("build",),
     StepName.TEST: ("test", "tests"),
 }
-
-
-@dataclass(frozen=True)
-class RunnerTarget:
-    """One runnable unit of a runner: ``tox -e lint``, ``nox -s tests-3.12``, ``make test``."""
-
-    runner: str  # tox | nox | hatch | make | just
-    name: str
-    where: str  # the file and section it is defined in
 
 
 def _expand(text: str) -> list[str]:
@@ -147,10 +137,6 @@ def _tox_requirement(requires: str, minversion: str) -> str:
         if match:
             return match.group(1).strip()
     return f">={minversion.strip()}" if minversion.strip() else ""
-
-
-def tox_requires_plugins(files: Mapping[str, str]) -> bool:
-    return bool(re.search(r"^\s*requires\s*=", files.get("tox.ini", ""), re.MULTILINE))
 
 
 def nox_sessions(noxfile: str) -> list[tuple[str, list[str]]]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from shared.admission import decide
+from shared.admission import judge
 from shared.canonical import canonical_json, input_hash, verify_input_hash
-from shared.errors import InvalidInputs, InvalidRequest, TemplateNotFound
+from shared.errors import FeatureDisabled, InvalidInputs, InvalidRequest, JobForgeError, TemplateNotFound
 from shared.flags import Flag
 from shared.healthcheck import HealthcheckInputs, HealthcheckReport
 from shared.ids import check_idempotency_key, check_tenant_id, workflow_id_for
@@ -108,11 +108,11 @@ def test_canonical_json_handles_deep_nesting() -> None:
 
 
 def test_admission_admits_and_fills_defaults() -> None:
-    """A well-formed request with its flags on is admitted with validated inputs and their hash."""
+    """A well-formed request with its flags on is judged admissible with validated inputs and their hash."""
     job = JobRun(tenant_id="acme", template_key=HC, inputs={}, trace_id="t-1")
-    result = decide(job, HC, Registry(BUILTIN_TEMPLATES), ALL_ON)
-    assert result.admitted and result.inputs == {"task_queues": []}
-    assert result.input_hash == input_hash({})
+    judged = judge(job, HC, Registry(BUILTIN_TEMPLATES), ALL_ON)
+    assert judged.spec.key == HC and judged.inputs == {"task_queues": []}
+    assert judged.input_hash == input_hash({})
 
 
 @pytest.mark.parametrize(("job", "workflow_type", "flags", "code"), [
@@ -124,13 +124,15 @@ def test_admission_admits_and_fills_defaults() -> None:
     (JobRun(tenant_id="acme", template_key=HC, input_hash="sha256:00"), HC, ALL_ON, "invalid_request"),
 ])
 def test_admission_rejections(job: JobRun, workflow_type: str, flags: dict[Flag, bool], code: str) -> None:
-    """Each way a request can be wrong is rejected with its own error code and a reason."""
-    result = decide(job, workflow_type, Registry(BUILTIN_TEMPLATES), flags)
-    assert not result.admitted and result.error_code == code and result.reason
+    """Each way a request can be wrong is refused with its own error code and a reason."""
+    with pytest.raises(JobForgeError) as info:
+        judge(job, workflow_type, Registry(BUILTIN_TEMPLATES), flags)
+    assert info.value.code == code and info.value.message
 
 
 def test_feature_disabled_names_flag_in_details() -> None:
-    """A rejection for a flag carries the flag's name so the caller can rebuild the typed error."""
-    result = decide(JobRun(tenant_id="acme", template_key=HC), HC, Registry(BUILTIN_TEMPLATES), {})
-    assert result.error_details == {"flag": "JOBFORGE_AUTOPILOT_JOBS_ENABLED"}
+    """A refusal for a flag carries the flag's name so the caller can rebuild the typed error."""
+    with pytest.raises(FeatureDisabled) as info:
+        judge(JobRun(tenant_id="acme", template_key=HC), HC, Registry(BUILTIN_TEMPLATES), {})
+    assert info.value.details == {"flag": "JOBFORGE_AUTOPILOT_JOBS_ENABLED"}
     assert HealthcheckReport(healthy=True, checks=[]).healthy
