@@ -2,7 +2,7 @@
 
 Baseline measured in the same run: a bare `temporal server start-dev` (same flags, same SQLite file
 kind) from launch to its gRPC port accepting connections. Printed ratios are JobForge / baseline.
-Target (issue 2): warm start under 5 s on a 2-core machine.
+Target: warm start under 5 s on a 2-core machine.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Baseline, measured in the same run on the same machine: the commands the pack ra
 report), run one after another in a shell, with the pack's environment on PATH, not sandboxed.
 JobForge runs go through the embedded stack (Temporal dev server, PostgreSQL, a worker process),
 with bubblewrap when it works here. Printed: seconds, and JobForge / shell ratios.
-Targets (issue 3): full pack <= 0.8x the sequential shell time; a cache hit <= 0.05x.
+Targets: full pack <= 0.8x the sequential shell time; a cache hit <= 0.05x.
 """
 
 from __future__ import annotations

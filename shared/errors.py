@@ -1,7 +1,7 @@
 """Every failure JobForge reports, one small class each.
 
 Each class's docstring is its default message. ``code`` is a stable, machine-readable name used
-as the Temporal ``ApplicationError`` type, the CLI's error line and (later) the HTTP problem type.
+as the Temporal ``ApplicationError`` type, the CLI's error line and the HTTP problem type.
 Messages never carry stacks or secrets: they are built from the fields given here only.
 """
 
@@ -174,7 +174,7 @@ ERRORS_BY_CODE.update({cls.code: cls for cls in (RepoPathRefused, RepoCheckoutFa
                                                   VerifyIncomplete)})
 
 
-# -- the security gate (issue 4) ---------------------------------------------------------------------
+# -- the security gate -------------------------------------------------------------------------------
 
 
 class PayloadTooLarge(JobForgeError):
@@ -343,7 +343,7 @@ def http_status(err: JobForgeError) -> int:
     return HTTP_STATUS.get(err.code, 503 if err.retryable else 400)
 
 
-# -- replay bundles (issue 6) -----------------------------------------------------------------------
+# -- replay bundles ---------------------------------------------------------------------------------
 
 
 class RunStillRunning(JobForgeError):
@@ -368,7 +368,7 @@ ERRORS_BY_CODE.update({cls.code: cls for cls in (RunStillRunning, ReplayUnavaila
 HTTP_STATUS.update({"run_still_running": 409, "replay_unavailable": 410, "bundle_invalid": 400})
 
 
-# -- events and triggers (issue 5) ------------------------------------------------------------------
+# -- events and triggers ----------------------------------------------------------------------------
 
 
 class TriggerNotFound(JobForgeError):
@@ -414,7 +414,7 @@ HTTP_STATUS.update({"trigger_not_found": 404, "trigger_exists": 409, "schedule_m
                     "trigger_input_invalid": 422})
 
 
-# -- observability (issue 7) --------------------------------------------------------------------------
+# -- observability ------------------------------------------------------------------------------------
 
 
 class TelemetryUnavailable(JobForgeError):

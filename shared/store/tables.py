@@ -107,7 +107,7 @@ class VerifyCacheRow(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
-# -- the security gate (issue 4) ---------------------------------------------------------------------
+# -- the security gate -------------------------------------------------------------------------------
 
 
 class TenantRow(Base):
