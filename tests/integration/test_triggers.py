@@ -361,3 +361,34 @@ async def test_event_trigger_is_relaxed_and_tightened_with_update(runtime: Runti
         update={"safety": strict_safety_config()}))
     shown = await svc.view(legacy)
     assert shown.strict and "strict triggers need an allow list" in shown.skips
+
+
+async def test_fires_recorded_before_the_fire_workflow_read_its_own_input_replay(
+        runtime: Runtime, all_on: None) -> None:
+    """A fire recorded by the earlier `jobforge.trigger.fire` (its argument typed in the run signature) replays
+    on today's workflow, which reads its arguments itself."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Replayer, Worker
+
+    from shared.triggers.models import TriggerFireInput
+    from tests.support.earlier_workflows import EarlierTriggerFire
+    from workflows.trigger_fire import TriggerFireWorkflow
+
+    t, svc = tenant(), service(runtime)
+    made = await svc.create(TriggerSpec(tenant_id=t, name="old", kind=TriggerKind.EVENT, template_key=HC,
+                                        event_pattern="x.*", safety=SafetyConfig(dry_run=True)))
+    assert runtime.temporal is not None
+    activities = TriggerActivities(runtime.store, runtime.gate, runtime.temporal, runtime.settings, runtime.registry)
+    queue = f"earlier-{uuid.uuid4().hex[:8]}"
+    async with Worker(runtime.temporal, task_queue=queue, workflows=[EarlierTriggerFire],
+                      activities=[activities.fire]):
+        handle = await runtime.temporal.start_workflow(
+            "jobforge.trigger.fire", TriggerFireInput(tenant_id=t, trigger_id=made.trigger.trigger_id,
+                                                      trigger_name="old", source="manual", actor="cli"),
+            id=f"jobforge/{t}/trigger/old/manual/{uuid.uuid4().hex}", task_queue=queue, result_type=FireOutcome)
+        outcome = await handle.result()
+    assert outcome.verdict is Verdict.DRY_RUN, outcome.reasons
+    history = await handle.fetch_history()
+    replayed = await Replayer(workflows=[TriggerFireWorkflow], data_converter=pydantic_data_converter).replay_workflow(
+        history, raise_on_replay_failure=False)
+    assert replayed.replay_failure is None, replayed.replay_failure
