@@ -157,7 +157,7 @@ def _print_view(view: TriggerView) -> None:
         out.print(f"  [bold]skips:[/] {view.skips}", highlight=False)
     if live is not None:
         jitter = f", jitter {seconds_text(live.jitter_seconds)}" if live.jitter_seconds else ""
-        paused = f"paused ({live.note})" if live.paused else "running"
+        paused = ("paused" if live.paused else "running") + (f" ({live.note})" if live.note else "")
         out.print(f"  schedule: {view.schedule_id}  {paused}, overlap {live.overlap.value}, catch-up window "
                   f"{seconds_text(live.catchup_window_seconds)}{jitter}", highlight=False)
         out.print(f"  next: {', '.join(d.isoformat() for d in live.next_fires) or 'none'}", highlight=False)
