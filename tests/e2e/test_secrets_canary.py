@@ -195,7 +195,7 @@ async def test_step_output_secrets_reach_no_surface(settings: Settings, repos: P
     step logs in the artifact store, ``jobforge verify`` output, the worker's log, Temporal history,
     the replay bundle, the store's rows, or the PostgreSQL server log of everything JobForge sent."""
     flags = {Flag.AUTOPILOT_JOBS.value: "1", Flag.VERIFY_PACK.value: "1", Flag.REPLAY_PACK.value: "1",
-             Flag.AUDIT_LOGGING.value: "1", Flag.SECURITY_VALIDATION.value: "1"}
+             Flag.AUDIT_LOGGING.value: "1", Flag.SECURITY_VALIDATION.value: "1", Flag.MANIFESTS.value: "1"}
     for flag, value in flags.items():
         monkeypatch.setenv(flag, value)
     pg = await private_postgres_logging_every_statement(stack_tmp_path)
