@@ -28,6 +28,7 @@ from shared.flags import FlagReader
 from shared.gate import Charge
 from shared.ids import check_idempotency_key, check_tenant_id, check_trace_id, new_trace_id, workflow_id_for
 from shared.models import ArtifactRecord, EventEnvelope, EventReceipt, JobRun, RunHandleInfo, RunRecord
+from shared.outages import typed_outages
 from shared.security.limits import check_storable, pg_text
 from shared.security.principal import Principal
 from shared.security.scopes import require_scopes
@@ -81,6 +82,7 @@ class JobForgeClient:
     def _principal(self, actor: str) -> Principal:
         return self.principal or Principal.operator(actor, tuple(self.settings.operator_scopes))
 
+    @typed_outages
     async def submit_event(self, event: EventEnvelope) -> EventReceipt:
         """Pass ``event`` through the gate (flag, scopes, limits, rate limit, dedupe, audit), then start its
         durable routing (store + triggers); a duplicate within the TTL is answered, not routed."""
@@ -92,12 +94,14 @@ class JobForgeClient:
             await route_admitted(self.temporal, self.settings, self.gate, event, receipt, principal.actor, stored=True)
         return receipt
 
+    @typed_outages
     async def wait_routed(self, receipt: EventReceipt, within: float = 60.0) -> RouteEventResult:
         """Wait until a submitted event has been routed: the triggers it matched, each fire's verdict and run."""
         if self.store is None:
             raise StoreUnavailable("this client was built without the store; routing results live there")
         return await wait_routed(TriggerStore(self.store.engine), receipt, within)
 
+    @typed_outages
     async def request_job(self, tenant_id: str, template_key: str, inputs: Mapping[str, Any] | None = None,
                           trace_id: str | None = None, actor: str = "sdk", idempotency_key: str | None = None,
                           policy_token: str | None = None, *, known_new: bool = False) -> RunHandleInfo:
@@ -111,6 +115,7 @@ class JobForgeClient:
                                           known_new=known_new)
         return handle
 
+    @typed_outages
     async def submit_job(self, tenant_id: str, template_key: str, inputs: Mapping[str, Any] | None = None,
                          trace_id: str | None = None, actor: str = "sdk", idempotency_key: str | None = None,
                          policy_token: str | None = None, *, known_new: bool = False,
@@ -197,6 +202,7 @@ class JobForgeClient:
         if existing_hash and existing_hash != digest:
             raise IdempotencyConflict("this idempotency key was already used with different inputs")
 
+    @typed_outages
     async def result(self, run: RunHandleInfo) -> BaseModel:
         """Wait for the run and return its typed result; a failed run raises its typed error."""
         spec = self.registry.get(run.template_key)
@@ -212,12 +218,15 @@ class JobForgeClient:
         assert isinstance(result, BaseModel)
         return result
 
+    @typed_outages
     async def get_run(self, ident: str, tenant_id: str | None = None) -> RunRecord:
         return await self._store().get_run(ident, tenant_id)
 
+    @typed_outages
     async def list_runs(self, tenant_id: str, limit: int = 50) -> Sequence[RunRecord]:
         return await self._store().list_runs(check_tenant_id(tenant_id), limit=limit)
 
+    @typed_outages
     async def list_artifacts(self, run_id: str, tenant_id: str | None = None) -> Sequence[ArtifactRecord]:
         """The artifacts of a run (found by run id or workflow id; ``tenant_id`` pins the tenant)."""
         run = await self.get_run(run_id, tenant_id)

@@ -7,7 +7,14 @@ retryable :class:`~shared.errors.JobForgeError`.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
+
 from shared.errors import JobForgeError, StoreUnavailable, TemporalUnavailable
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: gRPC statuses of a Temporal server that is down, restarting or overloaded
 _TEMPORAL_AWAY = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED",
@@ -46,3 +53,20 @@ def as_data_error(exc: BaseException) -> bool:
     from sqlalchemy.exc import DataError
 
     return isinstance(exc, psycopg.DataError | DataError)
+
+
+def typed_outages(call: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """An SDK method that raises the typed, retryable error of an outage instead of the driver's or
+    gRPC's own exception (anything else passes through as it was)."""
+    @functools.wraps(call)
+    async def typed(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await call(*args, **kwargs)
+        except JobForgeError:
+            raise
+        except Exception as exc:
+            outage = as_outage(exc)
+            if outage is None:
+                raise
+            raise outage from None
+    return typed

@@ -26,6 +26,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from shared.client_http import HttpJobForgeClient
+from shared.errors import StoreUnavailable, TemporalUnavailable
 from shared.flags import Flag
 from shared.models import RunStatus
 from shared.settings import Settings
@@ -294,3 +296,37 @@ async def test_property_nul_in_a_url_id_is_a_problem(api: httpx.AsyncClient, run
         is_problem(answer, 404, "not_found")
     else:
         assert is_problem(answer, 422, "unstorable_text")["details"]["path"] == "{run}"
+
+
+async def test_sdk_answers_outages_with_typed_retryable_errors(settings: Settings, runtime: Runtime,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK, Temporal-direct or over HTTP, raises StoreUnavailable / TemporalUnavailable (retryable)
+    when the store or Temporal is away, never a driver's or gRPC's own exception."""
+    for flag in (Flag.AUTOPILOT_JOBS, Flag.EVENTS):
+        monkeypatch.setenv(flag.value, "1")
+    tenant, key = await tenant_with_key(runtime, ["*:*"])
+    dead = settings.model_copy(update={"database_url": SecretStr(
+        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone")})
+    async with open_runtime(dead) as away:
+        direct = away.client()
+        with pytest.raises(StoreUnavailable) as no_store:
+            await direct.request_job(tenant, HEALTHCHECK, {})
+        assert no_store.value.retryable
+        with pytest.raises(StoreUnavailable):
+            await direct.get_run("some-run", tenant)
+        app = create_app(dead, away)
+        async with HttpJobForgeClient("http://api", key, transport=httpx.ASGITransport(app=app)) as http:
+            with pytest.raises(StoreUnavailable) as over_http:
+                await http.request_job(tenant, HEALTHCHECK, {})
+            assert over_http.value.retryable
+
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()), data_converter=pydantic_data_converter, ui=False,
+        dev_server_log_level="error",
+        dev_server_extra_args=[arg for sa in search_attribute_args() for arg in ("--search-attribute", sa)])
+    client = await Client.connect(env.client.service_client.config.target_host, data_converter=DATA_CONVERTER)
+    await env.shutdown()
+    no_temporal = Runtime(runtime.settings, runtime.store, runtime.flags, runtime.registry, client)
+    with pytest.raises(TemporalUnavailable) as no_server:
+        await no_temporal.client().request_job(tenant, HEALTHCHECK, {})
+    assert no_server.value.retryable
