@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fnmatch
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -173,7 +174,20 @@ def static_skip(trigger: Trigger) -> str:
                 f"`jobforge triggers update {trigger.name}{tenant} --allow template:{trigger.template_key}` or relax "
                 f"it with `jobforge triggers update {trigger.name}{tenant} --no-strict`")
     if trigger.kind is not TriggerKind.CRON:
-        return ""
+        # whatever the event: a deny entry on the template, or an allow list of template entries none of which match
+        template = trigger.template_key
+        denied = [e for e in trigger.safety.deny
+                  if e.startswith("template:") and fnmatch.fnmatchcase(template, e.partition(":")[2])]
+        allow = trigger.safety.allow
+        if denied:
+            why = f"denied by {denied[0]}"
+        elif allow and all(e.startswith("template:") and not fnmatch.fnmatchcase(template, e.partition(":")[2])
+                           for e in allow):
+            why = "no allow-list entry matches its template"
+        else:
+            return ""
+        return (f"every fire is skipped: {why} (its template is {template!r}); change the lists with "
+                f"`jobforge triggers update {trigger.name}{tenant} --allow ... --deny ...`")
     probe = trigger.model_copy(update={"enabled": True, "paused": False})
     decision = evaluate_trigger_fire(probe, TriggerState(), datetime.fromtimestamp(0, UTC),
                                      FireContext(source="schedule", actor=trigger.actor), triggers_enabled=True)

@@ -202,6 +202,13 @@ def test_strict_without_an_allow_list_is_refused_and_explained() -> None:
     assert "every scheduled fire is skipped: no allow-list entry matches" in static_skip(events_only)
     assert "denied by template:autopilot.*" in static_skip(trigger(safety=SafetyConfig(deny=("template:autopilot.*",))))
     assert static_skip(trigger()) == ""
+    event = {"kind": TriggerKind.EVENT, "cron": None, "event_pattern": "contract.*"}
+    assert "denied by template:autopilot.*" in static_skip(trigger(**event, safety=SafetyConfig(
+        deny=("template:autopilot.*",))))
+    assert "no allow-list entry matches its template" in static_skip(trigger(**event, safety=SafetyConfig(
+        allow=("template:other.*",))))
+    assert static_skip(trigger(**event, safety=SafetyConfig(allow=("template:other.*", "source_app:settler")))) == ""
+    assert static_skip(trigger(**event, safety=SafetyConfig(deny=("source_app:x",)))) == ""
 
 
 def test_update_changes_apply_as_a_whole() -> None:
