@@ -23,6 +23,8 @@ from shared.errors import InvalidInputs, InvalidRequest, TemplateNotFound
 from shared.flags import Flag
 from shared.healthcheck import HealthcheckInputs, HealthcheckReport
 from shared.keys_rotation import KeyRotationInputs, KeyRotationResult
+from shared.models import JobRun
+from shared.run_argument import TEMPLATE_ATTRIBUTE, TENANT_ATTRIBUTE, TRACE_ATTRIBUTE
 from shared.settings import Settings
 from shared.verify.models import VerifyInputs, VerifyReport
 
@@ -69,6 +71,28 @@ class TemplateSpec:
                 f"inputs for {self.key} are invalid: " + "; ".join(problems), template_key=self.key,
                 problems=problems,
             ) from None
+
+
+def describe(spec: TemplateSpec, settings: Settings) -> dict[str, Any]:
+    """What a user needs to start ``spec`` through Temporal itself (``jobforge templates --json``): its
+    workflow type and task queue, the search attributes its runs carry, and the JSON Schemas of its
+    argument (a JobRun whose ``inputs`` are this template's) and of its inputs."""
+    inputs = spec.input_model.model_json_schema()
+    argument = JobRun.model_json_schema()
+    argument["properties"]["template_key"] = {**argument["properties"]["template_key"], "default": spec.key,
+                                              "const": spec.key}
+    argument["required"] = [name for name in argument.get("required", []) if name != "template_key"]
+    argument["properties"]["inputs"] = {key: value for key, value in inputs.items() if key != "$defs"}
+    if "$defs" in inputs:
+        argument["$defs"] = inputs["$defs"]
+    return {
+        "key": spec.key, "workflow_type": spec.key, "task_queue": spec.queue(settings),
+        "description": spec.description, "action": spec.action, "required_scopes": list(spec.required_scopes),
+        "flags": [flag.value for flag in spec.flags],
+        "search_attributes": {TENANT_ATTRIBUTE: "the run's tenant_id", TEMPLATE_ATTRIBUTE: spec.key,
+                              TRACE_ATTRIBUTE: "the run's trace_id (admission assigns one when it has none)"},
+        "job_run": argument, "inputs": inputs,
+    }
 
 
 def verify_queue(settings: Settings) -> str:

@@ -23,7 +23,7 @@ from shared.logs import configure
 from shared.models import RunRecord, RunStatus
 from shared.settings import Settings
 from shared.store import Store
-from shared.templates import load_registry
+from shared.templates import describe, load_registry
 from workers.cli_common import (
     NegativeVerdict,
     command,
@@ -166,13 +166,11 @@ def flags_unset(name: str, actor: str = typer.Option("cli")) -> None:
 @app.command("templates")
 @command
 def templates(as_json: bool = typer.Option(False, "--json")) -> None:
-    """The registered job templates."""
+    """The registered job templates; --json adds what starting one through Temporal takes: workflow type,
+    task queue, search attributes and the JSON Schemas of its argument (JobRun) and inputs."""
     s = settings()
     registry = load_registry(s)
-    rows: list[dict[str, Any]] = [
-        {"key": t.key, "description": t.description, "task_queue": t.queue(s), "action": t.action,
-             "required_scopes": list(t.required_scopes), "flags": [f.value for f in t.flags],
-             "inputs": t.input_model.model_json_schema()} for t in registry]
+    rows = [describe(t, s) for t in registry]
     if as_json:
         print_json(rows)
         return

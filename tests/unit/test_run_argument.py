@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonschema
 import pytest
 
 from shared.errors import InvalidRunArgument, SearchAttributeMismatch
@@ -69,3 +70,24 @@ def test_run_attributes_leave_out_invalid_values() -> None:
     assert run_attributes("BAD ID", HC, "") == {"JobForgeTemplate": HC}
     assert run_attributes("acme", HC, "t-1") == {"JobForgeTenant": "acme", "JobForgeTemplate": HC,
                                                   "JobForgeTrace": "t-1"}
+
+
+def test_each_templates_argument_schema_accepts_what_admission_decodes() -> None:
+    """`jobforge templates --json`'s `job_run` schema of each template accepts the smallest argument and refuses
+    an argument without tenant_id or with an unknown field, as decoding does; its inputs are the template's."""
+    from shared.settings import Settings
+    from shared.templates import BUILTIN_TEMPLATES, Registry, describe
+
+    settings = Settings()
+    for spec in Registry(BUILTIN_TEMPLATES):
+        row = describe(spec, settings)
+        assert (row["workflow_type"], row["task_queue"]) == (spec.key, spec.queue(settings))
+        assert set(row["search_attributes"]) == {"JobForgeTenant", "JobForgeTemplate", "JobForgeTrace"}
+        schema = row["job_run"]
+        assert schema["properties"]["inputs"]["title"] == spec.input_model.__name__
+        stub = {**schema, "properties": {**schema["properties"], "inputs": {"type": "object"}}}
+        jsonschema.validate({"tenant_id": "acme"}, stub)
+        for bad in ({}, {"tenant_id": "acme", "colour": "red"}, {"tenant_id": "acme", "template_key": "other.x.y"}):
+            with pytest.raises(jsonschema.ValidationError):
+                jsonschema.validate(bad, stub)
+        jsonschema.Draft202012Validator.check_schema(schema)
