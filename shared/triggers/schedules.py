@@ -144,8 +144,9 @@ class LiveSchedule(BaseModel):
     workflow_id: str = ""
 
 
-_FIELDS = (("second", 0, 59), ("minute", 0, 59), ("hour", 0, 23), ("day_of_month", 1, 31), ("month", 1, 12),
-           ("day_of_week", 0, 6))
+#: a calendar's fields with their bounds and what an empty field means (Temporal's defaults)
+_FIELDS = (("second", 0, 59, "0"), ("minute", 0, 59, "0"), ("hour", 0, 23, "0"), ("day_of_month", 1, 31, "*"),
+           ("month", 1, 12, "*"), ("day_of_week", 0, 6, "*"))
 
 
 def _range_text(r: ScheduleRange, low: int, high: int) -> str:
@@ -156,15 +157,15 @@ def _range_text(r: ScheduleRange, low: int, high: int) -> str:
     return f"{r.start}{step}" if r.start == end else f"{r.start}-{end}{step}"
 
 
-def _field_text(ranges: Sequence[ScheduleRange], low: int, high: int) -> str:
-    return ",".join(_range_text(r, low, high) for r in ranges) if ranges else "*"
+def _field_text(ranges: Sequence[ScheduleRange], low: int, high: int, empty: str) -> str:
+    return ",".join(_range_text(r, low, high) for r in ranges) if ranges else empty
 
 
 def calendar_text(cal: ScheduleCalendarSpec) -> tuple[str, bool]:
     """A calendar spec as cron text, and whether that text is a plain 5-field cron expression."""
-    fields = {name: _field_text(getattr(cal, name), low, high) for name, low, high in _FIELDS}
+    fields = {name: _field_text(getattr(cal, name), low, high, empty) for name, low, high, empty in _FIELDS}
     year = ",".join(_range_text(r, -1, -1) for r in cal.year) if cal.year else "*"
-    five = " ".join(fields[name] for name, _, _ in _FIELDS[1:])
+    five = " ".join(fields[name] for name, *_ in _FIELDS[1:])
     if fields["second"] == "0" and year == "*" and not cal.comment:
         return five, True
     text = f"{fields['second']} {five}" + (f" {year}" if year != "*" else "")

@@ -67,3 +67,25 @@ async def test_property_cron_read_back_compiles_to_the_same_times(temporal_env: 
     again = await compiled(temporal_env.client, ScheduleSpec(cron_expressions=[as_cron]))
     assert again.calendars == first.calendars, (cron, as_cron)
     assert spec_text(again)[1] == as_cron
+
+
+async def test_a_calendar_given_to_the_stock_cli_reads_as_cron(temporal_env: WorkflowEnvironment) -> None:
+    """`temporal schedule create --calendar '{"dayOfWeek":"Fri","hour":"17","minute":"5"}'` reads back as
+    `5 17 * * 5` (the fields it leaves out take Temporal's defaults)."""
+    import asyncio
+    import subprocess
+
+    from workers.stack import temporal_binary
+
+    sid = f"roundtrip/{uuid.uuid4().hex}"
+    address = str(temporal_env.client.service_client.config.target_host)
+    done = await asyncio.to_thread(subprocess.run, [
+        str(temporal_binary()), "schedule", "create", "--schedule-id", sid, "--address", address, "--paused",
+        "--calendar", '{"dayOfWeek":"Fri","hour":"17","minute":"5"}', "--workflow-id", sid,
+        "--task-queue", "nowhere", "--type", "nothing"], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    handle = temporal_env.client.get_schedule_handle(sid)
+    try:
+        assert spec_text((await handle.describe()).schedule.spec)[:2] == ("5 17 * * 5", "5 17 * * 5")
+    finally:
+        await handle.delete()

@@ -98,6 +98,9 @@ def test_spec_text_reads_compiled_calendars_back_as_cron() -> None:
     both = ScheduleSpec(calendars=[every_day_at(3)], intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))])
     assert spec_text(both) == ("0 3 * * * | every 3600s", None, None)
     assert spec_text(ScheduleSpec()) == ("no times", None, None)
+    bare = ScheduleCalendarSpec(second=(), minute=(), hour=(ScheduleRange(17),), day_of_month=(), month=(),
+                                day_of_week=(ScheduleRange(5),))
+    assert spec_text(ScheduleSpec(calendars=[bare]))[1] == "0 17 * * 5"  # empty fields mean Temporal's defaults
 
 
 def test_jobforges_own_schedule_has_no_drift_and_no_edits() -> None:
