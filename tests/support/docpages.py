@@ -18,7 +18,9 @@ DOCS = ROOT / "docs"
 TUTORIALS = ("tutorials/first-verify.md", "tutorials/events-and-triggers.md", "tutorials/nightly-cron.md",
              "tutorials/product-integration.md")
 #: pages run by tests/e2e/test_docs_howtos.py
-HOW_TOS: tuple[str, ...] = ()
+HOW_TOS = ("how-to/job-template.md", "how-to/production.md", "how-to/rotate-keys.md", "how-to/kill-switch.md",
+           "how-to/backup-restore.md", "how-to/metrics-and-traces.md", "how-to/replay-bundles.md",
+           "how-to/temporal-tools.md")
 
 
 def run_docs_page(page: str, workdir: Path) -> SessionReport:

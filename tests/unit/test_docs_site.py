@@ -138,3 +138,62 @@ def test_every_tutorial_and_how_to_is_run_and_every_code_block_in_it_runs() -> N
     unrun = [block.where for page in pages for block in parse((DOCS / page).read_text(), page)
              if block.lang in ("sh", "bash", "shell", "console", "python", "py") and not block.runs]
     assert unrun == []
+
+
+def _guide_blocks() -> Iterator[tuple[str, Any]]:
+    from tests.support.docpages import DOCS, HOW_TOS, TUTORIALS
+    from tests.support.docrun import parse
+
+    for page in (*TUTORIALS, *HOW_TOS):
+        for block in parse((DOCS / page).read_text(), page):
+            yield page, block
+
+
+def test_every_variable_the_guides_name_is_a_setting_or_a_flag() -> None:
+    """A JOBFORGE_* name in a tutorial or how-to (run or not) is a field of Settings or a feature flag."""
+    from shared.flags import Flag
+    from shared.settings import Settings
+    from tests.support.docpages import DOCS, HOW_TOS, TUTORIALS
+
+    known = {f"JOBFORGE_{name.upper()}" for name in Settings.model_fields} | {flag.value for flag in Flag}
+    named = {(page, name) for page in (*TUTORIALS, *HOW_TOS)
+             for name in re.findall(r"\b(?:JOBFORGE|REPLAY|VERIFY)_[A-Z_]*[A-Z]\b", (DOCS / page).read_text())}
+    assert named and sorted(n for n in named if n[1] not in known) == []
+
+
+def test_the_commands_of_blocks_that_are_not_run_exist_as_written() -> None:
+    """In a skipped block, every `jobforge ...` line names an existing command with existing options, and every
+    `docker compose` line names services of docker-compose.yml: what cannot run here is still checked."""
+    import shlex
+
+    import typer.main
+
+    from workers.cli import app
+
+    root = typer.main.get_command(app)
+    services = set(yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"])
+    problems: list[str] = []
+    skipped = [(page, block) for page, block in _guide_blocks() if block.skip is not None]
+    for page, block in skipped:
+        for line in block.text.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if "jobforge" in words:
+                command, args = root, words[words.index("jobforge") + 1:]
+                while args and args[0] in getattr(command, "commands", {}):
+                    command, args = command.commands[args[0]], args[1:]
+                options = {opt for param in command.params for opt in getattr(param, "opts", [])}
+                problems += [f"{page}: {line}: {arg}" for arg in args
+                             if arg.startswith("--") and arg.split("=")[0] not in options]
+                if command is root:
+                    problems.append(f"{page}: {line}: no such command")
+            if words[:2] == ["docker", "compose"]:
+                sub = words[2] if len(words) > 2 else ""
+                scaled = [w.split("=")[0] for i, w in enumerate(words) if words[i - 1] == "--scale"]
+                plain = [w for i, w in enumerate(words[3:], start=3) if not w.startswith("-")
+                         and words[i - 1] not in ("--scale", "-f", "--file")]
+                # `exec`/`run` take one service then its command; `up`, `logs`, ... take services
+                named = plain[:1] if sub in ("exec", "run") else plain if sub in ("up", "logs", "restart", "stop",
+                                                                                   "start", "ps", "pull") else []
+                problems += [f"{page}: {line}: no service {name}" for name in [*scaled, *named]
+                             if name not in services]
+    assert skipped and problems == []
