@@ -9,15 +9,17 @@ against the argument (:func:`check_search_attributes`): the argument is the auth
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from shared.errors import InvalidRequest, InvalidRunArgument, SearchAttributeMismatch
 from shared.ids import check_tenant_id, check_trace_id
 from shared.models import JobRun
 from shared.security.limits import pg_text
+
+M = TypeVar("M", bound=BaseModel)
 
 #: JobForge's search attributes (Keyword); shared/temporal.py builds the typed keys from these names
 TENANT_ATTRIBUTE = "JobForgeTenant"
@@ -72,6 +74,25 @@ def parse_job_run(value: Any, workflow_type: str) -> JobRun:
             f"the argument of {_short(workflow_type)} is not a valid JobRun: "
             + "; ".join(problems[:_MAX_PROBLEMS]) + more + f"; {_HINT}",
             workflow_type=workflow_type, fields=fields[:_MAX_PROBLEMS], problems=problems[:_MAX_PROBLEMS]) from None
+
+
+def parse_argument(args: Sequence[Any], model: type[M], workflow_type: str) -> M:
+    """The one argument of a JobForge workflow that is not a template (the event router, ...) as ``model``,
+    or :class:`InvalidRunArgument` naming the count or each field at fault (its message names the model)."""
+    hint = f"expected one JSON object, a {model.__name__}"
+    if len(args) != 1:
+        got = "no argument" if not args else f"{len(args)} arguments"
+        raise InvalidRunArgument(f"{_short(workflow_type)} was started with {got}; {hint}", workflow_type=workflow_type,
+                                 fields=["(root)"], problems=[f"(root): got {got}"], argument_count=len(args))
+    try:
+        return model.model_validate(args[0])
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)[:_MAX_PROBLEMS]
+        fields = [_short(".".join(str(p) for p in err["loc"]) or "(root)") for err in errors]
+        problems = [f"{field}: {err['msg']}" for field, err in zip(fields, errors, strict=True)]
+        raise InvalidRunArgument(f"the argument of {_short(workflow_type)} is not a valid {model.__name__}: "
+                                 + "; ".join(problems) + f"; {hint}", workflow_type=workflow_type, fields=fields,
+                                 problems=problems) from None
 
 
 def argument_count_error(workflow_type: str, count: int) -> InvalidRunArgument:

@@ -21,10 +21,11 @@ its patch is deprecated (``workflow.deprecate_patch``: histories recorded with t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, NoReturn, TypeVar
 
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
@@ -48,8 +49,15 @@ with workflow.unsafe.imports_passed_through():
         RefusalResult,
         RunStatus,
     )
-    from shared.run_argument import argument_count_error, parse_job_run, readable_actor, readable_tenant, readable_trace
-    from shared.temporal import SEARCH_ATTRIBUTES
+    from shared.run_argument import (
+        argument_count_error,
+        parse_argument,
+        parse_job_run,
+        readable_actor,
+        readable_tenant,
+        readable_trace,
+    )
+    from shared.temporal import SEARCH_ATTRIBUTES, to_application_error
 
 T = TypeVar("T")
 
@@ -114,6 +122,18 @@ async def refuse(err: JobForgeError | None, value: Any = None) -> NoReturn:
         start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
     _set_attributes(result.search_attributes)
     raise ApplicationError(result.reason, result.error_details, type=result.error_code, non_retryable=True)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_argument(args: Sequence[Any], model: type[M]) -> M:
+    """The one argument of a JobForge workflow that is not a template, read in workflow code: a malformed
+    one fails the run at once, typed (``invalid_run_argument``), instead of its workflow task forever."""
+    try:
+        return parse_argument(args, model, workflow.info().workflow_type)
+    except InvalidRunArgument as err:
+        raise to_application_error(err) from None
 
 
 async def accept(job: RawValue | JobRun) -> JobRun:

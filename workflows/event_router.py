@@ -32,6 +32,7 @@ registered so histories already recorded finish and replay.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -40,6 +41,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.triggers import TriggerActivities
     from shared.events import ROUTE_SIGNAL
     from shared.triggers.models import RouteBatchInput, RouteRef, RouterInput, UnroutedInput
+
+from workflows._job import read_argument
 
 #: events routed by one local activity at most (each is routed concurrently with the others)
 BATCH = 100
@@ -87,7 +90,9 @@ class EventRouterWorkflow:
         self._add(ref)
 
     @workflow.run
-    async def run(self, req: RouterInput) -> None:
+    async def run(self, *args: Any) -> None:
+        # the argument is read here, not by the SDK: a malformed one (a raw start) fails typed at once
+        req = read_argument(args, RouterInput)
         for ref in reversed(req.pending):  # what the previous run left goes first
             self._add(ref, first=True)
         # events stored but never routed (a router run terminated with signals unhandled) go last

@@ -23,6 +23,7 @@ of a routing workflow's CPU.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -30,6 +31,8 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.triggers import TriggerActivities
     from shared.triggers.models import RouteEventInput, RouteEventResult, StoreEventInput
+
+from workflows._job import read_argument
 
 ROUTE_TIMEOUT = timedelta(seconds=30)  # the one-step route: the event and every fire
 ONE_STEP = "jobforge.route.one-step"
@@ -39,7 +42,9 @@ RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interv
 @workflow.defn(name="jobforge.event.route", sandboxed=False)
 class RouteEventWorkflow:
     @workflow.run
-    async def run(self, req: RouteEventInput) -> RouteEventResult:
+    async def run(self, *args: Any) -> RouteEventResult:
+        # the argument is read here, not by the SDK: a malformed one (a raw start) fails typed at once
+        req = read_argument(args, RouteEventInput)
         workflow.deprecate_patch(ONE_STEP)
         return await workflow.execute_local_activity_method(
             TriggerActivities.route_event,

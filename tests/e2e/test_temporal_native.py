@@ -198,6 +198,18 @@ def test_raw_cli_start_without_attributes_gets_them_from_admission(native: Setti
     wait_for(lambda: count(native, f'JobForgeTrace="{run.trace_id}"') == 1, 10, "the run under its trace")
 
 
+@pytest.mark.parametrize("workflow_type", ["jobforge.event.router", "jobforge.event.route"])
+async def test_jobforge_own_workflows_refuse_a_malformed_argument(native: Settings, workflow_type: str) -> None:
+    """JobForge's own workflows (the event router, the legacy route workflow) started raw with a wrong argument
+    fail typed at once, naming the model and the field, instead of failing their workflow task forever."""
+    failure, _ = await failure_of(native, workflow_type, {"tenant": "acme"})
+    assert failure.type == "invalid_run_argument" and failure.non_retryable
+    model = {"jobforge.event.router": "RouterInput: tenant_id", "jobforge.event.route": "RouteEventInput: event"}
+    assert f"is not a valid {model[workflow_type]}: Field required" in failure.message
+    none, _ = await failure_of(native, workflow_type)
+    assert "no argument" in none.message
+
+
 _SCALAR = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
 _JSON = st.recursive(_SCALAR, lambda inner: st.lists(inner, max_size=3)
                      | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)

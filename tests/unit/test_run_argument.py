@@ -91,3 +91,16 @@ def test_each_templates_argument_schema_accepts_what_admission_decodes() -> None
             with pytest.raises(jsonschema.ValidationError):
                 jsonschema.validate(bad, stub)
         jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_other_workflows_arguments_name_their_model_and_fields() -> None:
+    """A non-template workflow's argument is read as its own model, refused naming the model and the fields."""
+    from shared.run_argument import parse_argument
+    from shared.triggers.models import RouterInput
+
+    assert parse_argument([{"tenant_id": "acme"}], RouterInput, "jobforge.event.router").tenant_id == "acme"
+    with pytest.raises(InvalidRunArgument) as info:
+        parse_argument([{"tenant": "acme"}], RouterInput, "jobforge.event.router")
+    assert "RouterInput" in info.value.message and "tenant_id" in info.value.details["fields"]
+    with pytest.raises(InvalidRunArgument, match="2 arguments"):
+        parse_argument([{}, {}], RouterInput, "jobforge.event.router")
