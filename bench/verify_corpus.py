@@ -180,6 +180,10 @@ def materialise(case: Case, work: Path) -> Path:
     fresh = not (dest / ".git").exists()
     if fresh:
         _git(dest, "init", "-q", "-b", "main")
+        setup_cfg = dest / "setup.cfg"
+        if (dest / "PKG-INFO").is_file() and setup_cfg.is_file():  # an sdist: setuptools added [egg_info]
+            text = setup_cfg.read_text()
+            setup_cfg.write_text(re.sub(r"\n*\[egg_info\]\n(?:[^\[\n][^\n]*\n?)*", "\n", text).rstrip("\n") + "\n")
     for edit in case.edits:
         path = dest / edit["file"]
         text = path.read_text() if path.exists() else ""

@@ -307,6 +307,10 @@ def translate(text: str, config_path: str = "") -> Translation:
                 continue
             base = known.hooks[hook_id]
             requirement = known.requirement(rev)
+            if known.package == "mypy" and rev.lstrip("vV")[:1].isdigit() and int(rev.lstrip("vV").split(".")[0]) >= 2:
+                # mirrors-mypy's 2.x hook: mypy 2 has no --scroll-output
+                base = Hook(base.entry, types_or=base.types_or, args=("--ignore-missing-imports",),
+                            require_serial=True)
             version = requirement.split("==", 1)[1] if "==" in requirement else requirement.rsplit("@", 1)[1]
             result.packages[known.package] = version
             result.provisions[hook_id] = f"{requirement} ({short} {rev})"

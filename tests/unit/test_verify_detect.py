@@ -386,3 +386,17 @@ def test_tox_ranges_expand_as_tox_expands_them() -> None:
     envs, where, _ = tox_envs({"tox.ini": "[tox]\nenv_list =\n    lint\n    py{311-313}\n    py3{12-13}t\n"}, {})
     assert envs == ["lint", "py311", "py312", "py313", "py312t", "py313t"] and where == "tox.ini"
     assert tox_test_env(envs, "3.11.7") == "py311"
+
+
+def test_mypy_hook_of_a_2x_rev_runs_without_scroll_output() -> None:
+    """mirrors-mypy 2.x runs mypy 2, which has no --scroll-output: the translated hook leaves it out."""
+    config = """
+repos:
+  - repo: https://github.com/pre-commit/mirrors-mypy
+    rev: v2.4.0
+    hooks:
+      - id: mypy
+"""
+    p = plan(facts({"pyproject.toml": PYPROJECT, ".pre-commit-config.yaml": config}), REQ, HOST)
+    [hook] = [h for repo in yaml.safe_load(p.files["/ws/pc.yaml"])["repos"] for h in repo["hooks"]]
+    assert hook["args"] == ["--ignore-missing-imports"] and hook["additional_dependencies"] == ["mypy==2.4.0"]
