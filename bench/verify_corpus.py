@@ -430,6 +430,43 @@ def summarise(outcomes: list[Outcome], skipped: list[str]) -> dict[str, Any]:
     }
 
 
+def rescore(corpus: Path, runs: list[Path]) -> dict[str, Any]:
+    """Agreement of earlier runs' outcomes (their ``--json`` files; a later file's case replaces an earlier
+    one's) with the corpus file's expectations as they are now; cases the corpus no longer has are left out."""
+    data = tomllib.loads(corpus.read_text())
+    expected: dict[tuple[str, str], dict[str, str]] = {}
+    for repo in data.get("repo", []):
+        base = {k: str(v) for k, v in repo["expect"].items()}
+        expected[(repo["name"], "intact")] = base
+        for broken in repo.get("broken", []):
+            expected[(repo["name"], broken["name"])] = {**base, **{k: str(v) for k, v in broken["expect"].items()}}
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in runs:
+        for case in json.loads(run.read_text())["details"]:
+            if (case["repo"], case["case"]) in expected:
+                latest[(case["repo"], case["case"])] = case
+    per_step = {s: [0, 0] for s in STEPS}
+    verdicts = [0, 0]
+    misses: list[str] = []
+    for key, case in sorted(latest.items()):
+        want = expected[key]
+        got = {r["step"]: r["status"] for r in case["steps"]}
+        for step in STEPS:
+            per_step[step][1] += 1
+            ok = got.get(step, "skipped") == want.get(step, "skipped")
+            per_step[step][0] += ok
+            if not ok:
+                misses.append(f"{key[0]}/{key[1]} {step}: {got.get(step, 'skipped')} (expected {want.get(step)})")
+        verdicts[1] += 1
+        verdicts[0] += case["verdict"] == want.get("verdict")
+        if case["verdict"] != want.get("verdict"):
+            misses.append(f"{key[0]}/{key[1]} verdict: {case['verdict']} (expected {want.get('verdict')})")
+    return {"cases": len(latest), "missing": sorted(f"{r}/{c}" for r, c in set(expected) - set(latest)),
+            "verdict_agreement": f"{verdicts[0]}/{verdicts[1]}",
+            "step_agreement": f"{sum(a for a, _ in per_step.values())}/{sum(t for _, t in per_step.values())}",
+            "per_step": {s: f"{a}/{t}" for s, (a, t) in per_step.items()}, "disagreements": misses}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", nargs="?", default=str(ROOT / "bench" / "verify_corpus.toml"))
@@ -439,7 +476,12 @@ def main() -> None:
     parser.add_argument("--by-hand", action="store_true", help="also time the same commands by hand")
     parser.add_argument("--establish", action="store_true", help="run the recorded CI commands by hand instead")
     parser.add_argument("--json", dest="json_out", default="", help="write the summary here too")
+    parser.add_argument("--rescore", nargs="+", default=[], metavar="RUN_JSON",
+                        help="score earlier runs' --json files against the corpus file as it is now, and stop")
     args = parser.parse_args()
+    if args.rescore:
+        print(json.dumps(rescore(Path(args.corpus), [Path(p) for p in args.rescore]), indent=2))
+        return
     cache = Path(args.cache).resolve()
     cache.mkdir(parents=True, exist_ok=True)
     cases, skipped = load_cases(Path(args.corpus), cache, set(args.only))
