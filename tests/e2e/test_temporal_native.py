@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
@@ -208,6 +209,27 @@ async def test_jobforge_own_workflows_refuse_a_malformed_argument(native: Settin
     assert f"is not a valid {model[workflow_type]}: Field required" in failure.message
     none, _ = await failure_of(native, workflow_type)
     assert "no argument" in none.message
+
+
+def test_templates_json_describes_what_a_raw_start_takes(native: Settings) -> None:
+    """`jobforge templates --json` names each template's workflow type and task queue with the JSON Schema of its
+    argument: an argument valid under that schema, started with the stock CLI there, is admitted and succeeds;
+    one the schema refuses fails typed naming the same field."""
+    done = jobforge("templates", "--json", env=cli_env(native))
+    assert done.returncode == 0, done.stderr
+    health = next(t for t in json.loads(done.stdout) if t["key"] == HEALTHCHECK)
+    assert (health["workflow_type"], health["task_queue"]) == (HEALTHCHECK, native.task_queue)
+    tenant = f"schema-{uuid.uuid4().hex[:8]}"
+    good, bad = {"tenant_id": tenant, "inputs": {}}, {"tenant_id": tenant, "inputs": {"task_queue": "x"}}
+    jsonschema.validate(good, health["job_run"])
+    with pytest.raises(jsonschema.ValidationError, match="task_queue"):
+        jsonschema.validate(bad, health["job_run"])
+    for argument, ok in ((good, True), (bad, False)):
+        run = temporal(native, "workflow", "execute", "--task-queue", health["task_queue"], "--type",
+                       health["workflow_type"], "--workflow-id", f"schema-{uuid.uuid4().hex}",
+                       "--input", json.dumps(argument))
+        assert (run.returncode == 0) is ok, run.stdout + run.stderr
+    assert f"inputs for {HEALTHCHECK} are invalid: task_queue: Extra inputs are not permitted" in run.stdout
 
 
 _SCALAR = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
