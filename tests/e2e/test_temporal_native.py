@@ -104,6 +104,13 @@ async def stored_run(settings: Settings, tenant: str, workflow_id: str) -> RunRe
         return await rt.store.get_run(workflow_id, tenant)
 
 
+async def make_tenant(settings: Settings, tenant: str) -> str:
+    """A tenant that exists, as an operator creates it (`jobforge tenants create`)."""
+    async with open_runtime(settings, temporal=False) as rt:
+        await rt.gate.tenants.create_tenant(tenant)
+    return tenant
+
+
 async def audit_entries(settings: Settings, tenant: str) -> list[AuditRecord]:
     async with open_runtime(settings, temporal=False) as rt:
         return list(await AuditLog(rt.store.engine).list(tenant))
@@ -130,6 +137,18 @@ async def test_malformed_argument_is_a_rejected_run_of_its_tenant(native: Settin
     assert [(e.decision, e.action, e.details.get("error_code")) for e in entries] == [
         ("deny", "jobs.request", "invalid_run_argument")]
     wait_for(lambda: count(native, f'JobForgeTenant="{tenant}"') == 1, 10, "the rejected run under its tenant")
+
+
+async def test_unreadable_argument_is_recorded_under_its_tenant_attribute(native: Settings) -> None:
+    """An argument that names no tenant (a bare string) started with JobForgeTenant is a rejected run of that
+    tenant: recorded, audited, and still under its filter."""
+    tenant = f"attr-{uuid.uuid4().hex[:8]}"
+    failure, workflow_id = await failure_of(native, HEALTHCHECK, "run it please",
+                                            search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT,
+                                                                                                         tenant)]))
+    assert failure.type == "invalid_run_argument" and "is a JSON string, not an object" in failure.message
+    assert (await stored_run(native, tenant, workflow_id)).status is RunStatus.REJECTED
+    assert [e.decision for e in await audit_entries(native, tenant)] == ["deny"]
 
 
 async def test_no_argument_and_two_arguments_fail_typed(native: Settings) -> None:
@@ -172,7 +191,7 @@ def test_unknown_workflow_type_is_answered_naming_the_templates(native: Settings
 async def test_attributes_contradicting_the_argument_are_refused_and_corrected(native: Settings) -> None:
     """A start whose JobForgeTenant says one tenant while its argument says another is refused (typed, audited
     under the argument's tenant) and ends listed under the argument's tenant, not the attribute's."""
-    says, really = f"acme-{uuid.uuid4().hex[:6]}", f"globex-{uuid.uuid4().hex[:6]}"
+    says, really = f"acme-{uuid.uuid4().hex[:6]}", await make_tenant(native, f"globex-{uuid.uuid4().hex[:6]}")
     attributes = TypedSearchAttributes([SearchAttributePair(TENANT, says)])
     failure, workflow_id = await failure_of(native, HEALTHCHECK, {"tenant_id": really},
                                             search_attributes=attributes)
@@ -187,7 +206,7 @@ async def test_attributes_contradicting_the_argument_are_refused_and_corrected(n
 def test_raw_cli_start_without_attributes_gets_them_from_admission(native: Settings) -> None:
     """`temporal workflow execute` with a bare JobRun (no search attributes, no trace id) succeeds and the run ends
     with JobForgeTenant, JobForgeTemplate and a JobForgeTrace set by admission."""
-    tenant = f"bare-{uuid.uuid4().hex[:8]}"
+    tenant = asyncio.run(make_tenant(native, f"bare-{uuid.uuid4().hex[:8]}"))
     workflow_id = f"bare-{uuid.uuid4().hex}"
     done = temporal(native, "workflow", "execute", "--task-queue", native.task_queue, "--type", HEALTHCHECK,
                     "--workflow-id", workflow_id, "--input", json.dumps({"tenant_id": tenant, "inputs": {}}))
@@ -219,7 +238,7 @@ def test_templates_json_describes_what_a_raw_start_takes(native: Settings) -> No
     assert done.returncode == 0, done.stderr
     health = next(t for t in json.loads(done.stdout) if t["key"] == HEALTHCHECK)
     assert (health["workflow_type"], health["task_queue"]) == (HEALTHCHECK, native.task_queue)
-    tenant = f"schema-{uuid.uuid4().hex[:8]}"
+    tenant = asyncio.run(make_tenant(native, f"schema-{uuid.uuid4().hex[:8]}"))
     good, bad = {"tenant_id": tenant, "inputs": {}}, {"tenant_id": tenant, "inputs": {"task_queue": "x"}}
     jsonschema.validate(good, health["job_run"])
     with pytest.raises(jsonschema.ValidationError, match="task_queue"):
