@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from temporalio import activity
 from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, DescribeTaskQueueRequest
 from temporalio.client import Client
@@ -15,6 +16,7 @@ from shared.settings import Settings
 from shared.store import Store
 from shared.store.migrate import head_revision
 from shared.templates import Registry
+from shared.temporal import SEARCH_ATTRIBUTES
 
 
 class HealthcheckActivities:
@@ -51,9 +53,21 @@ class HealthcheckActivities:
             return Check(name="temporal", status=CheckStatus.FAILED,
                          detail=f"namespace {namespace!r}: {exc.message}")
         retention = resp.config.workflow_execution_retention_ttl.ToTimedelta()
-        return Check(name="temporal", status=CheckStatus.OK,
-                     detail=f"namespace {namespace!r} is registered",
-                     data={"namespace": namespace, "retention_hours": retention.total_seconds() / 3600})
+        data = {"namespace": namespace, "retention_hours": retention.total_seconds() / 3600}
+        try:  # runs carry JobForge's search attributes from their start, and admission sets them
+            known = await self.client.operator_service.list_search_attributes(
+                ListSearchAttributesRequest(namespace=namespace))
+        except RPCError:  # a cloud namespace may not let this key list them; starts would still say so
+            known = None
+        missing = [key.name for key in SEARCH_ATTRIBUTES
+                   if known is not None and key.name not in known.custom_attributes]
+        if missing:
+            return Check(name="temporal", status=CheckStatus.FAILED,
+                         data={**data, "missing_search_attributes": missing},
+                         detail=f"namespace {namespace!r} lacks the search attributes {', '.join(missing)}: "
+                                "run `jobforge temporal setup`")
+        return Check(name="temporal", status=CheckStatus.OK, detail=f"namespace {namespace!r} is registered",
+                     data=data)
 
     @activity.defn(name="healthcheck.check_pollers")
     async def check_pollers(self, inputs: HealthcheckInputs) -> Check:
