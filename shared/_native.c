@@ -1923,7 +1923,42 @@ static PyType_Spec redactor_spec = {
 
 /* --------------------------------------------------------------------------------------------- */
 
+/* count_containers(data): the objects and arrays of a JSON text, '{' and '[' outside its strings,
+   counted on the bytes before anything is parsed (one pass, no allocation) */
+static PyObject *
+native_count_containers(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)view.buf;
+    Py_ssize_t n = view.len, count = 0;
+    int in_string = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if (in_string) {
+            if (c == '\\') {
+                i++; /* the escaped character, whatever it is */
+            }
+            else if (c == '"') {
+                in_string = 0;
+            }
+        }
+        else if (c == '"') {
+            in_string = 1;
+        }
+        else if (c == '{' || c == '[') {
+            count++;
+        }
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(count);
+}
+
 static PyMethodDef native_methods[] = {
+    {"count_containers", native_count_containers, METH_O,
+     "count_containers(data) -> int: the objects and arrays of a JSON text ('{' and '[' outside strings)"},
     {"check_limits", native_check_limits, METH_VARARGS,
      "check_limits(value, max_depth, max_string, max_array) -> bool: True when value is plain JSON "
      "(exact dict/list/str/int/float/bool/None, str keys) within the limits; False = look closer"},

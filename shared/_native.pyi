@@ -2,6 +2,7 @@
 
 from typing import Any, final
 
+def count_containers(data: bytes, /) -> int: ...
 def check_limits(value: Any, max_depth: int, max_string: int, max_array: int, /) -> bool:
     """True when ``value`` is plain JSON within the limits; False means "look closer"."""
 

@@ -117,7 +117,8 @@ class Gate:
     @property
     def limits(self) -> PayloadLimits:
         s = self.settings
-        return PayloadLimits(s.max_payload_bytes, s.max_payload_depth, s.max_string_chars, s.max_array_items)
+        return PayloadLimits(s.max_payload_bytes, s.max_payload_depth, s.max_string_chars, s.max_array_items,
+                             s.max_payload_containers)
 
     @property
     def tenant_policy(self) -> RatePolicy:

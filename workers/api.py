@@ -385,7 +385,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> ProblemGua
             return gate.limits
         base = gate.limits
         return PayloadLimits(base.max_bytes * HARD_CAP_FACTOR, 1000, base.max_bytes * HARD_CAP_FACTOR,
-                             base.max_bytes * HARD_CAP_FACTOR)
+                             base.max_bytes * HARD_CAP_FACTOR, base.max_containers * HARD_CAP_FACTOR)
 
     async def body_limit() -> int:
         return (await limits()).max_bytes

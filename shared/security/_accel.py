@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 #: ``check_limits(value, max_depth, max_string, max_array)``: True = plain JSON within the limits
 check_limits: Callable[[Any, int, int, int], bool] | None = None
+#: ``count_containers(data)``: the objects and arrays of a JSON text, counted on its bytes
+count_containers: Callable[[bytes], int] | None = None
 #: ``Redactor(config)``: the redaction engine in C
 Redactor: type[_Redactor] | None = None
 
@@ -37,6 +39,7 @@ if enabled():
         pass
     else:
         check_limits = _native.check_limits
+        count_containers = getattr(_native, "count_containers", None)
         Redactor = getattr(_native, "Redactor", None)
 
 #: which implementation runs: "native" or "python"

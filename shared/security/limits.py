@@ -30,6 +30,7 @@ import orjson
 from shared.errors import PayloadLimitExceeded, PayloadTooLarge, UnstorableText
 from shared.security._accel import check_limits as _native_check_limits
 from shared.security._accel import collector_paused
+from shared.security._accel import count_containers as _native_count_containers
 
 _SCALARS = frozenset({int, float, bool, type(None)})
 _KNOWN = frozenset({dict, list, str}) | _SCALARS
@@ -44,6 +45,9 @@ class PayloadLimits:
     max_depth: int = 10
     max_string: int = 100_000
     max_array: int = 10_000
+    #: objects and arrays in one request body, counted on its bytes before it is parsed: parsing
+    #: allocates one Python object per container, the dearest thing a body can ask for per byte
+    max_containers: int = 100_000
 
 
 DEFAULT_LIMITS = PayloadLimits()
@@ -285,15 +289,50 @@ def storable(value: Any) -> Any:
     return root[0]
 
 
+def _containers(value: Any) -> int:
+    """The objects and arrays of a parsed document (level by level, no recursion)."""
+    count = 0
+    frontier = [value]
+    while frontier:
+        following: list[Any] = []
+        for node in frontier:
+            if type(node) is dict:
+                count += 1
+                following.extend(node.values())
+            elif type(node) is list:
+                count += 1
+                following.extend(node)
+        frontier = following
+    return count
+
+
+def _too_many_containers(count: int, limits: PayloadLimits) -> PayloadLimitExceeded | None:
+    if count <= limits.max_containers:
+        return None
+    return PayloadLimitExceeded(limit="max_containers", allowed=limits.max_containers, actual=count)
+
+
 def parse_and_check(raw: bytes, limits: PayloadLimits = DEFAULT_LIMITS) -> Any:
-    """Parse JSON bytes and check every limit (size first, before parsing)."""
+    """Parse JSON bytes and check every limit: size and the number of objects and arrays before
+    parsing (with the C accelerator; without it, the count is checked right after), then the rest."""
     from shared.errors import InvalidRequest
 
     check_size(len(raw), limits)
+    # '{' and '[' anywhere bound the containers from above (two C-speed counts); only a body over the
+    # limit by that bound is counted exactly, skipping its strings
+    over_bound = raw.count(b"{") + raw.count(b"[") > limits.max_containers
+    if over_bound and _native_count_containers is not None:
+        problem = _too_many_containers(_native_count_containers(raw), limits)
+        if problem is not None:
+            raise problem
     try:
         with collector_paused():
             value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {str(exc).splitlines()[0][:200]}") from None
+    if over_bound and _native_count_containers is None:
+        problem = _too_many_containers(_containers(value), limits)
+        if problem is not None:
+            raise problem
     check_structure(value, limits)
     return value
