@@ -28,7 +28,13 @@ from typing import Any, NoReturn, TypeVar
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    FailureError,
+    is_cancelled_exception,
+)
 from temporalio.worker import (
     ExecuteWorkflowInput,
     Interceptor,
@@ -66,6 +72,8 @@ BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), ma
 BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
 LOCAL_BOOKKEEPING = "jobforge.bookkeeping-local"
 SET_SEARCH_ATTRIBUTES = "jobforge.admission-search-attributes"
+#: runs recorded before it wrote a cancellation that surfaced through a cancelled activity as a failure
+CANCELLED_THROUGH_ACTIVITY = "jobforge.cancelled-through-activity"
 
 
 async def _bookkeeping(method: Callable[..., Awaitable[Any]], arg: Any,
@@ -208,6 +216,11 @@ async def run_job(argument: RawValue | JobRun, body: Callable[[dict[str, Any]], 
         await asyncio.shield(asyncio.ensure_future(finish(job, RunStatus.CANCELLED, error="cancelled")))
         raise
     except (ActivityError, ApplicationError) as exc:
+        # a cancelled run can surface as the failure of the activity its cancellation cancelled (asyncio.gather
+        # hands on the first child's error): that is the run's cancellation, which the SDK also treats so
+        if is_cancelled_exception(exc) and workflow.patched(CANCELLED_THROUGH_ACTIVITY):
+            await finish(job, RunStatus.CANCELLED, error="cancelled")
+            raise
         code, message = _failure_message(exc)
         await finish(job, RunStatus.FAILED, {"error_type": code}, message)
         raise ApplicationError(message, type=code, non_retryable=True) from exc
