@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from shared.settings import Settings
@@ -144,7 +145,8 @@ async def test_worker_stops_within_its_grace_period_while_temporal_is_down(setti
             JOBFORGE_LOG_FORMAT="json", JOBFORGE_WORKER_GRACEFUL_SHUTDOWN_SECONDS=str(grace)), log)
         await asyncio.to_thread(wait_for, lambda: "worker_started" in log.read_text(), 60, "the worker")
         server.send_signal(signal.SIGSTOP)
-        await asyncio.sleep(1)
+        await asyncio.to_thread(wait_for, lambda: psutil.Process(server.pid).status() == psutil.STATUS_STOPPED, 10,
+                                "the Temporal dev server to stop")
         started = time.monotonic()
         worker.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(worker.wait, 60)

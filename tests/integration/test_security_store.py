@@ -218,19 +218,28 @@ async def test_a_failed_audit_batch_fails_every_waiter_and_the_next_batch_still_
     audit = AuditLog(store.engine)
     write = audit._write
     failing = [True]
+    in_flight, release = asyncio.Event(), asyncio.Event()
 
     async def flaky(tenant_id: str, facts: Any) -> Any:
         if failing[0]:
             failing[0] = False
-            await asyncio.sleep(0.05)  # let the rest of the burst queue behind this batch
+            in_flight.set()
+            await release.wait()  # the rest of the burst queues behind this batch
             raise RuntimeError("database went away")
         return await write(tenant_id, facts)
 
     audit._write = flaky  # type: ignore[method-assign]
     first = asyncio.ensure_future(audit.append(AuditFact("flaky", "a", "x.y", "r", Decision.ALLOW, "first")))
-    await asyncio.sleep(0.01)  # the first batch (just this entry) is now in flight
+    await asyncio.wait_for(in_flight.wait(), 10)  # the first batch (just this entry) is in flight
     queued = asyncio.gather(*(audit.append(AuditFact("flaky", "a", "x.y", "r", Decision.ALLOW, f"n{i}"))
                               for i in range(4)))
+    batcher = audit._batchers[asyncio.get_running_loop()]
+    for _ in range(1000):  # each append queues its entry before its first wait: a few loop turns
+        if len(batcher.waiting.get("flaky", [])) == 4:
+            break
+        await asyncio.sleep(0)
+    assert len(batcher.waiting["flaky"]) == 4
+    release.set()
     with pytest.raises(RuntimeError, match="went away"):
         await first
     assert sorted(r.seq for r in await queued) == [1, 2, 3, 4]  # the next batch was written by the same writer

@@ -23,6 +23,16 @@ def live(token: str) -> list[psutil.Process]:
             if token in (proc.info["cmdline"] or []) and proc.info["status"] != psutil.STATUS_ZOMBIE]
 
 
+async def gone(*tokens: str) -> bool:
+    """Whether every process named by ``tokens`` is gone within a few seconds (a kill is not instant)."""
+    deadline = time.monotonic() + 5
+    while any(live(token) for token in tokens):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
 async def run(script: str, tmp_path: Path, **kw: object) -> tuple[object, str]:
     sink = io.StringIO()
     options: dict[str, object] = {"time_limit": 10.0, "kill_grace": 0.5, "final_read_seconds": 0.5, **kw}
@@ -50,8 +60,7 @@ async def test_timeout_terms_then_kills_the_whole_group(tmp_path: Path) -> None:
     result, _ = await run("trap '' TERM; sleep 5171 & sleep 5172; wait", tmp_path, time_limit=0.5)
     assert result.timed_out and result.exit_code is None  # type: ignore[attr-defined]
     assert time.monotonic() - started < 4
-    await asyncio.sleep(0.1)
-    assert not live("5171") and not live("5172")
+    assert await gone("5171", "5172")
 
 
 async def test_background_child_holding_the_pipe_is_killed_at_exit(tmp_path: Path) -> None:
@@ -80,8 +89,7 @@ async def test_escaped_grandchild_seen_while_running_is_killed(tmp_path: Path) -
     """A session-escaping grandchild that was seen among the descendants while the step ran is killed at its end."""
     result, _ = await run("setsid sleep 5175 & sleep 0.4; echo done", tmp_path, tick_seconds=0.1)
     assert result.exit_code == 0 and result.stragglers_killed >= 1  # type: ignore[attr-defined]
-    await asyncio.sleep(0.1)
-    assert not live("5175")
+    assert await gone("5175")
 
 
 async def test_cancellation_kills_the_group(tmp_path: Path) -> None:
@@ -97,8 +105,7 @@ async def test_cancellation_kills_the_group(tmp_path: Path) -> None:
         raise AssertionError("the runner swallowed the cancellation")
     except asyncio.CancelledError:
         pass
-    await asyncio.sleep(0.1)
-    assert not live("5176") and not live("5177")
+    assert await gone("5176", "5177")
 
 
 async def test_output_is_redacted_and_bounded(tmp_path: Path) -> None:
