@@ -19,6 +19,7 @@ from shared.verify.models import (
 _INFRASTRUCTURE = re.compile("|".join((
     r"ECONNREFUSED", r"ECONNRESET", r"ENOTFOUND", r"ETIMEDOUT", r"EAI_AGAIN", r"ENETUNREACH", r"ERR_SOCKET_TIMEOUT",
     r"getaddrinfo", r"Temporary failure in name resolution", r"Name or service not known", r"Network is unreachable",
+    r"Could not resolve host", r"unable to access '", r"self[- ]signed certificate", r"certificate verify failed",
     r"Connection refused", r"Connection reset", r"Could not connect", r"Failed to establish a new connection",
     r"error sending request", r"Failed to fetch", r"operation timed out", r"Read timed out", r"dns error",
     r"HTTP status server error \(5\d\d", r"\b50[234] (Bad Gateway|Service Unavailable|Gateway Time-?out)",

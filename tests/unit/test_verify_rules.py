@@ -205,3 +205,23 @@ def test_env_allowlist_never_leaks_the_real_environment() -> None:
                "COLORTERM", "PYTHONUNBUFFERED", "PIP_DISABLE_PIP_VERSION_CHECK", "npm_config_update_notifier",
                "npm_config_fund", "npm_config_audit", "npm_config_cache", "UV_PYTHON_DOWNLOADS", "UV_NO_PROGRESS"}
     assert set(env) <= allowed
+
+
+@pytest.mark.parametrize(("output", "status"), [
+    ("YN0001: │ RequestError: self-signed certificate in certificate chain", "error"),
+    ("Fatal Error: unable to access 'https://github.com/yarnpkg/berry.git/': Could not resolve host: github.com",
+     "error"),
+    ("ERR_PNPM_OUTDATED_LOCKFILE  Cannot install with \"frozen-lockfile\"", "failed"),
+    ("× No solution found when resolving dependencies:", "failed"),
+    ("error: something nobody has seen before", "error"),
+])
+def test_a_failed_install_is_the_repository_s_failure_only_when_its_declarations_are(output: str,
+                                                                                     status: str) -> None:
+    """A stale lock or an unsatisfiable requirement fails the repository; an unreachable host, a TLS failure or
+    anything unrecognised is an error of the worker's (the verdict ``error``, exit 2), with the line that says so."""
+    from shared.verify.verdict import install_failure
+
+    got, reason = install_failure(f"resolving...\n{output}\ndone\n", "exit code 1")
+    assert got.value == status and reason.startswith("exit code 1")
+    if status == "failed" or "error: something" not in output:
+        assert output.split("  ")[0][:30] in reason
