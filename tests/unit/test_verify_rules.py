@@ -212,7 +212,7 @@ def test_env_allowlist_never_leaks_the_real_environment() -> None:
     ("Fatal Error: unable to access 'https://github.com/yarnpkg/berry.git/': Could not resolve host: github.com",
      "error"),
     ("ERR_PNPM_OUTDATED_LOCKFILE  Cannot install with \"frozen-lockfile\"", "failed"),
-    ("× No solution found when resolving dependencies:", "failed"),
+    ("  No solution found when resolving dependencies:", "failed"),
     ("error: something nobody has seen before", "error"),
 ])
 def test_a_failed_install_is_the_repository_s_failure_only_when_its_declarations_are(output: str,
