@@ -396,6 +396,21 @@ def _fresh_dirs(remove: Path | None, create: list[Path]) -> None:
         path.mkdir(parents=True, exist_ok=True)
 
 
+def step_tree(tree: Path, dest: Path) -> Path:
+    """A copy of the run's tree for one step (``StepSpec.own_tree``); node_modules is shared, not copied."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(tree, dest, symlinks=True, ignore=shutil.ignore_patterns("node_modules"))
+    for modules in tree.rglob("node_modules"):
+        relative = modules.relative_to(tree)
+        if modules.is_dir() and not modules.is_symlink() and "node_modules" not in relative.parts[:-1]:
+            target = dest / relative
+            if target.parent.is_dir() and not target.exists():
+                target.symlink_to(modules)
+    return dest
+
+
 def _relative_under(path: Path, parent: Path) -> bool:
     try:
         return path.resolve().is_relative_to(parent.resolve())
@@ -528,7 +543,7 @@ class VerifyActivities:
         return env
 
     def _sandbox_spec(self, prepared: Prepared, tenant_id: str, install: bool, network: bool,
-                      path: str) -> SandboxSpec:
+                      path: str, repo_dir: str = "") -> SandboxSpec:
         home = Path.home()
         config_files = set(self._user_config_files().values()) if install else set()
         hidden_dirs = [str(self.settings.home.resolve())]
@@ -567,7 +582,7 @@ class VerifyActivities:
         if env_dir:
             writable.insert(0, env_dir)
         readonly_list = sorted(r for r in readonly if not any(Path(r).is_relative_to(w) for w in writable))
-        return SandboxSpec(repo=prepared.repo_dir, workspace=prepared.workspace, hidden_dirs=hidden_dirs,
+        return SandboxSpec(repo=repo_dir or prepared.repo_dir, workspace=prepared.workspace, hidden_dirs=hidden_dirs,
                            hidden_files=hidden_files, readonly=readonly_list, writable=writable, network=network)
 
     def _missing_tool(self, spec: StepSpec, env: Mapping[str, str], cwd: Path,
@@ -599,12 +614,15 @@ class VerifyActivities:
         if prepared.plan.env_dir:
             dirs.append(Path(prepared.plan.env_dir))
         await asyncio.to_thread(_fresh_dirs, remove=None, create=dirs)
+        if spec.own_tree:
+            repo = await asyncio.to_thread(step_tree, repo, ws / "trees" / spec.name.value)
         pidfile = ws / "steps" / f"{spec.name.value}.pid"
         await asyncio.to_thread(kill_stale, pidfile)
         env = self._env(prepared, req.tenant_id, spec, install)
         sandbox = prepared.sandbox.enabled
         bwrap = shutil.which("bwrap") if sandbox else None
-        box = self._sandbox_spec(prepared, req.tenant_id, install, spec.network, env["PATH"]) if bwrap else None
+        box = self._sandbox_spec(prepared, req.tenant_id, install, spec.network, env["PATH"],
+                                 str(repo)) if bwrap else None
         log_path = ws / "logs" / f"{spec.name.value}.log"
         attempt = activity.info().attempt
         name = spec.name.value

@@ -183,7 +183,11 @@ def materialise(case: Case, work: Path) -> Path:
         setup_cfg = dest / "setup.cfg"
         if (dest / "PKG-INFO").is_file() and setup_cfg.is_file():  # an sdist: setuptools added [egg_info]
             text = setup_cfg.read_text()
-            setup_cfg.write_text(re.sub(r"\n*\[egg_info\]\n(?:[^\[\n][^\n]*\n?)*", "\n", text).rstrip("\n") + "\n")
+            kept = re.sub(r"\n*\[egg_info\]\n(?:[^\[\n][^\n]*\n?)*", "\n", text).strip("\n")
+            if kept:
+                setup_cfg.write_text(kept + "\n")
+            else:  # the repository has no setup.cfg: sdist-building made it
+                setup_cfg.unlink()
     for edit in case.edits:
         path = dest / edit["file"]
         text = path.read_text() if path.exists() else ""
@@ -473,6 +477,7 @@ def main() -> None:
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "jobforge-verify-corpus"))
     parser.add_argument("--only", action="append", default=[], help="a repository's name (repeatable)")
     parser.add_argument("--intact-only", action="store_true", help="leave the broken copies out")
+    parser.add_argument("--broken-only", action="store_true", help="only the broken copies")
     parser.add_argument("--by-hand", action="store_true", help="also time the same commands by hand")
     parser.add_argument("--establish", action="store_true", help="run the recorded CI commands by hand instead")
     parser.add_argument("--json", dest="json_out", default="", help="write the summary here too")
@@ -487,6 +492,8 @@ def main() -> None:
     cases, skipped = load_cases(Path(args.corpus), cache, set(args.only))
     if args.intact_only:
         cases = [c for c in cases if c.name == "intact"]
+    if args.broken_only:
+        cases = [c for c in cases if c.name != "intact"]
     cases.sort(key=lambda c: c.name != "intact")  # every repository first, then the broken copies (warm caches)
     for line in skipped:
         print(f"skipped {line}")

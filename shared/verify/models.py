@@ -153,6 +153,9 @@ class StepSpec(Frozen):
     env: dict[str, str] = Field(default_factory=dict)
     #: why the step cannot run on this worker (a toolchain is missing): the step is reported as an error
     error: str = ""
+    #: runs in its own copy of the run's tree, as a CI job of its own would: what its fixers write (pre-commit's
+    #: end-of-file-fixer, ruff --fix) is neither seen by the steps beside it nor mistaken for their doing
+    own_tree: bool = False
 
     @property
     def runnable(self) -> bool:

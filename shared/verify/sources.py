@@ -68,7 +68,7 @@ def precommit_steps(facts: RepoFacts, req: Request, out: Defined, typecheck_defi
         skip += typecheck_hooks
     if len(set(skip)) < len(set(translation.hooks) | set(translation.skipped)):
         env = {"SKIP": ",".join(dict.fromkeys(skip))} if skip else {}
-        out.steps[StepName.LINT] = spec(StepName.LINT, [run], origin, env=env)
+        out.steps[StepName.LINT] = spec(StepName.LINT, [run], origin, env=env).model_copy(update={"own_tree": True})
     out.prepare.append(["pre-commit", "install-hooks", "--config", config])
 
 

@@ -169,9 +169,20 @@ async def test_precommit_hooks_run_at_their_pinned_revs(runtime: Runtime, worker
     assert any("not-on-any-registry not run" in note for note in report.notes), report.notes
     assert any("ruff==0.6.9" in note for note in report.notes), report.notes
     (repo / "hooks_fixture.py").write_text("import os\n\n\ndef f(x: int) -> int:\n    return x + 1\n")
+    (repo / "notes.txt").write_text("no newline at the end")  # end-of-file-fixer rewrites it
+    write_files(repo, {"tests/test_notes.py": """
+        from pathlib import Path
+
+
+        def test_the_checkout_as_committed() -> None:
+            assert Path("notes.txt").read_text() == "no newline at the end"
+    """})
     broken = await verify(runtime, {"repo_path": str(repo)})
     assert broken.step(StepName.LINT).status is StepStatus.FAILED and broken.verdict is Verdict.FAILED
-    assert "F401" in log_text(broken, StepName.LINT)
+    lint_log = log_text(broken, StepName.LINT)
+    assert "F401" in lint_log and "Fixing notes.txt" in lint_log
+    # the lint step's fixes stay in its own copy: the tests see the code as it was given, as a CI job would
+    assert broken.step(StepName.TEST).status is StepStatus.PASSED, explain(broken)
 
 
 async def test_tox_environments_are_the_steps(runtime: Runtime, worker: None, verify_on: None, repos: Path,

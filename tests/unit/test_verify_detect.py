@@ -196,6 +196,7 @@ def test_precommit_hooks_run_at_their_pinned_revs_and_unknown_hooks_are_named() 
     assert lint.argv == ["pre-commit", "run", "--all-files", "--show-diff-on-failure", "--config", "/ws/pc.yaml"]
     assert lint.env == {"SKIP": "no-commit-to-branch,mystery,mypy"} and lint.origin == ".pre-commit-config.yaml"
     assert lint.display.startswith("SKIP=no-commit-to-branch,mystery,mypy pre-commit run")
+    assert lint.own_tree and not p.step(StepName.TYPECHECK).own_tree  # its fixers write into a copy of its own
     assert p.step(StepName.TYPECHECK).argv[:4] == ["pre-commit", "run", "mypy", "--all-files"]
     assert ["pre-commit", "install-hooks", "--config", "/ws/pc.yaml"] in p.install.commands()
     assert [t.name for t in p.tools] == ["pre-commit"]
