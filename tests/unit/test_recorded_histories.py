@@ -11,6 +11,10 @@ named ``<commit>_<what>.json`` after the commit whose code ran it on a dev serve
 - ``8f3f4a8``: local bookkeeping (its patch marker), before the admission search-attribute upsert.
 - ``a9aeb4a``: the upsert under its ``patched`` marker (``jobforge.admission-search-attributes``), from
   a refused raw start and from an argument refused before admission.
+- ``bff6e19``: a run cancelled while its checks ran, whose cancellation surfaced through the cancelled
+  activity and was recorded as a failure (before ``jobforge.cancelled-through-activity``);
+  ``19e09c0``: the same on the patched path (recorded cancelled). Both ran with the test doubles of
+  ``tests/integration/test_workflow_logic.py`` (the workflow code is what is recorded).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ REPLAYABLE = [
     "cbb09be_route_event",
     "8f3f4a8_healthcheck", "8f3f4a8_healthcheck_refused",
     "a9aeb4a_healthcheck", "a9aeb4a_healthcheck_refused", "a9aeb4a_healthcheck_invalid_argument",
+    "bff6e19_healthcheck_cancelled", "19e09c0_healthcheck_cancelled",
 ]
 
 
