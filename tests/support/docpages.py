@@ -1,7 +1,7 @@
 """The documentation site's tutorials and how-to guides, run as written by the doc runner (docrun.py).
 
 Each page is one shell session in a checkout view of its own, against the embedded stack that its
-``docrun: stack`` block starts; the e2e tests run every page listed here, and a unit test checks that
+``docrun: stack`` block starts; tests/e2e/test_docs_*.py run every page listed here, and a unit test checks that
 the lists name every page under docs/tutorials and docs/how-to.
 """
 
@@ -17,10 +17,13 @@ DOCS = ROOT / "docs"
 #: pages run by tests/e2e/test_docs_tutorials.py
 TUTORIALS = ("tutorials/first-verify.md", "tutorials/events-and-triggers.md", "tutorials/nightly-cron.md",
              "tutorials/product-integration.md")
-#: pages run by tests/e2e/test_docs_howtos.py
-HOW_TOS = ("how-to/job-template.md", "how-to/production.md", "how-to/rotate-keys.md", "how-to/kill-switch.md",
-           "how-to/backup-restore.md", "how-to/metrics-and-traces.md", "how-to/replay-bundles.md",
-           "how-to/temporal-tools.md")
+#: pages run by tests/e2e/test_docs_howtos.py (two lists: two test files, which xdist's loadfile spreads)
+HOW_TOS_BUILD = ("how-to/job-template.md", "how-to/rotate-keys.md", "how-to/replay-bundles.md",
+                 "how-to/temporal-tools.md")
+#: pages run by tests/e2e/test_docs_howtos_ops.py
+HOW_TOS_OPERATE = ("how-to/production.md", "how-to/kill-switch.md", "how-to/backup-restore.md",
+                   "how-to/metrics-and-traces.md")
+HOW_TOS = HOW_TOS_BUILD + HOW_TOS_OPERATE
 
 
 def run_docs_page(page: str, workdir: Path) -> SessionReport:
