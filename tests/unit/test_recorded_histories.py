@@ -23,6 +23,9 @@ named ``<commit>_<what>.json`` after the commit whose code ran it on a dev serve
 
 from __future__ import annotations
 
+import importlib
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -79,3 +82,33 @@ async def test_stepwise_routing_no_longer_replays() -> None:
     JobForge archives no routing histories."""
     result = await replayer().replay_workflow(history("567724f_route_event"), raise_on_replay_failure=False)
     assert result.replay_failure is not None
+
+
+def _patch_ids() -> dict[str, str]:
+    """Every patch id the workflows call ``patched``/``deprecate_patch`` with -> the module calling it."""
+    found: dict[str, str] = {}
+    for path in sorted((HISTORIES.parents[1] / "workflows").glob("*.py")):
+        module = importlib.import_module(f"workflows.{path.stem}")
+        for name in re.findall(r"workflow\.(?:patched|deprecate_patch)\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)",
+                               path.read_text()):
+            found[getattr(module, name)] = path.name
+    return found
+
+
+def _recorded_patch_ids() -> set[str]:
+    ids: set[str] = set()
+    for name in {path.stem for path in HISTORIES.glob("*.json")}:
+        for event in history(name).events:
+            marker = event.marker_recorded_event_attributes
+            if event.HasField("marker_recorded_event_attributes") and marker.marker_name == "core_patch":
+                ids.add(json.loads(marker.details["patch-data"].payloads[0].data)["id"])
+    return ids
+
+
+def test_every_patch_has_a_recorded_history() -> None:
+    """Each patch the workflows still check appears in a recorded history, so its patched path is
+    replayed here; record one with tests/histories/record.py (and one of the old path, while kept)."""
+    patches = _patch_ids()
+    assert set(patches) >= {"jobforge.bookkeeping-local", "jobforge.route.one-step"}  # the scan finds them
+    missing = {patch: module for patch, module in patches.items() if patch not in _recorded_patch_ids()}
+    assert not missing, f"patches without a recorded history in tests/histories: {missing}"
