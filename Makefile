@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 .PHONY: help install run test lint bench docs docs-serve screenshots clean
 
 help: ## list the verbs
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create .venv and install JobForge with its dev tools
 
@@ -37,8 +37,10 @@ DOCS_ENV := NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true
 docs: install ## build the documentation site into site/ (strict: a broken link or reference fails; offline)
 	$(DOCS_ENV) $(BIN)/mkdocs build --strict --site-dir site
 
-docs-serve: install ## serve the documentation site on http://127.0.0.1:8000, rebuilt as docs/ and the code change
-	$(DOCS_ENV) $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000 --watch shared --watch workers
+DOCS_ADDR ?= 127.0.0.1:8000
+
+docs-serve: install ## serve the site on 127.0.0.1:8000 (DOCS_ADDR=host:port), rebuilt as docs/ and the code change
+	$(DOCS_ENV) $(BIN)/mkdocs serve --strict --dev-addr $(DOCS_ADDR) --watch shared --watch workers
 
 screenshots: install ## run the console's browser tests, saving a screenshot of each page in docs/screenshots/
 	JOBFORGE_SCREENSHOTS=docs/screenshots $(BIN)/python -m tests.support.run_pytest -q tests/e2e/test_console_browser.py

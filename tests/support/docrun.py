@@ -35,7 +35,8 @@ with the virtualenv's ``bin`` first on ``PATH``, for pages that assume ``jobforg
 clone looks (``.venv`` and the sources as symlinks, ``examples/`` copied so the stack's workers, which
 run there, may verify it), so files the page writes (bundles, keys) stay out of the repository.
 
-Used by ``tests/e2e/test_readme.py`` for README.md; the docs build imports it for its pages.
+Used by ``tests/e2e/test_readme.py`` for README.md and, through ``tests/support/docpages.py``, by
+``tests/e2e/test_docs_*.py`` for the documentation site's tutorials and how-to guides.
 """
 
 from __future__ import annotations
