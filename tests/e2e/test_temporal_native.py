@@ -336,3 +336,18 @@ async def test_every_jobforge_start_path_is_under_its_tenant_filter(native: Sett
                                                      run_id=execution["execution"]["runId"])
             started = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes
             assert "JobForgeTenant" in started.search_attributes.indexed_fields, execution["execution"]
+
+
+KNOWN_TYPES = {HEALTHCHECK, "autopilot.readylayer.verify_pack", "autopilot.keys.rotation", "jobforge.trigger.fire",
+               "jobforge.event.router", "jobforge.event.route"}
+
+
+@hsettings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(workflow_type=st.from_regex(r"[A-Za-z][A-Za-z0-9_.:-]{0,40}", fullmatch=True).filter(
+    lambda t: t not in KNOWN_TYPES), argument=_JSON)
+def test_every_unknown_workflow_type_is_answered(native: Settings, workflow_type: str, argument: Any) -> None:
+    """Any workflow type no worker knows, with any argument, is answered at once on a JobForge task queue:
+    unknown_workflow_type naming the templates."""
+    failure, _ = asyncio.run(failure_of(native, workflow_type, argument))
+    assert failure.type == "unknown_workflow_type" and failure.non_retryable
+    assert HEALTHCHECK in failure.details[0]["known_templates"]
