@@ -2,10 +2,11 @@
 
 Each double is registered under the real activity's name (``jobforge.admit``, ``triggers.fire``, ...),
 so the workflow code runs unchanged against answers the test chooses, without PostgreSQL: the job
-frame (admitted, refused, a malformed argument, a typed failure, a retried one, retries used up,
-cancellation), the trigger fire (decided, unreadable input with and without a trigger to record it
-on) and the per-tenant event router (pending and swept events first, a failed event retried after a
-back-off while new ones go on). Waits are on the doubles' recorded calls, never on the clock.
+frame (admitted, refused, a malformed argument or several, an unknown workflow type, a typed
+failure, a retried one, retries used up, cancellation), the trigger fire (decided, unreadable input
+with and without a trigger to record it on) and the per-tenant event router (pending and swept
+events first, a failed event retried after a back-off while new ones go on). Waits are on the
+doubles' recorded calls, never on the clock.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from workflows._job import JobArguments
 from workflows.event_router import EventRouterWorkflow
 from workflows.healthcheck import HealthcheckWorkflow
 from workflows.trigger_fire import TriggerFireWorkflow
+from workflows.unknown_type import UnknownWorkflowTypeWorkflow
 
 pytestmark = pytest.mark.integration
 
@@ -99,6 +101,8 @@ class FakeRuns:
     @activity.defn(name="jobforge.refuse_run")
     async def refuse(self, req: RefusalInput) -> RefusalResult:
         await self.calls.add("refuse", req)
+        if not req.error_code:  # an unknown workflow type: the activity names the templates
+            return RefusalResult(error_code="unknown_workflow_type", reason=f"no template {req.workflow_type}")
         return RefusalResult(error_code=req.error_code, reason=req.reason, error_details=req.error_details)
 
     @activity.defn(name="jobforge.capture_provenance")
@@ -268,6 +272,32 @@ async def test_malformed_argument_is_refused_before_admission(client: Client) ->
     assert refusal.tenant_id == "acme" and refusal.error_code == "invalid_run_argument"
     assert "inputs" in refusal.error_details["fields"]
     assert not calls.of("admit") and not calls.of("finish")
+
+
+async def test_several_arguments_are_refused_before_admission(client: Client) -> None:
+    """A template run started with two arguments is refused by the worker's interceptor (typed, recorded)
+    instead of failing its workflow task on the run method's signature."""
+    calls = Calls()
+    async with serving(client, [HealthcheckWorkflow], FakeRuns(calls, admitted()).all()) as queue:
+        handle = await client.start_workflow(HC, args=[job(), job()], id=f"wf-{uuid.uuid4()}", task_queue=queue)
+        cause = await failure_of(handle)
+    assert isinstance(cause, ApplicationError) and cause.type == "invalid_run_argument"
+    assert [r.error_code for r in calls.of("refuse")] == ["invalid_run_argument"] and not calls.of("admit")
+
+
+async def test_unknown_workflow_type_is_answered_at_once(client: Client) -> None:
+    """A workflow type no worker registers is answered on the queue by the catch-all: refused under the
+    tenant its argument names, failing with unknown_workflow_type instead of waiting for ever."""
+    calls = Calls()
+    workflows = [HealthcheckWorkflow, UnknownWorkflowTypeWorkflow]
+    async with serving(client, workflows, FakeRuns(calls, admitted()).all()) as queue:
+        handle = await client.start_workflow("autopilot.jobforge.nothing", job(), id=f"wf-{uuid.uuid4()}",
+                                             task_queue=queue)
+        cause = await failure_of(handle)
+    assert isinstance(cause, ApplicationError) and cause.type == "unknown_workflow_type" and cause.non_retryable
+    [refusal] = calls.of("refuse")
+    assert (refusal.workflow_type, refusal.tenant_id, refusal.error_code) == ("autopilot.jobforge.nothing", "acme", "")
+    assert not calls.of("admit")
 
 
 async def test_typed_activity_failure_fails_the_run_at_once(client: Client) -> None:
