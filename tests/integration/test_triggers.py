@@ -182,9 +182,14 @@ async def test_schedule_paused_with_temporal_cli(runtime: Runtime, worker: None,
         assert done.returncode == 0, done.stderr
         view = await svc.show(t, "ticker")
         assert view.state == "paused"
-        await asyncio.sleep(1.5)  # let an in-flight fire land
+        assert runtime.temporal is not None
+        schedule = runtime.temporal.get_schedule_handle(schedule_id(t, "ticker"))
+        for _ in range(200):  # a fire started before the pause lands first
+            if not (await schedule.describe()).info.running_actions:
+                break
+            await asyncio.sleep(0.05)
         before = len(await svc.fires(t))
-        await asyncio.sleep(2.5)
+        await asyncio.sleep(2.5)  # a window in which a paused Schedule must not fire (time is the point)
         assert len(await svc.fires(t)) == before
         manual = await svc.fire(t, "ticker")
         assert isinstance(manual, FireOutcome)
