@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import html
 import inspect
 import io
 import json
@@ -34,8 +35,12 @@ def cell(text: object) -> str:
 
 
 def code(text: object) -> str:
-    escaped = str(text).replace("|", "\\|")
-    return f"`{escaped}`" if escaped else ""
+    """``text`` as inline code that is safe in a table cell: HTML, so a ``|`` cannot split the cell, and
+    long names may wrap after ``_`` or ``.`` (never inside a word)."""
+    if not str(text):
+        return ""
+    escaped = html.escape(str(text), quote=False).replace("|", "&#124;")
+    return "<code>" + re.sub(r"([_.])", r"\1<wbr>", escaped) + "</code>"
 
 
 def doc_comments(source: str) -> dict[int, str]:
@@ -136,7 +141,7 @@ def constraint_text(info: Any) -> str:
                 bits.append(f"{sign} {value:g}" if isinstance(value, float) else f"{sign} {value}")
         pattern = getattr(meta, "pattern", None)
         if pattern:
-            bits.append(f"matches `{pattern}`")
+            bits.append(f"matches {code(pattern)}")
     return ", ".join(bits)
 
 
@@ -160,7 +165,7 @@ def settings_page() -> str:
         if not description:
             undocumented.append(name)
         lines.append(f"| {code(prefix.upper() + name.upper())} | {code(type_name(info.annotation))} | "
-                     f"{code(default_text(info))} | {cell(constraint_text(info))} | {cell(description)} |")
+                     f"{code(default_text(info))} | {constraint_text(info)} | {cell(description)} |")
     if undocumented:  # tolerated for the obvious ones, listed so they get a comment
         names = ", ".join(code(prefix.upper() + n.upper()) for n in undocumented)
         lines.append(f"\n*Described by their names only:* {names}.\n")
