@@ -12,18 +12,10 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from pydantic import BaseModel, SecretStr
-from rich.table import Table
 
-from shared.flags import Flag, FlagReader, parse_switch
-from shared.logs import configure
-from shared.models import RunRecord, RunStatus
-from shared.settings import Settings
-from shared.store import Store
-from shared.templates import describe, load_registry
 from workers.cli_common import (
     NegativeVerdict,
     command,
@@ -36,18 +28,47 @@ from workers.cli_common import (
     run_async,
     settings,
 )
-from workers.cli_ops import temporal_app
-from workers.cli_replay import replay_app
-from workers.cli_security import audit_app, keys_app, tenants_app, tokens_app
-from workers.cli_status import status
-from workers.cli_triggers import events_app, triggers_app
-from workers.cli_verify import verify
-from workers.runtime import database_url, open_runtime
+from workers.cli_group import Lazy, LazyGroup
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from shared.flags import Flag
+    from shared.models import RunRecord
+    from shared.settings import Settings
+    from shared.store import Store
 
 R = TypeVar("R")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="JobForge: durable jobs on Temporal behind one security gate.")
+
+
+class JobForgeGroup(LazyGroup):
+    """The root: the commands of this module, and the other ``workers/cli_*`` modules' imported on demand.
+    A command added to another module is listed here, with the first paragraph of its help (a unit test
+    checks that each entry loads and that its help matches)."""
+
+    LAZY = (
+        Lazy("verify", "workers.cli_verify:verify",
+             "Lint, typecheck, build and test a repository through JobForge; exit 0 on pass, 1 on fail."),
+        Lazy("status", "workers.cli_status:status",
+             "The stack the other commands use (the running `jobforge dev`, or the configured services) and "
+             "whether each part answers; exit 2 naming where the commands looked when there is none."),
+        Lazy("replay", "workers.cli_replay:replay_app",
+             "Replay bundles: export, verify, dry-run (REPLAY_PACK_ENABLED)."),
+        Lazy("temporal", "workers.cli_ops:temporal_app", "Prepare the Temporal namespace JobForge uses."),
+        Lazy("events", "workers.cli_triggers:events_app", "Submit and list events (JOBFORGE_EVENTS_ENABLED)."),
+        Lazy("triggers", "workers.cli_triggers:triggers_app", "Cron and event triggers (JOBFORGE_TRIGGERS_ENABLED)."),
+        Lazy("tenants", "workers.cli_security:tenants_app", "Tenants: isolated customer/app accounts."),
+        Lazy("keys", "workers.cli_security:keys_app", "Tenant API keys (the secret is shown once)."),
+        Lazy("tokens", "workers.cli_security:tokens_app", "Policy tokens that authorize one action run."),
+        Lazy("audit", "workers.cli_security:audit_app", "The tamper-evident audit log."),
+    )
+    ORDER = ("templates", "dev", "verify", "status", "db", "flags", "jobs", "runs", "replay", "temporal", "events",
+             "triggers", "tenants", "keys", "tokens", "audit")
+
+
+app = typer.Typer(cls=JobForgeGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, help="JobForge: durable jobs on Temporal behind one security gate.")
 db_app = typer.Typer(no_args_is_help=True, help="JobForge's PostgreSQL schema.")
 flags_app = typer.Typer(help="Feature flags (all OFF by default) and their fleet-wide overrides.")
 jobs_app = typer.Typer(no_args_is_help=True, help="Request jobs.")
@@ -66,6 +87,7 @@ app.add_typer(runs_app, name="runs")
 def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Apply migrations up to REVISION (default: head)."""
     from shared.store.migrate import upgrade
+    from workers.runtime import database_url
 
     upgrade(database_url(settings()), revision)
     out.print(f"database at {revision}")
@@ -75,7 +97,9 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
 @command
 def db_current(as_json: bool = typer.Option(False, "--json")) -> None:
     """Show the schema revision of the database and of the code."""
+    from shared.store import Store
     from shared.store.migrate import head_revision
+    from workers.runtime import database_url
 
     async def go() -> str | None:
         store = Store.from_url(database_url(settings()))
@@ -98,6 +122,9 @@ def db_current(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 async def _flag_values(s: Settings) -> list[dict[str, Any]]:
+    from shared.flags import FlagReader
+    from shared.store import Store
+
     url = s.database_url_value()
     store = Store.from_url(url) if url else None
     try:
@@ -119,6 +146,8 @@ def flags_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")
     if as_json:
         print_json(rows)
         return
+    from rich.table import Table
+
     table = Table("flag", "value", "source")
     for row in rows:
         table.add_row(row["name"], "[green]on[/]" if row["enabled"] else "off", row["source"])
@@ -126,6 +155,9 @@ def flags_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")
 
 
 async def _store_call(fn: Callable[[Store], Awaitable[R]]) -> R:
+    from shared.store import Store
+    from workers.runtime import database_url
+
     store = Store.from_url(database_url(settings()))
     try:
         return await fn(store)
@@ -145,6 +177,8 @@ async def _change(store: Store, flag: Flag, enabled: bool | None, actor: str, re
 def flags_set(name: str, value: str, reason: str = typer.Option("", help="Why (kept with the override)."),
               actor: str = typer.Option("cli")) -> None:
     """Override flag NAME fleet-wide (on|off); running workers honour it within seconds."""
+    from shared.flags import Flag, parse_switch
+
     flag, enabled = Flag.parse(name), parse_switch(value)
     change = run_async(_store_call(lambda store: _change(store, flag, enabled, actor, reason)))
     out.print(f"{flag.value} = {'on' if enabled else 'off'} (store override"
@@ -155,6 +189,8 @@ def flags_set(name: str, value: str, reason: str = typer.Option("", help="Why (k
 @command
 def flags_unset(name: str, actor: str = typer.Option("cli")) -> None:
     """Remove the store override of flag NAME (its env value or default applies again)."""
+    from shared.flags import Flag
+
     flag = Flag.parse(name)
     change = run_async(_store_call(lambda store: _change(store, flag, None, actor, "")))
     out.print(f"{flag.value}: override {'removed' if change.had_override else 'was not set'}")
@@ -168,12 +204,16 @@ def flags_unset(name: str, actor: str = typer.Option("cli")) -> None:
 def templates(as_json: bool = typer.Option(False, "--json")) -> None:
     """The registered job templates; --json adds what starting one through Temporal takes: workflow type,
     task queue, search attributes and the JSON Schemas of its argument (JobRun) and inputs."""
+    from shared.templates import describe, load_registry
+
     s = settings()
     registry = load_registry(s)
     rows = [describe(t, s) for t in registry]
     if as_json:
         print_json(rows)
         return
+    from rich.table import Table
+
     table = Table("template", "queue", "action", "scopes", "flags", "description")
     for row in rows:
         table.add_row(row["key"], row["task_queue"], "yes" if row["action"] else "no",
@@ -207,6 +247,8 @@ def jobs_request(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Request a run of TEMPLATE for a tenant."""
+    from workers.runtime import open_runtime
+
     parsed = parse_inputs(inputs)
 
     async def go() -> tuple[Any, BaseModel | None]:
@@ -247,6 +289,8 @@ def runs_list(tenant: str = typer.Option(..., "--tenant", "-t"), limit: int = ty
     if as_json:
         print_json([_run_row(r) for r in runs])
         return
+    from rich.table import Table
+
     table = Table("run id", "template", "status", "created", "trace")
     for r in runs:
         table.add_row(r.run_id, r.template_key, r.status.value, r.created_at.isoformat(timespec="seconds"),
@@ -258,6 +302,8 @@ async def _finished(ident: str, tenant: str | None) -> RunRecord:
     """The run once it has finished: its workflow's result is awaited, then its record read again."""
     from temporalio.client import WorkflowFailureError
     from temporalio.service import RPCError
+
+    from workers.runtime import open_runtime
 
     async with open_runtime(settings()) as rt:
         run = await rt.store.get_run(ident, tenant)
@@ -284,6 +330,8 @@ def runs_show(ident: str = typer.Argument(..., metavar="ID", help="Run id or wor
     else:
         for key, value in _run_row(run).items():
             out.print(f"[bold]{key}[/]: {json.dumps(value) if isinstance(value, dict) else value}", highlight=False)
+    from shared.models import RunStatus
+
     if wait and run.status is not RunStatus.SUCCEEDED:
         raise NegativeVerdict("" if as_json else f"run {run.run_id} {run.status.value}"
                               + ("" if run.status.is_final else ": its workflow closed without recording an outcome"))
@@ -307,6 +355,10 @@ def dev(
     inputs: str | None = typer.Option(None, "--inputs", help="Inputs for --run (JSON or @file)."),
 ) -> None:
     """Start the embedded stack: Temporal dev server, PostgreSQL, migrations and workers."""
+    from pydantic import SecretStr
+
+    from shared.logs import configure
+    from shared.settings import Settings
     from workers.dev import DevPorts, DevStack
 
     s = Settings()
@@ -346,6 +398,8 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 
 def _run_once(s: Settings, template: str, tenant: str, inputs: dict[str, Any]) -> None:
+    from workers.runtime import open_runtime
+
     async def go() -> BaseModel:
         async with open_runtime(s) as rt:
             client = rt.client()
@@ -358,18 +412,6 @@ def _run_once(s: Settings, template: str, tenant: str, inputs: dict[str, Any]) -
     out.print_json(result.model_dump_json())
     if not _verdict(result):
         raise NegativeVerdict(f"{template}: negative verdict")
-
-
-app.add_typer(replay_app, name="replay")
-app.add_typer(temporal_app, name="temporal")
-app.add_typer(events_app, name="events")
-app.add_typer(triggers_app, name="triggers")
-app.add_typer(tenants_app, name="tenants")
-app.add_typer(keys_app, name="keys")
-app.add_typer(tokens_app, name="tokens")
-app.add_typer(audit_app, name="audit")
-app.command("verify")(verify)
-app.command("status")(status)
 
 
 def main() -> None:

@@ -1,32 +1,47 @@
-"""What every ``jobforge`` command module shares: consoles, error mapping, JSON output, settings."""
+"""What every ``jobforge`` command module shares: consoles, error mapping, JSON output, settings.
+
+Importing it is cheap (``jobforge --help`` imports it): rich, pydantic, the settings and the logging
+set-up are imported when a command first uses them.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 import orjson
 import typer
-from pydantic import BaseModel
-from rich.console import Console
 
-from shared.errors import InvalidRequest, JobForgeError
-from shared.flags import Flag, resolve
-from shared.logs import configure
-from shared.security.limits import HARD_CAP_FACTOR
-from shared.settings import Settings
-from workers.stack import effective_settings
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from shared.settings import Settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-out = Console()
-err = Console(stderr=True)
+
+class _LazyConsole:
+    """A rich ``Console`` made when first used: commands that print no table or markup never import rich."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr)
+        return getattr(self._console, name)
+
+
+out = cast("Console", _LazyConsole(stderr=False))
+err = cast("Console", _LazyConsole(stderr=True))
 
 
 class NegativeVerdict(Exception):
@@ -41,6 +56,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def one_line_error(exc: BaseException) -> str:
     """The CLI's line for an error no command mapped: an outage or a value the store refused as
     typed errors, anything else as its class and redacted first line."""
+    from shared.errors import JobForgeError
     from shared.outages import as_data_error, as_outage
     from shared.security.redaction import redact_text
 
@@ -65,39 +81,53 @@ def command(fn: Callable[P, R]) -> Callable[P, R]:
             if str(exc):
                 err.print(str(exc), highlight=False)
             raise typer.Exit(1) from None
-        except JobForgeError as exc:
-            raise fail(f"{exc.code}: {exc.message}") from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
+        except Exception as exc:
+            from shared.errors import JobForgeError
+
+            if isinstance(exc, JobForgeError):
+                raise fail(f"{exc.code}: {exc.message}") from None
+            raise
 
     return wrapper
 
 
 def run_async(coro: Coroutine[Any, Any, R]) -> R:
+    import asyncio
+
     return asyncio.run(coro)
 
 
 def settings() -> Settings:
+    from shared.logs import configure
+    from workers.stack import effective_settings
+
     s = effective_settings()
     configure(s.log_level if s.log_level.upper() != "INFO" else "WARNING", s.log_format)
     return s
 
 
 def print_json(value: Any) -> None:
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json")
+    value = _default(value) if hasattr(value, "model_dump") else value
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=_default).decode() + "\n")
 
 
 def _default(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    raise TypeError
+    """A pydantic model as JSON data (by duck type: importing pydantic to check costs a ``--help``)."""
+    dump = getattr(value, "model_dump", None)
+    if dump is None:
+        raise TypeError
+    return dump(mode="json")
 
 
 def input_limit(s: Settings | None = None) -> int:
     """The most bytes ``--inputs``/``--payload`` may hold: the payload limit when validation is on in
     this environment, else the API's hard cap (the gate judges the exact limit again)."""
+    from shared.flags import Flag, resolve
+    from shared.security.limits import HARD_CAP_FACTOR
+    from shared.settings import Settings
+
     s = s or Settings()
     validated = resolve(Flag.SECURITY_VALIDATION, os.environ, {}).enabled
     return s.max_payload_bytes if validated else s.max_payload_bytes * HARD_CAP_FACTOR
@@ -106,6 +136,8 @@ def input_limit(s: Settings | None = None) -> int:
 def parse_inputs(text: str | None, max_bytes: int | None = None) -> dict[str, Any]:
     """``--inputs``: inline JSON or ``@path`` to a JSON file; must be an object of at most ``max_bytes``
     (:func:`input_limit` by default). A file over the limit is refused without being read whole."""
+    from shared.errors import InvalidRequest
+
     if not text:
         return {}
     limit = max_bytes if max_bytes is not None else input_limit()
