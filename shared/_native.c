@@ -925,8 +925,10 @@ scan_flag(Scan *sc, Py_ssize_t at)
     if (!starts(t, at, "--", 2) || (at > 0 && at != sc->last_end && in_set(&self->name_chars, rd(t, at - 1)))) {
         return 0;
     }
+    /* a name ends where another "--" begins: every character is read by one flag at most */
     Py_ssize_t end = at;
-    while (end < t->n && in_set(&self->name_chars, rd(t, end)) && end - at <= self->name_max) {
+    while (end < t->n && in_set(&self->name_chars, rd(t, end)) && end - at <= self->name_max &&
+           !(end >= at + 2 && starts(t, end, "--", 2))) {
         end++;
     }
     sc->work += (unsigned long long)(end - at + 1);

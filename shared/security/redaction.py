@@ -461,8 +461,9 @@ class PyEngine:
     def _flag(self, text: str, at: int, after_span: bool = False) -> _Span | None:
         if not text.startswith("--", at) or (at and not after_span and text[at - 1] in self._name_chars):
             return None
-        end = at
-        while end < len(text) and text[end] in self._name_chars and end - at <= NAME_MAX:
+        end = at  # a name ends where another "--" begins: every character is read by one flag at most
+        while (end < len(text) and text[end] in self._name_chars and end - at <= NAME_MAX
+               and not (end >= at + 2 and text.startswith("--", end))):
             end += 1
         if end - at > NAME_MAX or not text.startswith(" ", end) or not is_secret_field(text[at:end]):
             return None
