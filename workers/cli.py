@@ -25,6 +25,7 @@ from workers.cli_common import (
     out,
     parse_inputs,
     print_json,
+    print_table,
     run_async,
     settings,
 )
@@ -151,7 +152,7 @@ def flags_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")
     table = Table("flag", "value", "source")
     for row in rows:
         table.add_row(row["name"], "[green]on[/]" if row["enabled"] else "off", row["source"])
-    out.print(table)
+    print_table(table)
 
 
 async def _store_call(fn: Callable[[Store], Awaitable[R]]) -> R:
@@ -201,7 +202,9 @@ def flags_unset(name: str, actor: str = typer.Option("cli")) -> None:
 
 @app.command("templates")
 @command
-def templates(as_json: bool = typer.Option(False, "--json")) -> None:
+def templates(as_json: bool = typer.Option(False, "--json"),
+              wide: bool = typer.Option(False, "--wide", help="Whole cells on a terminal too (they are whole in a "
+                                        "pipe or file).")) -> None:
     """The registered job templates; --json adds what starting one through Temporal takes: workflow type,
     task queue, search attributes and the JSON Schemas of its argument (JobRun) and inputs."""
     from shared.templates import describe, load_registry
@@ -218,7 +221,7 @@ def templates(as_json: bool = typer.Option(False, "--json")) -> None:
     for row in rows:
         table.add_row(row["key"], row["task_queue"], "yes" if row["action"] else "no",
                       ",".join(row["required_scopes"]), ",".join(row["flags"]), row["description"])
-    out.print(table)
+    print_table(table, wide=wide)
 
 
 # -- jobs and runs ---------------------------------------------------------------------------------
@@ -280,7 +283,9 @@ def _run_row(run: RunRecord) -> dict[str, Any]:
 @runs_app.command("list")
 @command
 def runs_list(tenant: str = typer.Option(..., "--tenant", "-t"), limit: int = typer.Option(50, min=1, max=1000),
-              as_json: bool = typer.Option(False, "--json")) -> None:
+              as_json: bool = typer.Option(False, "--json"),
+              wide: bool = typer.Option(False, "--wide", help="Whole ids and template keys on a terminal too (they "
+                                        "are whole in a pipe or file).")) -> None:
     """A tenant's runs, newest first."""
     from shared.ids import check_tenant_id
 
@@ -295,7 +300,7 @@ def runs_list(tenant: str = typer.Option(..., "--tenant", "-t"), limit: int = ty
     for r in runs:
         table.add_row(r.run_id, r.template_key, r.status.value, r.created_at.isoformat(timespec="seconds"),
                       r.trace_id)
-    out.print(table)
+    print_table(table, wide=wide)
 
 
 async def _finished(ident: str, tenant: str | None) -> RunRecord:

@@ -18,6 +18,7 @@ import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
     from shared.settings import Settings
 
@@ -42,6 +43,18 @@ class _LazyConsole:
 
 out = cast("Console", _LazyConsole(stderr=False))
 err = cast("Console", _LazyConsole(stderr=True))
+
+
+def print_table(table: Table, *, wide: bool = False) -> None:
+    """``table`` on stdout: on a terminal fitted to its width (long cells cut short), else (a pipe, a file, or
+    ``--wide``) at its natural width, every id and key whole. ``--json`` is the interface for programs."""
+    if out.is_terminal and not wide:
+        out.print(table)
+        return
+    from rich.console import Console
+
+    width = out.measure(table, options=out.options.update_width(1_000_000)).maximum
+    Console(file=out.file, width=width, force_terminal=out.is_terminal).print(table)
 
 
 class NegativeVerdict(Exception):

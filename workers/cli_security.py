@@ -20,7 +20,17 @@ from shared.flags import Flag
 from shared.security.principal import Principal
 from shared.security.scopes import parse_scopes
 from shared.store.tenants import ApiKey
-from workers.cli_common import NegativeVerdict, command, err, out, parse_inputs, print_json, run_async, settings
+from workers.cli_common import (
+    NegativeVerdict,
+    command,
+    err,
+    out,
+    parse_inputs,
+    print_json,
+    print_table,
+    run_async,
+    settings,
+)
 from workers.runtime import Runtime, open_runtime
 
 R = TypeVar("R")
@@ -73,7 +83,7 @@ def tenants_list(as_json: bool = typer.Option(False, "--json")) -> None:
     table = Table("tenant", "name", "created")
     for row in rows:
         table.add_row(row["tenant_id"], row["name"], row["created_at"])
-    out.print(table)
+    print_table(table)
 
 
 @keys_app.command("create")
@@ -106,7 +116,7 @@ def keys_list(tenant: str | None = typer.Option(None, "--tenant", "-t"),
     for row in rows:
         table.add_row(row["key_id"], row["tenant_id"], ",".join(row["scopes"]), row["created_at"],
                       row["revoked_at"] or "", row["description"])
-    out.print(table)
+    print_table(table)
 
 
 @keys_app.command("revoke")
@@ -262,7 +272,7 @@ def audit_list(tenant: str = typer.Option(..., "--tenant", "-t"), limit: int = t
     for r in records:
         table.add_row(str(r.seq), r.occurred_at.isoformat(timespec="seconds"), r.actor, r.action, r.resource,
                       r.decision, r.reason[:80])
-    out.print(table)
+    print_table(table)
 
 
 @audit_app.command("verify")

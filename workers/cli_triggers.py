@@ -26,7 +26,7 @@ from shared.triggers.models import (
 )
 from shared.triggers.schedules import seconds_text
 from shared.triggers.service import TriggerChanges, TriggerService, TriggerView
-from workers.cli_common import command, out, parse_inputs, print_json, run_async, settings
+from workers.cli_common import command, out, parse_inputs, print_json, print_table, run_async, settings
 from workers.runtime import Runtime, open_runtime
 
 events_app = typer.Typer(no_args_is_help=True, help="Submit and list events (JOBFORGE_EVENTS_ENABLED).")
@@ -125,7 +125,7 @@ def events_list(tenant: str = typer.Option(..., "--tenant", "-t"),
     for e in events:
         table.add_row(e.received_at.isoformat(timespec="seconds"), e.event_type, e.event_id, e.source_app, e.trace_id,
                       _routing(e))
-    out.print(table)
+    print_table(table)
 
 
 # -- triggers --------------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ def triggers_list(tenant: str = typer.Option(..., "--tenant", "-t"),
                                    t.cron or f"every {t.interval_seconds:g}s")
         state = v.state + (" (strict)" if v.strict else "")
         table.add_row(t.name, t.kind.value, state, when, t.template_key, str(t.safety.dry_run), str(v.recent_fires))
-    out.print(table)
+    print_table(table)
     for v in views:
         if v.drift:
             out.print(f"{v.trigger.name}: drifted ({'; '.join(v.drift)}); fix: {v.fix}", highlight=False)
@@ -389,4 +389,4 @@ def triggers_dry_runs(tenant: str = typer.Option(..., "--tenant", "-t"),
     for r in records:
         table.add_row(r.fired_at.isoformat(timespec="seconds"), r.trigger_name, r.source, r.verdict.value,
                       "; ".join(r.reasons), str(r.inputs)[:80])
-    out.print(table)
+    print_table(table)
