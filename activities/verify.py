@@ -55,7 +55,7 @@ from shared.models import RunStatus
 from shared.settings import Settings
 from shared.store import Store
 from shared.temporal import to_application_error
-from shared.verify import detect
+from shared.verify import detect, pins
 from shared.verify.environment import StepPaths, step_env
 from shared.verify.fingerprint import (
     IGNORED_DIRS,
@@ -188,7 +188,12 @@ def read_facts(repo: Path) -> detect.RepoFacts:
     packages = tuple(sorted(
         name for name in entries
         if name not in ("tests", "test") and not name.startswith(".") and (repo / name / "__init__.py").is_file()))
-    return detect.RepoFacts(files=files, present=present, root_entries=entries, python_packages=packages)
+    release = pins.yarn_path(files.get(".yarnrc.yml", ""))
+    with contextlib.suppress(OSError, ValueError):
+        if not (release and (repo / release).is_file() and (repo / release).resolve().is_relative_to(repo.resolve())):
+            release = ""
+    return detect.RepoFacts(files=files, present=present, root_entries=entries, python_packages=packages,
+                            yarn_release=release)
 
 
 def _git(repo: Path, *args: str, env: Mapping[str, str] | None = None, text: bool = True) -> Any:

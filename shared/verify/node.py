@@ -51,8 +51,15 @@ def package_manager(facts: RepoFacts, package: Mapping[str, Any]) -> pins.Packag
     return pins.PackageManager("npm", "", "package-lock.json" if facts.has("package-lock.json") else "default")
 
 
-def manager_tool(manager: pins.PackageManager, host: Host) -> ToolRequest | None:
-    """What to provision for the manager (None: the worker's own npm serves)."""
+def manager_tool(manager: pins.PackageManager, host: Host, yarn_release: str = "") -> ToolRequest | None:
+    """What to provision for the manager (None: the worker's own npm serves).
+
+    A yarn 2+ repository that ships its release (``yarnPath``) runs that release whatever yarn starts it:
+    any yarn 2+ from the registry serves as the launcher (the declared version may be one the registry
+    never had, such as a release candidate)."""
+    if manager.berry and yarn_release:
+        why = f"launcher of the repository's own {yarn_release} ({manager.why}: yarn {manager.version})"
+        return ToolRequest(kind="npm", name=MANAGER_PACKAGES["yarn-berry"], version=">=2", why=why)
     if manager.name == "npm":
         if not manager.version or (host.npm_version and host.npm_version == manager.version):
             return None
@@ -167,7 +174,7 @@ def plan(facts: RepoFacts, req: Request, host: Host) -> Plan:
         tools.append(node)
     if node_note:
         notes.append(node_note)
-    tool = manager_tool(manager, host)
+    tool = manager_tool(manager, host, facts.yarn_release)
     if tool is not None:
         tools.append(tool)
     env = manager_env(manager, req.cache_dir) if req.cache_dir else {}

@@ -208,6 +208,12 @@ def yarn_berry_for_lockfile(head: str) -> str:
     return "2"
 
 
+def yarn_path(yarnrc: str) -> str:
+    """The release file ``.yarnrc.yml``'s yarnPath names (relative), or ""."""
+    match = re.search(r"^yarnPath:\s*['\"]?([^'\"\s]+)", yarnrc, re.MULTILINE)
+    return match.group(1) if match else ""
+
+
 def yarn_path_version(yarnrc: str) -> str:
     """``yarnPath: .yarn/releases/yarn-4.1.0.cjs`` -> "4.1.0"."""
     match = re.search(r"^yarnPath:\s*['\"]?\S*yarn-([0-9][0-9A-Za-z.+-]*?)\.c?js", yarnrc, re.MULTILINE)

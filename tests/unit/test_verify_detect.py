@@ -401,3 +401,16 @@ repos:
     p = plan(facts({"pyproject.toml": PYPROJECT, ".pre-commit-config.yaml": config}), REQ, HOST)
     [hook] = [h for repo in yaml.safe_load(p.files["/ws/pc.yaml"])["repos"] for h in repo["hooks"]]
     assert hook["args"] == ["--ignore-missing-imports"] and hook["additional_dependencies"] == ["mypy==2.4.0"]
+
+
+def test_yarn_berry_with_its_own_release_needs_only_a_launcher() -> None:
+    """A repository that ships its yarn release (yarnPath) runs it: any yarn 2+ from the registry launches it,
+    so a declared version the registry never had (a release candidate) is no obstacle."""
+    package = {"name": "rc", "packageManager": "yarn@4.0.0-rc.2", "devDependencies": {"typescript": "^4"}}
+    files = {"package.json": json.dumps(package), ".yarnrc.yml": "yarnPath: .yarn/releases/yarn-4.0.0-rc.2.cjs\n",
+             "yarn.lock": "__metadata:\n  version: 6\n"}
+    shipped = RepoFacts(files=files, root_entries=frozenset(files), yarn_release=".yarn/releases/yarn-4.0.0-rc.2.cjs")
+    [tool] = plan(shipped, REQ, HOST).tools
+    assert tool.name == "@yarnpkg/cli-dist" and tool.version == ">=2" and "yarn-4.0.0-rc.2.cjs" in tool.why
+    [exact] = plan(facts(files), REQ, HOST).tools  # the release is not in the checkout: the declared version
+    assert exact.version == "4.0.0-rc.2"
