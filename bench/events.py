@@ -31,6 +31,14 @@ C and JobForge are served by one ``jobforge-worker`` process apart from this one
 (events through the gate, as an API replica or an app's SDK does, or raw starts), as JobForge is
 deployed (``jobforge dev``, compose); ``--in-process`` puts the worker in this process instead. A
 and B use a worker in this process. Usage: ``python bench/events.py [N] [K] [--in-process]``
+
+``--rate R [--duration S]`` measures latency at a steady offered load instead of behind a burst: B
+(raw ``start_workflow`` of the bare workflow) and then JobForge (``submit_event``) are each offered
+R items per second for S seconds (default 60), open-loop (each call on its schedule, however slow
+the previous ones), and the p50/p99 from the call returning to the run's first activity (B: its
+activity; JobForge: admission) are printed side by side. Take R at 50% and 80% of B's throughput
+from a burst run on the same (quiet) machine. The per-run counts (workflow tasks, history events,
+PostgreSQL statements) are ``bench/run_cost.py``.
 """
 
 from __future__ import annotations
@@ -126,13 +134,131 @@ def start_worker(settings: Settings, url: str, log: Path) -> subprocess.Popen[by
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-async def bench(n: int, concurrency: int, home: Path, url: str, separate_worker: bool) -> None:
-    env = await WorkflowEnvironment.start_local(
+async def start_env(home: Path) -> WorkflowEnvironment:
+    """The bench's Temporal dev server: SQLite file with WAL, JobForge's search attributes."""
+    return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()), data_converter=pydantic_data_converter, ui=False,
         dev_server_log_level="error",
         dev_server_extra_args=["--db-filename", str(home / "temporal.db"), "--sqlite-pragma", "journal_mode=wal",
                                "--sqlite-pragma", "synchronous=normal",
                                *[a for sa in search_attribute_args() for a in ("--search-attribute", sa)]])
+
+
+def read_log(log: Path) -> str:
+    return log.read_text(errors="replace") if log.exists() else ""
+
+
+async def wait_worker_started(worker: subprocess.Popen[bytes], log: Path) -> None:
+    while "worker_started" not in await asyncio.to_thread(read_log, log):
+        if worker.poll() is not None:
+            raise RuntimeError("the worker exited: " + (await asyncio.to_thread(read_log, log))[-2000:])
+        await asyncio.sleep(0.1)
+
+
+async def offer(rate: float, duration: float, one: Any) -> int:
+    """Call ``one(i)`` at ``rate`` per second for ``duration`` seconds, each on schedule (an open loop:
+    a slow call does not delay the next); the number offered, once every call has returned."""
+    count = max(1, round(rate * duration))
+    loop = asyncio.get_running_loop()
+    begin = loop.time()
+    calls = []
+    for i in range(count):
+        delay = begin + i / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        calls.append(asyncio.ensure_future(one(i)))
+    await asyncio.gather(*calls)
+    return count
+
+
+async def rate_bench(rate: float, duration: float, home: Path, url: str) -> None:
+    """Steady offered load: B and JobForge each offered ``rate`` items/s for ``duration`` seconds;
+    p50/p99 from the call returning (``start_workflow`` / ``submit_event``) to the run's first activity."""
+    env = await start_env(home)
+    try:
+        settings = Settings(home=home, temporal_address=env.client.service_client.config.target_host,
+                            database_url=SecretStr(url), task_queue=f"bench-{uuid.uuid4().hex[:8]}",
+                            rate_limit_per_minute=10**7, database_pool_size=50,
+                            template_modules=["bench.templates.many_activities"])
+        bare_queue = f"bench-bare-{uuid.uuid4().hex[:8]}"
+        bare_returned: dict[str, float] = {}
+
+        async def bare_run(key: str) -> None:
+            await env.client.start_workflow(bare.BareWorkflow.run, key, id=f"bare-{key}-{uuid.uuid4().hex}",
+                                            task_queue=bare_queue)
+            bare_returned[key] = time.time()
+
+        print(f"phase: B at {rate:g}/s for {duration:g} s", file=sys.stderr, flush=True)
+        async with Worker(env.client, task_queue=bare_queue, workflows=[bare.BareWorkflow], activities=[bare.mark],
+                          workflow_runner=WORKFLOW_RUNNER,
+                          max_concurrent_activities=settings.worker_max_concurrent_activities,
+                          max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks):
+            await asyncio.gather(*(bare_run(f"w{i}") for i in range(10)))
+            await bare.wait_started([f"w{i}" for i in range(10)])
+            count = await offer(rate, duration, lambda i: bare_run(f"b{i}"))
+            keys = [f"b{i}" for i in range(count)]
+            await bare.wait_started(keys)
+        bare_latencies = [bare.STARTED[k] - bare_returned[k] for k in keys]
+
+        async with open_runtime(settings) as rt:
+            assert rt.temporal is not None
+            log = home / "worker.log"
+            worker = start_worker(settings, url, log)
+            try:
+                await wait_worker_started(worker, log)
+                triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, settings, rt.registry, rt.flags)
+                for tenant in ("warmup", "steady"):
+                    await triggers.create(TriggerSpec(
+                        tenant_id=tenant, name="every-order", kind=TriggerKind.EVENT, event_pattern="order.*",
+                        template_key="bench.jobforge.many", inputs={"activities": 1, "batch": 1}))
+                client = rt.client()
+                returned: dict[str, float] = {}
+
+                async def submit(tenant: str, i: int) -> None:
+                    await client.submit_event(EventEnvelope(tenant_id=tenant, event_id=f"o{i}",
+                                                            event_type="order.paid", payload={"order": i}))
+                    returned[f"{tenant}/o{i}"] = time.time()
+
+                query = text("SELECT f.tenant_id || '/' || f.event_id, extract(epoch FROM r.created_at) "
+                             "FROM trigger_fires f JOIN runs r ON r.workflow_id = f.run_workflow_id "
+                             "WHERE f.tenant_id = :t")
+
+                async def admitted(tenant: str, count: int) -> list[tuple[str, float]]:
+                    while True:
+                        async with rt.store.engine.connect() as conn:
+                            rows = [(r[0], float(r[1])) for r in (await conn.execute(query, {"t": tenant})).all()]
+                        if len(rows) >= count:
+                            return rows
+                        await asyncio.sleep(0.1)
+
+                await asyncio.gather(*(submit("warmup", i) for i in range(10)))
+                await admitted("warmup", 10)
+                print(f"phase: JobForge at {rate:g}/s for {duration:g} s", file=sys.stderr, flush=True)
+                count = await offer(rate, duration, lambda i: submit("steady", i))
+                rows = await admitted("steady", count)
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.to_thread(worker.wait, 30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+        latencies = [created - returned[key] for key, created in rows]
+        print(f"steady load: {rate:g} items/s offered for {duration:g} s ({count} items), a jobforge-worker process; "
+              "dev server on SQLite+WAL")
+        for label, values in (("B. start_workflow returned → its activity", bare_latencies),
+                              ("JobForge submit_event returned → admission", latencies)):
+            print(f"  {label:44s} p50 {statistics.median(values) * 1e3:7.0f} ms   "
+                  f"p99 {pct(values, 0.99) * 1e3:7.0f} ms")
+        b50, b99 = statistics.median(bare_latencies), pct(bare_latencies, 0.99)
+        j50, j99 = statistics.median(latencies), pct(latencies, 0.99)
+        print(f"  JobForge p50 - B p50 {1e3 * (j50 - b50):+.0f} ms (target <= +30 ms at 50% of B's throughput), "
+              f"p99 / B p99 {j99 / b99:.2f} (target <= 2)")
+    finally:
+        await env.shutdown()
+
+
+async def bench(n: int, concurrency: int, home: Path, url: str, separate_worker: bool) -> None:
+    env = await start_env(home)
     try:
         settings = Settings(home=home, temporal_address=env.client.service_client.config.target_host,
                             database_url=SecretStr(url), task_queue=f"bench-{uuid.uuid4().hex[:8]}",
@@ -190,10 +316,7 @@ async def bench(n: int, concurrency: int, home: Path, url: str, separate_worker:
             if separate_worker:  # as deployed: submitters (API replicas, apps' SDKs) apart from the workers
                 log = home / "worker.log"
                 worker = start_worker(settings, url, log)
-                while "worker_started" not in (log.read_text(errors="replace") if log.exists() else ""):
-                    if worker.poll() is not None:
-                        raise RuntimeError("the worker exited: " + log.read_text(errors="replace")[-2000:])
-                    await asyncio.sleep(0.1)
+                await wait_worker_started(worker, log)
                 cpu.add("jobforge worker", psutil.Process(worker.pid))
             else:  # one process for everything
                 workers = build_workers(rt)
@@ -304,8 +427,21 @@ async def bench(n: int, concurrency: int, home: Path, url: str, separate_worker:
         await env.shutdown()
 
 
+def option(name: str) -> float | None:
+    """The value of ``--name V`` or ``--name=V`` on the command line, if given."""
+    argv = sys.argv[1:]
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return float(argv[i + 1])
+        if arg.startswith(name + "="):
+            return float(arg.split("=", 1)[1])
+    return None
+
+
 def main() -> None:
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    rate, duration = option("--rate"), option("--duration") or 60.0
+    valued = {i + 1 for i, a in enumerate(sys.argv) if a in ("--rate", "--duration")}
+    args = [a for i, a in enumerate(sys.argv) if i > 0 and i not in valued and not a.startswith("--")]
     n = int(args[0]) if args else 400
     concurrency = int(args[1]) if len(args) > 1 else 20
     separate_worker = "--in-process" not in sys.argv
@@ -318,7 +454,10 @@ def main() -> None:
     try:
         upgrade(url)
         with tempfile.TemporaryDirectory() as tmp:
-            asyncio.run(bench(n, concurrency, Path(tmp), url, separate_worker))
+            if rate is not None:
+                asyncio.run(rate_bench(rate, duration, Path(tmp), url))
+            else:
+                asyncio.run(bench(n, concurrency, Path(tmp), url, separate_worker))
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
