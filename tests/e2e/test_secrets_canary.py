@@ -91,7 +91,7 @@ async def test_canaries_appear_nowhere(settings: Settings, tmp_path: Path, monke
     errors: list[str] = []
     workflow_ids: list[str] = []
     try:
-        wait_for(lambda: "worker_started" in log_path.read_text(), 30, "the worker to start")
+        wait_for(lambda: "worker_started" in log_path.read_text(), 90, "the worker to start")
         async with open_runtime(settings) as rt:
             assert rt.temporal is not None
             client = rt.client()
