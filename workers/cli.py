@@ -123,18 +123,20 @@ def db_current(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 async def _flag_values(s: Settings) -> list[dict[str, Any]]:
+    """Every flag's value, the store's overrides read over one plain psycopg connection (shared.store.direct:
+    no SQLAlchemy, so the command answers quickly)."""
     from shared.flags import FlagReader
-    from shared.store import Store
+    from shared.store import direct
 
-    url = s.database_url_value()
-    store = Store.from_url(url) if url else None
-    try:
-        reader = FlagReader(store.flag_overrides if store else None, 0)
+    async def values(reader: FlagReader) -> list[dict[str, Any]]:
         return [{"name": v.flag.value, "enabled": v.enabled, "source": v.source.value}
                 for v in await reader.values()]
-    finally:
-        if store:
-            await store.close()
+
+    url = s.database_url_value()
+    if not url:
+        return await values(FlagReader(None, 0))
+    async with direct.connect(url) as conn:
+        return await values(FlagReader(lambda: direct.flag_overrides(conn), 0))
 
 
 @flags_app.callback(invoke_without_command=True)
@@ -143,7 +145,7 @@ def flags_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")
     """Every flag, its value and where the value came from (default / env / store)."""
     if ctx.invoked_subcommand:
         return
-    rows = run_async(_flag_values(settings()))
+    rows = run_async(_flag_values(settings(logs=False)))  # its path logs nothing: no structlog to import
     if as_json:
         print_json(rows)
         return

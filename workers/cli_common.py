@@ -112,11 +112,17 @@ def run_async(coro: Coroutine[Any, Any, R]) -> R:
     return asyncio.run(coro)
 
 
-def settings() -> Settings:
-    from shared.logs import configure
+def settings(*, logs: bool = True) -> Settings:
+    """The settings commands use (a running ``jobforge dev``'s addresses where the environment names none),
+    with logging set up for a command line (warnings and errors on stderr). ``logs=False`` for a command
+    whose path logs nothing: importing structlog costs more than a short command's own work."""
     from workers.stack import effective_settings
 
     s = effective_settings()
+    if not logs:
+        return s
+    from shared.logs import configure
+
     configure(s.log_level if s.log_level.upper() != "INFO" else "WARNING", s.log_format)
     return s
 

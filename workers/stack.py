@@ -18,16 +18,12 @@ import sysconfig
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import psutil
-import psycopg
-from psycopg import sql
-from pydantic import SecretStr
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import PortInUse, StackStartFailed
-from shared.settings import Settings
-from shared.temporal import search_attribute_args
+
+if TYPE_CHECKING:  # every CLI command reads the state file: psutil, psycopg and Temporal load where used
+    from shared.settings import Settings
 
 PG_USER = "postgres"
 PG_DATABASE = "jobforge"
@@ -72,6 +68,8 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | Non
 
 def pid_alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie waiting to be reaped does not count)."""
+    import psutil
+
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
@@ -133,6 +131,10 @@ def where_looked(settings: Settings) -> str:
 
 def effective_settings(settings: Settings | None = None) -> Settings:
     """Settings, with the running dev stack's addresses where the environment names none."""
+    from pydantic import SecretStr
+
+    from shared.settings import Settings
+
     settings = settings or Settings()
     state = StackState.read(settings.state_file)
     if state is None:
@@ -222,6 +224,9 @@ class EmbeddedPostgres:
         return self.url
 
     def _ensure_database(self) -> None:
+        import psycopg
+        from psycopg import sql
+
         with psycopg.connect(host="127.0.0.1", port=self.port, user=PG_USER, dbname="postgres",
                              autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DATABASE,)).fetchone()
@@ -258,6 +263,8 @@ class EmbeddedPostgres:
 
 
 def temporal_dev_command(home: Path, port: int, ui_port: int, namespace: str, headless: bool = False) -> list[str]:
+    from shared.temporal import search_attribute_args
+
     cmd = [str(temporal_binary()), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
            "--db-filename", str((home / "temporal.db").resolve()), "--log-level", "warn",
            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]

@@ -1,5 +1,22 @@
-"""JobForge's own PostgreSQL store: tables, migrations and the typed :class:`Store` interface."""
+"""JobForge's own PostgreSQL store: tables, migrations and the typed :class:`Store` interface.
 
-from shared.store.store import Store, create_engine
+``Store`` and ``create_engine`` load SQLAlchemy when first named (``from shared.store import Store``), so
+``shared.store.direct`` and the other light modules of the package can be imported without it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.store.store import Store, create_engine
 
 __all__ = ["Store", "create_engine"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from shared.store import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,7 +25,7 @@ from shared.errors import RunNotFound, StoreUnavailable
 from shared.flags import Flag
 from shared.models import ArtifactRecord, RunRecord, RunStatus, VerifyCacheEntry
 from shared.security.limits import find_unstorable, pg_text, storable
-from shared.store import fast
+from shared.store import direct, fast
 from shared.store.paging import Page, decode_cursor, encode_cursor, page_size
 from shared.store.tables import ArtifactRow, FlagOverrideRow, RunRow, VerifyCacheRow
 
@@ -306,15 +306,9 @@ class Store:
     # -- feature flag overrides ---------------------------------------------------------------
 
     async def flag_overrides(self) -> dict[Flag, bool]:
-        async with self._auto() as session:
-            rows = (await session.execute(select(FlagOverrideRow))).scalars().all()
-        out: dict[Flag, bool] = {}
-        for row in rows:
-            try:
-                out[Flag(row.name)] = row.enabled
-            except ValueError:
-                continue  # a flag retired by newer code; ignore it rather than fail every admission
-        return out
+        """Overrides by flag; a flag retired by newer code is ignored rather than failing every admission."""
+        async with fast.connection(self.engine) as conn:
+            return await direct.flag_overrides(conn)
 
     async def flag_override_rows(self) -> dict[str, dict[str, Any]]:
         """Every stored override by flag name: value, who set it, why and when."""

@@ -1,0 +1,46 @@
+"""PostgreSQL without SQLAlchemy, for commands that read one thing and exit (``jobforge flags``).
+
+Importing SQLAlchemy and building the ORM's tables costs a short command more than everything else it
+does, so such a command opens one psycopg connection from the same ``JOBFORGE_DATABASE_URL`` and runs
+the statement :class:`~shared.store.Store` runs for the same read (the statements live here, once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from shared.flags import Flag
+
+#: the stored feature-flag overrides (shared.flags)
+FLAG_OVERRIDES = "SELECT name, enabled FROM flag_overrides"
+
+_DRIVER = re.compile(r"^postgres(?:ql)?\+[A-Za-z0-9_]+://")
+
+
+def conninfo(url: str) -> str:
+    """The libpq connection URI of a SQLAlchemy database URL (``postgresql+psycopg://...``)."""
+    return _DRIVER.sub("postgresql://", url, count=1)
+
+
+@contextlib.asynccontextmanager
+async def connect(url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """One autocommit connection to the database of ``url``, closed when the block ends."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(conninfo(url), autocommit=True) as conn:
+        yield conn
+
+
+async def flag_overrides(conn: psycopg.AsyncConnection[Any]) -> dict[Flag, bool]:
+    """The stored overrides by flag; a row naming a flag this code does not know (retired) is skipped."""
+    from shared.flags import Flag
+
+    rows = await (await conn.execute(FLAG_OVERRIDES)).fetchall()
+    known = {flag.value: flag for flag in Flag}
+    return {known[name]: bool(enabled) for name, enabled in rows if name in known}
