@@ -147,15 +147,18 @@ def plan(facts: RepoFacts, req: Request, host: Host) -> Plan:
     defined = sources.node_defined(facts, req, _scripts(package, manager), "make" in host.available)
     scripts = package.get("scripts") if isinstance(package.get("scripts"), dict) else {}
     detected: dict[StepName, StepSpec] = {}
+    # yarn 2+ may install without node_modules (Plug'n'Play): a dependency's executable runs through yarn
+    run_bin = ["yarn"] if manager.name == "yarn" and manager.berry else []
     eslint_config = any(facts.has(n) for n in detect.PROBED_PATHS if n.startswith((".eslintrc", "eslint.config")))
     if eslint_config and "eslint" in deps:
-        detected[StepName.LINT] = spec(StepName.LINT, [["eslint", "."]], "detected: eslint config and dependency")
+        detected[StepName.LINT] = spec(StepName.LINT, [[*run_bin, "eslint", "."]],
+                                       "detected: eslint config and dependency")
     else:
         detected[StepName.LINT] = none(StepName.LINT, 'package.json has no "lint" script')
     if not facts.has("tsconfig.json"):
         detected[StepName.TYPECHECK] = none(StepName.TYPECHECK, 'no "typecheck" script and no tsconfig.json')
     elif "typescript" in deps or facts.has("node_modules/.bin/tsc"):
-        detected[StepName.TYPECHECK] = spec(StepName.TYPECHECK, [["tsc", "--noEmit"]],
+        detected[StepName.TYPECHECK] = spec(StepName.TYPECHECK, [[*run_bin, "tsc", "--noEmit"]],
                                             "detected: tsconfig.json and typescript")
     else:
         detected[StepName.TYPECHECK] = none(StepName.TYPECHECK,

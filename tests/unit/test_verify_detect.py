@@ -414,3 +414,7 @@ def test_yarn_berry_with_its_own_release_needs_only_a_launcher() -> None:
     assert tool.name == "@yarnpkg/cli-dist" and tool.version == ">=2" and "yarn-4.0.0-rc.2.cjs" in tool.why
     [exact] = plan(facts(files), REQ, HOST).tools  # the release is not in the checkout: the declared version
     assert exact.version == "4.0.0-rc.2"
+    with_ts = RepoFacts(files={**files, "tsconfig.json": "{}"}, root_entries=frozenset({*files, "tsconfig.json"}),
+                        yarn_release=".yarn/releases/yarn-4.0.0-rc.2.cjs")
+    # Plug'n'Play: no node_modules/.bin, so the detected type check runs through yarn
+    assert plan(with_ts, REQ, HOST).step(StepName.TYPECHECK).argv == ["yarn", "tsc", "--noEmit"]
