@@ -132,11 +132,14 @@ class PrivatePostgres:
         """{phase: {application: Counter(round_trips=…, statements=…, <verb>=…)}} between marks."""
         phases: dict[str, dict[str, collections.Counter[str]]] = {}
         current: str | None = None
-        for line in self.log.read_text(errors="replace").splitlines():
+        lines = self.log.read_text(errors="replace").splitlines()
+        for i, line in enumerate(lines):
             m = LOGGED.match(line)
             if m is None:
                 continue
             sql_text = m["sql"].strip()
+            if not sql_text and i + 1 < len(lines):  # a statement whose text starts on the next line
+                sql_text = lines[i + 1].strip()
             if MARK in sql_text:
                 current = sql_text.split(f"{MARK}:", 1)[1].rstrip("'")
                 continue
