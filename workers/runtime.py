@@ -21,6 +21,7 @@ from shared.settings import Settings
 from shared.store import Store
 from shared.templates import Registry, load_registry
 from shared.temporal import connect
+from workers.stack import database_url
 
 log = structlog.get_logger("jobforge.runtime")
 
@@ -53,16 +54,6 @@ def require_database(settings: Settings, process: str) -> None:
     if not settings.database_url_value():
         raise StackNotFound(f"{process} has no database: set JOBFORGE_DATABASE_URL and JOBFORGE_TEMPORAL_ADDRESS "
                             "(`jobforge dev` sets both for the processes it starts)")
-
-
-def database_url(settings: Settings) -> str:
-    url = settings.database_url_value()
-    if not url:
-        from workers.stack import where_looked
-
-        raise StackNotFound(f"no JobForge stack found: {where_looked(settings)}. Start one with `jobforge dev`, "
-                            "or point JOBFORGE_DATABASE_URL and JOBFORGE_TEMPORAL_ADDRESS at one")
-    return url
 
 
 def leave(code: int | str | None) -> NoReturn:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import PortInUse, StackStartFailed
+from shared.errors import PortInUse, StackNotFound, StackStartFailed
 
 if TYPE_CHECKING:  # every CLI command reads the state file: psutil, psycopg and Temporal load where used
     from shared.settings import Settings
@@ -127,6 +127,15 @@ def where_looked(settings: Settings) -> str:
              if field_name not in settings.model_fields_set]
     env = f"; {' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set" if unset else ""
     return f"looked for a running `jobforge dev` through {path} ({how}){left}{env}"
+
+
+def database_url(settings: Settings) -> str:
+    """The configured database URL; :class:`StackNotFound` naming where the commands looked when there is none."""
+    url = settings.database_url_value()
+    if not url:
+        raise StackNotFound(f"no JobForge stack found: {where_looked(settings)}. Start one with `jobforge dev`, "
+                            "or point JOBFORGE_DATABASE_URL and JOBFORGE_TEMPORAL_ADDRESS at one")
+    return url
 
 
 def effective_settings(settings: Settings | None = None) -> Settings:

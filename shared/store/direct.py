@@ -1,4 +1,5 @@
-"""PostgreSQL without SQLAlchemy, for commands that read one thing and exit (``jobforge flags``).
+"""PostgreSQL without SQLAlchemy, for commands that read one thing and exit (``jobforge flags``,
+``jobforge runs list``).
 
 Importing SQLAlchemy and building the ORM's tables costs a short command more than everything else it
 does, so such a command opens one psycopg connection from the same ``JOBFORGE_DATABASE_URL`` and runs
@@ -16,9 +17,15 @@ if TYPE_CHECKING:
     import psycopg
 
     from shared.flags import Flag
+    from shared.models import RunRecord
 
 #: the stored feature-flag overrides (shared.flags)
 FLAG_OVERRIDES = "SELECT name, enabled FROM flag_overrides"
+
+#: a tenant's newest runs (``jobforge runs list``)
+RECENT_RUNS = ("SELECT tenant_id, template_key, workflow_id, run_id, status, trace_id, actor, idempotency_key, "
+               "input_hash, summary, error, created_at, updated_at, finished_at FROM runs "
+               "WHERE tenant_id = %(tenant)s ORDER BY created_at DESC LIMIT %(limit)s")
 
 _DRIVER = re.compile(r"^postgres(?:ql)?\+[A-Za-z0-9_]+://")
 
@@ -44,3 +51,15 @@ async def flag_overrides(conn: psycopg.AsyncConnection[Any]) -> dict[Flag, bool]
     rows = await (await conn.execute(FLAG_OVERRIDES)).fetchall()
     known = {flag.value: flag for flag in Flag}
     return {known[name]: bool(enabled) for name, enabled in rows if name in known}
+
+
+async def recent_runs(conn: psycopg.AsyncConnection[Any], tenant_id: str, limit: int) -> list[RunRecord]:
+    """The tenant's ``limit`` newest runs, newest first."""
+    from psycopg.rows import dict_row
+
+    from shared.models import RunRecord
+
+    cur = conn.cursor(row_factory=dict_row)
+    rows = await (await cur.execute(RECENT_RUNS, {"tenant": tenant_id, "limit": limit})).fetchall()
+    return [RunRecord.model_validate({**row, "summary": row["summary"] or {}, "error": row["error"] or ""})
+            for row in rows]

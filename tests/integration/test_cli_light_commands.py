@@ -6,12 +6,14 @@ import asyncio
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from shared.flags import Flag
+from shared.models import RunStatus
 from shared.store import Store
 from shared.store.direct import conninfo
 from tests.support.procs import env_with
@@ -79,3 +81,35 @@ def test_conninfo_drops_the_sqlalchemy_driver_name() -> None:
     assert conninfo("postgresql+psycopg://u:p%40ss@h:5433/db?sslmode=require") == \
         "postgresql://u:p%40ss@h:5433/db?sslmode=require"
     assert conninfo("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+def test_runs_list_prints_the_records_the_store_reads(pg_url: str, tmp_path: Path) -> None:
+    """``jobforge runs list --json`` (one psycopg connection) prints the records ``Store.list_runs`` reads, newest
+    first, within ``--limit``; the table in a pipe holds whole ids and template keys; neither imports
+    SQLAlchemy, Temporal or structlog."""
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    template = "autopilot.jobforge.a_rather_long_template_key_for_the_table"
+
+    async def seed() -> list[dict[str, Any]]:
+        store = Store.from_url(pg_url)
+        try:
+            for i in range(3):
+                run_id = str(uuid.uuid4())
+                await store.record_queued(tenant_id=tenant, template_key=template, workflow_id=f"wf-{run_id}",
+                                          run_id=run_id, trace_id=f"trace-{i}", actor="test",
+                                          idempotency_key=None, input_hash="h")
+                if i == 0:
+                    await store.finish_run(run_id, RunStatus.SUCCEEDED, {"ok": True}, "")
+            return [r.model_dump(mode="json") for r in await store.list_runs(tenant, limit=2)]
+        finally:
+            await store.close()
+
+    expected = asyncio.run(seed())
+    probe, done = _run(["runs", "list", "--tenant", tenant, "--limit", "2", "--json"], pg_url, tmp_path)
+    assert probe["code"] in (0, None), done.stderr
+    assert json.loads(done.stdout) == expected and len(expected) == 2
+    table_probe, table = _run(["runs", "list", "--tenant", tenant], pg_url, tmp_path)
+    assert table_probe["code"] in (0, None), table.stderr
+    assert all(run["run_id"] in table.stdout for run in expected) and template in table.stdout
+    for modules in (probe["modules"], table_probe["modules"]):
+        assert [m for m in modules if m.split(".")[0] in ("sqlalchemy", "temporalio", "structlog")] == []
