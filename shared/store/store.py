@@ -193,17 +193,23 @@ class Store:
         params = {"run_id": run_id, "workflow_id": workflow_id, "tenant_id": tenant_id, "template_key": template_key,
                   "status": status.value, "trace_id": trace_id, "actor": actor, "idem": idempotency_key,
                   "input_hash": input_hash, "error": error, "final": status.is_final}
-        async with fast.connection(self.engine) as conn:  # one upsert, then read: no transaction needed
+        # one round trip: the upsert's row, or (a decided record the upsert left alone) the record as the
+        # statement found it; a record another admission committed while this statement waited on its lock
+        # is not in the statement's snapshot, so that rare case reads it again
+        async with fast.connection(self.engine) as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                "INSERT INTO runs (run_id, workflow_id, tenant_id, template_key, status, trace_id, actor, "
-                "idempotency_key, input_hash, summary, error, finished_at) VALUES (%(run_id)s, %(workflow_id)s, "
-                "%(tenant_id)s, %(template_key)s, %(status)s, %(trace_id)s, %(actor)s, %(idem)s, %(input_hash)s, "
-                "'{}'::jsonb, %(error)s, CASE WHEN %(final)s THEN now() END) ON CONFLICT (run_id) DO UPDATE SET "
-                "status = EXCLUDED.status, idempotency_key = EXCLUDED.idempotency_key, "
+            row = await (await cur.execute(
+                "WITH up AS (INSERT INTO runs (run_id, workflow_id, tenant_id, template_key, status, trace_id, "
+                "actor, idempotency_key, input_hash, summary, error, finished_at) VALUES (%(run_id)s, "
+                "%(workflow_id)s, %(tenant_id)s, %(template_key)s, %(status)s, %(trace_id)s, %(actor)s, %(idem)s, "
+                "%(input_hash)s, '{}'::jsonb, %(error)s, CASE WHEN %(final)s THEN now() END) ON CONFLICT (run_id) "
+                "DO UPDATE SET status = EXCLUDED.status, idempotency_key = EXCLUDED.idempotency_key, "
                 "input_hash = EXCLUDED.input_hash, error = EXCLUDED.error, finished_at = EXCLUDED.finished_at, "
-                "updated_at = now() WHERE runs.status = 'queued'", params)
-            row = await (await cur.execute("SELECT * FROM runs WHERE run_id = %(run_id)s", params)).fetchone()
+                "updated_at = now() WHERE runs.status = 'queued' RETURNING *) "
+                "SELECT * FROM up UNION ALL SELECT * FROM runs WHERE run_id = %(run_id)s "
+                "AND NOT EXISTS (SELECT 1 FROM up)", params)).fetchone()
+            if row is None:
+                row = await (await cur.execute("SELECT * FROM runs WHERE run_id = %(run_id)s", params)).fetchone()
         assert row is not None
         return _record(row_of(row))
 
