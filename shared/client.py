@@ -22,7 +22,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from shared.canonical import input_hash
-from shared.errors import IdempotencyConflict, RunFailed, StoreUnavailable
+from shared.errors import IdempotencyConflict, RunFailed, StoreUnavailable, typed_error
 from shared.events import route_admitted, wait_routed
 from shared.flags import FlagReader
 from shared.gate import Charge
@@ -38,7 +38,7 @@ from shared.starts import job_start
 from shared.store import Store
 from shared.store.triggers import TriggerStore
 from shared.templates import Registry
-from shared.temporal import TRACE, from_failure
+from shared.temporal import TRACE
 from shared.triggers.models import RouteEventResult
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ class JobForgeClient:
         try:
             result = await handle.result()
         except WorkflowFailureError as exc:
-            typed = from_failure(exc)
+            typed = typed_error(exc)
             if typed is not None:
                 raise typed from None
             raise RunFailed(f"run {run.workflow_id} failed: {exc.cause or exc}") from None

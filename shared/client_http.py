@@ -9,30 +9,25 @@ from typing import Any
 import httpx
 from pydantic import TypeAdapter
 
-from shared.errors import ERRORS_BY_CODE, JobForgeError, StoreUnavailable, TemporalUnavailable
+from shared.errors import JobForgeError, StoreUnavailable, TemporalUnavailable, typed_error
 from shared.models import ArtifactRecord, EventEnvelope, EventReceipt, RunHandleInfo, RunRecord
 
 _ARTIFACTS = TypeAdapter(list[ArtifactRecord])
 
 
 def error_from_problem(response: httpx.Response) -> JobForgeError:
-    """The typed error a problem+json answer carries (the same class the Temporal transport raises)."""
+    """The typed error a problem+json answer carries (rebuilt by :func:`typed_error`, as the Temporal
+    transport does); an answer without a registered code is an outage (5xx) or a plain JobForgeError."""
     try:
         body = response.json()
     except ValueError:
         body = {}
-    code = str(body.get("code", "")) if isinstance(body, dict) else ""
+    typed = typed_error(body if isinstance(body, dict) else {})
+    if typed is not None:
+        return typed
     message = str(body.get("detail", "")) if isinstance(body, dict) else ""
-    details = body.get("details", {}) if isinstance(body, dict) else {}
-    cls = ERRORS_BY_CODE.get(code)
-    if cls is None:
-        kind = TemporalUnavailable if response.status_code >= 500 else JobForgeError
-        return kind(message or f"HTTP {response.status_code}")
-    err = cls.__new__(cls)
-    JobForgeError.__init__(err, message or None, **(details if isinstance(details, dict) else {}))
-    for key, value in err.details.items():
-        setattr(err, key, value)
-    return err
+    kind = TemporalUnavailable if response.status_code >= 500 else JobForgeError
+    return kind(message or f"HTTP {response.status_code}")
 
 
 class HttpJobForgeClient:

@@ -1,21 +1,50 @@
-"""Every failure JobForge reports, one small class each.
+"""Every failure JobForge reports, one small class each, registered where it is declared.
 
 Each class's docstring is its default message. ``code`` is a stable, machine-readable name used
-as the Temporal ``ApplicationError`` type, the CLI's error line and the HTTP problem type.
+as the Temporal ``ApplicationError`` type, the CLI's error line and the HTTP problem type; ``status``
+is the HTTP status of its problem+json answer; ``retryable`` says whether Temporal retries it.
+Every class declares ``code`` and ``status`` itself: defining the class registers it in
+:data:`ERRORS_BY_CODE` (a missing declaration or a code already taken fails at import), and
+:data:`HTTP_STATUS` and :func:`typed_error` are derived from that one registry.
 Messages never carry stacks or secrets: they are built from the fields given here only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
+
+#: every error class by its code, filled as each class is defined
+ERRORS_BY_CODE: dict[str, type[JobForgeError]] = {}
+#: the HTTP status of each error code (problem+json answers), derived from the registry
+HTTP_STATUS: dict[str, int] = {}
+
+
+def _register(cls: type[JobForgeError]) -> None:
+    for name in ("code", "status"):
+        if name not in vars(cls):
+            raise TypeError(f"{cls.__qualname__} must declare its own {name} (see shared/errors.py)")
+    if not (isinstance(cls.status, int) and 400 <= cls.status <= 599):
+        raise TypeError(f"{cls.__qualname__}.status must be an HTTP error status, not {cls.status!r}")
+    taken = ERRORS_BY_CODE.get(cls.code)
+    if taken is not None and (taken.__module__, taken.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise TypeError(f"error code {cls.code!r} of {cls.__qualname__} is taken by {taken.__qualname__}")
+    ERRORS_BY_CODE[cls.code] = cls
+    HTTP_STATUS[cls.code] = cls.status
 
 
 class JobForgeError(Exception):
     """JobForge failed."""
 
     code: ClassVar[str] = "jobforge_error"
+    #: the HTTP status of the problem+json answer
+    status: ClassVar[int] = 500
     #: permanent errors are not retried by Temporal
     retryable: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _register(cls)
 
     def __init__(self, message: str | None = None, **details: Any) -> None:
         self.message = message or (self.__doc__ or self.code).strip()
@@ -23,10 +52,52 @@ class JobForgeError(Exception):
         super().__init__(self.message)
 
 
+_register(JobForgeError)
+
+
+def typed_error(source: BaseException | Mapping[str, Any] | None) -> JobForgeError | None:
+    """The typed error a Temporal failure chain or a problem+json body carries, or None if it carries none.
+
+    ``source`` is an exception whose chain (Temporal ``cause``, else ``__cause__``) may hold an
+    ``ApplicationError`` whose type is a registered code (details: its first detail, a dict), or a
+    decoded problem+json body (``code``, ``detail``, ``details``). Both SDK transports and the CLI
+    rebuild errors with this one function, so a code means the same class whichever way it travelled.
+    """
+    if source is None:
+        return None
+    if isinstance(source, Mapping):
+        details = source.get("details")
+        return _rebuild(str(source.get("code", "")), str(source.get("detail") or ""),
+                        details if isinstance(details, dict) else {})
+    try:
+        from temporalio.exceptions import ApplicationError, FailureError
+    except ImportError:  # the HTTP-only SDK: no Temporal failure can reach here
+        return None
+    current: BaseException | None = source
+    while current is not None:
+        if isinstance(current, ApplicationError) and current.type in ERRORS_BY_CODE:
+            first = current.details[0] if current.details else None
+            return _rebuild(current.type, current.message, first if isinstance(first, dict) else {})
+        current = current.cause if isinstance(current, FailureError) else current.__cause__
+    return None
+
+
+def _rebuild(code: str, message: str, details: dict[str, Any]) -> JobForgeError | None:
+    cls = ERRORS_BY_CODE.get(code)
+    if cls is None:
+        return None
+    err = cls.__new__(cls)  # the class's own __init__ builds a message; this one is already built
+    JobForgeError.__init__(err, message or None, **details)
+    for key, value in details.items():
+        setattr(err, key, value)
+    return err
+
+
 class FeatureDisabled(JobForgeError):
     """This feature is turned off."""
 
     code = "feature_disabled"
+    status = 403
 
     def __init__(self, flag: str) -> None:
         super().__init__(f"feature disabled: {flag} is off (turn it on with `jobforge flags set {flag} on`)",
@@ -38,6 +109,7 @@ class TemplateNotFound(JobForgeError):
     """No job template is registered under this key."""
 
     code = "template_not_found"
+    status = 404
 
     def __init__(self, key: str) -> None:
         super().__init__(f"no job template is registered under {key!r}", template_key=key)
@@ -47,18 +119,21 @@ class InvalidInputs(JobForgeError):
     """The job's inputs do not match its template's input model."""
 
     code = "invalid_inputs"
+    status = 422
 
 
 class InvalidRequest(JobForgeError):
     """The request is malformed."""
 
     code = "invalid_request"
+    status = 400
 
 
 class UnknownFlag(JobForgeError):
     """No feature flag has this name."""
 
     code = "unknown_flag"
+    status = 400
 
     def __init__(self, name: str) -> None:
         super().__init__(f"no feature flag is named {name!r}", flag=name)
@@ -68,12 +143,14 @@ class IdempotencyConflict(JobForgeError):
     """This idempotency key was already used with different inputs."""
 
     code = "idempotency_conflict"
+    status = 422
 
 
 class RunNotFound(JobForgeError):
     """No run has this id."""
 
     code = "run_not_found"
+    status = 404
 
     def __init__(self, run_id: str) -> None:
         super().__init__(f"no run {run_id!r}", run_id=run_id)
@@ -83,12 +160,14 @@ class RunFailed(JobForgeError):
     """The run failed."""
 
     code = "run_failed"
+    status = 400
 
 
 class StoreUnavailable(JobForgeError):
     """The JobForge database cannot be reached."""
 
     code = "store_unavailable"
+    status = 503
     retryable = True
 
 
@@ -96,6 +175,7 @@ class TemporalUnavailable(JobForgeError):
     """The Temporal server cannot be reached."""
 
     code = "temporal_unavailable"
+    status = 503
     retryable = True
 
 
@@ -103,6 +183,7 @@ class PortInUse(JobForgeError):
     """A port JobForge needs is already in use."""
 
     code = "port_in_use"
+    status = 400
 
     def __init__(self, what: str, port: int, host: str = "127.0.0.1") -> None:
         super().__init__(
@@ -116,42 +197,49 @@ class StackNotRunning(JobForgeError):
     """No JobForge dev stack is running here."""
 
     code = "stack_not_running"
+    status = 400
 
 
 class StackStartFailed(JobForgeError):
     """A component of the dev stack failed to start."""
 
     code = "stack_start_failed"
+    status = 400
 
 
 class RepoPathRefused(JobForgeError):
     """This repository path may not be verified here."""
 
     code = "repo_path_refused"
+    status = 400
 
 
 class RepoCheckoutFailed(JobForgeError):
     """The repository could not be cloned or checked out."""
 
     code = "repo_checkout_failed"
+    status = 400
 
 
 class VerifyConfigInvalid(JobForgeError):
     """The repository's verify configuration is invalid."""
 
     code = "verify_config_invalid"
+    status = 400
 
 
 class SandboxUnavailable(JobForgeError):
     """JOBFORGE_VERIFY_SANDBOX=required, but bubblewrap does not work on this worker."""
 
     code = "sandbox_unavailable"
+    status = 400
 
 
 class ToolchainUnavailable(JobForgeError):
     """A toolchain the verify pack needs could not be provisioned on this worker."""
 
     code = "toolchain_unavailable"
+    status = 400
 
     def __init__(self, message: str | None = None, *, tool: str = "") -> None:
         super().__init__(message, tool=tool)
@@ -161,17 +249,9 @@ class VerifyIncomplete(JobForgeError):
     """The repository could not be verified on this worker (a toolchain, the registry or the install failed)."""
 
     code = "verify_incomplete"
+    status = 400
 
 
-ERRORS_BY_CODE: dict[str, type[JobForgeError]] = {
-    cls.code: cls
-    for cls in (JobForgeError, FeatureDisabled, TemplateNotFound, InvalidInputs, InvalidRequest, UnknownFlag,
-                IdempotencyConflict, RunNotFound, RunFailed, StoreUnavailable, TemporalUnavailable, PortInUse,
-                StackNotRunning, StackStartFailed)
-}
-ERRORS_BY_CODE.update({cls.code: cls for cls in (RepoPathRefused, RepoCheckoutFailed, VerifyConfigInvalid,
-                                                  SandboxUnavailable, ToolchainUnavailable,
-                                                  VerifyIncomplete)})
 
 
 # -- the security gate -------------------------------------------------------------------------------
@@ -181,6 +261,7 @@ class PayloadTooLarge(JobForgeError):
     """The payload is larger than allowed."""
 
     code = "payload_too_large"
+    status = 413
 
     def __init__(self, message: str | None = None, *, limit: str = "max_bytes", allowed: int = 0,
                  actual: int = 0) -> None:
@@ -192,6 +273,7 @@ class PayloadLimitExceeded(JobForgeError):
     """The payload breaks a structural limit."""
 
     code = "payload_limit_exceeded"
+    status = 422
 
     def __init__(self, message: str | None = None, *, limit: str = "", allowed: int = 0, actual: int = 0,
                  path: str = "$") -> None:
@@ -204,6 +286,7 @@ class UnstorableText(JobForgeError):
     """The request holds text JobForge cannot store (NUL, or an unpaired surrogate)."""
 
     code = "unstorable_text"
+    status = 422
 
     def __init__(self, path: str = "$", char: str = "", what: str = "the request") -> None:
         name = "NUL" if char == "\x00" else "an unpaired surrogate"
@@ -216,6 +299,7 @@ class SecretInInputs(JobForgeError):
     """The inputs carry what looks like a secret; pass a reference to it instead."""
 
     code = "secret_in_inputs"
+    status = 422
 
     def __init__(self, path: str = "$", why: str = "") -> None:
         super().__init__(f"the inputs carry what looks like a secret at {path} ({why}); pass a reference "
@@ -226,12 +310,14 @@ class Unauthenticated(JobForgeError):
     """A valid API key is needed (Authorization: Bearer <key>)."""
 
     code = "unauthenticated"
+    status = 401
 
 
 class InsufficientScope(JobForgeError):
     """The credentials lack a scope this request needs."""
 
     code = "insufficient_scope"
+    status = 403
 
     def __init__(self, message: str | None = None, *, missing: list[str] | None = None,
                  required: list[str] | None = None) -> None:
@@ -245,6 +331,7 @@ class RateLimited(JobForgeError):
     """Too many requests; retry later."""
 
     code = "rate_limited"
+    status = 429
 
     def __init__(self, message: str | None = None, *, retry_after: float = 1.0, limit: int = 0,
                  period: float = 60.0, bucket: str = "tenant") -> None:
@@ -257,6 +344,7 @@ class TokenInvalid(JobForgeError):
     """The token is not valid."""
 
     code = "token_invalid"
+    status = 403
 
     def __init__(self, message: str | None = None, *, reason: str = "invalid") -> None:
         super().__init__(message or f"token refused: {reason}", reason=reason)
@@ -266,6 +354,7 @@ class PolicyTokenRequired(JobForgeError):
     """This is an action job: it needs a policy token."""
 
     code = "policy_token_required"
+    status = 403
 
     def __init__(self, template_key: str = "") -> None:
         super().__init__(f"{template_key or 'this template'} is an action job: it needs a policy token "
@@ -276,6 +365,7 @@ class PolicyTokenInvalid(JobForgeError):
     """The policy token does not authorize this request."""
 
     code = "policy_token_invalid"
+    status = 403
 
     def __init__(self, message: str | None = None, *, reason: str = "invalid") -> None:
         super().__init__(message or f"policy token refused: {reason}", reason=reason)
@@ -285,12 +375,14 @@ class PolicyTokenReplayed(JobForgeError):
     """This policy token was already used; each token authorizes one run."""
 
     code = "policy_token_replayed"
+    status = 409
 
 
 class TenantNotFound(JobForgeError):
     """No tenant has this id."""
 
     code = "tenant_not_found"
+    status = 404
 
     def __init__(self, tenant_id: str = "") -> None:
         super().__init__(f"no tenant {tenant_id!r}", tenant_id=tenant_id)
@@ -300,6 +392,7 @@ class TenantExists(JobForgeError):
     """A tenant with this id exists already."""
 
     code = "tenant_exists"
+    status = 409
 
     def __init__(self, tenant_id: str = "") -> None:
         super().__init__(f"tenant {tenant_id!r} exists already", tenant_id=tenant_id)
@@ -309,6 +402,7 @@ class ApiKeyNotFound(JobForgeError):
     """No API key has this id."""
 
     code = "api_key_not_found"
+    status = 404
 
     def __init__(self, key_id: str = "") -> None:
         super().__init__(f"no API key {key_id!r}", key_id=key_id)
@@ -318,29 +412,15 @@ class NotFound(JobForgeError):
     """Nothing is here."""
 
     code = "not_found"
+    status = 404
 
 
-ERRORS_BY_CODE.update({cls.code: cls for cls in (
-    PayloadTooLarge, PayloadLimitExceeded, UnstorableText, SecretInInputs, Unauthenticated, InsufficientScope,
-    RateLimited, TokenInvalid, PolicyTokenRequired, PolicyTokenInvalid, PolicyTokenReplayed, TenantNotFound,
-    TenantExists, ApiKeyNotFound, NotFound)})
 
-#: the HTTP status of each error code (problem+json answers); unknown codes: 503 if retryable else 400
-HTTP_STATUS: dict[str, int] = {
-    "invalid_request": 400, "invalid_inputs": 422, "payload_limit_exceeded": 422, "secret_in_inputs": 422,
-    "unstorable_text": 422,
-    "payload_too_large": 413, "unauthenticated": 401, "insufficient_scope": 403, "feature_disabled": 403,
-    "token_invalid": 403, "policy_token_required": 403, "policy_token_invalid": 403,
-    "policy_token_replayed": 409, "idempotency_conflict": 422, "rate_limited": 429, "template_not_found": 404,
-    "run_not_found": 404, "tenant_not_found": 404, "api_key_not_found": 404, "not_found": 404,
-    "tenant_exists": 409, "unknown_flag": 400, "store_unavailable": 503, "temporal_unavailable": 503,
-    "jobforge_error": 500,
-}
 
 
 def http_status(err: JobForgeError) -> int:
-    """The HTTP status answering ``err``."""
-    return HTTP_STATUS.get(err.code, 503 if err.retryable else 400)
+    """The HTTP status answering ``err`` (its class's ``status``)."""
+    return type(err).status
 
 
 # -- replay bundles ---------------------------------------------------------------------------------
@@ -350,22 +430,23 @@ class RunStillRunning(JobForgeError):
     """The run has not finished; only finished runs can be exported."""
 
     code = "run_still_running"
+    status = 409
 
 
 class ReplayUnavailable(JobForgeError):
     """What a bundle needs of this run was not captured and Temporal no longer has it."""
 
     code = "replay_unavailable"
+    status = 410
 
 
 class BundleInvalid(JobForgeError):
     """This directory is not a readable replay bundle."""
 
     code = "bundle_invalid"
+    status = 400
 
 
-ERRORS_BY_CODE.update({cls.code: cls for cls in (RunStillRunning, ReplayUnavailable, BundleInvalid)})
-HTTP_STATUS.update({"run_still_running": 409, "replay_unavailable": 410, "bundle_invalid": 400})
 
 
 # -- events and triggers ----------------------------------------------------------------------------
@@ -375,6 +456,7 @@ class TriggerNotFound(JobForgeError):
     """No trigger has this name."""
 
     code = "trigger_not_found"
+    status = 404
 
     def __init__(self, name: str = "") -> None:
         super().__init__(f"no trigger {name!r}", trigger=name)
@@ -384,6 +466,7 @@ class TriggerExists(JobForgeError):
     """A trigger with this name exists already."""
 
     code = "trigger_exists"
+    status = 409
 
     def __init__(self, name: str = "") -> None:
         super().__init__(f"trigger {name!r} exists already", trigger=name)
@@ -393,6 +476,7 @@ class ScheduleMissing(JobForgeError):
     """The trigger's Temporal Schedule is gone (deleted outside JobForge)."""
 
     code = "schedule_missing"
+    status = 409
 
     def __init__(self, name: str = "", tenant_id: str = "", schedule_id: str = "") -> None:
         where = f" --tenant {tenant_id}" if tenant_id else ""
@@ -406,12 +490,9 @@ class TriggerInputInvalid(JobForgeError):
     """A trigger fire workflow was started without a valid trigger fire input."""
 
     code = "trigger_input_invalid"
+    status = 422
 
 
-ERRORS_BY_CODE.update({cls.code: cls for cls in (TriggerNotFound, TriggerExists, ScheduleMissing,
-                                                 TriggerInputInvalid)})
-HTTP_STATUS.update({"trigger_not_found": 404, "trigger_exists": 409, "schedule_missing": 409,
-                    "trigger_input_invalid": 422})
 
 
 # -- observability ------------------------------------------------------------------------------------
@@ -421,17 +502,17 @@ class TelemetryUnavailable(JobForgeError):
     """The metrics endpoint or the trace exporter cannot be set up."""
 
     code = "telemetry_unavailable"
+    status = 400
 
 
 class RoutingTimeout(JobForgeError):
     """The event has not been routed yet (it still will be: routing is durable)."""
 
     code = "routing_timeout"
+    status = 504
     retryable = True
 
 
-ERRORS_BY_CODE.update({RoutingTimeout.code: RoutingTimeout})
-HTTP_STATUS.update({RoutingTimeout.code: 504})
 
 
 # -- runs started through Temporal itself (raw starts, the UI, the stock CLI) --------------------------
@@ -441,22 +522,23 @@ class InvalidRunArgument(JobForgeError):
     """The workflow's argument is not a JobRun (see `jobforge templates --json` or docs/temporal.md)."""
 
     code = "invalid_run_argument"
+    status = 400
 
 
 class UnknownWorkflowType(JobForgeError):
     """No JobForge template or workflow has this workflow type."""
 
     code = "unknown_workflow_type"
+    status = 404
 
 
 class SearchAttributeMismatch(JobForgeError):
     """The run's search attributes contradict its argument."""
 
     code = "search_attribute_mismatch"
+    status = 400
 
 
-ERRORS_BY_CODE.update({cls.code: cls for cls in (InvalidRunArgument, UnknownWorkflowType, SearchAttributeMismatch)})
-HTTP_STATUS.update({InvalidRunArgument.code: 400, UnknownWorkflowType.code: 404, SearchAttributeMismatch.code: 400})
 
 
 # -- the command line and the dev stack ----------------------------------------------------------------
@@ -467,16 +549,16 @@ class StackNotFound(JobForgeError):
     JOBFORGE_TEMPORAL_ADDRESS at one."""
 
     code = "stack_not_found"
+    status = 503
 
 
 class SealedSecretInvalid(JobForgeError):
     """The sealed secret cannot be opened with this private key (another recipient's, or damaged)."""
 
     code = "sealed_secret_invalid"
+    status = 400
 
 
-ERRORS_BY_CODE.update({cls.code: cls for cls in (StackNotFound, SealedSecretInvalid)})
-HTTP_STATUS.update({StackNotFound.code: 503, SealedSecretInvalid.code: 400})
 
 
 # -- the console ---------------------------------------------------------------------------------------
@@ -486,6 +568,7 @@ class TenantForbidden(JobForgeError):
     """These credentials belong to another tenant."""
 
     code = "tenant_forbidden"
+    status = 403
 
     def __init__(self, tenant_id: str = "") -> None:
         super().__init__(f"these credentials belong to another tenant than {tenant_id!r}", tenant_id=tenant_id)
@@ -495,13 +578,13 @@ class OperatorOnly(JobForgeError):
     """Only an operator may do this (sign in with the operator token)."""
 
     code = "operator_only"
+    status = 403
 
 
 class CsrfRejected(JobForgeError):
     """The form was not sent by this console session (missing or wrong CSRF token, or a foreign origin)."""
 
     code = "csrf_rejected"
+    status = 403
 
 
-ERRORS_BY_CODE.update({cls.code: cls for cls in (TenantForbidden, OperatorOnly, CsrfRejected)})
-HTTP_STATUS.update({"tenant_forbidden": 403, "operator_only": 403, "csrf_rejected": 403})

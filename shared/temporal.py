@@ -14,11 +14,11 @@ from temporalio.client import Client, TLSConfig
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadCodec, PayloadConverter
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from shared import metrics, tracing
-from shared.errors import ERRORS_BY_CODE, JobForgeError, TemporalUnavailable
+from shared.errors import JobForgeError, TemporalUnavailable
 from shared.outages import as_data_error
 from shared.run_argument import TEMPLATE_ATTRIBUTE, TENANT_ATTRIBUTE, TRACE_ATTRIBUTE
 from shared.security.redaction import redact, redact_text
@@ -151,20 +151,3 @@ class ActivityErrors(Interceptor):
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _ActivityErrorsInbound(next)
-
-
-def from_failure(exc: BaseException) -> JobForgeError | None:
-    """The JobForge error carried by a Temporal failure chain, if any."""
-    current: BaseException | None = exc
-    while current is not None:
-        if isinstance(current, ApplicationError) and current.type in ERRORS_BY_CODE:
-            cls = ERRORS_BY_CODE[current.type]
-            details: dict[str, Any] = current.details[0] if current.details and isinstance(
-                current.details[0], dict) else {}
-            err = cls.__new__(cls)
-            JobForgeError.__init__(err, current.message, **details)
-            for key, value in details.items():
-                setattr(err, key, value)
-            return err
-        current = current.cause if isinstance(current, FailureError) else current.__cause__
-    return None

@@ -172,9 +172,8 @@ async def _sealed_of_run(ident: str, within: float) -> str:
     from temporalio.service import RPCError
 
     from activities.keys import SuccessorResult
-    from shared.errors import RunStillRunning
+    from shared.errors import RunStillRunning, typed_error
     from shared.keys_rotation import KeyRotationResult
-    from shared.temporal import from_failure
 
     async with open_runtime(settings()) as rt:
         run = await rt.store.get_run(ident)
@@ -193,7 +192,7 @@ async def _sealed_of_run(ident: str, within: float) -> str:
                 try:
                     result = await handle.result()
                 except WorkflowFailureError as exc:
-                    typed = from_failure(exc)
+                    typed = typed_error(exc)
                     raise (typed or RunStillRunning(f"run {run.run_id} failed: {exc.cause or exc}")) from None
                 assert isinstance(result, KeyRotationResult)
                 return result.sealed_secret

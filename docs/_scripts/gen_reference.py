@@ -196,22 +196,18 @@ def settings_page() -> str:
 def errors_page() -> str:
     from shared import errors
 
-    registered = dict(errors.ERRORS_BY_CODE)
-    every = [cls for cls in vars(errors).values()
-             if isinstance(cls, type) and issubclass(cls, errors.JobForgeError)]
     lines = ["# Error codes\n",
-             "Generated from `shared/errors.py`. A failure has one stable code: the Temporal "
+             "Generated from the error registry in `shared/errors.py` (each class declares its code, HTTP status "
+             "and retryability). A failure has one stable code: the Temporal "
              "`ApplicationError` type, the first word of the CLI's error line, and the `code` of the HTTP API's "
              "`application/problem+json` answer (with the HTTP status below). **Retryable** errors are "
              "infrastructure trouble (retry with back-off: Temporal's retry policy does so inside workflows); "
              "the others are decisions that a retry will not change. Every answer also carries a "
              "human-readable `detail` built only from the error's own fields (never stacks or secrets).\n",
              "| code | HTTP status | retryable | meaning | class |", "|---|---|---|---|---|"]
-    for cls in sorted(every, key=lambda c: c.code):
-        status = errors.HTTP_STATUS.get(cls.code, 503 if cls.retryable else 400)
+    for cls in sorted(errors.ERRORS_BY_CODE.values(), key=lambda c: c.code):
         doc = " ".join((cls.__doc__ or "").split())
-        note = "" if registered.get(cls.code) is cls else " *(raised inside processes only; not in the wire registry)*"
-        lines.append(f"| {code(cls.code)} | {status} | {'yes' if cls.retryable else 'no'} | {cell(doc)}{note} | "
+        lines.append(f"| {code(cls.code)} | {cls.status} | {'yes' if cls.retryable else 'no'} | {cell(doc)} | "
                      f"{code(cls.__name__)} |")
     lines += ["\nThe HTTP API adds a few codes of its own that no Python class carries: `internal_error` (500: an "
               "unexpected failure, logged), `method_not_allowed` (405) and `not_found` (404) for routes that do "

@@ -15,13 +15,14 @@ from shared.errors import (
     PolicyTokenRequired,
     RateLimited,
     SecretInInputs,
+    typed_error,
 )
 from shared.flags import Flag
 from shared.models import JobRun, RunStatus
 from shared.security.principal import Principal
 from shared.security.tokens import token_ref
 from shared.settings import Settings
-from shared.temporal import from_failure, run_search_attributes
+from shared.temporal import run_search_attributes
 from workers.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -57,7 +58,7 @@ async def raw_start(runtime: Runtime, job: JobRun) -> Exception | None:
     try:
         await handle.result()
     except WorkflowFailureError as exc:
-        return from_failure(exc)
+        return typed_error(exc)
     return None
 
 

@@ -94,7 +94,7 @@ async def test_raw_start_meets_admission(runtime: Runtime, worker: None) -> None
     assert runtime.temporal is not None
     from temporalio.client import WorkflowFailureError
 
-    from shared.temporal import from_failure
+    from shared.errors import typed_error
 
     handle = await runtime.temporal.start_workflow(
         HEALTHCHECK, JobRun(tenant_id="rawco", template_key=HEALTHCHECK), id="raw-start-1",
@@ -102,7 +102,7 @@ async def test_raw_start_meets_admission(runtime: Runtime, worker: None) -> None
         search_attributes=run_search_attributes("rawco", HEALTHCHECK, "t"))
     with pytest.raises(WorkflowFailureError) as info:
         await handle.result()
-    err = from_failure(info.value)
+    err = typed_error(info.value)
     assert isinstance(err, FeatureDisabled) and err.flag == "JOBFORGE_AUTOPILOT_JOBS_ENABLED"
     record = await runtime.store.get_run("raw-start-1")
     assert record.status is RunStatus.REJECTED

@@ -14,11 +14,10 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 from activities.verify import probe_sandbox
-from shared.errors import FeatureDisabled, RepoPathRefused, UnstorableText
+from shared.errors import FeatureDisabled, RepoPathRefused, UnstorableText, typed_error
 from shared.flags import Flag
 from shared.models import RunHandleInfo, RunStatus
 from shared.settings import Settings
-from shared.temporal import from_failure
 from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, Verdict, VerifyProgress, VerifyReport
 from tests.support.verify_repos import (
     FAKE_AWS_KEY,
@@ -345,12 +344,12 @@ async def test_python_repo_is_detected_installed_and_verified(runtime: Runtime, 
 
 async def test_raw_start_of_a_refused_path_is_recorded(runtime: Runtime, worker: None, verify_on: None,
                                                        repos: Path) -> None:
-    """The typed refusal survives Temporal: from_failure maps it back to RepoPathRefused."""
+    """The typed refusal survives Temporal: typed_error maps it back to RepoPathRefused."""
     handle = await request(runtime, {"repo_path": "/etc"})
     assert runtime.temporal is not None
     with pytest.raises(WorkflowFailureError) as info:
         await runtime.temporal.get_workflow_handle(handle.workflow_id).result()
-    assert isinstance(from_failure(info.value), RepoPathRefused)
+    assert isinstance(typed_error(info.value), RepoPathRefused)
 
 
 async def test_sandbox_hides_jobforge_home_blocks_writes_and_network(runtime: Runtime, worker: None, verify_on: None,

@@ -15,10 +15,9 @@ from temporalio.client import WorkflowFailureError
 
 from activities import verify as verify_activities
 from activities.verify import in_container, probe_sandbox
-from shared.errors import SandboxUnavailable
+from shared.errors import SandboxUnavailable, typed_error
 from shared.flags import Flag
 from shared.settings import Settings
-from shared.temporal import from_failure
 from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, Verdict, VerifyReport
 from shared.verify.sandbox import probe_failure_reason
 from tests.support.verify_repos import explicit_repo
@@ -123,6 +122,6 @@ async def test_required_sandbox_refuses_to_run(runtime: Runtime, worker: None, v
     assert runtime.temporal is not None
     with pytest.raises(WorkflowFailureError) as info:
         await runtime.temporal.get_workflow_handle(handle.workflow_id).result()
-    error = from_failure(info.value)
+    error = typed_error(info.value)
     assert isinstance(error, SandboxUnavailable), error
     assert "JOBFORGE_VERIFY_SANDBOX=required" in str(error) and "user namespaces" in str(error)
