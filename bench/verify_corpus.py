@@ -361,7 +361,8 @@ def _line(outcome: Outcome) -> str:
     return f"{case.repo:<14} {case.name:<10} " + " ".join(cells)
 
 
-async def run_cases(settings: Settings, cases: list[Case], work: Path, hand: bool) -> list[Outcome]:
+async def run_cases(settings: Settings, cases: list[Case], work: Path, hand: bool,
+                    json_out: str = "") -> list[Outcome]:
     outcomes: list[Outcome] = []
     for case in cases:
         outcome = Outcome(case=case)
@@ -393,6 +394,9 @@ async def run_cases(settings: Settings, cases: list[Case], work: Path, hand: boo
             elif outcome.error:
                 print(f"    {outcome.error}", flush=True)
         outcomes.append(outcome)
+        if json_out:  # after every case: a run stopped half-way keeps what it measured
+            text = json.dumps(summarise(outcomes, []), indent=2) + "\n"
+            await asyncio.to_thread(Path(json_out).write_text, text)
     return outcomes
 
 
@@ -515,7 +519,7 @@ def main() -> None:
         try:
             live = settings.model_copy(update={"temporal_address": state.temporal_address,
                                                "database_url": SecretStr(state.database_url)})
-            outcomes = asyncio.run(run_cases(live, cases, work, args.by_hand))
+            outcomes = asyncio.run(run_cases(live, cases, work, args.by_hand, args.json_out))
         finally:
             stack.stop()
     result = summarise(outcomes, skipped)
