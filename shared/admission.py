@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.canonical import input_hash
-from shared.errors import FeatureDisabled, InvalidRequest, SecretInInputs
-from shared.flags import Flag
+from shared.errors import InvalidRequest, SecretInInputs
+from shared.flags import Flag, disabled
 from shared.ids import check_idempotency_key, check_tenant_id, check_trace_id
 from shared.models import JobRun
 from shared.run_argument import check_search_attributes
@@ -56,9 +56,9 @@ def judge(run: JobRun, workflow_type: str, registry: Registry, flags: Mapping[Fl
     spec = registry.get(run.template_key)
     for flag in spec.flags:
         if not flags.get(flag, False):
-            raise FeatureDisabled(flag.value)
+            raise disabled(flags, flag)
     if spec.action and not flags.get(Flag.ACTION_JOBS, False):
-        raise FeatureDisabled(Flag.ACTION_JOBS.value)
+        raise disabled(flags, Flag.ACTION_JOBS)
     require_scopes(principal.scopes, spec.required_scopes)
     if flags.get(Flag.SECURITY_VALIDATION, False):
         check_payload(run.inputs, limits or PayloadLimits())

@@ -99,10 +99,13 @@ class FeatureDisabled(JobForgeError):
     code = "feature_disabled"
     status = 403
 
-    def __init__(self, flag: str) -> None:
-        super().__init__(f"feature disabled: {flag} is off (turn it on with `jobforge flags set {flag} on`)",
-                         flag=flag)
+    def __init__(self, flag: str, message: str | None = None, *, source: str = "", where: str = "") -> None:
+        super().__init__(message or f"feature disabled: {flag} is off (turn it on with `jobforge flags set {flag} "
+                         "on`)", flag=flag, source=source, where=where)
         self.flag = flag
+        #: where the value came from (``default``, ``env``, ``store``) and whose reading it was
+        self.source = source
+        self.where = where
 
 
 class TemplateNotFound(JobForgeError):

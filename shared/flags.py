@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import enum
 import os
+import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from shared.errors import FeatureDisabled, UnknownFlag
 
@@ -66,6 +68,8 @@ class FlagValue:
     flag: Flag
     enabled: bool
     source: FlagSource
+    #: the environment's text for a value from ``env``
+    raw: str | None = field(default=None, compare=False)
 
 
 _TRUE = frozenset({"1", "true", "yes", "on", "enabled"})
@@ -92,21 +96,78 @@ def resolve(flag: Flag, env: Mapping[str, str], overrides: Mapping[Flag, bool]) 
     if raw is not None:
         value = raw.strip().lower()
         # an unparseable env value fails safe: the feature stays off
-        return FlagValue(flag, value in _TRUE, FlagSource.ENV)
+        return FlagValue(flag, value in _TRUE, FlagSource.ENV, raw)
     return FlagValue(flag, False, FlagSource.DEFAULT)
+
+
+def this_process(name: str = "") -> str:
+    """``the <name> process (pid N)``: whose environment a reader in this process reads."""
+    return f"the {name or Path(sys.argv[0]).name or 'python'} process (pid {os.getpid()})"
+
+
+def refusal(value: FlagValue, where: str, hint: str = "") -> FeatureDisabled:
+    """The refusal for a flag that is off, naming whose reading it was and where its value came from."""
+    flag = value.flag.value
+    if value.source is FlagSource.STORE:
+        detail = "the fleet-wide override is off"
+    elif value.source is FlagSource.ENV:
+        detail = f"the environment has {flag}={(value.raw or '')[:40]!r}"
+    else:
+        detail = "not set in the environment, and no fleet-wide override"
+    return FeatureDisabled(flag, f"feature disabled: {flag} is off in {where}: {detail}{hint}; turn it on for "
+                                 f"every process of the stack with `jobforge flags set {flag} on`",
+                           source=value.source.value, where=where)
+
+
+class FlagSnapshot(Mapping[Flag, bool]):
+    """Every flag's value as one reader saw it at one moment: a mapping of flag to on/off that can also
+    say why a flag is off (:meth:`refusal`)."""
+
+    def __init__(self, values: Iterable[FlagValue], where: str = "", hint: Callable[[Flag], str] | None = None,
+                 ) -> None:
+        self.by_flag = {value.flag: value for value in values}
+        self.where = where or this_process()
+        self._hint = hint
+
+    def __getitem__(self, flag: Flag) -> bool:
+        return self.by_flag[flag].enabled
+
+    def __iter__(self) -> Iterator[Flag]:
+        return iter(self.by_flag)
+
+    def __len__(self) -> int:
+        return len(self.by_flag)
+
+    def refusal(self, flag: Flag) -> FeatureDisabled:
+        value = self.by_flag.get(flag, FlagValue(flag, False, FlagSource.DEFAULT))
+        return refusal(value, self.where, self._hint(flag) if self._hint else "")
+
+
+def disabled(flags: Mapping[Flag, bool], flag: Flag) -> FeatureDisabled:
+    """The refusal for ``flag`` being off in ``flags``: detailed when ``flags`` is a :class:`FlagSnapshot`."""
+    if isinstance(flags, FlagSnapshot):
+        return flags.refusal(flag)
+    return FeatureDisabled(flag.value)
 
 
 OverrideLoader = Callable[[], Awaitable[Mapping[Flag, bool]]]
 
 
 class FlagReader:
-    """Reads flags at call time; store overrides are re-read after ``ttl_seconds``."""
+    """Reads flags at call time; store overrides are re-read after ``ttl_seconds``.
+
+    ``where`` names whose environment ``env`` is (this process's by default), for refusals; ``hint``
+    adds to a refusal of a flag (e.g. that the caller's own shell sets it, but it is not what counts).
+    """
 
     def __init__(self, load_overrides: OverrideLoader | None, ttl_seconds: float = 2.0,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, *, where: str = "",
+                 hint: Callable[[Flag], str] | None = None) -> None:
         self._load = load_overrides
         self._ttl = ttl_seconds
         self._env = env  # None = os.environ, read on every call
+        self.where = where or this_process()
+        self._hint = hint
         self._cached: Mapping[Flag, bool] = {}
         self._loaded_at = float("-inf")
 
@@ -128,11 +189,16 @@ class FlagReader:
         overrides = await self.overrides()
         return [resolve(flag, env, overrides) for flag in flags]
 
+    async def snapshot(self, flags: Iterable[Flag] = tuple(Flag)) -> FlagSnapshot:
+        """The values of ``flags`` now, as a mapping that can explain a refusal."""
+        return FlagSnapshot(await self.values(flags), self.where, self._hint)
+
     async def is_enabled(self, flag: Flag) -> bool:
         return (await self.value(flag)).enabled
 
     async def require(self, *flags: Flag) -> None:
-        """Raise :class:`FeatureDisabled` naming the first flag that is off."""
-        for value in await self.values(flags):
-            if not value.enabled:
-                raise FeatureDisabled(value.flag.value)
+        """Raise :class:`FeatureDisabled` naming the first flag that is off, whose reading it was and why."""
+        snapshot = await self.snapshot(flags)
+        for flag in flags:
+            if not snapshot[flag]:
+                raise snapshot.refusal(flag)

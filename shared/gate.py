@@ -22,7 +22,6 @@ from shared import metrics
 from shared.admission import Judged, judge
 from shared.canonical import input_hash
 from shared.errors import (
-    FeatureDisabled,
     InvalidRequest,
     JobForgeError,
     PolicyTokenInvalid,
@@ -31,7 +30,7 @@ from shared.errors import (
     TokenInvalid,
 )
 from shared.events import route_key
-from shared.flags import Flag, FlagReader
+from shared.flags import Flag, FlagReader, FlagSnapshot, disabled
 from shared.ids import check_tenant_id, check_trace_id, new_trace_id
 from shared.models import EventEnvelope, EventReceipt, JobRun
 from shared.security import tokens
@@ -131,8 +130,9 @@ class Gate:
                                RatePolicy(self.settings.rate_limit_actor_per_minute, 60.0)))
         return buckets
 
-    async def flag_values(self) -> dict[Flag, bool]:
-        return {value.flag: value.enabled for value in await self.flags.values(tuple(Flag))}
+    async def flag_values(self) -> FlagSnapshot:
+        """Every flag's value now (a mapping of flag to on/off that can explain a refusal)."""
+        return await self.flags.snapshot()
 
     # -- the shared steps ---------------------------------------------------------------------
 
@@ -285,7 +285,7 @@ class Gate:
             if not principal.may_act_for(tenant_id):
                 raise InvalidRequest("these credentials belong to another tenant", field="tenant_id")
             if not flags.get(Flag.ACTION_JOBS, False):
-                raise FeatureDisabled(Flag.ACTION_JOBS.value)
+                raise disabled(flags, Flag.ACTION_JOBS)
             spec = self.registry.get(template_key)
             if not spec.action:
                 raise InvalidRequest(f"{template_key} is not an action job; it needs no policy token")
@@ -324,7 +324,7 @@ class Gate:
             rate = charged.decision if charged is not None else await self.charge(flags, event.tenant_id,
                                                                                   principal.actor)
             if not flags.get(Flag.EVENTS, False):
-                raise FeatureDisabled(Flag.EVENTS.value)
+                raise disabled(flags, Flag.EVENTS)
             require_scopes(principal.scopes, (EVENTS_WRITE,))
             check_trace_id(trace_id)
             for name in ("source_app", "source_module"):

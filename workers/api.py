@@ -33,7 +33,6 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from shared import tracing
 from shared.errors import (
-    FeatureDisabled,
     InsufficientScope,
     InvalidRequest,
     JobForgeError,
@@ -362,7 +361,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> ProblemGua
         if runtime is not None:
             yield
             return
-        async with open_runtime(settings) as opened:
+        async with open_runtime(settings, process="jobforge-api") as opened:
             app.state.runtime = opened
             log.info("api_started", host=settings.api_host, port=settings.api_port)
             yield
@@ -561,8 +560,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> ProblemGua
                         before_seq: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> list[AuditEntryOut]:
         """The tenant's audit entries, newest first (scope ``audit:read``)."""
         require_scopes(caller.scopes, ("audit:read",))
-        if not await rt().flags.is_enabled(Flag.AUDIT_LOGGING):
-            raise FeatureDisabled(Flag.AUDIT_LOGGING.value)
+        await rt().flags.require(Flag.AUDIT_LOGGING)
         assert caller.tenant_id is not None
         records = await rt().gate.audit.list(caller.tenant_id, limit=limit, before_seq=before_seq)
         return [AuditEntryOut(**record.to_json()) for record in records]

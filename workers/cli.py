@@ -123,10 +123,12 @@ def db_current(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 async def _flag_values(s: Settings) -> list[dict[str, Any]]:
-    """Every flag's value, the store's overrides read over one plain psycopg connection (shared.store.direct:
-    no SQLAlchemy, so the command answers quickly)."""
+    """Every flag's value as the workers read it (beside a running ``jobforge dev``: the environment of its
+    workers, not this shell's), the store's overrides read over one plain psycopg connection
+    (shared.store.direct: no SQLAlchemy, so the command answers quickly)."""
     from shared.flags import FlagReader
     from shared.store import direct
+    from workers.stack import stack_flag_reader
 
     async def values(reader: FlagReader) -> list[dict[str, Any]]:
         return [{"name": v.flag.value, "enabled": v.enabled, "source": v.source.value}
@@ -136,7 +138,10 @@ async def _flag_values(s: Settings) -> list[dict[str, Any]]:
     if not url:
         return await values(FlagReader(None, 0))
     async with direct.connect(url) as conn:
-        return await values(FlagReader(lambda: direct.flag_overrides(conn), 0))
+        def load() -> Awaitable[dict[Flag, bool]]:
+            return direct.flag_overrides(conn)
+
+        return await values(stack_flag_reader(s, load, 0) or FlagReader(load, 0))
 
 
 @flags_app.callback(invoke_without_command=True)
@@ -257,7 +262,7 @@ def jobs_request(
     parsed = parse_inputs(inputs)
 
     async def go() -> tuple[Any, BaseModel | None]:
-        async with open_runtime(settings()) as rt:
+        async with open_runtime(settings(), stack_flags=True) as rt:
             client = rt.client()
             handle = await client.request_job(tenant, template, parsed, trace_id=trace_id, actor=actor,
                                               idempotency_key=idempotency_key, policy_token=policy_token)
@@ -320,7 +325,7 @@ async def _finished(ident: str, tenant: str | None) -> RunRecord:
 
     from workers.runtime import open_runtime
 
-    async with open_runtime(settings()) as rt:
+    async with open_runtime(settings(), stack_flags=True) as rt:
         run = await rt.store.get_run(ident, tenant)
         if run.status.is_final:
             return run
@@ -368,6 +373,8 @@ def dev(
                                    "result, stop the stack and exit (0 ok, 1 negative verdict)."),
     tenant: str = typer.Option("demo", "--tenant", help="Tenant for --run."),
     inputs: str | None = typer.Option(None, "--inputs", help="Inputs for --run (JSON or @file)."),
+    enable: list[str] = typer.Option([], "--enable", metavar="FLAG", help="Turn feature flag FLAG on in the "
+                                     "environment of the stack's workers and API (repeatable)."),
 ) -> None:
     """Start the embedded stack: Temporal dev server, PostgreSQL, migrations and workers."""
     from pydantic import SecretStr
@@ -376,13 +383,16 @@ def dev(
     from shared.settings import Settings
     from workers.dev import DevPorts, DevStack
 
+    enabled = [Flag.parse(name) for name in enable]
+
     s = Settings()
     configure(s.log_level, s.log_format)
     # SIGTERM (a supervisor, `kill`) stops the stack as cleanly as Ctrl-C; SIGINT is restored too, since a
     # shell that starts us in the background hands us SIGINT ignored
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
-    stack = DevStack(s, DevPorts(temporal_port, ui_port, pg_port, api_port), workers=workers, headless=headless)
+    stack = DevStack(s, DevPorts(temporal_port, ui_port, pg_port, api_port), workers=workers, headless=headless,
+                     enable=enabled)
     parsed = parse_inputs(inputs) if run else {}
     try:
         state = stack.start()
@@ -393,7 +403,9 @@ def dev(
                   f"  HTTP API      : {state.api_url or '(none)'}\n"
                   f"  Console       : {stack.console_url or '(none)'}\n"
                   + (f"  operator token: {stack.console_token}\n" if stack.console_url else "") +
-                  f"  workers       : {workers} (logs in {stack.logs})", highlight=False)
+                  f"  workers       : {workers} (logs in {stack.logs})\n"
+                  f"  flags on      : {', '.join(_flags_on(state.flag_env)) or 'none in the environment'} "
+                  "(`jobforge flags` shows every flag)", highlight=False)
         if run:
             _run_once(s.model_copy(update={"temporal_address": state.temporal_address,
                                            "database_url": SecretStr(state.database_url)}), run, tenant, parsed)
@@ -406,6 +418,12 @@ def dev(
         err.print("stopping...", highlight=False)
     finally:
         stack.stop()
+
+
+def _flags_on(env: dict[str, str]) -> list[str]:
+    from shared.flags import resolve
+
+    return [flag.value for flag in Flag if resolve(flag, env, {}).enabled]
 
 
 def _interrupt(_signum: int, _frame: object) -> None:

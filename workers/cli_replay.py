@@ -69,7 +69,7 @@ def export(run_id: str = typer.Argument(..., help="Run id or workflow id."),
     """Export a finished run as a replay bundle."""
 
     async def go() -> object:
-        async with open_runtime(settings()) as rt:
+        async with open_runtime(settings(), stack_flags=True) as rt:
             service = ReplayService(rt.store, rt.temporal, rt.flags)
             target = out_dir or Path(f"replay-{run_id.replace('/', '_')}")
             return await service.export(run_id, tenant, target, tarball=tar)

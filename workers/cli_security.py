@@ -45,7 +45,7 @@ audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log
 
 def _with_runtime(fn: Callable[[Runtime], Awaitable[R]]) -> R:
     async def go() -> R:
-        async with open_runtime(settings(), temporal=False) as rt:
+        async with open_runtime(settings(), temporal=False, stack_flags=True) as rt:
             return await fn(rt)
 
     return run_async(go())
@@ -175,7 +175,7 @@ async def _sealed_of_run(ident: str, within: float) -> str:
     from shared.errors import RunStillRunning, typed_error
     from shared.keys_rotation import KeyRotationResult
 
-    async with open_runtime(settings()) as rt:
+    async with open_runtime(settings(), stack_flags=True) as rt:
         run = await rt.store.get_run(ident)
         if run.template_key != ROTATION:
             raise InvalidRequest(f"run {run.run_id} is a run of {run.template_key}, not of {ROTATION}")

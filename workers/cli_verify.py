@@ -181,7 +181,7 @@ class Follower:
 
 
 async def request_and_follow(settings: Settings, tenant: str, inputs: VerifyInputs, mode: str) -> VerifyReport:
-    async with open_runtime(settings) as rt:
+    async with open_runtime(settings, stack_flags=True) as rt:
         client = rt.client()
         handle = await client.request_job(tenant, TEMPLATE_KEY, inputs.model_dump(mode="json", exclude_none=True),
                                           actor="cli")

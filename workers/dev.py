@@ -8,12 +8,14 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from shared.errors import StackStartFailed
+from shared.flags import Flag
 from shared.metrics import nth_bind
 from shared.settings import Settings
 from shared.store.migrate import upgrade
@@ -41,8 +43,11 @@ class DevPorts:
 class DevStack:
     """Temporal dev server + PostgreSQL (embedded unless a URL is configured) + N workers."""
 
-    def __init__(self, settings: Settings, ports: DevPorts, workers: int = 1, headless: bool = False) -> None:
+    def __init__(self, settings: Settings, ports: DevPorts, workers: int = 1, headless: bool = False,
+                 enable: Sequence[Flag] = ()) -> None:
         self.settings = settings
+        #: flags turned on in the environment of the workers and the API (``jobforge dev --enable``)
+        self.enable = tuple(enable)
         self.home = settings.home.resolve()
         self.ports = ports
         self.worker_count = workers
@@ -92,7 +97,7 @@ class DevStack:
             self._start_api()
             state = StackState(pid=os.getpid(), temporal_address=self.temporal_address, ui_url=self.ui_url,
                                database_url=self.database_url, home=str(self.home), api_url=self.api_url,
-                               console_url=self.console_url,
+                               console_url=self.console_url, flag_env=self.flag_env(),
                                pids={"temporal": self.temporal.pid if self.temporal else 0,
                                      **{f"worker{i}": w.pid for i, w in enumerate(self.workers)},
                                      **({"api": self.api.pid} if self.api else {})})
@@ -121,8 +126,14 @@ class DevStack:
         self.postgres = EmbeddedPostgres(self.home / "pgdata", self.ports.postgres)
         self.database_url = self.postgres.start()
 
+    def flag_env(self) -> dict[str, str]:
+        """The feature-flag variables the workers and the API get: this process's, and ``enable``'s."""
+        names = {flag.value for flag in Flag}
+        return {name: value for name, value in self.worker_env().items() if name in names}
+
     def worker_env(self) -> dict[str, str]:
         env = dict(os.environ)
+        env.update({flag.value: "1" for flag in self.enable})
         env.update({"JOBFORGE_TEMPORAL_ADDRESS": self.temporal_address, "JOBFORGE_DATABASE_URL": self.database_url,
                     "JOBFORGE_HOME": str(self.home), "JOBFORGE_LOG_FORMAT": "json"})
         return env

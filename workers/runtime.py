@@ -15,13 +15,13 @@ from temporalio.client import Client
 from shared import metrics, tracing
 from shared.client import JobForgeClient
 from shared.errors import StackNotFound
-from shared.flags import FlagReader
+from shared.flags import FlagReader, this_process
 from shared.gate import Gate
 from shared.settings import Settings
 from shared.store import Store
 from shared.templates import Registry, load_registry
 from shared.temporal import connect
-from workers.stack import database_url
+from workers.stack import database_url, stack_flag_reader
 
 log = structlog.get_logger("jobforge.runtime")
 
@@ -86,10 +86,15 @@ def configure_telemetry(settings: Settings, process: str, metrics_bind: str) -> 
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, *, temporal: bool = True) -> AsyncIterator[Runtime]:
+async def open_runtime(settings: Settings, *, temporal: bool = True, process: str = "",
+                       stack_flags: bool = False) -> AsyncIterator[Runtime]:
+    """The runtime of one process. ``process`` names it in flag refusals (default: the program's name);
+    ``stack_flags``: a command run beside ``jobforge dev`` reads flags as the stack's workers do."""
     store = Store.from_url(database_url(settings), settings.database_pool_size)
     try:
-        flags = FlagReader(store.flag_overrides, settings.flag_override_ttl_seconds)
+        flags = (stack_flag_reader(settings, store.flag_overrides, settings.flag_override_ttl_seconds)
+                 if stack_flags else None) or FlagReader(
+            store.flag_overrides, settings.flag_override_ttl_seconds, where=this_process(process))
         client = await connect(settings) if temporal else None
         yield Runtime(settings, store, flags, load_registry(settings), client)
     finally:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from shared.errors import PortInUse, StackNotFound, StackStartFailed
 
 if TYPE_CHECKING:  # every CLI command reads the state file: psutil, psycopg and Temporal load where used
+    from shared.flags import FlagReader, OverrideLoader
     from shared.settings import Settings
 
 PG_USER = "postgres"
@@ -93,6 +94,8 @@ class StackState:
     api_url: str = ""
     #: its web console (operator token in ``home/console-operator-token``)
     console_url: str = ""
+    #: the feature-flag variables in the environment of the stack's workers and API
+    flag_env: dict[str, str] = field(default_factory=dict)
 
     def write(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
@@ -136,6 +139,29 @@ def database_url(settings: Settings) -> str:
         raise StackNotFound(f"no JobForge stack found: {where_looked(settings)}. Start one with `jobforge dev`, "
                             "or point JOBFORGE_DATABASE_URL and JOBFORGE_TEMPORAL_ADDRESS at one")
     return url
+
+
+def stack_flag_reader(settings: Settings, load_overrides: OverrideLoader, ttl_seconds: float) -> FlagReader | None:
+    """For a command using a running ``jobforge dev``: flags read as its workers read them (the flag
+    variables of their environment, recorded in the state file, and the store's overrides), since they
+    judge every run again; None when no dev stack serves ``settings``' database."""
+    from shared.flags import Flag, FlagReader
+
+    state = StackState.read(settings.state_file)
+    if state is None or state.database_url != settings.database_url_value():
+        return None
+    workers = sorted(pid for name, pid in state.pids.items() if name.startswith("worker"))
+    where = (f"the dev stack's jobforge-worker process{'es' if len(workers) > 1 else ''} "
+             f"(pid {', '.join(map(str, workers))}; its environment is recorded in {settings.state_file})")
+
+    def hint(flag: Flag) -> str:
+        mine = os.environ.get(flag.value)
+        if mine is not None and mine != state.flag_env.get(flag.value):
+            return (f" (this shell's {flag.value}={mine[:40]!r} does not reach a running stack; "
+                    f"`jobforge dev --enable {flag.value}` gives it to the workers it starts)")
+        return ""
+
+    return FlagReader(load_overrides, ttl_seconds, env=dict(state.flag_env), where=where, hint=hint)
 
 
 def effective_settings(settings: Settings | None = None) -> Settings:

@@ -93,7 +93,7 @@ def build_workers(rt: Runtime, queues: list[str] | None = None) -> list[Worker]:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    async with open_runtime(settings) as rt:
+    async with open_runtime(settings, process="jobforge-worker") as rt:
         workers = build_workers(rt)
         queues = [w.task_queue for w in workers]
         runner: asyncio.Future[list[None]] = asyncio.gather(*(worker.run() for worker in workers))

@@ -88,3 +88,40 @@ def test_require_names_the_first_flag_that_is_off() -> None:
         asyncio.run(reader.require(Flag.AUTOPILOT_JOBS, Flag.VERIFY_PACK))
     assert info.value.flag == "VERIFY_PACK_ENABLED"
     assert "VERIFY_PACK_ENABLED" in str(info.value)
+
+
+@pytest.mark.parametrize(("env", "overrides", "says"), [
+    ({}, {}, "not set in the environment, and no fleet-wide override"),
+    ({"VERIFY_PACK_ENABLED": "0"}, {}, "the environment has VERIFY_PACK_ENABLED='0'"),
+    ({"VERIFY_PACK_ENABLED": "1"}, {Flag.VERIFY_PACK: False}, "the fleet-wide override is off"),
+])
+def test_a_refusal_names_whose_reading_it_was_and_the_source(env: dict[str, str],
+                                                              overrides: dict[Flag, bool], says: str) -> None:
+    """A flag that is off is refused naming the process whose environment was read, where the value came
+    from, and the command that turns it on for every process."""
+
+    async def load() -> Mapping[Flag, bool]:
+        return overrides
+
+    reader = FlagReader(load, env=env, where="the jobforge-worker process (pid 42)")
+    with pytest.raises(FeatureDisabled) as info:
+        asyncio.run(reader.require(Flag.VERIFY_PACK))
+    refused = info.value
+    assert refused.message == (f"feature disabled: VERIFY_PACK_ENABLED is off in the jobforge-worker process (pid 42)"
+                               f": {says}; turn it on for every process of the stack with `jobforge flags set "
+                               "VERIFY_PACK_ENABLED on`")
+    assert refused.details["source"] == resolve(Flag.VERIFY_PACK, env, overrides).source.value
+    assert refused.details["where"] == "the jobforge-worker process (pid 42)"
+
+
+def test_a_snapshot_is_the_mapping_admission_reads() -> None:
+    """A snapshot answers as a mapping of every flag to on/off; admission's refusal from it carries the
+    reason, while a bare mapping still gives the short one."""
+    from shared.flags import FlagSnapshot, disabled, this_process
+
+    snapshot = asyncio.run(FlagReader(None, env={"JOBFORGE_EVENTS_ENABLED": "yes"}).snapshot())
+    assert isinstance(snapshot, FlagSnapshot) and len(snapshot) == len(Flag)
+    assert dict(snapshot) == {flag: flag is Flag.EVENTS for flag in Flag}
+    assert snapshot.where == this_process()
+    assert "not set in the environment" in disabled(snapshot, Flag.TRIGGERS).message
+    assert disabled({}, Flag.TRIGGERS).message.startswith("feature disabled: JOBFORGE_TRIGGERS_ENABLED is off (")

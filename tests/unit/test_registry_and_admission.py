@@ -134,5 +134,5 @@ def test_feature_disabled_names_flag_in_details() -> None:
     """A refusal for a flag carries the flag's name so the caller can rebuild the typed error."""
     with pytest.raises(FeatureDisabled) as info:
         judge(JobRun(tenant_id="acme", template_key=HC), HC, Registry(BUILTIN_TEMPLATES), {})
-    assert info.value.details == {"flag": "JOBFORGE_AUTOPILOT_JOBS_ENABLED"}
+    assert info.value.details == {"flag": "JOBFORGE_AUTOPILOT_JOBS_ENABLED", "source": "", "where": ""}
     assert HealthcheckReport(healthy=True, checks=[]).healthy
