@@ -34,6 +34,7 @@ from shared.security.principal import Principal
 from shared.security.scopes import require_scopes
 from shared.security.tokens import token_ref
 from shared.settings import Settings
+from shared.stale_runs import settle
 from shared.starts import job_start
 from shared.store import Store
 from shared.store.triggers import TriggerStore
@@ -220,7 +221,8 @@ class JobForgeClient:
 
     @typed_outages
     async def get_run(self, ident: str, tenant_id: str | None = None) -> RunRecord:
-        return await self._store().get_run(ident, tenant_id)
+        """The run's record; one still ``queued`` whose workflow has closed gets its terminal status first."""
+        return await settle(self._store(), self.temporal, await self._store().get_run(ident, tenant_id))
 
     @typed_outages
     async def list_runs(self, tenant_id: str, limit: int = 50) -> Sequence[RunRecord]:

@@ -381,14 +381,25 @@ class PolicyTokenReplayed(JobForgeError):
     status = 409
 
 
-class TenantNotFound(JobForgeError):
-    """No tenant has this id."""
+class UnknownTenant(JobForgeError):
+    """No tenant has this id: create it first (`jobforge tenants create NAME`).
 
-    code = "tenant_not_found"
+    Every request that names a tenant is refused with it when the tenant does not exist (HTTP 404, as an
+    unknown run or template): jobs, events, policy tokens, triggers and the lists of a tenant's runs,
+    events, triggers and audit entries, from the HTTP API, the SDK, the CLI and a raw Temporal start.
+    """
+
+    code = "unknown_tenant"
     status = 404
 
     def __init__(self, tenant_id: str = "") -> None:
-        super().__init__(f"no tenant {tenant_id!r}", tenant_id=tenant_id)
+        super().__init__(f"no tenant {tenant_id!r}: create it with `jobforge tenants create {tenant_id}` "
+                         "(`jobforge tenants list` shows the tenants there are)", tenant_id=tenant_id)
+        self.tenant_id = tenant_id
+
+
+#: the name this error had before it was the one refusal of every path
+TenantNotFound = UnknownTenant
 
 
 class TenantExists(JobForgeError):

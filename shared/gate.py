@@ -28,6 +28,7 @@ from shared.errors import (
     PolicyTokenRequired,
     RateLimited,
     TokenInvalid,
+    UnknownTenant,
 )
 from shared.events import route_key
 from shared.flags import Flag, FlagReader, FlagSnapshot, disabled
@@ -136,6 +137,13 @@ class Gate:
 
     # -- the shared steps ---------------------------------------------------------------------
 
+    async def require_tenant(self, principal: Principal, tenant_id: str) -> None:
+        """:class:`UnknownTenant` unless ``tenant_id`` exists. A key's own tenant exists (a key is made for
+        an existing tenant): only an operator's request costs a lookup, one primary-key read per tenant
+        and process."""
+        if principal.tenant_id != tenant_id:
+            await self.tenants.require(tenant_id)
+
     async def charge(self, flags: Mapping[Flag, bool], tenant_id: str, actor: str) -> RateDecision | None:
         """Charge one request to the tenant's (and actor's) budget; :class:`RateLimited` when spent."""
         if not flags.get(Flag.RATE_LIMITING, False):
@@ -182,6 +190,9 @@ class Gate:
                     err: JobForgeError, trace_id: str) -> None:
         if err.retryable:
             return  # infrastructure trouble is not a decision
+        if isinstance(err, UnknownTenant):  # no chain is started for a tenant that does not exist
+            log.warning("request_for_unknown_tenant", action=action, tenant_id=pg_text(tenant_id)[:63])
+            return
         await self.record(flags, tenant_id, actor, action, resource, Decision.DENY, err.message, trace_id,
                           {"error_code": err.code})
 
@@ -200,6 +211,7 @@ class Gate:
             check_tenant_id(run.tenant_id)
             if not principal.may_act_for(run.tenant_id):
                 raise InvalidRequest("these credentials belong to another tenant", field="tenant_id")
+            await self.require_tenant(principal, run.tenant_id)
             rate = charged.decision if charged is not None else await self.charge(flags, run.tenant_id, run.actor)
             judged = judge(run, workflow_type or run.template_key, self.registry, flags, principal=principal,
                            limits=self.limits, attributes=attributes)
@@ -284,6 +296,7 @@ class Gate:
             check_tenant_id(tenant_id)
             if not principal.may_act_for(tenant_id):
                 raise InvalidRequest("these credentials belong to another tenant", field="tenant_id")
+            await self.require_tenant(principal, tenant_id)
             if not flags.get(Flag.ACTION_JOBS, False):
                 raise disabled(flags, Flag.ACTION_JOBS)
             spec = self.registry.get(template_key)
@@ -321,6 +334,7 @@ class Gate:
             check_tenant_id(event.tenant_id)
             if not principal.may_act_for(event.tenant_id):
                 raise InvalidRequest("these credentials belong to another tenant", field="tenant_id")
+            await self.require_tenant(principal, event.tenant_id)
             rate = charged.decision if charged is not None else await self.charge(flags, event.tenant_id,
                                                                                   principal.actor)
             if not flags.get(Flag.EVENTS, False):

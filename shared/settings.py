@@ -63,6 +63,10 @@ class Settings(BaseSettings):
 
     #: how often a worker captures the histories of closed runs for replay bundles (REPLAY_PACK_ENABLED)
     history_capture_interval_seconds: float = Field(default=2.0, gt=0)
+    #: how often a worker looks for runs left ``queued`` whose workflow closed before admission, and how
+    #: long a run must have been queued to be looked at (shared/stale_runs.py)
+    queued_sweep_interval_seconds: float = Field(default=60.0, gt=0)
+    queued_sweep_after_seconds: float = Field(default=60.0, ge=0)
 
     #: extra modules that register job templates (comma separated), e.g. a product's own pack
     template_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)

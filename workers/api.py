@@ -54,6 +54,7 @@ from shared.security.ratelimit import RateDecision, RatePolicy, headers
 from shared.security.redaction import redact, redact_text
 from shared.security.scopes import require_scopes
 from shared.settings import Settings
+from shared.stale_runs import settle
 from workers.console import mount as mount_console
 from workers.runtime import Runtime, configure_telemetry, leave, open_runtime, require_database
 
@@ -553,7 +554,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> ProblemGua
     async def get_run(ident: str, caller: Caller) -> RunRecord:
         """One of the tenant's runs, by run id or workflow id (scope ``runs:read``)."""
         require_scopes(caller.scopes, ("runs:read",))
-        return await rt().store.get_run(stored_id(ident, "run"), caller.tenant_id)
+        run = await rt().store.get_run(stored_id(ident, "run"), caller.tenant_id)
+        temporal = rt().temporal
+        return await settle(rt().store, temporal, run) if temporal is not None else run
 
     @app.get("/v1/audit", response_model=list[AuditEntryOut], tags=["audit"])
     async def get_audit(caller: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100,

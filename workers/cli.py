@@ -303,6 +303,7 @@ def runs_list(tenant: str = typer.Option(..., "--tenant", "-t"), limit: int = ty
 
     async def go() -> list[RunRecord]:  # one plain psycopg connection: no SQLAlchemy (shared.store.direct)
         async with direct.connect(database_url(s)) as conn:
+            await direct.require_tenant(conn, tenant)  # a mistyped tenant is unknown_tenant, not an empty list
             return await direct.recent_runs(conn, tenant, limit)
 
     runs = run_async(go())
@@ -323,9 +324,10 @@ async def _finished(ident: str, tenant: str | None) -> RunRecord:
     from temporalio.client import WorkflowFailureError
     from temporalio.service import RPCError
 
+    from shared.stale_runs import settle
     from workers.runtime import open_runtime
 
-    async with open_runtime(settings(), stack_flags=True) as rt:
+    async with open_runtime(settings(), stack_flags=True, tenant=tenant) as rt:
         run = await rt.store.get_run(ident, tenant)
         if run.status.is_final:
             return run
@@ -333,7 +335,27 @@ async def _finished(ident: str, tenant: str | None) -> RunRecord:
         handle = rt.temporal.get_workflow_handle(run.workflow_id, run_id=run.run_id)
         with contextlib.suppress(WorkflowFailureError, RPCError):  # a failed run's record says why
             await handle.result()
-        return await rt.store.get_run(run.run_id, run.tenant_id)
+        # a workflow closed before admission (terminated, timed out) leaves its record queued: settle it
+        return await settle(rt.store, rt.temporal, await rt.store.get_run(run.run_id, run.tenant_id))
+
+
+async def _shown(ident: str, tenant: str | None) -> RunRecord:
+    """The run's record; one still ``queued`` is checked against Temporal first (its workflow may have
+    closed before admission: shared/stale_runs.py), unless Temporal cannot be reached."""
+    from temporalio.service import RPCError
+
+    from shared.errors import JobForgeError
+    from shared.models import RunStatus
+    from shared.stale_runs import settle
+    from shared.temporal import connect
+    from workers.runtime import open_runtime
+
+    async with open_runtime(settings(), temporal=False, tenant=tenant) as rt:
+        run = await rt.store.get_run(ident, tenant)
+        if run.status is RunStatus.QUEUED:
+            with contextlib.suppress(JobForgeError, RPCError, RuntimeError):
+                run = await settle(rt.store, await connect(rt.settings), run)
+        return run
 
 
 @runs_app.command("show")
@@ -344,7 +366,7 @@ def runs_show(ident: str = typer.Argument(..., metavar="ID", help="Run id or wor
                                         "succeeded."),
               as_json: bool = typer.Option(False, "--json")) -> None:
     """One run, by run id or workflow id (readable as soon as its id is handed out: queued, then running)."""
-    run = run_async(_finished(ident, tenant) if wait else _store_call(lambda store: store.get_run(ident, tenant)))
+    run = run_async(_finished(ident, tenant) if wait else _shown(ident, tenant))
     if as_json:
         print_json(_run_row(run))
     else:

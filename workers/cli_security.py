@@ -43,9 +43,14 @@ tokens_app = typer.Typer(no_args_is_help=True, help="Policy tokens that authoriz
 audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log.")
 
 
-def _with_runtime(fn: Callable[[Runtime], Awaitable[R]]) -> R:
+def _with_runtime(fn: Callable[[Runtime], Awaitable[R]], tenant: str | None = None) -> R:
+    """``fn`` on a runtime without Temporal; ``tenant``: refused with unknown_tenant unless it exists (the
+    fleet's audit chain is no tenant, and always there)."""
+    from shared.kill_switch import FLEET_CHAIN
+
     async def go() -> R:
-        async with open_runtime(settings(), temporal=False, stack_flags=True) as rt:
+        async with open_runtime(settings(), temporal=False, stack_flags=True,
+                                tenant=None if tenant == FLEET_CHAIN else tenant) as rt:
             return await fn(rt)
 
     return run_async(go())
@@ -108,7 +113,7 @@ def keys_create(tenant: str = typer.Option(..., "--tenant", "-t"),
 def keys_list(tenant: str | None = typer.Option(None, "--tenant", "-t"),
               as_json: bool = typer.Option(False, "--json")) -> None:
     """API keys (never their secrets)."""
-    rows = [_key_row(k) for k in _with_runtime(lambda rt: rt.gate.tenants.list_keys(tenant))]
+    rows = [_key_row(k) for k in _with_runtime(lambda rt: rt.gate.tenants.list_keys(tenant), tenant)]
     if as_json:
         print_json(rows)
         return
@@ -263,7 +268,7 @@ def audit_list(tenant: str = typer.Option(..., "--tenant", "-t"), limit: int = t
                       highlight=False)
         return await rt.gate.audit.list(tenant, limit=limit)
 
-    records = _with_runtime(go)
+    records = _with_runtime(go, tenant)
     if as_json:
         print_json([r.to_json() for r in records])
         return
@@ -279,7 +284,7 @@ def audit_list(tenant: str = typer.Option(..., "--tenant", "-t"), limit: int = t
 def audit_verify(tenant: str = typer.Option(..., "--tenant", "-t"),
                  as_json: bool = typer.Option(False, "--json")) -> None:
     """Re-check a tenant's hash chain; exit 1 naming each edited or deleted entry."""
-    verdict = _with_runtime(lambda rt: rt.gate.audit.verify(tenant))
+    verdict = _with_runtime(lambda rt: rt.gate.audit.verify(tenant), tenant)
     problems = [{"seq": p.seq, "kind": p.kind, "message": p.message} for p in verdict.problems]
     if as_json:
         print_json({"tenant_id": tenant, "ok": verdict.ok, "entries": verdict.entries,

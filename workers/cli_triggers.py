@@ -71,7 +71,7 @@ def events_submit(
         occurred_at=datetime.now(UTC)))
 
     async def go() -> tuple[EventReceipt, RouteEventResult | None]:
-        async with open_runtime(settings(), stack_flags=True) as rt:
+        async with open_runtime(settings(), stack_flags=True, tenant=tenant) as rt:
             client = rt.client()
             receipt = await client.submit_event(envelope)
             routed = await client.wait_routed(receipt, timeout) if wait and not receipt.duplicate else None
@@ -114,7 +114,7 @@ def events_list(tenant: str = typer.Option(..., "--tenant", "-t"),
     check_tenant_id(tenant)
 
     async def go() -> Any:
-        async with open_runtime(settings(), temporal=False, stack_flags=True) as rt:
+        async with open_runtime(settings(), temporal=False, stack_flags=True, tenant=tenant) as rt:
             return await TriggerStore(rt.store.engine).events(tenant, event_type=event_type, limit=limit)
 
     events = run_async(go())
@@ -223,7 +223,7 @@ def triggers_create(
         catchup_window_seconds=catchup_window, jitter_seconds=jitter, actor=f"trigger:{name}"))
 
     async def go() -> TriggerView:
-        async with open_runtime(settings(), stack_flags=True) as rt:
+        async with open_runtime(settings(), stack_flags=True, tenant=tenant) as rt:
             return await _service(rt).create(spec)
 
     view = run_async(go())
@@ -237,7 +237,7 @@ def triggers_list(tenant: str = typer.Option(..., "--tenant", "-t"),
     """A tenant's triggers with their live state (a Schedule paused in Temporal shows as paused)."""
 
     async def go() -> Any:
-        async with open_runtime(settings(), stack_flags=True) as rt:
+        async with open_runtime(settings(), stack_flags=True, tenant=tenant) as rt:
             return await _service(rt).list(tenant)
 
     views = run_async(go())
@@ -266,7 +266,7 @@ def _one(verb: str) -> Any:
     def run(name: str = typer.Argument(...), tenant: str = typer.Option(..., "--tenant", "-t"),
             as_json: bool = typer.Option(False, "--json")) -> None:
         async def go() -> Any:
-            async with open_runtime(settings(), stack_flags=True) as rt:
+            async with open_runtime(settings(), stack_flags=True, tenant=tenant) as rt:
                 service = _service(rt)
                 if verb == "fire":
                     return await service.fire(tenant, name)
@@ -375,7 +375,7 @@ def triggers_dry_runs(tenant: str = typer.Option(..., "--tenant", "-t"),
     """What dry-run triggers would have fired (or, with --all, every gate decision)."""
 
     async def go() -> Any:
-        async with open_runtime(settings(), stack_flags=True) as rt:
+        async with open_runtime(settings(), stack_flags=True, tenant=tenant) as rt:
             service = _service(rt)
             if all_fires:
                 return await service.fires(tenant, trigger, limit)

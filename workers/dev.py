@@ -30,6 +30,26 @@ from workers.stack import (
 
 log = structlog.get_logger("jobforge.dev")
 
+#: the tenant every dev stack has (``jobforge verify`` and ``jobforge dev --run`` use it by default)
+DEMO_TENANT = "demo"
+
+
+def ensure_tenant(url: str, tenant_id: str) -> None:
+    """Create ``tenant_id`` in the database at ``url`` unless it exists."""
+    import sqlalchemy as sa
+    from sqlalchemy.dialects.postgresql import insert
+
+    from shared.store.migrate import sync_url
+    from shared.store.tables import TenantRow
+
+    engine = sa.create_engine(sync_url(url), poolclass=sa.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(TenantRow).values(tenant_id=tenant_id, name=tenant_id)
+                         .on_conflict_do_nothing(index_elements=[TenantRow.tenant_id]))
+    finally:
+        engine.dispose()
+
 
 @dataclass(frozen=True)
 class DevPorts:
@@ -91,6 +111,7 @@ class DevStack:
             self._start_postgres()
             log.info("migrating", database=self.database_url)
             upgrade(self.database_url)
+            ensure_tenant(self.database_url, DEMO_TENANT)
             self._wait_temporal()
             for index in range(self.worker_count):
                 self.workers.append(self._start_worker(index))

@@ -17,6 +17,7 @@ from shared.client import JobForgeClient
 from shared.errors import StackNotFound
 from shared.flags import FlagReader, this_process
 from shared.gate import Gate
+from shared.ids import check_tenant_id
 from shared.settings import Settings
 from shared.store import Store
 from shared.templates import Registry, load_registry
@@ -87,15 +88,20 @@ def configure_telemetry(settings: Settings, process: str, metrics_bind: str) -> 
 
 @asynccontextmanager
 async def open_runtime(settings: Settings, *, temporal: bool = True, process: str = "",
-                       stack_flags: bool = False) -> AsyncIterator[Runtime]:
+                       stack_flags: bool = False, tenant: str | None = None) -> AsyncIterator[Runtime]:
     """The runtime of one process. ``process`` names it in flag refusals (default: the program's name);
-    ``stack_flags``: a command run beside ``jobforge dev`` reads flags as the stack's workers do."""
+    ``stack_flags``: a command run beside ``jobforge dev`` reads flags as the stack's workers do;
+    ``tenant``: the command is about this tenant, refused with :class:`UnknownTenant` unless it exists."""
     store = Store.from_url(database_url(settings), settings.database_pool_size)
     try:
         flags = (stack_flag_reader(settings, store.flag_overrides, settings.flag_override_ttl_seconds)
                  if stack_flags else None) or FlagReader(
             store.flag_overrides, settings.flag_override_ttl_seconds, where=this_process(process))
-        client = await connect(settings) if temporal else None
-        yield Runtime(settings, store, flags, load_registry(settings), client)
+        runtime = Runtime(settings, store, flags, load_registry(settings))
+        if tenant is not None:
+            await runtime.gate.tenants.require(check_tenant_id(tenant))
+        if temporal:
+            runtime.temporal = await connect(settings)
+        yield runtime
     finally:
         await store.close()

@@ -26,6 +26,7 @@ from shared.errors import JobForgeError
 from shared.logs import configure
 from shared.replay.service import ReplayService
 from shared.settings import Settings
+from shared.stale_runs import sweep_loop
 from shared.store.replay import ReplayStore
 from shared.templates import import_template_module
 from shared.temporal import ActivityErrors
@@ -101,6 +102,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                  temporal=settings.temporal_address, namespace=settings.temporal_namespace)
         archiver = asyncio.ensure_future(archive_histories(
             ReplayService(rt.store, rt.temporal, rt.flags), stop, settings.history_capture_interval_seconds))
+        assert rt.temporal is not None
+        # runs left queued by a workflow that closed before admission get the status it closed with
+        sweeper = asyncio.ensure_future(sweep_loop(rt.store, rt.temporal, stop, settings.queued_sweep_interval_seconds,
+                                                   settings.queued_sweep_after_seconds))
         watcher: asyncio.Future[None] | None = None
         if metrics.current().bind and rt.temporal is not None:  # the backlog gauge exists only where it is served
             watcher = asyncio.ensure_future(watch_queue_depth(rt.temporal, queues, stop,
@@ -121,7 +126,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             stopper.cancel()
             runner.result()
         stop.set()
-        side = [task for task in (archiver, watcher) if task is not None]
+        side = [task for task in (archiver, sweeper, watcher) if task is not None]
         if not await _within(asyncio.gather(*side), SHUTDOWN_MARGIN_SECONDS):
             log.warning("worker_shutdown_cut", reason="the history archiver did not stop in time")
             leave(0)

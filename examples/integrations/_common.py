@@ -14,8 +14,8 @@ from workers.stack import effective_settings
 def run_example(main: Callable[[Runtime], Awaitable[object]], flags: Iterable[Flag]) -> None:
     """Run ``main`` against the running dev stack (`jobforge dev`) or JOBFORGE_* addresses.
 
-    The flags are turned on for this process only; the worker must have them too (start the stack
-    with them exported, or set them fleet-wide with `jobforge flags set NAME on`).
+    The flags are turned on for this process only; the workers must have them too (set them fleet-wide
+    with `jobforge flags set NAME on`, or start the stack with `jobforge dev --enable NAME ...`).
     """
     for flag in flags:
         os.environ.setdefault(flag.value, "1")

@@ -22,6 +22,7 @@ FLAGS = (Flag.EVENTS, Flag.TRIGGERS, Flag.AUTOPILOT_JOBS)
 
 
 async def main(rt: Runtime, tenant: str = TENANT) -> list[FireRecord]:
+    await rt.gate.tenants.ensure_tenant(tenant)  # a first run of the example makes its tenant
     assert rt.temporal is not None
     triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, rt.settings, rt.registry, rt.flags)
     strict = strict_safety_config().model_copy(update={"allow": ("event_type:agent.execution.*",)})

@@ -20,6 +20,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "python-sample"
 
 
 async def main(rt: Runtime, tenant: str = TENANT, repo: Path = SAMPLE, pack: str = "full") -> BaseModel:
+    await rt.gate.tenants.ensure_tenant(tenant)  # a first run of the example makes its tenant
     client = rt.client()
     handle = await client.request_job(tenant, "autopilot.readylayer.verify_pack",
                                       {"repo_path": str(repo), "pack": pack}, actor="readylayer")

@@ -24,6 +24,7 @@ FLAGS = (Flag.EVENTS, Flag.TRIGGERS, Flag.AUTOPILOT_JOBS)
 
 
 async def main(rt: Runtime, tenant: str = TENANT) -> RouteEventResult:
+    await rt.gate.tenants.ensure_tenant(tenant)  # a first run of the example makes its tenant
     assert rt.temporal is not None
     triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, rt.settings, rt.registry, rt.flags)
     with contextlib.suppress(TriggerExists):  # a second run of the example reuses the trigger

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 #: the stored feature-flag overrides (shared.flags)
 FLAG_OVERRIDES = "SELECT name, enabled FROM flag_overrides"
 
+#: whether a tenant exists (the statement of :meth:`shared.store.tenants.TenantStore.require`)
+TENANT_EXISTS = "SELECT 1 FROM tenants WHERE tenant_id = %(t)s"
+
 #: a tenant's newest runs (``jobforge runs list``)
 RECENT_RUNS = ("SELECT tenant_id, template_key, workflow_id, run_id, status, trace_id, actor, idempotency_key, "
                "input_hash, summary, error, created_at, updated_at, finished_at FROM runs "
@@ -51,6 +54,14 @@ async def flag_overrides(conn: psycopg.AsyncConnection[Any]) -> dict[Flag, bool]
     rows = await (await conn.execute(FLAG_OVERRIDES)).fetchall()
     known = {flag.value: flag for flag in Flag}
     return {known[name]: bool(enabled) for name, enabled in rows if name in known}
+
+
+async def require_tenant(conn: psycopg.AsyncConnection[Any], tenant_id: str) -> None:
+    """:class:`~shared.errors.UnknownTenant` unless the tenant exists."""
+    from shared.errors import UnknownTenant
+
+    if await (await conn.execute(TENANT_EXISTS, {"t": tenant_id})).fetchone() is None:
+        raise UnknownTenant(tenant_id)
 
 
 async def recent_runs(conn: psycopg.AsyncConnection[Any], tenant_id: str, limit: int) -> list[RunRecord]:

@@ -226,6 +226,26 @@ class Store:
             raise RunNotFound(run_id)
         return _record(row_of(row))
 
+    async def queued_before(self, older_than_seconds: float, limit: int = 100) -> Sequence[RunRecord]:
+        """Runs still ``queued`` that were handed out more than ``older_than_seconds`` ago, oldest first
+        (a partial index holds only queued runs, so this stays cheap whatever the table's size)."""
+        async with fast.connection(self.engine) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            rows = await (await cur.execute(
+                "SELECT * FROM runs WHERE status = 'queued' AND created_at < now() - make_interval(secs => %(s)s) "
+                "ORDER BY created_at LIMIT %(n)s", {"s": older_than_seconds, "n": limit})).fetchall()
+        return [_record(row_of(row)) for row in rows]
+
+    async def close_queued(self, run_id: str, status: RunStatus, error: str) -> RunRecord | None:
+        """Give a run that is still ``queued`` its terminal ``status``; None when it is not queued (any more)."""
+        async with fast.connection(self.engine) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            row = await (await cur.execute(
+                "UPDATE runs SET status = %(status)s, error = %(error)s, updated_at = now(), finished_at = now() "
+                "WHERE run_id = %(run_id)s AND status = 'queued' RETURNING *",
+                {"status": status.value, "error": pg_text(error), "run_id": run_id})).fetchone()
+        return _record(row_of(row)) if row else None
+
     async def get_run(self, ident: str, tenant_id: str | None = None) -> RunRecord:
         """A run by Temporal run id or workflow id (the latest run of that workflow id)."""
         if find_unstorable(ident) is not None:

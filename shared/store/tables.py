@@ -58,6 +58,8 @@ class RunRow(Base):
         Index("ix_runs_tenant_trace", "tenant_id", "trace_id"),
         Index("ix_runs_tenant_status_created", "tenant_id", "status", "created_at"),
         Index("ix_runs_tenant_template_created", "tenant_id", "template_key", "created_at"),
+        # the few runs not admitted yet, for the sweep of those whose workflow closed first (shared/stale_runs)
+        Index("ix_runs_queued", "created_at", postgresql_where=text("status = 'queued'")),
     )
 
 

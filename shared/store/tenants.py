@@ -14,13 +14,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from shared.errors import ApiKeyNotFound, TenantExists, TenantNotFound, Unauthenticated
+from shared.errors import ApiKeyNotFound, TenantExists, Unauthenticated, UnknownTenant
 from shared.ids import check_tenant_id
 from shared.security.principal import Principal
 from shared.security.scopes import check_scope
 from shared.store.tables import ApiKeyRow, TenantRow
 
 KEY_PREFIX = "jfk_"
+_KNOWN_MAX = 10_000
 _KEY = re.compile(r"jfk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
 
@@ -59,6 +60,8 @@ def _digest(secret: str) -> str:
 class TenantStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._session = async_sessionmaker(engine, expire_on_commit=False)
+        #: tenants seen to exist (a bounded set; cleared when full)
+        self._known: set[str] = set()
 
     async def create_tenant(self, tenant_id: str, name: str = "") -> Tenant:
         check_tenant_id(tenant_id)
@@ -74,8 +77,30 @@ class TenantStore:
         async with self._session() as session:
             row = await session.get(TenantRow, tenant_id)
         if row is None:
-            raise TenantNotFound(tenant_id)
+            raise UnknownTenant(tenant_id)
         return Tenant(row.tenant_id, row.name, row.created_at)
+
+    async def require(self, tenant_id: str) -> None:
+        """:class:`UnknownTenant` unless the tenant exists: one primary-key lookup, and none at all for a
+        tenant this store has seen before (tenants are never deleted)."""
+        if tenant_id in self._known:
+            return
+        async with self._session() as session:
+            found = (await session.execute(select(TenantRow.tenant_id).where(TenantRow.tenant_id == tenant_id))
+                     ).scalar_one_or_none()
+        if found is None:
+            raise UnknownTenant(tenant_id)
+        if len(self._known) >= _KNOWN_MAX:
+            self._known.clear()
+        self._known.add(tenant_id)
+
+    async def ensure_tenant(self, tenant_id: str, name: str = "") -> bool:
+        """Create the tenant unless it exists; whether it was created."""
+        try:
+            await self.create_tenant(tenant_id, name)
+        except TenantExists:
+            return False
+        return True
 
     async def list_tenants(self) -> Sequence[Tenant]:
         async with self._session() as session:

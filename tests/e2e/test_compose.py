@@ -450,6 +450,9 @@ def test_compose_commands_run_outside_docker(settings: Settings) -> None:
             assert page.status == 200
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui", timeout=5) as page:  # follows to sign-in
             assert page.status == 200 and b"<form" in page.read()
+        made = subprocess.run([str(BIN / "jobforge"), "tenants", "create", "compose"], env=env, capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert made.returncode == 0, made.stderr
         job = subprocess.run([str(BIN / "jobforge"), "jobs", "request", "autopilot.jobforge.healthcheck", "--tenant",
                               "compose", "--inputs", f'{{"task_queues": ["{settings.task_queue}"]}}', "--wait",
                               "--json"], env=env, capture_output=True, text=True, timeout=120, check=False)

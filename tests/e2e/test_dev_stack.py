@@ -36,12 +36,12 @@ def stop_dev(proc: subprocess.Popen[bytes], log: Path, sig: int = signal.SIGINT)
     assert code == 0, log.read_text()[-2000:]
 
 
-def test_dev_stack_lifecycle(tmp_path: Path) -> None:
+def test_dev_stack_lifecycle(stack_tmp_path: Path) -> None:
     """The stack serves a healthcheck, the UI and the CLI; Ctrl-C stops it; a restart keeps runs and history."""
-    home = tmp_path / "home"
+    home = stack_tmp_path / "home"
     ports = {"temporal": free_port(), "ui": free_port(), "pg": free_port(), "api": free_port()}
     env = env_with({"JOBFORGE_HOME": str(home), "JOBFORGE_AUTOPILOT_JOBS_ENABLED": "1"})
-    log = tmp_path / "dev.log"
+    log = stack_tmp_path / "dev.log"
     proc = start_dev(env, ports, log)
     try:
         wait_for(lambda: StackState.read(home / "state.json") is not None or proc.poll() is not None, 60,
@@ -50,6 +50,7 @@ def test_dev_stack_lifecycle(tmp_path: Path) -> None:
         state = StackState.read(home / "state.json")
         assert state is not None and state.temporal_address.endswith(str(ports["temporal"]))
 
+        assert jobforge("tenants", "create", "e2e", env=env).returncode == 0
         done = jobforge("jobs", "request", "autopilot.jobforge.healthcheck", "--tenant", "e2e", "--wait", "--json",
                         env=env)
         assert done.returncode == 0, done.stderr
@@ -113,7 +114,7 @@ def test_dev_stack_lifecycle(tmp_path: Path) -> None:
 
         # a second stack on a busy port is refused with a clear error naming the port
         busy = jobforge("dev", "--temporal-port", str(ports["temporal"]), "--ui-port", str(free_port()),
-                        "--pg-port", str(free_port()), env=env_with({"JOBFORGE_HOME": str(tmp_path / "other")}))
+                        "--pg-port", str(free_port()), env=env_with({"JOBFORGE_HOME": str(stack_tmp_path / "other")}))
         assert busy.returncode == 2
         assert str(ports["temporal"]) in busy.stderr and "in use" in busy.stderr
     finally:

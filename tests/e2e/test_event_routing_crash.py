@@ -32,6 +32,7 @@ async def test_sigkill_mid_routing_loses_no_event(settings: Settings, tmp_path: 
     log = tmp_path / "worker.log"
     async with open_runtime(settings) as rt:
         assert rt.temporal is not None
+        await rt.gate.tenants.create_tenant(tenant)
         triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, settings, rt.registry, rt.flags)
         await triggers.create(TriggerSpec(tenant_id=tenant, name="every-job", kind=TriggerKind.EVENT,
                                           template_key="autopilot.jobforge.healthcheck", event_pattern="job.*",

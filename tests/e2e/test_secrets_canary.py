@@ -94,6 +94,7 @@ async def test_canaries_appear_nowhere(settings: Settings, tmp_path: Path, monke
         wait_for(lambda: "worker_started" in log_path.read_text(), 90, "the worker to start")
         async with open_runtime(settings) as rt:
             assert rt.temporal is not None
+            await rt.gate.tenants.create_tenant(tenant)
             client = rt.client()
             # 1. secrets in inputs are refused before anything starts
             attempts = [{"note": f"deploy with {value}"} for name, value in CANARIES.items()

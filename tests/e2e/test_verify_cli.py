@@ -17,8 +17,9 @@ from shared.flags import Flag
 from shared.settings import Settings
 from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, VerifyReport
 from tests.support.procs import ROOT, env_with, jobforge
+from tests.support.tenants import ensure_tenants
 from tests.support.verify_repos import explicit_repo, node_repo, write_files
-from workers.runtime import open_runtime
+from workers.runtime import Runtime, open_runtime
 
 pytestmark = pytest.mark.e2e
 
@@ -39,10 +40,11 @@ def cli_env(settings: Settings) -> dict[str, str]:
     })
 
 
-async def test_cli_exit_codes_json_and_plain_progress(settings: Settings, worker: None, repos: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_cli_exit_codes_json_and_plain_progress(settings: Settings, runtime: Runtime, worker: None,
+                                                      repos: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pass exits 0 with the report as the only stdout; fail exits 1; a refused path, bad usage or a repository
     that could not be judged (verdict error) exits 2."""
+    await ensure_tenants(runtime, "demo")  # verify's default tenant, which `jobforge dev` makes
     for flag, value in FLAGS_ON.items():
         monkeypatch.setenv(flag, value)
     env = cli_env(settings)
@@ -103,6 +105,7 @@ async def test_worker_killed_mid_test_resumes_without_rerunning_finished_steps(
     second: subprocess.Popen[bytes] | None = None
     try:
         async with open_runtime(settings) as rt:
+            await rt.gate.tenants.ensure_tenant("acme")
             client = rt.client()
             handle = await client.request_job("acme", TEMPLATE_KEY, {"repo_path": str(repo)},
                                               idempotency_key=f"resume-{uuid.uuid4().hex}")
@@ -130,9 +133,9 @@ async def test_worker_killed_mid_test_resumes_without_rerunning_finished_steps(
                     proc.kill()
 
 
-def test_cli_brings_up_the_embedded_stack_for_the_command(tmp_path: Path) -> None:
+def test_cli_brings_up_the_embedded_stack_for_the_command(stack_tmp_path: Path) -> None:
     """With no stack running and none configured, `jobforge verify` starts the embedded one and stops it after."""
-    home = tmp_path / "home"
+    home = stack_tmp_path / "home"
     env = env_with({"JOBFORGE_HOME": str(home), **FLAGS_ON})
     result = jobforge("verify", "examples/node-sample", "--json", env=env, cwd=ROOT, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -44,6 +44,7 @@ async def test_worker_sigterm_mid_run_then_new_worker_completes(settings: Settin
     first = start_worker(settings, log)
     try:
         async with open_runtime(settings) as rt:
+            await rt.gate.tenants.ensure_tenant("acme")
             client = rt.client()
             handle = await client.request_job("acme", "testing.jobforge.slow",
                                               {"seconds": 2.5, "marker_dir": str(marker)},

@@ -15,14 +15,17 @@ from shared.errors import (
     PolicyTokenRequired,
     RateLimited,
     SecretInInputs,
+    UnknownTenant,
+    http_status,
     typed_error,
 )
 from shared.flags import Flag
-from shared.models import JobRun, RunStatus
+from shared.models import EventEnvelope, JobRun, RunStatus
 from shared.security.principal import Principal
 from shared.security.tokens import token_ref
 from shared.settings import Settings
 from shared.temporal import run_search_attributes
+from tests.support.tenants import new_tenant
 from workers.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -40,8 +43,8 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def tenant() -> str:
-    return f"gate-{uuid.uuid4().hex[:8]}"
+async def tenant(runtime: Runtime) -> str:
+    return await new_tenant(runtime, "gate-")
 
 
 def flags_on(monkeypatch: pytest.MonkeyPatch, *flags: Flag) -> None:
@@ -147,3 +150,47 @@ async def test_action_jobs_need_a_single_use_bound_policy_token(runtime: Runtime
     assert isinstance(failure, PolicyTokenReplayed)
     rejected = [r for r in await runtime.store.list_runs(tenant) if r.status is RunStatus.REJECTED]
     assert len(rejected) == 1
+
+
+async def test_an_unknown_tenant_is_refused_on_every_path(runtime: Runtime, worker: None, tenant: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job, an event or a policy token for a tenant that does not exist is refused with unknown_tenant
+    (HTTP 404) before anything is charged or started, through the SDK and a raw Temporal start alike; no
+    audit chain is started for it; once the tenant is created the same request runs."""
+    flags_on(monkeypatch, Flag.AUTOPILOT_JOBS, Flag.EVENTS, Flag.ACTION_JOBS, Flag.AUDIT_LOGGING,
+             Flag.RATE_LIMITING)
+    client, gate = runtime.client(), runtime.gate
+    missing = f"acem-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(UnknownTenant) as info:
+        await client.request_job(missing, HEALTHCHECK, {})
+    assert info.value.details == {"tenant_id": missing} and http_status(info.value) == 404
+    assert f"`jobforge tenants create {missing}`" in info.value.message
+    event = EventEnvelope(tenant_id=missing, event_id="e-1", event_type="order.paid", payload={})
+    with pytest.raises(UnknownTenant):
+        await client.submit_event(event)
+    with pytest.raises(UnknownTenant):
+        await gate.issue_policy_token(Principal.operator("ops"), missing, DEPLOY, {"target": "prod"})
+    failure = await raw_start(runtime, JobRun(tenant_id=missing, template_key=HEALTHCHECK))
+    assert isinstance(failure, UnknownTenant) and failure.details["tenant_id"] == missing
+    # the SDK's refusals started nothing; the raw start is recorded as its own rejected run
+    assert [r.status for r in await runtime.store.list_runs(missing)] == [RunStatus.REJECTED]
+    assert missing not in await gate.audit.tenants()
+
+    await gate.tenants.create_tenant(missing)
+    assert (await client.result(await client.request_job(missing, HEALTHCHECK, {}))).healthy  # type: ignore[attr-defined]
+
+
+async def test_a_known_tenant_costs_one_lookup_per_process(runtime: Runtime, tenant: str) -> None:
+    """The gate looks a tenant up once; later requests for it are answered from the process's set of known
+    tenants (tenants are never deleted), and a tenant created after a refusal is found at once."""
+    tenants = runtime.gate.tenants
+    operator = Principal.operator("ops")
+    await runtime.gate.require_tenant(operator, tenant)
+    assert tenant in tenants._known
+    later = f"later-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(UnknownTenant):
+        await runtime.gate.require_tenant(operator, later)
+    await tenants.create_tenant(later)
+    await runtime.gate.require_tenant(operator, later)
+    # a key's own tenant needs no lookup at all
+    await runtime.gate.require_tenant(Principal(actor="k", scopes=(), tenant_id="never-made"), "never-made")

@@ -11,9 +11,16 @@ from shared.flags import Flag
 from shared.healthcheck import HealthcheckReport
 from shared.models import JobRun, RunStatus
 from shared.temporal import TENANT, run_search_attributes
+from tests.support.tenants import ensure_tenants
 from workers.runtime import Runtime
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+async def _tenants(runtime: Runtime) -> None:
+    """The tenants these tests name exist."""
+    await ensure_tenants(runtime, "acme", "filterme", "rawco")
 
 HEALTHCHECK = "autopilot.jobforge.healthcheck"
 

@@ -13,13 +13,21 @@ from temporalio.client import WorkflowFailureError
 from shared.client_http import HttpJobForgeClient
 from shared.flags import Flag
 from shared.models import JobRun, RunRecord, RunStatus
+from shared.stale_runs import settle, sweep
 from shared.temporal import run_search_attributes
+from tests.support.tenants import ensure_tenants, new_tenant
 from workers.api import create_app
 from workers.runtime import Runtime
 
 pytestmark = pytest.mark.integration
 
 HEALTHCHECK = "autopilot.jobforge.healthcheck"
+
+
+@pytest.fixture(autouse=True)
+async def _tenants(runtime: Runtime) -> None:
+    """The tenants these tests name exist."""
+    await ensure_tenants(runtime, "ryw-admit", "ryw-dup", "ryw-off", "ryw-raw")
 
 
 @pytest.fixture
@@ -137,6 +145,48 @@ async def test_a_raw_temporal_start_is_recorded_by_admission(runtime: Runtime, w
         raise AssertionError(f"the raw start failed: {exc.cause}") from None
     record = await runtime.client().get_run(workflow_id)
     assert record.status is RunStatus.SUCCEEDED and record.run_id == handle.result_run_id
+
+
+async def test_a_run_terminated_before_admission_is_not_left_queued(runtime: Runtime, api: httpx.AsyncClient,
+                                                                   autopilot_on: None) -> None:
+    """With no worker, a requested run is terminated (or cancelled) in Temporal: it never reaches admission,
+    and its queued record becomes cancelled when it is read (SDK, HTTP) or swept, with the reason."""
+    assert runtime.temporal is not None
+    tenant, key = await key_for(runtime, ["jobs:*", "runs:read"])
+    client = runtime.client()
+    terminated, cancelled, open_ = [await client.request_job(tenant, HEALTHCHECK, {}) for _ in range(3)]
+    await runtime.temporal.get_workflow_handle(terminated.workflow_id).terminate(reason="operator")
+    await runtime.temporal.get_workflow_handle(cancelled.workflow_id).cancel()
+    assert (await runtime.store.get_run(terminated.run_id)).status is RunStatus.QUEUED  # nothing has looked yet
+
+    read = await client.get_run(terminated.run_id)
+    assert read.status is RunStatus.CANCELLED and read.finished_at is not None
+    assert read.error == "its workflow was terminated in Temporal before admission"
+    got = await api.get(f"/v1/runs/{cancelled.run_id}", headers={"Authorization": f"Bearer {key}"})
+    # a cancel request stays pending until a worker takes the workflow task: this run is still open
+    assert got.status_code == 200 and got.json()["status"] == "queued"
+    await runtime.temporal.get_workflow_handle(cancelled.workflow_id).terminate(reason="operator")
+
+    swept = await sweep(runtime.store, runtime.temporal, 0, limit=10_000)
+    assert cancelled.run_id in {r.run_id for r in swept} and open_.run_id not in {r.run_id for r in swept}
+    assert (await runtime.store.get_run(cancelled.run_id)).status is RunStatus.CANCELLED
+    assert (await client.get_run(open_.run_id)).status is RunStatus.QUEUED  # still open: admission will come
+
+
+async def test_a_queued_record_without_a_workflow_is_closed(runtime: Runtime) -> None:
+    """A queued record whose workflow Temporal does not know (deleted by retention, a lost start) becomes
+    failed naming why, once; a record admission has moved on is left alone."""
+    assert runtime.temporal is not None
+    tenant = await new_tenant(runtime, "ryw-")
+    ghost = str(uuid.uuid4())
+    await runtime.store.record_queued(tenant_id=tenant, template_key=HEALTHCHECK, workflow_id=f"ghost-{ghost}",
+                                      run_id=ghost,
+                                      trace_id="t", actor="test", idempotency_key=None, input_hash="")
+    settled = await settle(runtime.store, runtime.temporal, await runtime.store.get_run(ghost))
+    assert (settled.status, settled.error) == (
+        RunStatus.FAILED, "its workflow is not in Temporal (never started there, or deleted by retention)")
+    assert await runtime.store.close_queued(ghost, RunStatus.CANCELLED, "again") is None
+    assert (await runtime.store.get_run(ghost)).status is RunStatus.FAILED
 
 
 def test_every_status_decodes_and_queued_is_not_final() -> None:

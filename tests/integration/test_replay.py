@@ -14,11 +14,18 @@ from shared.models import JobRun
 from shared.replay.service import ReplayService, dry_run_bundle, verify_bundle
 from shared.store.replay import ReplayStore
 from tests.support.changed_workflows import ChangedHealthcheck
+from tests.support.tenants import ensure_tenants
 from workers.runtime import Runtime
 from workers.stack import temporal_binary
 from workflows import discover
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+async def _tenants(runtime: Runtime) -> None:
+    """The tenants these tests name exist."""
+    await ensure_tenants(runtime, "replayco", "owner", "intruder", "rej")
 
 HC = "autopilot.jobforge.healthcheck"
 

@@ -30,6 +30,7 @@ from shared.triggers.models import RouteEventResult, TriggerKind, TriggerSpec, V
 from shared.triggers.service import TriggerService
 from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, VerifyReport
 from tests.support import replay_templates
+from tests.support.tenants import new_tenant
 from tests.support.verify_repos import FAKE_AWS_KEY, FAKE_GITHUB_TOKEN, explicit_repo
 from workers.runtime import Runtime
 from workers.stack import temporal_binary
@@ -59,8 +60,8 @@ def flags_on(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(flag.value, "1")
 
 
-def tenant() -> str:
-    return f"rt{uuid.uuid4().hex[:10]}"
+async def tenant(rt: Runtime) -> str:
+    return await new_tenant(rt, "rt")
 
 
 async def round_trip(rt: Runtime, ident: str, tenant_id: str, out: Path) -> tuple[dict[str, Any], VerifyResult,
@@ -93,7 +94,7 @@ async def verify_run(rt: Runtime, tenant_id: str, inputs: dict[str, Any]) -> Ver
 async def test_passing_verify_run_round_trips(runtime: Runtime, worker: None, flags_on: None, repos: Path,
                                               tmp_path: Path) -> None:
     """A passing verify-pack run exports, verifies (hashes, input hash, determinism) and dry-runs to its verdict."""
-    t = tenant()
+    t = await tenant(runtime)
     repo = explicit_repo(repos, "good", {"lint": f"echo lint {t}", "typecheck": "echo types",
                                          "build": "echo built", "test": "echo '3 passed'"})
     report = await verify_run(runtime, t, {"repo_path": str(repo)})
@@ -122,7 +123,7 @@ async def test_passing_verify_run_round_trips(runtime: Runtime, worker: None, fl
 async def test_failing_verify_runs_round_trip(runtime: Runtime, worker: None, flags_on: None, repos: Path,
                                               tmp_path: Path) -> None:
     """Failing lint and tests (a failed verdict) and a refused repository (a failed run) both round-trip."""
-    t = tenant()
+    t = await tenant(runtime)
     repo = explicit_repo(repos, "bad", {"lint": f"echo 'E501 {t}'; exit 3", "typecheck": "true",
                                         "test": "echo '1 failed'; exit 1"})
     report = await verify_run(runtime, t, {"repo_path": str(repo)})
@@ -145,7 +146,7 @@ async def test_failing_verify_runs_round_trip(runtime: Runtime, worker: None, fl
 
 async def test_trigger_fired_run_round_trips(runtime: Runtime, worker: None, flags_on: None, tmp_path: Path) -> None:
     """A healthcheck run fired by an event through a trigger exports, verifies and dry-runs like any run."""
-    t = tenant()
+    t = await tenant(runtime)
     assert runtime.temporal is not None
     triggers = TriggerService(TriggerStore(runtime.store.engine), runtime.temporal, runtime.settings,
                               runtime.registry, runtime.flags)
@@ -168,7 +169,7 @@ async def test_trigger_fired_run_round_trips(runtime: Runtime, worker: None, fla
 async def test_dry_run_serves_other_task_queues_and_skips_timers(runtime: Runtime, worker: None, flags_on: None,
                                                                   tmp_path: Path) -> None:
     """A run whose activity ran on another task queue and that slept dry-runs with the same outcome, faster."""
-    t, side = tenant(), f"{runtime.settings.task_queue}-side"
+    t, side = await tenant(runtime), f"{runtime.settings.task_queue}-side"
     assert runtime.temporal is not None
     async with Worker(runtime.temporal, task_queue=side, activities=[replay_templates.side_greet]):
         started = time.monotonic()
@@ -215,7 +216,7 @@ async def test_bundle_of_a_run_with_canaries_holds_none(runtime: Runtime, worker
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYCANARYKEY")
     canaried_path = f"/nonexistent/{PATH_TOKEN}/bin:{os.environ['PATH']}"
     monkeypatch.setenv("PATH", canaried_path)
-    t = tenant()
+    t = await tenant(runtime)
     script = (f"echo 'token={FAKE_GITHUB_TOKEN}'; echo 'aws {FAKE_AWS_KEY} here'; echo \"path=$PATH\"; "
               "printf -- '-----BEGIN RSA PRIVATE KEY-----\\nMIIEsecretkeymaterial\\n-----END RSA PRIVATE KEY-----\\n'; "
               "exit 1")

@@ -29,6 +29,7 @@ from shared.triggers.models import (
 )
 from shared.triggers.schedules import schedule_id
 from shared.triggers.service import TriggerService
+from tests.support.tenants import new_tenant
 from workers.runtime import Runtime
 from workers.stack import temporal_binary
 
@@ -48,8 +49,8 @@ def service(rt: Runtime) -> TriggerService:
     return TriggerService(TriggerStore(rt.store.engine), rt.temporal, rt.settings, rt.registry, rt.flags)
 
 
-def tenant() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
+async def tenant(rt: Runtime) -> str:
+    return await new_tenant(rt, "t")
 
 
 def event_trigger(tenant_id: str, name: str, pattern: str, **safety: object) -> TriggerSpec:
@@ -69,7 +70,7 @@ async def submit(rt: Runtime, tenant_id: str, event_type: str, event_id: str | N
 
 async def test_event_fans_out_to_matching_triggers_only(runtime: Runtime, worker: None, all_on: None) -> None:
     """An event fires the two triggers whose patterns match it, not the third; runs get event values."""
-    t, svc = tenant(), service(runtime)
+    t, svc = await tenant(runtime), service(runtime)
     await svc.create(event_trigger(t, "any-contract", "contract.*"))
     await svc.create(event_trigger(t, "signed", "contract.signed"))
     await svc.create(event_trigger(t, "invoices", "invoice.*"))
@@ -89,7 +90,7 @@ async def test_event_fans_out_to_matching_triggers_only(runtime: Runtime, worker
 
 async def test_duplicate_event_fires_nothing(runtime: Runtime, worker: None, all_on: None) -> None:
     """A second copy of an event within the dedupe TTL is answered as a duplicate and fires nothing."""
-    t, svc = tenant(), service(runtime)
+    t, svc = await tenant(runtime), service(runtime)
     await svc.create(event_trigger(t, "signed", "contract.signed"))
     assert await submit(runtime, t, "contract.signed", "evt-1") is not None
     assert await submit(runtime, t, "contract.signed", "evt-1") is None
@@ -99,7 +100,7 @@ async def test_duplicate_event_fires_nothing(runtime: Runtime, worker: None, all
 
 async def test_dry_run_trigger_records_and_starts_nothing(runtime: Runtime, worker: None, all_on: None) -> None:
     """A dry-run trigger stores what it would have fired, with the inputs, and starts no run."""
-    t, svc = tenant(), service(runtime)
+    t, svc = await tenant(runtime), service(runtime)
     await svc.create(event_trigger(t, "careful", "contract.*", dry_run=True))
     result = await submit(runtime, t, "contract.signed")
     assert result is not None and [f.verdict for f in result.fires] == [Verdict.DRY_RUN]
@@ -112,7 +113,7 @@ async def test_dry_run_trigger_records_and_starts_nothing(runtime: Runtime, work
 async def test_deny_list_and_flag_off(runtime: Runtime, worker: None, all_on: None,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A denied source app is skipped with the reason; with triggers off, creating one is FeatureDisabled."""
-    t, svc = tenant(), service(runtime)
+    t, svc = await tenant(runtime), service(runtime)
     await svc.create(event_trigger(t, "no-settler", "contract.*", deny=("source_app:settler",)))
     result = await submit(runtime, t, "contract.signed")
     assert result is not None
@@ -124,7 +125,7 @@ async def test_deny_list_and_flag_off(runtime: Runtime, worker: None, all_on: No
 
 async def test_racing_fires_respect_cooldown(runtime: Runtime, worker: None, all_on: None) -> None:
     """Two fires of one trigger at the same instant: one fires, the other is held by the cooldown."""
-    t, svc = tenant(), service(runtime)
+    t, svc = await tenant(runtime), service(runtime)
     spec = TriggerSpec(tenant_id=t, name="nightly", kind=TriggerKind.CRON, template_key=HC, interval_seconds=3600,
                        inputs={"task_queues": [runtime.settings.task_queue]},
                        safety=SafetyConfig(cooldown_seconds=600), enabled=False)
@@ -140,7 +141,7 @@ async def test_racing_fires_respect_cooldown(runtime: Runtime, worker: None, all
 
 async def test_cron_trigger_fires_then_is_held(runtime: Runtime, worker: None, all_on: None) -> None:
     """A 1-second Schedule fires, then cooldown and max-runs hold it; recorded decisions say why."""
-    t, svc = tenant(), service(runtime)
+    t, svc = await tenant(runtime), service(runtime)
     inputs = {"task_queues": [runtime.settings.task_queue]}
     await svc.create(TriggerSpec(tenant_id=t, name="cool", kind=TriggerKind.CRON, template_key=HC,
                                  interval_seconds=1, inputs=inputs, safety=SafetyConfig(cooldown_seconds=30)))
@@ -165,7 +166,7 @@ async def test_cron_trigger_fires_then_is_held(runtime: Runtime, worker: None, a
 
 async def test_schedule_paused_with_temporal_cli(runtime: Runtime, worker: None, all_on: None) -> None:
     """`temporal schedule toggle --pause` stops the firing and JobForge shows the trigger paused."""
-    t, svc = tenant(), service(runtime)
+    t, svc = await tenant(runtime), service(runtime)
     await svc.create(TriggerSpec(tenant_id=t, name="ticker", kind=TriggerKind.CRON, template_key=HC,
                                  interval_seconds=1, inputs={"task_queues": [runtime.settings.task_queue]},
                                  safety=SafetyConfig(dry_run=True)))
@@ -205,7 +206,7 @@ async def test_router_continues_as_new_and_routes_each_event_once(
 
     monkeypatch.setattr(event_router, "ROUTED_PER_RUN", 3)
     monkeypatch.setattr(event_router, "BATCH", 2)
-    t, svc = tenant(), service(runtime)
+    t, svc = await tenant(runtime), service(runtime)
     await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True))
     client = runtime.client()
     receipts = []
@@ -229,7 +230,7 @@ async def test_router_retries_a_failing_event_without_holding_the_others(
         runtime: Runtime, worker: None, all_on: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """An event whose routing keeps failing is retried with a back-off; the tenant's next events are
     routed meanwhile; once it can be routed, it fires exactly once."""
-    t, svc = tenant(), service(runtime)
+    t, svc = await tenant(runtime), service(runtime)
     await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True))
     failures: list[str] = []
     broken = asyncio.Event()
@@ -276,7 +277,7 @@ async def test_failed_hand_over_forgets_the_event_and_admits_the_retry(
     behind, and the retry of the same event is admitted (not a duplicate) and routed once."""
     from shared import events
 
-    t, svc = tenant(), service(runtime)
+    t, svc = await tenant(runtime), service(runtime)
     await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True))
     handed = events.start_routing
 
@@ -304,7 +305,7 @@ async def test_new_router_run_sweeps_up_events_stored_but_never_routed(
     from workflows import event_router
 
     monkeypatch.setattr(event_router, "SWEEP_AFTER", timedelta(0))
-    t, svc = tenant(), service(runtime)
+    t, svc = await tenant(runtime), service(runtime)
     await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True, deny=["actor:mallory"]))
     store = TriggerStore(runtime.store.engine)
     lost_key = f"jobforge/{t}/event/contract.signed/lost/1"
@@ -326,7 +327,7 @@ async def test_new_router_run_sweeps_up_events_stored_but_never_routed(
 
 async def test_sharded_routers_route_each_event_once(runtime: Runtime, worker: None, all_on: None) -> None:
     """With JOBFORGE_EVENT_ROUTER_SHARDS=3 a tenant's events spread over three routers, each routed once."""
-    t, svc = tenant(), service(runtime)
+    t, svc = await tenant(runtime), service(runtime)
     await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True))
     assert runtime.temporal is not None
     client = JobForgeClient(runtime.temporal, runtime.settings.model_copy(update={"event_router_shards": 3}),

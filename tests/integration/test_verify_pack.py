@@ -19,6 +19,7 @@ from shared.flags import Flag
 from shared.models import RunHandleInfo, RunStatus
 from shared.settings import Settings
 from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, Verdict, VerifyProgress, VerifyReport
+from tests.support.tenants import ensure_tenants
 from tests.support.verify_repos import (
     FAKE_AWS_KEY,
     FAKE_GITHUB_TOKEN,
@@ -30,6 +31,12 @@ from tests.support.verify_repos import (
 from workers.runtime import Runtime
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+async def _tenants(runtime: Runtime) -> None:
+    """The tenants these tests name exist."""
+    await ensure_tenants(runtime, "acme")
 
 HERE = Path(__file__).resolve().parent
 SHARED_CACHE = Path(os.environ.get("JOBFORGE_TEST_VERIFY_CACHE", "/tmp/jobforge-test-verify-cache"))
