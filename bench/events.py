@@ -325,6 +325,7 @@ async def bench(n: int, concurrency: int, home: Path, url: str, separate_worker:
                 template_inputs = {"activities": 1, "batch": 1}
                 triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, settings, rt.registry, rt.flags)
                 for tenant in ("bench-1", "bench-2"):
+                    await rt.gate.tenants.ensure_tenant(tenant)
                     await triggers.create(TriggerSpec(
                         tenant_id=tenant, name="every-order", kind=TriggerKind.EVENT, event_pattern="order.*",
                         # a template with one trivial activity: the router and the gate are what is measured

@@ -85,6 +85,7 @@ async def bench(activities: int, rounds: int, home: Path, url: str) -> None:
             tasks = [asyncio.ensure_future(w.run()) for w in workers]
             try:
                 client = rt.client()
+                await rt.gate.tenants.ensure_tenant("bench")
                 started = time.perf_counter()
                 handle = await client.request_job("bench", KEY, {"activities": activities, "batch": 32})
                 await client.result(handle)

@@ -258,6 +258,7 @@ class Bench:
     async def trigger(self, rt: Runtime, tenant: str, name: str, pattern: str, **safety: float) -> None:
         assert rt.temporal is not None
         service = TriggerService(TriggerStore(rt.store.engine), rt.temporal, rt.settings, rt.registry, rt.flags)
+        await rt.gate.tenants.ensure_tenant(tenant)
         await service.create(TriggerSpec(tenant_id=tenant, name=name, kind=TriggerKind.EVENT, event_pattern=pattern,
                                          template_key=HC, inputs={"task_queues": [rt.settings.task_queue]},
                                          safety=SafetyConfig(**safety)))  # type: ignore[arg-type]
@@ -337,6 +338,7 @@ class Bench:
 
     async def verify_runs(self, rt: Runtime, tenant: str, repo: Path, count: int) -> list[VerifyReport]:
         client = rt.client()
+        await rt.gate.tenants.ensure_tenant(tenant)
         inputs = {"repo_path": str(repo), "options": {"install": False, "no_cache": True}}
         handles = await asyncio.gather(*(client.request_job(tenant, VERIFY, inputs) for _ in range(count)))
         reports = await asyncio.gather(*(client.result(h) for h in handles))

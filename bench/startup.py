@@ -45,6 +45,7 @@ def baseline_temporal(home: Path) -> float:
 async def first_job(state: StackState) -> None:
     settings = Settings(temporal_address=state.temporal_address, database_url=SecretStr(state.database_url))
     async with open_runtime(settings) as rt:
+        await rt.gate.tenants.ensure_tenant("bench")
         await rt.client().request_job("bench", "autopilot.jobforge.healthcheck", {})
 
 

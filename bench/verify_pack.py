@@ -60,6 +60,7 @@ def fetch(package: str, into: Path, offline: bool) -> tuple[Path, str]:
 
 async def run_pack(settings: Settings, repo: Path, no_cache: bool) -> tuple[float, VerifyReport]:
     async with open_runtime(settings) as rt:
+        await rt.gate.tenants.ensure_tenant("bench")
         client = rt.client()
         started = time.perf_counter()
         handle = await client.request_job("bench", TEMPLATE_KEY, {"repo_path": str(repo),

@@ -12,28 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.procs import BIN, env_with, free_port, jobforge, wait_for
+from tests.support.procs import BIN, env_with, free_port, jobforge, start_dev, stop_dev, wait_for
 from workers.stack import StackState, pid_alive
 
 pytestmark = pytest.mark.e2e
-
-
-def start_dev(env: dict[str, str], ports: dict[str, int], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [str(BIN / "jobforge"), "dev", "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"]),
-             "--pg-port", str(ports["pg"]), "--api-port", str(ports["api"])],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-
-def stop_dev(proc: subprocess.Popen[bytes], log: Path, sig: int = signal.SIGINT) -> None:
-    proc.send_signal(sig)
-    try:
-        code = proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError("jobforge dev did not stop within 60 s: " + log.read_text()[-2000:]) from None
-    assert code == 0, log.read_text()[-2000:]
 
 
 def test_dev_stack_lifecycle(stack_tmp_path: Path) -> None:

@@ -206,6 +206,11 @@ async def test_operator_sign_in_needs_the_configured_token(runtime: Runtime, htt
     tenant, _ = await tenant_key(runtime)
     assert tenant in (await http.get("/ui/tenants")).text
     assert (await http.get(f"/ui/t/{tenant}/runs")).status_code == 200
+    picked = await http.get("/ui/tenants", params={"tenant": tenant})
+    assert picked.status_code == 303 and picked.headers["location"] == f"/ui/t/{tenant}/runs"
+    for path in ("/ui/tenants?tenant=acem-never", "/ui/t/acem-never"):  # a mistyped tenant is not an empty one
+        missing = await http.get(path)
+        assert missing.status_code == 404 and "no tenant &#39;acem-never&#39;" in missing.text, missing.text[:500]
     assert (await http.get("/ui/flags")).status_code == 200
     runtime.settings = runtime.settings.model_copy(update={"console_operator_token": SecretStr("n" * 40)})
     assert (await http.get("/ui/flags")).status_code == 303

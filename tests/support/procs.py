@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -61,3 +62,23 @@ def start_worker(settings: object, log: Path, extra: Mapping[str, str] | None = 
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "workers.worker"], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def start_dev(env: dict[str, str], ports: dict[str, int], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``jobforge dev`` on the given ports (temporal, ui, pg, api), with ``args`` added, its output in ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(BIN / "jobforge"), "dev", "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"]),
+             "--pg-port", str(ports["pg"]), "--api-port", str(ports["api"]), *args],
+            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def stop_dev(proc: subprocess.Popen[bytes], log: Path, sig: int = signal.SIGINT) -> None:
+    """Stop a ``jobforge dev`` as Ctrl-C (or ``sig``) does; it must exit 0 within a minute."""
+    proc.send_signal(sig)
+    try:
+        code = proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("jobforge dev did not stop within 60 s: " + log.read_text()[-2000:]) from None
+    assert code == 0, log.read_text()[-2000:]

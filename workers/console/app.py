@@ -239,13 +239,15 @@ def create_console(runtime: Callable[[], Runtime]) -> Headers:
         operator_only(who)
         wanted = request.query_params.get("tenant", "").strip()
         if wanted:
-            return redirect(f"{base(request)}/t/{quote(who.scope(wanted))}/runs")
+            await runtime().gate.tenants.require(who.scope(wanted))  # a mistyped tenant: unknown_tenant, 404
+            return redirect(f"{base(request)}/t/{quote(wanted)}/runs")
         rows = await runtime().gate.tenants.list_tenants()
         return page(request, "tenants.html", who, tenants=rows, section="tenants")
 
     @app.get("/t/{tenant}")
     async def tenant_home(request: Request, tenant: str, who: Signed) -> Response:
-        return redirect(f"{base(request)}/t/{quote(who.scope(tenant))}/runs")
+        await runtime().gate.tenants.require(who.scope(tenant))
+        return redirect(f"{base(request)}/t/{quote(tenant)}/runs")
 
     # -- runs ------------------------------------------------------------------------------------------
 
