@@ -309,7 +309,7 @@ def triggers_repair(name: str = typer.Argument(...), tenant: str = typer.Option(
     jitter, pause and overlap policy edited in Temporal."""
 
     async def go() -> tuple[TriggerView, Sequence[str]]:
-        async with open_runtime(settings()) as rt:
+        async with open_runtime(settings(), stack_flags=True, tenant=tenant) as rt:
             return await _service(rt).repair(tenant, name)
 
     view, done = run_async(go())
@@ -358,7 +358,7 @@ def triggers_update(
         raise InvalidRequest("nothing to change: give at least one option (see --help)")
 
     async def go() -> TriggerView:
-        async with open_runtime(settings()) as rt:
+        async with open_runtime(settings(), stack_flags=True, tenant=tenant) as rt:
             return await _service(rt).update(tenant, name, changes)
 
     view = run_async(go())

@@ -94,6 +94,7 @@ async def test_stock_schedule_update_drifts_fails_fast_and_repair_restores(
     `trigger_input_invalid` and are recorded as skipped; `jobforge triggers repair` restores the action and
     window keeping the new times, after which fires work; `jobforge triggers update` edits through JobForge."""
     t, settings = f"t{uuid.uuid4().hex[:10]}", runtime.settings
+    await runtime.gate.tenants.create_tenant(t)
     sid = schedule_id(t, "nightly")
     made = await jf(cli_env, "triggers", "create", "--tenant", t, "--name", "nightly", "--cron", "0 3 * * *",
                     "--timezone", "Europe/Berlin", "--template", HC, "--catchup-window", "120",
@@ -167,6 +168,7 @@ async def test_deleted_schedule_gives_one_line_errors_and_repair_recreates_it(
     """After `temporal schedule delete`, resume/pause/fire/show/update each exit 2 with one line naming
     `triggers repair` and `triggers delete`; list shows it missing; repair recreates the Schedule."""
     t, settings = f"t{uuid.uuid4().hex[:10]}", runtime.settings
+    await runtime.gate.tenants.create_tenant(t)
     made = await jf(cli_env, "triggers", "create", "--tenant", t, "--name", "gone", "--cron", "0 3 * * *",
                     "--template", HC, "--dry-run", "--inputs", json.dumps({"task_queues": [settings.task_queue]}))
     assert made.returncode == 0, made.stderr
@@ -194,6 +196,7 @@ async def test_strict_trigger_says_so_dry_runs_and_relaxes(
     """`--strict` without an allow list is refused naming `--allow`; with one, `show` says it is strict and a
     fire leaves a dry-run record; `update --no-strict` relaxes it and the next fire starts a run."""
     t, settings = f"t{uuid.uuid4().hex[:10]}", runtime.settings
+    await runtime.gate.tenants.create_tenant(t)
     base = ("triggers", "create", "--tenant", t, "--name", "nightly", "--cron", "0 3 * * *", "--template", HC,
             "--inputs", json.dumps({"task_queues": [settings.task_queue]}), "--strict")
     refused = one_line_error(await jf(cli_env, *base))
