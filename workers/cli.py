@@ -456,7 +456,7 @@ def _run_once(s: Settings, template: str, tenant: str, inputs: dict[str, Any]) -
     from workers.runtime import open_runtime
 
     async def go() -> BaseModel:
-        async with open_runtime(s) as rt:
+        async with open_runtime(s, stack_flags=True) as rt:  # --enable reached the workers, not this process
             client = rt.client()
             handle = await client.request_job(tenant, template, inputs, actor="jobforge-dev")
             err.print(f"run {handle.run_id} of {template} started (workflow {handle.workflow_id})",
