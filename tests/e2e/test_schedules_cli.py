@@ -244,6 +244,7 @@ async def test_a_complete_stock_update_does_not_drift(
     """A stock update that gives the input, search attributes and catch-up window JobForge wrote is no drift:
     only its new times show, as an edit kept."""
     t, settings = f"t{uuid.uuid4().hex[:10]}", runtime.settings
+    await runtime.gate.tenants.create_tenant(t)
     made = await jf(cli_env, "triggers", "create", "--tenant", t, "--name", "nightly", "--cron", "0 3 * * *",
                     "--template", HC, "--json")
     assert made.returncode == 0, made.stderr

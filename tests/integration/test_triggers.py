@@ -350,7 +350,7 @@ async def test_event_trigger_is_relaxed_and_tightened_with_update(runtime: Runti
     from shared.triggers.models import strict_safety_config
     from shared.triggers.service import TriggerChanges
 
-    t, svc = tenant(), service(runtime)
+    t, svc = await tenant(runtime), service(runtime)
     await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True))
     first = await submit(runtime, t, "contract.signed")
     assert first is not None and first.fires[0].verdict is Verdict.DRY_RUN
