@@ -380,7 +380,7 @@ async def test_fires_recorded_before_the_fire_workflow_read_its_own_input_replay
     from tests.support.earlier_workflows import EarlierTriggerFire
     from workflows.trigger_fire import TriggerFireWorkflow
 
-    t, svc = tenant(), service(runtime)
+    t, svc = await tenant(runtime), service(runtime)
     made = await svc.create(TriggerSpec(tenant_id=t, name="old", kind=TriggerKind.EVENT, template_key=HC,
                                         event_pattern="x.*", safety=SafetyConfig(dry_run=True)))
     assert runtime.temporal is not None
