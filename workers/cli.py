@@ -401,6 +401,7 @@ def dev(
     """Start the embedded stack: Temporal dev server, PostgreSQL, migrations and workers."""
     from pydantic import SecretStr
 
+    from shared.flags import Flag
     from shared.logs import configure
     from shared.settings import Settings
     from workers.dev import DevPorts, DevStack
@@ -443,7 +444,7 @@ def dev(
 
 
 def _flags_on(env: dict[str, str]) -> list[str]:
-    from shared.flags import resolve
+    from shared.flags import Flag, resolve
 
     return [flag.value for flag in Flag if resolve(flag, env, {}).enabled]
 
