@@ -34,7 +34,9 @@ async def test_export_verify_tamper_and_dry_run_from_the_cli(settings: Settings,
         wait_for(lambda: "worker_started" in log.read_text(), 30, "the worker to start")
         async with open_runtime(settings) as rt:
             client = rt.client()
-            handle = await client.request_job(f"cli-{uuid.uuid4().hex[:8]}", HC,
+            tenant = f"cli-{uuid.uuid4().hex[:8]}"
+            await rt.gate.tenants.create_tenant(tenant)
+            handle = await client.request_job(tenant, HC,
                                               {"task_queues": [settings.task_queue]})
             await client.result(handle)
             replay_store = ReplayStore(rt.store)

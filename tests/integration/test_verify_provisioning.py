@@ -23,6 +23,7 @@ from activities.toolchains import Toolchains, uv_binary
 from shared.flags import Flag
 from shared.settings import Settings
 from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, ToolRequest, Verdict, VerifyReport
+from tests.support.tenants import ensure_tenants
 from tests.support.verify_repos import git_init, write_files
 from workers.runtime import Runtime
 
@@ -64,6 +65,7 @@ def verify_on(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def verify(rt: Runtime, inputs: dict[str, Any]) -> VerifyReport:
+    await ensure_tenants(rt, "acme")
     handle = await rt.client().request_job("acme", TEMPLATE_KEY, {**inputs, "options": {"no_cache": True}},
                                            actor="test")
     report = await rt.client().result(handle)

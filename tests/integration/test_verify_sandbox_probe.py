@@ -20,6 +20,7 @@ from shared.flags import Flag
 from shared.settings import Settings
 from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, Verdict, VerifyReport
 from shared.verify.sandbox import probe_failure_reason
+from tests.support.tenants import ensure_tenants
 from tests.support.verify_repos import explicit_repo
 from workers.runtime import Runtime
 
@@ -68,6 +69,7 @@ def settings(settings: Settings, repos: Path, sandbox_mode: str) -> Settings:
 
 
 async def _verify(rt: Runtime, inputs: dict[str, Any]) -> VerifyReport:
+    await ensure_tenants(rt, "acme")
     handle = await rt.client().request_job("acme", TEMPLATE_KEY, inputs, actor="test")
     report = await rt.client().result(handle)
     assert isinstance(report, VerifyReport)
@@ -118,6 +120,7 @@ async def test_required_sandbox_refuses_to_run(runtime: Runtime, worker: None, v
                                                unusable_bwrap: Path) -> None:
     """With JOBFORGE_VERIFY_SANDBOX=required a run on such a worker fails with SandboxUnavailable naming the cause."""
     repo = explicit_repo(repos, "must-box", {"test": "echo never"})
+    await ensure_tenants(runtime, "acme")
     handle = await runtime.client().request_job("acme", TEMPLATE_KEY, {"repo_path": str(repo)}, actor="test")
     assert runtime.temporal is not None
     with pytest.raises(WorkflowFailureError) as info:
