@@ -18,7 +18,7 @@ from shared.errors import ApiKeyNotFound, TenantExists, Unauthenticated, Unknown
 from shared.ids import check_tenant_id
 from shared.security.principal import Principal
 from shared.security.scopes import check_scope
-from shared.store import fast
+from shared.store import direct, fast
 from shared.store.tables import ApiKeyRow, TenantRow
 
 KEY_PREFIX = "jfk_"
@@ -88,8 +88,7 @@ class TenantStore:
         if tenant_id in self._known:
             return
         async with fast.connection(self._engine) as conn:  # the gate's hot path: a raw connection
-            found = await (await conn.execute("SELECT 1 FROM tenants WHERE tenant_id = %(t)s",
-                                              {"t": tenant_id})).fetchone()
+            found = await (await conn.execute(direct.TENANT_EXISTS, {"t": tenant_id})).fetchone()
         if found is None:
             raise UnknownTenant(tenant_id)
         if len(self._known) >= _KNOWN_MAX:
