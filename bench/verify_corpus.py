@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -475,7 +476,12 @@ def rescore(corpus: Path, runs: list[Path]) -> dict[str, Any]:
             "per_step": {s: f"{a}/{t}" for s, (a, t) in per_step.items()}, "disagreements": misses}
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM as Ctrl-C: the embedded stack is stopped on the way out
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupted)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", nargs="?", default=str(ROOT / "bench" / "verify_corpus.toml"))
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "jobforge-verify-corpus"))
