@@ -409,8 +409,7 @@ async def test_audit_verify_names_the_first_broken_entry(page: Any, stack: Stack
     tenant = f"audited-{uuid.uuid4().hex[:6]}"
     await stack.rt.gate.tenants.create_tenant(tenant)
     key = (await stack.rt.gate.tenants.create_key(tenant, ["audit:read", "runs:read"])).secret
-    flags = await stack.rt.gate.flag_values()
-    flags[Flag.AUDIT_LOGGING] = True
+    flags = {**await stack.rt.gate.flag_values(), Flag.AUDIT_LOGGING: True}
     for index in range(4):
         await stack.rt.gate.record(flags, tenant, "shop-backend", "orders.export", f"batch-{index}",
                                    Decision.ALLOW)

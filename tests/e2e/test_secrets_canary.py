@@ -213,6 +213,8 @@ async def test_step_output_secrets_reach_no_surface(settings: Settings, repos: P
             "JOBFORGE_HISTORY_CAPTURE_INTERVAL_SECONDS": "0.2", "JOBFORGE_WORKER_GRACEFUL_SHUTDOWN_SECONDS": "1",
             **flags,
         })
+        created = await asyncio.to_thread(jobforge, "tenants", "create", "demo", env=env)  # verify's tenant
+        assert created.returncode == 0, created.stderr
         log_path = stack_tmp_path / "worker.log"
         with log_path.open("ab") as out:
             worker = subprocess.Popen(  # noqa: ASYNC220 - started once, before the async work it serves
