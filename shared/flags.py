@@ -193,6 +193,15 @@ class FlagReader:
         """The values of ``flags`` now, as a mapping that can explain a refusal."""
         return FlagSnapshot(await self.values(flags), self.where, self._hint)
 
+    async def confirm(self, snapshot: FlagSnapshot, min_age: float = 0.25) -> FlagSnapshot:
+        """``snapshot`` read again with the store's overrides fresh, unless they were read less than ``min_age``
+        seconds ago: a refusal for a flag that is off is confirmed first, so an override just turned on takes
+        effect at once instead of after the TTL (``min_age`` bounds the extra reads refused requests cause)."""
+        if self._load is None or time.monotonic() - self._loaded_at < min_age:
+            return snapshot
+        self._loaded_at = float("-inf")
+        return await self.snapshot(snapshot.by_flag)
+
     async def is_enabled(self, flag: Flag) -> bool:
         return (await self.value(flag)).enabled
 

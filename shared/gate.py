@@ -22,6 +22,7 @@ from shared import metrics
 from shared.admission import Judged, judge
 from shared.canonical import input_hash
 from shared.errors import (
+    FeatureDisabled,
     InvalidRequest,
     JobForgeError,
     PolicyTokenInvalid,
@@ -137,6 +138,20 @@ class Gate:
 
     # -- the shared steps ---------------------------------------------------------------------
 
+    async def _judge(self, run: JobRun, workflow_type: str, flags: FlagSnapshot, principal: Principal,
+                     attributes: Mapping[str, str] | None) -> tuple[Judged, FlagSnapshot]:
+        """:func:`judge` with ``flags``; a refusal for a flag that is off is judged again on a fresh reading of
+        the overrides first (an override turned on within the TTL counts at once). Returns the flags used."""
+        try:
+            return judge(run, workflow_type, self.registry, flags, principal=principal, limits=self.limits,
+                         attributes=attributes), flags
+        except FeatureDisabled:
+            confirmed = await self.flags.confirm(flags)
+            if dict(confirmed) == dict(flags):
+                raise
+            return judge(run, workflow_type, self.registry, confirmed, principal=principal, limits=self.limits,
+                         attributes=attributes), confirmed
+
     async def require_tenant(self, principal: Principal, tenant_id: str) -> None:
         """:class:`UnknownTenant` unless ``tenant_id`` exists. A key's own tenant exists (a key is made for
         an existing tenant): only an operator's request costs a lookup, one primary-key read per tenant
@@ -213,8 +228,7 @@ class Gate:
                 raise InvalidRequest("these credentials belong to another tenant", field="tenant_id")
             await self.require_tenant(principal, run.tenant_id)
             rate = charged.decision if charged is not None else await self.charge(flags, run.tenant_id, run.actor)
-            judged = judge(run, workflow_type or run.template_key, self.registry, flags, principal=principal,
-                           limits=self.limits, attributes=attributes)
+            judged, flags = await self._judge(run, workflow_type or run.template_key, flags, principal, attributes)
             policy_jti = ""
             if judged.spec.action:
                 policy_jti = await self._use_policy_token(run, judged, policy_token, used_by=run_id or workflow_id)
@@ -281,9 +295,7 @@ class Gate:
         principal = Principal(actor=str(claims.get("actor", run.actor)),
                               scopes=tuple(str(s) for s in claims.get("scopes", [])), tenant_id=run.tenant_id,
                               key_id=str(claims.get("key_id") or "") or None)
-        flags = await self.flag_values()
-        judged = judge(run, workflow_type, self.registry, flags, principal=principal, limits=self.limits,
-                       attributes=attributes)
+        judged, _ = await self._judge(run, workflow_type, await self.flag_values(), principal, attributes)
         if judged.spec.action and not claims.get("policy_jti"):
             raise PolicyTokenRequired(run.template_key)
         return judged

@@ -81,6 +81,30 @@ def test_reader_rereads_overrides_after_ttl() -> None:
     assert len(calls) == 2
 
 
+def test_confirm_reads_an_override_made_within_the_ttl_but_not_more_often_than_min_age() -> None:
+    """A snapshot that would refuse is read again fresh (an override just turned on counts at once), unless
+    the overrides were read less than ``min_age`` ago (refused requests cannot make every check a read)."""
+    calls: list[int] = []
+    state: dict[Flag, bool] = {}
+
+    async def load() -> Mapping[Flag, bool]:
+        calls.append(1)
+        return dict(state)
+
+    async def scenario() -> None:
+        reader = FlagReader(load, ttl_seconds=60, env={})
+        stale = await reader.snapshot()
+        assert not stale[Flag.EVENTS]
+        state[Flag.EVENTS] = True
+        assert (await reader.confirm(stale, min_age=60)) is stale  # read too recently: no extra read
+        assert len(calls) == 1
+        fresh = await reader.confirm(stale, min_age=0)
+        assert fresh[Flag.EVENTS] and len(calls) == 2
+        assert await reader.is_enabled(Flag.EVENTS)  # the fresh reading is the cache now
+
+    asyncio.run(scenario())
+
+
 def test_require_names_the_first_flag_that_is_off() -> None:
     """`require` raises FeatureDisabled naming the flag that is off."""
     reader = FlagReader(None, env={"JOBFORGE_AUTOPILOT_JOBS_ENABLED": "1"})
