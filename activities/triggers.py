@@ -199,6 +199,8 @@ class TriggerActivities:
     async def _fire(self, trigger: Trigger, req: FireRequest) -> FireOutcome:
         """:meth:`fire` for a trigger already read (the decision reads it again, in its own statement)."""
         flags = await self.gate.flag_values()
+        if not flags.get(Flag.TRIGGERS, False):
+            flags = await self.gate.flags.confirm(flags)  # turned on within the TTL: counts at once
         paused = await self._schedule_paused(trigger)
 
         def decide(current: Trigger, state: TriggerState, now: datetime) -> tuple[Decision, dict[str, object]]:
