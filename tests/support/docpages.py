@@ -10,6 +10,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests.support.docrun import Outcome, SessionReport, checkout_view, run_page
 from tests.support.procs import ROOT, env_with
 
@@ -44,3 +46,12 @@ def explain(report: SessionReport) -> str | None:
     if not any(r.block.stack and r.outcome is Outcome.PASSED for r in report.results):
         return "no block of the page started the stack"
     return None
+
+
+def check_docs_page(page: str, workdir: Path) -> None:
+    """Run ``docs/<page>`` (:func:`run_docs_page`), print its summary and fail the test with :func:`explain`."""
+    report = run_docs_page(page, workdir)
+    print(report.summary())
+    problem = explain(report)
+    if problem:
+        pytest.fail(problem, pytrace=False)
