@@ -208,6 +208,7 @@ async def rate_bench(rate: float, duration: float, home: Path, url: str) -> None
                 await wait_worker_started(worker, log)
                 triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, settings, rt.registry, rt.flags)
                 for tenant in ("warmup", "steady"):
+                    await rt.gate.tenants.ensure_tenant(tenant)
                     await triggers.create(TriggerSpec(
                         tenant_id=tenant, name="every-order", kind=TriggerKind.EVENT, event_pattern="order.*",
                         template_key="bench.jobforge.many", inputs={"activities": 1, "batch": 1}))
@@ -324,6 +325,8 @@ async def bench(n: int, concurrency: int, home: Path, url: str, separate_worker:
             try:
                 template_inputs = {"activities": 1, "batch": 1}
                 triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, settings, rt.registry, rt.flags)
+                for tenant in ("warmup", "raw-warmup", "raw-1", "raw-2"):
+                    await rt.gate.tenants.ensure_tenant(tenant)
                 for tenant in ("bench-1", "bench-2"):
                     await rt.gate.tenants.ensure_tenant(tenant)
                     await triggers.create(TriggerSpec(

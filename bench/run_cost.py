@@ -300,7 +300,10 @@ async def run(n: int, k: int, root: Path, pg: PrivatePostgres) -> None:
                                   pg.url("jobforge-worker"), log)
             await wait_worker_started(worker, log)
             triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, settings, rt.registry, rt.flags)
+            for tenant in ("warm-c", "cost-c"):
+                await rt.gate.tenants.ensure_tenant(tenant)
             for tenant in ("warm-j", "cost-j"):
+                await rt.gate.tenants.ensure_tenant(tenant)
                 await triggers.create(TriggerSpec(tenant_id=tenant, name="every-order", kind=TriggerKind.EVENT,
                                                   event_pattern="order.*", template_key=TEMPLATE,
                                                   inputs=TEMPLATE_INPUTS))

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import re
-import socket
 import time
 import warnings
 from collections.abc import Iterator
@@ -46,7 +45,7 @@ from shared.verify.models import (
 )
 from workers.cli_common import NegativeVerdict, command, err, out, print_json
 from workers.runtime import open_runtime
-from workers.stack import StackState, effective_settings
+from workers.stack import StackState, effective_settings, free_port
 
 _URL = re.compile(r"^([a-z][a-z0-9+.-]*://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)")
 STYLE = {
@@ -78,12 +77,6 @@ def build_inputs(target: str, ref: str | None, pack: Pack, no_cache: bool, timeo
         raise InvalidInputs(f"invalid verify request: {problems}") from None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def stack_for_command(quiet: bool) -> Iterator[Settings]:
     """Settings of a reachable stack: the running one, the configured one, or an embedded one for now."""
@@ -93,7 +86,7 @@ def stack_for_command(quiet: bool) -> Iterator[Settings]:
         return
     from workers.dev import DevPorts, DevStack
 
-    ports = DevPorts(temporal=_free_port(), ui=_free_port(), postgres=_free_port())
+    ports = DevPorts(temporal=free_port(), ui=free_port(), postgres=free_port())
     stack = DevStack(base, ports, workers=1, headless=True)
     if not quiet:
         err.print(f"no running JobForge stack: starting the embedded one under {base.home.resolve()} "

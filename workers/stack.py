@@ -9,6 +9,7 @@ import contextlib
 import errno
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -51,6 +52,43 @@ def check_port_free(port: int, what: str, host: str = "127.0.0.1") -> None:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 raise PortInUse(what, port, host) from None
             raise
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux's default when it cannot be read)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1", rng: random.Random | None = None) -> int:
+    """A port free on ``host`` now, picked at random outside the kernel's ephemeral range.
+
+    A port the kernel hands out for ``bind(0)`` comes from the ephemeral range, where any outgoing
+    connection on the machine may take it as its local port between this choice and the server's own
+    bind (the server then fails with "address in use"). Outside that range only listeners take ports.
+    """
+    rng = rng or random.SystemRandom()
+    low, high = ephemeral_port_range()
+    spans = [(lo, hi) for lo, hi in ((10000, low - 1), (high + 1, 65535)) if hi - lo >= 1000]
+    for _ in range(200) if spans else ():
+        port = rng.randint(*rng.choice(spans))
+        if port_is_free(port, host):
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # no room outside the range: the kernel's pick
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None,
@@ -202,13 +240,15 @@ class EmbeddedPostgres:
 
         return str(POSTGRES_BIN_PATH / name)
 
-    def _run(self, args: list[str], timeout: float = 60) -> None:
+    def _run(self, args: list[str], timeout: float = 60, server_log: Path | None = None) -> None:
         log = self.pgdata.parent / "pg_ctl.log"
         with log.open("ab") as out:
             result = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
                                     user=self.system_user, check=False, stdin=subprocess.DEVNULL)
         if result.returncode != 0:
             tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+            if server_log is not None and server_log.exists():  # why the server stopped is only in its own log
+                tail += [f"{server_log}:", *server_log.read_text(errors="replace").strip().splitlines()[-8:]]
             raise StackStartFailed(f"{Path(args[0]).name} failed (exit {result.returncode}): " + " | ".join(tail))
 
     def _prepare_user(self) -> None:
@@ -253,8 +293,9 @@ class EmbeddedPostgres:
             self._run([self._bin("initdb"), "-D", str(self.pgdata), "--auth=trust", "--encoding=utf8",
                        "-U", PG_USER, "--no-sync"], timeout=120)
         options = f"-h 127.0.0.1 -p {self.port} -c unix_socket_directories='' -c fsync=on"
-        self._run([self._bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-t", "60", "-l",
-                   str(self.pgdata / "server.log"), "-o", options, "start"], timeout=90)
+        server_log = self.pgdata / "server.log"
+        self._run([self._bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-t", "60", "-l", str(server_log),
+                   "-o", options, "start"], timeout=90, server_log=server_log)
         self._ensure_database()
         return self.url
 

@@ -48,7 +48,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -56,6 +55,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+
+from tests.support.procs import free_port
 
 #: fenced blocks in these languages are run
 SHELL_LANGUAGES = frozenset({"sh", "bash", "shell"})
@@ -267,12 +268,6 @@ class SessionReport:
     def summary(self) -> str:
         return "\n".join(f"{r.block.where:<22} {r.outcome.value:<16} {r.seconds:6.1f}s" for r in self.results
                          if r.block.runs)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def checkout_view(root: Path, dest: Path, copy: Sequence[str] = ("examples",)) -> Path:

@@ -4,21 +4,55 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from workers.stack import free_port as stack_free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
+_CLAIMS = Path(tempfile.gettempdir()) / "jobforge-test-ports"
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port on 127.0.0.1 outside the ephemeral range (``workers.stack.free_port``), claimed for this
+    process: test processes running side by side (pytest-xdist workers, other checkouts' suites) never get
+    the same port while the process that claimed it lives."""
+    _CLAIMS.mkdir(exist_ok=True)
+    for _ in range(100):
+        port = stack_free_port()
+        claim = _CLAIMS / str(port)
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = int(claim.read_text() or "0")
+            except (OSError, ValueError):
+                continue
+            if holder and _alive(holder):
+                continue
+            claim.unlink(missing_ok=True)  # its process is gone: the port is free to claim again
+            continue
+        with os.fdopen(fd, "w") as out:
+            out.write(str(os.getpid()))
+        return port
+    raise RuntimeError(f"no unclaimed free port after 100 tries (claims in {_CLAIMS})")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def env_with(extra: Mapping[str, str]) -> dict[str, str]:
