@@ -77,10 +77,10 @@ class RunActivities:
         metrics.job_admission("run", allowed=result.admitted, reason=result.error_code or "admitted")
         status = RunStatus.RUNNING if result.admitted else RunStatus.REJECTED
         await self.store.record_run(
-            tenant_id=pg_text(run.tenant_id)[:63], template_key=pg_text(run.template_key)[:200],
-            workflow_id=req.workflow_id, run_id=req.run_id, status=status, trace_id=pg_text(run.trace_id)[:128],
-            actor=pg_text(run.actor)[:200], idempotency_key=(run.idempotency_key or None) if result.admitted else None,
-            input_hash=result.input_hash, error=pg_text(result.reason),
+            tenant_id=run.tenant_id, template_key=run.template_key, workflow_id=req.workflow_id, run_id=req.run_id,
+            status=status, trace_id=run.trace_id, actor=run.actor,  # the store clips them to their columns
+            idempotency_key=(run.idempotency_key or None) if result.admitted else None,
+            input_hash=result.input_hash, error=result.reason,
         )
         log.info("run_admitted" if result.admitted else "run_rejected", tenant_id=run.tenant_id,
                  template=run.template_key, run_id=req.run_id, trace_id=run.trace_id,
@@ -101,8 +101,8 @@ class RunActivities:
         if req.tenant_id:
             await self.store.record_run(
                 tenant_id=req.tenant_id, template_key=template, workflow_id=req.workflow_id, run_id=req.run_id,
-                status=RunStatus.REJECTED, trace_id=req.trace_id, actor=pg_text(req.actor)[:200], idempotency_key=None,
-                input_hash="", error=pg_text(reason))
+                status=RunStatus.REJECTED, trace_id=req.trace_id, actor=req.actor, idempotency_key=None,
+                input_hash="", error=reason)
             await self.gate.record(await self.gate.flag_values(), req.tenant_id, req.actor, JOBS_REQUEST, template,
                                    AuditDecision.DENY, reason, req.trace_id,
                                    {"error_code": code, "workflow_id": req.workflow_id})

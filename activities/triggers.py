@@ -24,7 +24,7 @@ from shared.security.principal import Principal
 from shared.security.redaction import redact, redact_text
 from shared.settings import Settings
 from shared.store import Store
-from shared.store.triggers import TriggerStore, matching
+from shared.store.triggers import matching
 from shared.templates import Registry
 from shared.triggers.gate import evaluate_trigger_fire
 from shared.triggers.inputs import build_inputs
@@ -55,7 +55,7 @@ log = structlog.get_logger("jobforge.activities.triggers")
 class TriggerActivities:
     def __init__(self, store: Store, gate: Gate, temporal: Client, settings: Settings, registry: Registry) -> None:
         self.store = store
-        self.triggers = TriggerStore(store.engine)
+        self.triggers = store.triggers
         self.gate = gate
         self.temporal = temporal
         self.settings = settings

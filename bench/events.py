@@ -72,7 +72,6 @@ from shared.flags import Flag
 from shared.models import EventEnvelope, JobRun
 from shared.settings import Settings
 from shared.store.migrate import upgrade
-from shared.store.triggers import TriggerStore
 from shared.temporal import search_attribute_args
 from shared.triggers.models import TriggerKind, TriggerSpec
 from shared.triggers.service import TriggerService
@@ -206,7 +205,7 @@ async def rate_bench(rate: float, duration: float, home: Path, url: str) -> None
             worker = start_worker(settings, url, log)
             try:
                 await wait_worker_started(worker, log)
-                triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, settings, rt.registry, rt.flags)
+                triggers = TriggerService(rt.store.triggers, rt.temporal, settings, rt.registry, rt.flags)
                 for tenant in ("warmup", "steady"):
                     await rt.gate.tenants.ensure_tenant(tenant)
                     await triggers.create(TriggerSpec(
@@ -324,7 +323,7 @@ async def bench(n: int, concurrency: int, home: Path, url: str, separate_worker:
             tasks = [asyncio.ensure_future(w.run()) for w in workers]
             try:
                 template_inputs = {"activities": 1, "batch": 1}
-                triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, settings, rt.registry, rt.flags)
+                triggers = TriggerService(rt.store.triggers, rt.temporal, settings, rt.registry, rt.flags)
                 for tenant in ("warmup", "raw-warmup", "raw-1", "raw-2"):
                     await rt.gate.tenants.ensure_tenant(tenant)
                 for tenant in ("bench-1", "bench-2"):

@@ -69,7 +69,6 @@ from shared.flags import Flag
 from shared.models import EventEnvelope, JobRun
 from shared.settings import Settings
 from shared.store.migrate import upgrade
-from shared.store.triggers import TriggerStore
 from shared.temporal import search_attribute_args
 from shared.triggers.models import TriggerKind, TriggerSpec
 from shared.triggers.service import TriggerService
@@ -299,7 +298,7 @@ async def run(n: int, k: int, root: Path, pg: PrivatePostgres) -> None:
             worker = start_worker(settings.model_copy(update={"database_url": SecretStr(pg.url("jobforge-worker"))}),
                                   pg.url("jobforge-worker"), log)
             await wait_worker_started(worker, log)
-            triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, settings, rt.registry, rt.flags)
+            triggers = TriggerService(rt.store.triggers, rt.temporal, settings, rt.registry, rt.flags)
             for tenant in ("warm-c", "cost-c"):
                 await rt.gate.tenants.ensure_tenant(tenant)
             for tenant in ("warm-j", "cost-j"):

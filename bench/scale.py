@@ -55,9 +55,7 @@ sys.path.insert(0, str(ROOT))
 from shared.flags import Flag  # noqa: E402 - importable once the checkout is on sys.path
 from shared.models import EventEnvelope  # noqa: E402 - as above
 from shared.settings import Settings  # noqa: E402 - as above
-from shared.store.audit import AuditLog  # noqa: E402 - as above
 from shared.store.migrate import upgrade  # noqa: E402 - as above
-from shared.store.triggers import TriggerStore  # noqa: E402 - as above
 from shared.temporal import search_attribute_args  # noqa: E402 - as above
 from shared.triggers.models import SafetyConfig, TriggerKind, TriggerSpec  # noqa: E402 - as above
 from shared.triggers.service import TriggerService  # noqa: E402 - as above
@@ -257,7 +255,7 @@ class Bench:
 
     async def trigger(self, rt: Runtime, tenant: str, name: str, pattern: str, **safety: float) -> None:
         assert rt.temporal is not None
-        service = TriggerService(TriggerStore(rt.store.engine), rt.temporal, rt.settings, rt.registry, rt.flags)
+        service = TriggerService(rt.store.triggers, rt.temporal, rt.settings, rt.registry, rt.flags)
         await rt.gate.tenants.ensure_tenant(tenant)
         await service.create(TriggerSpec(tenant_id=tenant, name=name, kind=TriggerKind.EVENT, event_pattern=pattern,
                                          template_key=HC, inputs={"task_queues": [rt.settings.task_queue]},
@@ -402,7 +400,7 @@ class Bench:
             cool: {"events.submit:allow": m, "triggers.fire:allow": 1, "triggers.fire:deny": m - 1,
                    "jobs.request:allow": 1},
         }
-        audit = AuditLog(rt.store.engine)
+        audit = rt.store.audit
         for tenant, counts in expected.items():
             verdict = await audit.verify(tenant)
             expect(verdict.ok, f"audit chain of {tenant} verifies", verdict.problems)

@@ -239,7 +239,7 @@ async def gate_figures(events: int = 2000, concurrency: int = 16) -> dict[str, f
     from shared.models import EventEnvelope
     from shared.security.principal import Principal
     from shared.settings import Settings
-    from shared.store import create_engine
+    from shared.store import Store, create_engine
     from shared.store.migrate import upgrade
     from shared.templates import load_registry
 
@@ -254,7 +254,7 @@ async def gate_figures(events: int = 2000, concurrency: int = 16) -> dict[str, f
         env = {flag.value: "1" for flag in (Flag.EVENTS, Flag.RATE_LIMITING, Flag.AUDIT_LOGGING,
                                             Flag.SECURITY_VALIDATION)}
         engine = create_engine(url, pool_size=concurrency)
-        gate = Gate(engine, settings, FlagReader(None, env=env), load_registry(settings))
+        gate = Gate(Store(engine), settings, FlagReader(None, env=env), load_registry(settings))
         caller = Principal(actor="bench", scopes=("events:write",), tenant_id="bench")
         payload = {"order": {"id": 1, "lines": [{"sku": "a", "qty": 2}] * 5}, "note": "paid"}
         sem = asyncio.Semaphore(concurrency)

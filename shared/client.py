@@ -29,7 +29,7 @@ from shared.gate import Charge
 from shared.ids import check_idempotency_key, check_tenant_id, check_trace_id, new_trace_id, workflow_id_for
 from shared.models import ArtifactRecord, EventEnvelope, EventReceipt, JobRun, RunHandleInfo, RunRecord
 from shared.outages import typed_outages
-from shared.security.limits import check_storable, pg_text
+from shared.security.limits import check_storable
 from shared.security.principal import Principal
 from shared.security.scopes import require_scopes
 from shared.security.tokens import token_ref
@@ -37,7 +37,6 @@ from shared.settings import Settings
 from shared.stale_runs import settle
 from shared.starts import job_start
 from shared.store import Store
-from shared.store.triggers import TriggerStore
 from shared.templates import Registry
 from shared.temporal import TRACE
 from shared.triggers.models import RouteEventResult
@@ -100,7 +99,7 @@ class JobForgeClient:
         """Wait until a submitted event has been routed: the triggers it matched, each fire's verdict and run."""
         if self.store is None:
             raise StoreUnavailable("this client was built without the store; routing results live there")
-        return await wait_routed(TriggerStore(self.store.engine), receipt, within)
+        return await wait_routed(self.store.triggers, receipt, within)
 
     @typed_outages
     async def request_job(self, tenant_id: str, template_key: str, inputs: Mapping[str, Any] | None = None,
@@ -191,7 +190,7 @@ class JobForgeClient:
             # the run is readable (as queued) as soon as its id is handed out; admission moves it on
             await self.store.record_queued(tenant_id=info.tenant_id, template_key=info.template_key,
                                            workflow_id=workflow_id, run_id=info.run_id, trace_id=info.trace_id,
-                                           actor=pg_text(job.actor)[:200], idempotency_key=job.idempotency_key,
+                                           actor=job.actor, idempotency_key=job.idempotency_key,
                                            input_hash=digest)
         return info
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import metrics
 from shared.admission import Judged, judge
@@ -48,6 +47,7 @@ from shared.store.audit import AuditLog
 from shared.store.dedupe import DedupeOutcome, EventDeduper
 from shared.store.grants import GrantStore
 from shared.store.ratelimits import RateLimiter
+from shared.store.store import Store
 from shared.store.tenants import TenantStore
 from shared.store.triggers import TriggerStore
 from shared.templates import Registry
@@ -94,17 +94,18 @@ class IssuedPolicyToken:
 
 
 class Gate:
-    def __init__(self, engine: AsyncEngine, settings: Settings, flags: FlagReader, registry: Registry) -> None:
+    def __init__(self, store: Store, settings: Settings, flags: FlagReader, registry: Registry) -> None:
         self.settings = settings
         self.flags = flags
         self.registry = registry
-        self.tenants = TenantStore(engine)
-        self.limiter = RateLimiter(engine)
-        self.deduper = EventDeduper(engine)
+        # the process's one store of each area (shared with everything else that uses them)
+        self.tenants: TenantStore = store.tenants
+        self.limiter: RateLimiter = store.limiter
+        self.deduper: EventDeduper = store.deduper
         #: admitted events are stored here before their router is signalled
-        self.events = TriggerStore(engine)
-        self.audit = AuditLog(engine)
-        self.grants = GrantStore(engine)
+        self.events: TriggerStore = store.triggers
+        self.audit: AuditLog = store.audit
+        self.grants: GrantStore = store.grants
         self._keys: list[bytes] | None = None
 
     # -- configuration ------------------------------------------------------------------------
@@ -128,7 +129,7 @@ class Gate:
     def _buckets(self, tenant_id: str, actor: str) -> list[tuple[str, RatePolicy]]:
         buckets = [(f"tenant:{tenant_id}", self.tenant_policy)]
         if self.settings.rate_limit_actor_per_minute:
-            buckets.insert(0, (pg_text(f"actor:{tenant_id}:{actor}")[:300],
+            buckets.insert(0, (f"actor:{tenant_id}:{actor}",  # the store clips the bucket to its column
                                RatePolicy(self.settings.rate_limit_actor_per_minute, 60.0)))
         return buckets
 
@@ -197,8 +198,8 @@ class Gate:
             log.warning("audit_skipped_invalid_tenant", action=action, decision=decision.value)
             return
         await self.audit.append(AuditFact(
-            tenant_id=tenant_id, actor=pg_text(actor)[:200], action=action, resource=pg_text(resource)[:300],
-            decision=decision, reason=pg_text(redact_text(reason))[:2000], trace_id=pg_text(trace_id)[:128],
+            tenant_id=tenant_id, actor=actor, action=action, resource=resource,  # the store clips them
+            decision=decision, reason=redact_text(reason), trace_id=trace_id,
             details=redact(dict(details or {}))))
 
     async def _deny(self, flags: Mapping[Flag, bool], tenant_id: str, actor: str, action: str, resource: str,

@@ -41,14 +41,14 @@ async def change_override(store: Store, audit: AuditLog, flag: Flag, enabled: bo
         had = await store.delete_flag_override(flag)
     else:
         had = flag in await store.flag_overrides()
-        await store.set_flag_override(flag, enabled, actor[:200], reason)
+        await store.set_flag_override(flag, enabled, actor, reason)
     after = {value.flag: value for value in await reader.values()}
     audited = before[Flag.AUDIT_LOGGING].enabled or after[Flag.AUDIT_LOGGING].enabled
     if audited:
         state = "unset" if enabled is None else ("on" if enabled else "off")
         await audit.append(AuditFact(
-            tenant_id=FLEET_CHAIN, actor=actor[:200], action="flags.unset" if enabled is None else "flags.set",
-            resource=flag.value, decision=Decision.ALLOW, reason=redact_text(reason)[:2000] or f"{flag.value} {state}",
+            tenant_id=FLEET_CHAIN, actor=actor, action="flags.unset" if enabled is None else "flags.set",
+            resource=flag.value, decision=Decision.ALLOW, reason=redact_text(reason) or f"{flag.value} {state}",
             details={"before": {"enabled": before[flag].enabled, "source": before[flag].source.value},
                      "after": {"enabled": after[flag].enabled, "source": after[flag].source.value},
                      "had_override": had}))

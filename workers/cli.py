@@ -175,9 +175,8 @@ async def _store_call(fn: Callable[[Store], Awaitable[R]]) -> R:
 
 async def _change(store: Store, flag: Flag, enabled: bool | None, actor: str, reason: str) -> Any:
     from shared.kill_switch import change_override
-    from shared.store.audit import AuditLog
 
-    return await change_override(store, AuditLog(store.engine), flag, enabled, actor=actor, reason=reason)
+    return await change_override(store, store.audit, flag, enabled, actor=actor, reason=reason)
 
 
 @flags_app.command("set")
@@ -304,7 +303,7 @@ def runs_list(tenant: str = typer.Option(..., "--tenant", "-t"), limit: int = ty
     async def go() -> list[RunRecord]:  # one plain psycopg connection: no SQLAlchemy (shared.store.direct)
         async with direct.connect(database_url(s)) as conn:
             await direct.require_tenant(conn, tenant)  # a mistyped tenant is unknown_tenant, not an empty list
-            return await direct.recent_runs(conn, tenant, limit)
+            return await direct.runs(conn, tenant, None, limit)
 
     runs = run_async(go())
     if as_json:

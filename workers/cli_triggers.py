@@ -14,7 +14,6 @@ from rich.table import Table
 from shared.errors import InvalidRequest, ScheduleMissing
 from shared.ids import check_tenant_id
 from shared.models import EventEnvelope, EventReceipt
-from shared.store.triggers import TriggerStore
 from shared.triggers.models import (
     OverlapPolicy,
     RouteEventResult,
@@ -35,7 +34,7 @@ triggers_app = typer.Typer(no_args_is_help=True, help="Cron and event triggers (
 
 def _service(rt: Runtime) -> TriggerService:
     assert rt.temporal is not None
-    return TriggerService(TriggerStore(rt.store.engine), rt.temporal, rt.settings, rt.registry, rt.flags)
+    return TriggerService(rt.store.triggers, rt.temporal, rt.settings, rt.registry, rt.flags)
 
 
 def _typed(fn: Any, *args: Any) -> Any:
@@ -115,7 +114,7 @@ def events_list(tenant: str = typer.Option(..., "--tenant", "-t"),
 
     async def go() -> Any:
         async with open_runtime(settings(), temporal=False, stack_flags=True, tenant=tenant) as rt:
-            return await TriggerStore(rt.store.engine).events(tenant, event_type=event_type, limit=limit)
+            return await rt.store.triggers.events(tenant, event_type=event_type, limit=limit)
 
     events = run_async(go())
     if as_json:

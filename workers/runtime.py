@@ -40,7 +40,7 @@ class Runtime:
     def gate(self) -> Gate:
         """The security gate over this runtime's store, flags and registry (built on first use)."""
         if self._gate is None:
-            self._gate = Gate(self.store.engine, self.settings, self.flags, self.registry)
+            self._gate = Gate(self.store, self.settings, self.flags, self.registry)
         return self._gate
 
     def client(self) -> JobForgeClient:

@@ -27,7 +27,6 @@ from shared.logs import configure
 from shared.replay.service import ReplayService
 from shared.settings import Settings
 from shared.stale_runs import sweep_loop
-from shared.store.replay import ReplayStore
 from shared.templates import import_template_module
 from shared.temporal import ActivityErrors
 from workers.archiver import archive_histories
@@ -56,7 +55,7 @@ def collect(rt: Runtime) -> tuple[list[type[Any]], list[Callable[..., Any]]]:
     if missing:
         raise JobForgeError(f"templates without a workflow named after them: {', '.join(missing)}")
     runs = RunActivities(rt.store, rt.flags, rt.registry, rt.gate)
-    provenance = ProvenanceActivities(ReplayStore(rt.store), rt.flags)
+    provenance = ProvenanceActivities(rt.store.replay, rt.flags)
     health = HealthcheckActivities(rt.store, rt.temporal, rt.settings, rt.registry)
     activities: list[Callable[..., Any]] = [runs.admit, runs.refuse, runs.finish_run, health.check_database,
                                             health.check_temporal, health.check_pollers,

@@ -12,7 +12,6 @@ from examples.integrations._common import run_example
 from shared.errors import TriggerExists
 from shared.flags import Flag
 from shared.models import EventEnvelope
-from shared.store.triggers import TriggerStore
 from shared.triggers.models import FireRecord, TriggerKind, TriggerSpec, strict_safety_config
 from shared.triggers.service import TriggerService
 from workers.runtime import Runtime
@@ -24,7 +23,7 @@ FLAGS = (Flag.EVENTS, Flag.TRIGGERS, Flag.AUTOPILOT_JOBS)
 async def main(rt: Runtime, tenant: str = TENANT) -> list[FireRecord]:
     await rt.gate.tenants.ensure_tenant(tenant)  # a first run of the example makes its tenant
     assert rt.temporal is not None
-    triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, rt.settings, rt.registry, rt.flags)
+    triggers = TriggerService(rt.store.triggers, rt.temporal, rt.settings, rt.registry, rt.flags)
     strict = strict_safety_config().model_copy(update={"allow": ("event_type:agent.execution.*",)})
     with contextlib.suppress(TriggerExists):
         await triggers.create(TriggerSpec(

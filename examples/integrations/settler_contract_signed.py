@@ -14,7 +14,6 @@ from examples.integrations._common import run_example
 from shared.errors import TriggerExists
 from shared.flags import Flag
 from shared.models import EventEnvelope
-from shared.store.triggers import TriggerStore
 from shared.triggers.models import RouteEventResult, SafetyConfig, TriggerKind, TriggerSpec
 from shared.triggers.service import TriggerService
 from workers.runtime import Runtime
@@ -26,7 +25,7 @@ FLAGS = (Flag.EVENTS, Flag.TRIGGERS, Flag.AUTOPILOT_JOBS)
 async def main(rt: Runtime, tenant: str = TENANT) -> RouteEventResult:
     await rt.gate.tenants.ensure_tenant(tenant)  # a first run of the example makes its tenant
     assert rt.temporal is not None
-    triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, rt.settings, rt.registry, rt.flags)
+    triggers = TriggerService(rt.store.triggers, rt.temporal, rt.settings, rt.registry, rt.flags)
     with contextlib.suppress(TriggerExists):  # a second run of the example reuses the trigger
         await triggers.create(TriggerSpec(
             tenant_id=tenant, name="contract-signed-check", kind=TriggerKind.EVENT, event_pattern="contract.signed",

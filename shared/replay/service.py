@@ -43,7 +43,6 @@ from shared.replay.bundle import (
 )
 from shared.security.redaction import redact
 from shared.store import Store
-from shared.store.replay import ReplayStore
 from shared.temporal import search_attribute_args
 
 
@@ -102,7 +101,7 @@ class Bundle(BaseModel):
 class ReplayService:
     def __init__(self, store: Store, temporal: Client | None, flags: FlagReader) -> None:
         self.store = store
-        self.replay = ReplayStore(store)
+        self.replay = store.replay
         self.temporal = temporal
         self.flags = flags
 

@@ -15,20 +15,22 @@ which is what lets one tenant's chain keep up with many concurrent requests.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from psycopg.rows import dict_row
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.security.audit import GENESIS, AuditFact, ChainVerdict, StoredEntry, seal, verify_chain
-from shared.store import fast
-from shared.store.tables import AuditEntryRow, AuditHeadRow
+from shared.store import statements as sql
+from shared.store.columns import fit
+
+if TYPE_CHECKING:
+    from shared.store.store import Store
 
 
 def iso(moment: datetime) -> str:
@@ -57,30 +59,26 @@ class AuditRecord:
                 "prev_hash": self.prev_hash}
 
 
-def _record(row: AuditEntryRow) -> AuditRecord:
+def _record(row: dict[str, Any]) -> AuditRecord:
     try:
-        details = orjson.loads(row.body).get("details", {})
+        details = orjson.loads(row["body"]).get("details", {})
     except (orjson.JSONDecodeError, AttributeError):
         details = {}
-    return AuditRecord(row.tenant_id, row.seq, row.occurred_at, row.actor, row.action, row.resource, row.decision,
-                       row.reason, row.trace_id, details if isinstance(details, dict) else {}, row.hash,
-                       row.prev_hash)
+    return AuditRecord(row["tenant_id"], row["seq"], row["occurred_at"], row["actor"], row["action"], row["resource"],
+                       row["decision"], row["reason"], row["trace_id"], details if isinstance(details, dict) else {},
+                       row["hash"], row["prev_hash"])
 
 
 #: the most entries one transaction seals (a burst larger than this takes several turns)
 MAX_BATCH = 256
 
-_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('jobforge.audit:' || %(t)s, 0))"
-_HEAD = ("SELECT clock_timestamp() AS now, h.seq, h.hash FROM (SELECT 1) AS one "
-         "LEFT JOIN audit_heads AS h ON h.tenant_id = %(t)s")
-_INSERT = (
-    "INSERT INTO audit_log (tenant_id, seq, prev_hash, hash, body, occurred_at, actor, action, resource, "
-    "decision, reason, trace_id) VALUES (%(t)s, %(seq)s, %(prev)s, %(hash)s, %(body)s, %(at)s, %(actor)s, "
-    "%(action)s, %(resource)s, %(decision)s, %(reason)s, %(trace)s)")
-_SET_HEAD = (
-    "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES (%(t)s, %(seq)s, %(hash)s) "
-    "ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, "
-    "updated_at = clock_timestamp()")
+
+def _fitted(fact: AuditFact) -> AuditFact:
+    """``fact`` with its free-text fields as the ``audit_log`` row stores them."""
+    row = fit("audit_log", {"tenant_id": fact.tenant_id, "actor": fact.actor, "action": fact.action,
+                            "resource": fact.resource, "reason": fact.reason, "trace_id": fact.trace_id})
+    return dataclasses.replace(fact, **row)
+
 
 _Waiting = list[tuple[AuditFact, "asyncio.Future[AuditRecord]"]]
 
@@ -94,12 +92,19 @@ class _Batcher:
 
 
 class AuditLog:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    """The tenants' audit chains (:attr:`shared.store.Store.audit`: one per process, so its appends batch)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
         self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher] = weakref.WeakKeyDictionary()
 
     async def append(self, fact: AuditFact) -> AuditRecord:
-        """Seal ``fact`` as the next entry of its tenant's chain; returns once it is committed."""
+        """Seal ``fact`` as the next entry of its tenant's chain; returns once it is committed.
+
+        Its free-text fields are clipped to their columns first (``audit_log``: actor, resource, trace id,
+        and the reason to 2,000 characters), so the sealed bytes hold what the row holds.
+        """
+        fact = _fitted(fact)
         loop = asyncio.get_running_loop()
         batcher = self._batchers.get(loop)
         if batcher is None:
@@ -135,9 +140,9 @@ class AuditLog:
 
     async def _write(self, tenant_id: str, facts: Sequence[AuditFact]) -> list[AuditRecord]:
         """Seal ``facts`` as the next entries of the chain in one transaction under the tenant's lock."""
-        async with fast.connection(self.engine) as conn, conn.transaction():
-            await conn.execute(_LOCK, {"t": tenant_id})
-            head = await (await conn.cursor(row_factory=dict_row).execute(_HEAD, {"t": tenant_id})).fetchone()
+        async with self._store.connection() as conn, conn.transaction():
+            await conn.execute(sql.AUDIT_LOCK, {"t": tenant_id})
+            head = await (await conn.cursor(row_factory=dict_row).execute(sql.AUDIT_HEAD, {"t": tenant_id})).fetchone()
             assert head is not None
             seq, prev = (head["seq"], head["hash"]) if head["seq"] is not None else (0, GENESIS)
             occurred = head["now"]
@@ -155,31 +160,27 @@ class AuditLog:
                                            digest, prev))
                 prev = digest
             async with conn.cursor() as cur:
-                await cur.executemany(_INSERT, rows)
-            await conn.execute(_SET_HEAD, {"t": tenant_id, "seq": seq, "hash": prev})
+                await cur.executemany(sql.AUDIT_INSERT, rows)
+            await conn.execute(sql.AUDIT_SET_HEAD, {"t": tenant_id, "seq": seq, "hash": prev})
         return records
 
     async def list(self, tenant_id: str, *, limit: int = 100, before_seq: int | None = None) -> Sequence[AuditRecord]:
         """A tenant's entries, newest first."""
-        stmt = select(AuditEntryRow).where(AuditEntryRow.tenant_id == tenant_id)
-        if before_seq is not None:
-            stmt = stmt.where(AuditEntryRow.seq < before_seq)
-        stmt = stmt.order_by(AuditEntryRow.seq.desc()).limit(limit)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [_record(AuditEntryRow(**row._mapping)) for row in rows]
+        params = {"t": tenant_id, "before": before_seq, "limit": limit}
+        async with self._store.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            rows = await (await cur.execute(sql.AUDIT_NEWEST if before_seq is None else sql.AUDIT_NEWEST_BEFORE,
+                                            params)).fetchall()
+        return [_record(row) for row in rows]
 
     async def verify(self, tenant_id: str) -> ChainVerdict:
         """Re-check a tenant's whole chain from one consistent snapshot (rows streamed, a few thousand at a time)."""
-        async with fast.connection(self.engine) as conn, conn.transaction():
+        async with self._store.connection() as conn, conn.transaction():
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            head = await (await conn.execute("SELECT seq, hash FROM audit_heads WHERE tenant_id = %s",
-                                             (tenant_id,))).fetchone()
+            head = await (await conn.execute(sql.AUDIT_HEAD_OF, (tenant_id,))).fetchone()
             async with conn.cursor(name="jobforge_audit_verify") as cur:
                 cur.itersize = 2000
-                await cur.execute(
-                    "SELECT seq, hash, body, tenant_id, prev_hash, occurred_at, actor, action, resource, decision, "
-                    "reason, trace_id FROM audit_log WHERE tenant_id = %s ORDER BY seq", (tenant_id,))
+                await cur.execute(sql.AUDIT_CHAIN, (tenant_id,))
                 rows = [row async for row in cur]
         # entries are made one at a time as the check walks the rows: few live objects, little GC
         entries = (StoredEntry(seq=seq, hash=digest, body=bytes(body), columns={
@@ -189,5 +190,5 @@ class AuditLog:
         return verify_chain(tenant_id, entries, (head[0], head[1]) if head else None)
 
     async def tenants(self) -> Sequence[str]:
-        async with self.engine.connect() as conn:
-            return list((await conn.execute(select(AuditHeadRow.tenant_id).order_by(AuditHeadRow.tenant_id))).scalars())
+        async with self._store.connection() as conn:
+            return [row[0] for row in await (await conn.execute(sql.AUDIT_TENANTS)).fetchall()]

@@ -1,9 +1,10 @@
-"""PostgreSQL without SQLAlchemy, for commands that read one thing and exit (``jobforge flags``,
-``jobforge runs list``).
+"""The store's reads for commands that read one thing and exit (``jobforge flags``, ``jobforge runs list``),
+over one plain psycopg connection, and the same reads for :class:`~shared.store.Store` on its own connections.
 
 Importing SQLAlchemy and building the ORM's tables costs a short command more than everything else it
-does, so such a command opens one psycopg connection from the same ``JOBFORGE_DATABASE_URL`` and runs
-the statement :class:`~shared.store.Store` runs for the same read (the statements live here, once).
+does, so such a command opens one psycopg connection from the same ``JOBFORGE_DATABASE_URL``
+(:func:`connect`) and calls the function :class:`~shared.store.Store` calls for the same read: each takes
+a connection and runs a named statement of :mod:`shared.store.statements`.
 """
 
 from __future__ import annotations
@@ -11,24 +12,17 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from shared.store import statements as sql
 
 if TYPE_CHECKING:
     import psycopg
 
     from shared.flags import Flag
     from shared.models import RunRecord
-
-#: the stored feature-flag overrides (shared.flags)
-FLAG_OVERRIDES = "SELECT name, enabled FROM flag_overrides"
-
-#: whether a tenant exists (the statement of :meth:`shared.store.tenants.TenantStore.require`)
-TENANT_EXISTS = "SELECT 1 FROM tenants WHERE tenant_id = %(t)s"
-
-#: a tenant's newest runs (``jobforge runs list``)
-RECENT_RUNS = ("SELECT tenant_id, template_key, workflow_id, run_id, status, trace_id, actor, idempotency_key, "
-               "input_hash, summary, error, created_at, updated_at, finished_at FROM runs "
-               "WHERE tenant_id = %(tenant)s ORDER BY created_at DESC LIMIT %(limit)s")
+    from shared.store.rows import RunFilter
 
 _DRIVER = re.compile(r"^postgres(?:ql)?\+[A-Za-z0-9_]+://")
 
@@ -51,26 +45,34 @@ async def flag_overrides(conn: psycopg.AsyncConnection[Any]) -> dict[Flag, bool]
     """The stored overrides by flag; a row naming a flag this code does not know (retired) is skipped."""
     from shared.flags import Flag
 
-    rows = await (await conn.execute(FLAG_OVERRIDES)).fetchall()
+    rows = await (await conn.execute(sql.FLAG_OVERRIDES)).fetchall()
     known = {flag.value: flag for flag in Flag}
     return {known[name]: bool(enabled) for name, enabled in rows if name in known}
+
+
+async def tenant_exists(conn: psycopg.AsyncConnection[Any], tenant_id: str) -> bool:
+    return await (await conn.execute(sql.TENANT_EXISTS, {"t": tenant_id})).fetchone() is not None
 
 
 async def require_tenant(conn: psycopg.AsyncConnection[Any], tenant_id: str) -> None:
     """:class:`~shared.errors.UnknownTenant` unless the tenant exists."""
     from shared.errors import UnknownTenant
 
-    if await (await conn.execute(TENANT_EXISTS, {"t": tenant_id})).fetchone() is None:
+    if not await tenant_exists(conn, tenant_id):
         raise UnknownTenant(tenant_id)
 
 
-async def recent_runs(conn: psycopg.AsyncConnection[Any], tenant_id: str, limit: int) -> list[RunRecord]:
-    """The tenant's ``limit`` newest runs, newest first."""
+async def runs(conn: psycopg.AsyncConnection[Any], tenant_id: str, where: RunFilter | None, limit: int, *,
+               after: tuple[datetime, str] | None = None) -> list[RunRecord]:
+    """The tenant's ``limit`` newest runs matching ``where``, newest first; with ``after`` (created at, run
+    id), only those older than that run (the next page)."""
     from psycopg.rows import dict_row
 
-    from shared.models import RunRecord
+    from shared.store.rows import run_record
 
+    params: dict[str, object] = {"tenant": tenant_id, "limit": limit, **(where.bound() if where else {})}
+    if after is not None:
+        params["c_at"], params["c_id"] = after
+    statement = sql.runs([name for name in sql.RUNS_FILTERS if name in params], after_cursor=after is not None)
     cur = conn.cursor(row_factory=dict_row)
-    rows = await (await cur.execute(RECENT_RUNS, {"tenant": tenant_id, "limit": limit})).fetchall()
-    return [RunRecord.model_validate({**row, "summary": row["summary"] or {}, "error": row["error"] or ""})
-            for row in rows]
+    return [run_record(row) for row in await (await cur.execute(statement, params)).fetchall()]

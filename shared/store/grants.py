@@ -4,23 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from psycopg.rows import dict_row
 
 from shared.errors import PolicyTokenInvalid, PolicyTokenReplayed, TokenInvalid
-from shared.store import fast
+from shared.store import statements as sql
+from shared.store.columns import fit
 
-_CONSUME = text("""
-UPDATE policy_tokens SET used_at = clock_timestamp(), used_by = :by
- WHERE token_ref = :ref AND used_at IS NULL AND expires_at > clock_timestamp()
-   AND tenant_id = :tenant AND template_key = :template AND inputs_hash = :hash
-RETURNING jti
-""")
-_LOOK = text("""
-SELECT jti, tenant_id, template_key, inputs_hash, used_at, used_by, expires_at <= clock_timestamp() AS expired
-  FROM policy_tokens WHERE token_ref = :ref
-""")
+if TYPE_CHECKING:
+    from shared.store.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,17 +25,20 @@ class PolicyGrant:
 
 
 class GrantStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    """Policy tokens and receipts, each usable once (:attr:`shared.store.Store.grants`)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
     async def record_policy_token(self, *, jti: str, token_ref: str, tenant_id: str, template_key: str,
                                   inputs_hash: str, actor: str, expires_at: int) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(text(
-                "INSERT INTO policy_tokens (jti, token_ref, tenant_id, template_key, inputs_hash, actor, expires_at, "
-                "used_by) VALUES (:jti, :ref, :tenant, :template, :hash, :actor, :exp, '')"),
-                {"jti": jti, "ref": token_ref, "tenant": tenant_id, "template": template_key, "hash": inputs_hash,
-                 "actor": actor, "exp": datetime.fromtimestamp(expires_at, UTC)})
+        row = fit("policy_tokens", {"jti": jti, "token_ref": token_ref, "tenant_id": tenant_id,
+                                    "template_key": template_key, "inputs_hash": inputs_hash, "actor": actor})
+        async with self._store.connection() as conn:
+            await conn.execute(sql.POLICY_TOKEN_RECORD, {
+                "jti": row["jti"], "ref": row["token_ref"], "tenant": row["tenant_id"],
+                "template": row["template_key"], "hash": row["inputs_hash"], "actor": row["actor"],
+                "exp": datetime.fromtimestamp(expires_at, UTC)})
 
     async def consume_policy_token(self, token_ref: str, *, tenant_id: str, template_key: str, inputs_hash: str,
                                    used_by: str) -> PolicyGrant:
@@ -52,33 +48,32 @@ class GrantStore:
         """
         params = {"ref": token_ref, "by": used_by, "tenant": tenant_id, "template": template_key,
                   "hash": inputs_hash}
-        async with self.engine.begin() as conn:
-            used = (await conn.execute(_CONSUME, params)).one_or_none()
+        async with self._store.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            used = await (await cur.execute(sql.POLICY_TOKEN_CONSUME, params)).fetchone()
             if used is not None:
-                return PolicyGrant(used.jti, tenant_id, template_key, inputs_hash)
-            row = (await conn.execute(_LOOK, params)).one_or_none()
+                return PolicyGrant(used["jti"], tenant_id, template_key, inputs_hash)
+            row = await (await cur.execute(sql.POLICY_TOKEN_LOOK, params)).fetchone()
         if row is None:
             raise PolicyTokenInvalid(reason="unknown token")
-        if (row.tenant_id, row.template_key, row.inputs_hash) != (tenant_id, template_key, inputs_hash):
+        if (row["tenant_id"], row["template_key"], row["inputs_hash"]) != (tenant_id, template_key, inputs_hash):
             raise PolicyTokenInvalid(reason="the token is bound to another tenant, template or inputs")
-        if row.used_at is not None:
-            if row.used_by == used_by:
-                return PolicyGrant(row.jti, tenant_id, template_key, inputs_hash)
+        if row["used_at"] is not None:
+            if row["used_by"] == used_by:
+                return PolicyGrant(row["jti"], tenant_id, template_key, inputs_hash)
             raise PolicyTokenReplayed()
-        if row.expired:
+        if row["expired"]:
             raise PolicyTokenInvalid(reason="expired")
         raise PolicyTokenInvalid(reason="not usable")
 
     async def consume_receipt(self, jti: str, *, workflow_id: str, run_id: str, expires_at: int) -> None:
         """Record that run ``run_id`` used receipt ``jti``; another run using it is refused."""
-        async with fast.connection(self.engine) as conn:  # one atomic upsert
-            cur = await conn.execute(
-                "INSERT INTO receipt_uses (jti, workflow_id, run_id, expires_at) "
-                "VALUES (%(jti)s, %(wf)s, %(run)s, %(exp)s) "
-                "ON CONFLICT (jti) DO UPDATE SET jti = excluded.jti RETURNING run_id",
-                {"jti": jti, "wf": workflow_id, "run": run_id, "exp": datetime.fromtimestamp(expires_at, UTC)})
+        row = fit("receipt_uses", {"jti": jti, "workflow_id": workflow_id, "run_id": run_id})
+        async with self._store.connection() as conn:  # one atomic upsert
+            cur = await conn.execute(sql.RECEIPT_CONSUME, {
+                "jti": row["jti"], "wf": row["workflow_id"], "run": row["run_id"],
+                "exp": datetime.fromtimestamp(expires_at, UTC)})
             used = await cur.fetchone()
         assert used is not None
-        row_run_id = used[0]
-        if row_run_id != run_id:
+        if used[0] != run_id:
             raise TokenInvalid(reason="receipt already used by another run")

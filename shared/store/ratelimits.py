@@ -6,31 +6,22 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from psycopg.rows import dict_row
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.security.ratelimit import RateDecision, RatePolicy, decide, refused
-from shared.store import fast
+from shared.store import statements as sql
+from shared.store.columns import columns
 
-# The whole GCRA step is this one statement: a fresh bucket is admitted with TAT = now + T; an
-# existing one moves to max(TAT, now) + T only WHERE that stays within the window (capacity x T),
-# else no row comes back and the request is refused. ``now`` is read once, in VALUES.
-_HIT = """
-INSERT INTO rate_limits AS r (bucket, tat)
-VALUES (%(bucket)s, coalesce(CAST(%(at)s AS timestamptz), clock_timestamp()) + make_interval(secs => %(t)s))
-ON CONFLICT (bucket) DO UPDATE
-   SET tat = greatest(r.tat, excluded.tat - make_interval(secs => %(t)s)) + make_interval(secs => %(t)s)
- WHERE greatest(r.tat, excluded.tat - make_interval(secs => %(t)s)) + make_interval(secs => %(t)s)
-       <= excluded.tat - make_interval(secs => %(t)s) + make_interval(secs => %(window)s)
-RETURNING extract(epoch FROM r.tat)::float8 AS tat,
-          extract(epoch FROM coalesce(CAST(%(at)s AS timestamptz), clock_timestamp()))::float8 AS now
-"""
-_READ = """
-SELECT extract(epoch FROM tat)::float8 AS tat,
-       extract(epoch FROM coalesce(CAST(%(at)s AS timestamptz), clock_timestamp()))::float8 AS now
-  FROM rate_limits WHERE bucket = %(bucket)s
-"""
+if TYPE_CHECKING:
+    from shared.store.store import Store
+
+
+
+def _bucket(name: str) -> str:
+    """The stored key of bucket ``name`` (``rate_limits.bucket`` is clipped: an actor's id is not bounded)."""
+    return columns()["rate_limits"]["bucket"].fit(name)
 
 
 class _Refused(Exception):
@@ -51,8 +42,8 @@ class RateLimiter:
     #: remembered refusals kept at most (expired ones are dropped first)
     MAX_REMEMBERED = 10_000
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, store: Store) -> None:
+        self._store = store
         #: buckets -> (monotonic time until which they refuse, the refusal as answered)
         self._refusing: dict[tuple[str, ...], tuple[float, RateDecision]] = {}
 
@@ -61,6 +52,7 @@ class RateLimiter:
 
         ``at`` replaces the database clock (tests that pin time); production passes None.
         """
+        buckets = [(_bucket(bucket), policy) for bucket, policy in buckets]
         key = tuple(bucket for bucket, _ in buckets)
         if at is None and key in self._refusing:
             until, answer = self._refusing[key]
@@ -85,14 +77,14 @@ class RateLimiter:
         self._refusing[key] = (now + answer.retry_after, answer)
 
     async def _hit(self, buckets: Sequence[tuple[str, RatePolicy]], at: datetime | None) -> RateDecision:
-        async with fast.connection(self.engine) as conn:
+        async with self._store.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             if len(buckets) == 1:  # one statement is atomic by itself: no transaction holding the row lock
                 bucket, policy = buckets[0]
                 params = {"bucket": bucket, "t": policy.interval, "window": policy.window, "at": at}
-                row = await (await cur.execute(_HIT, params)).fetchone()
+                row = await (await cur.execute(sql.RATE_HIT, params)).fetchone()
                 if row is None:
-                    current = await (await cur.execute(_READ, {"bucket": bucket, "at": at})).fetchone()
+                    current = await (await cur.execute(sql.RATE_READ, {"bucket": bucket, "at": at})).fetchone()
                     assert current is not None
                     raise _Refused(refused(current["tat"], current["now"], policy))
                 return decide(row["tat"], row["now"], policy)
@@ -100,9 +92,9 @@ class RateLimiter:
             async with conn.transaction():
                 for bucket, policy in buckets:
                     params = {"bucket": bucket, "t": policy.interval, "window": policy.window, "at": at}
-                    row = await (await cur.execute(_HIT, params)).fetchone()
+                    row = await (await cur.execute(sql.RATE_HIT, params)).fetchone()
                     if row is None:
-                        current = await (await cur.execute(_READ, {"bucket": bucket, "at": at})).fetchone()
+                        current = await (await cur.execute(sql.RATE_READ, {"bucket": bucket, "at": at})).fetchone()
                         assert current is not None
                         answer = refused(current["tat"], current["now"], policy)
                         raise _Refused(answer)  # rolls the transaction back: no bucket keeps a charge
@@ -111,5 +103,5 @@ class RateLimiter:
 
     async def reset(self, bucket: str) -> None:
         self._refusing = {key: v for key, v in self._refusing.items() if bucket not in key}
-        async with fast.connection(self.engine) as conn:
-            await conn.execute("DELETE FROM rate_limits WHERE bucket = %(bucket)s", {"bucket": bucket})
+        async with self._store.connection() as conn:
+            await conn.execute(sql.RATE_RESET, {"bucket": _bucket(bucket)})

@@ -12,11 +12,15 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from psycopg.rows import dict_row
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.store import fast
+from shared.store import statements as sql
+from shared.store.columns import fit
+
+if TYPE_CHECKING:
+    from shared.store.store import Store
 
 
 def digest(secret: str) -> str:
@@ -48,39 +52,39 @@ class OpenedSession:
 
 
 class ConsoleSessions:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    """The console's signed-in browsers (:attr:`shared.store.Store.sessions`)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
     async def open(self, *, actor: str, ttl_seconds: float, tenant_id: str | None = None, key_id: str | None = None,
                    operator_sha256: str | None = None) -> OpenedSession:
         """A new session (and the removal of expired ones)."""
         token = secrets.token_urlsafe(32)
-        params = {"id": digest(token), "tenant": tenant_id, "key": key_id, "op": operator_sha256, "actor": actor[:200],
-                  "csrf": secrets.token_urlsafe(32), "ttl": ttl_seconds}
-        async with fast.connection(self.engine) as conn:
-            await conn.execute("DELETE FROM console_sessions WHERE expires_at < now()")
+        row = fit("console_sessions", {"id_sha256": digest(token), "tenant_id": tenant_id, "key_id": key_id,
+                                       "operator_sha256": operator_sha256, "actor": actor,
+                                       "csrf_token": secrets.token_urlsafe(32)})
+        params = {"id": row["id_sha256"], "tenant": row["tenant_id"], "key": row["key_id"],
+                  "op": row["operator_sha256"], "actor": row["actor"], "csrf": row["csrf_token"], "ttl": ttl_seconds}
+        async with self._store.connection() as conn:
+            await conn.execute(sql.SESSIONS_DROP_EXPIRED)
             cur = conn.cursor(row_factory=dict_row)
-            row = await (await cur.execute(
-                "INSERT INTO console_sessions (id_sha256, tenant_id, key_id, operator_sha256, actor, csrf_token, "
-                "expires_at) VALUES (%(id)s, %(tenant)s, %(key)s, %(op)s, %(actor)s, %(csrf)s, "
-                "now() + make_interval(secs => %(ttl)s)) RETURNING *", params)).fetchone()
-        assert row is not None
-        return OpenedSession(token, _session(row))
+            opened = await (await cur.execute(sql.SESSION_OPEN, params)).fetchone()
+        assert opened is not None
+        return OpenedSession(token, _session(opened))
 
     async def get(self, token: str) -> ConsoleSession | None:
         """The live session of a cookie value (None: unknown or expired)."""
         if not token or len(token) > 100:
             return None
-        async with fast.connection(self.engine) as conn:
+        async with self._store.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            row = await (await cur.execute(
-                "SELECT * FROM console_sessions WHERE id_sha256 = %(id)s AND expires_at > now()",
-                {"id": digest(token)})).fetchone()
+            row = await (await cur.execute(sql.SESSION_GET, {"id": digest(token)})).fetchone()
         return _session(row) if row is not None else None
 
     async def close(self, token: str) -> None:
-        async with fast.connection(self.engine) as conn:
-            await conn.execute("DELETE FROM console_sessions WHERE id_sha256 = %(id)s", {"id": digest(token)})
+        async with self._store.connection() as conn:
+            await conn.execute(sql.SESSION_CLOSE, {"id": digest(token)})
 
 
 def _session(row: dict[str, object]) -> ConsoleSession:

@@ -1,33 +1,49 @@
-"""The narrow, typed interface to JobForge's PostgreSQL store.
+"""The narrow, typed interface to JobForge's PostgreSQL store: :class:`Store`, the one façade.
 
-Rows become frozen models at this boundary; callers never see SQLAlchemy objects.
+Rows become frozen models at this boundary; callers never see SQLAlchemy objects or rows. Statements are
+the named ones of :mod:`shared.store.statements`; text written into a column goes through
+:func:`shared.store.columns.fit` here, not in callers.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb, set_json_dumps
-from sqlalchemy import delete, func, or_, select, text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.errors import RunNotFound, StoreUnavailable
 from shared.flags import Flag
 from shared.models import ArtifactRecord, RunRecord, RunStatus, VerifyCacheEntry
-from shared.security.limits import find_unstorable, pg_text, storable
+from shared.security.limits import find_unstorable, storable
 from shared.store import direct, fast
+from shared.store import statements as sql
+from shared.store.columns import fit
 from shared.store.paging import Page, decode_cursor, encode_cursor, page_size
-from shared.store.tables import ArtifactRow, FlagOverrideRow, RunRow, VerifyCacheRow
+from shared.store.rows import RunFilter, run_record
+
+if TYPE_CHECKING:
+    from shared.store.audit import AuditLog
+    from shared.store.dedupe import EventDeduper
+    from shared.store.grants import GrantStore
+    from shared.store.ratelimits import RateLimiter
+    from shared.store.replay import ReplayStore
+    from shared.store.sessions import ConsoleSessions
+    from shared.store.tenants import TenantStore
+    from shared.store.triggers import TriggerStore
+
+__all__ = ["RunCount", "RunDurations", "RunFilter", "Store", "create_engine", "unreachable"]
 
 
 def create_engine(url: str, pool_size: int = 5) -> AsyncEngine:
@@ -79,29 +95,6 @@ def row_of(values: Mapping[str, Any]) -> Any:
     return SimpleNamespace(**values)
 
 
-def _record(row: RunRow) -> RunRecord:
-    return RunRecord(
-        tenant_id=row.tenant_id, template_key=row.template_key, workflow_id=row.workflow_id,
-        run_id=row.run_id, status=RunStatus(row.status), trace_id=row.trace_id, actor=row.actor,
-        idempotency_key=row.idempotency_key, input_hash=row.input_hash, summary=row.summary or {},
-        error=row.error, created_at=row.created_at, updated_at=row.updated_at, finished_at=row.finished_at,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class RunFilter:
-    """Which of a tenant's runs a page shows (every field optional; all given ones must hold)."""
-
-    template_key: str | None = None
-    status: RunStatus | None = None
-    #: runs started by the fires of this trigger (its id)
-    trigger_id: str | None = None
-    trace_id: str | None = None
-    #: created at or after / before
-    since: datetime | None = None
-    until: datetime | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class RunCount:
     """How many of a tenant's runs created in one time bucket have one status."""
@@ -121,26 +114,20 @@ class RunDurations:
     p95_seconds: float
 
 
-_PAGE_RUNS = {
-    "template_key": "template_key = %(template_key)s",
-    "status": "status = %(status)s",
-    "trace_id": "trace_id = %(trace_id)s",
-    "since": "created_at >= %(since)s",
-    "until": "created_at < %(until)s",
-    "trigger_id": ("workflow_id IN (SELECT run_workflow_id FROM trigger_fires WHERE trigger_id = %(trigger_id)s "
-                   "AND run_workflow_id IS NOT NULL)"),
-}
 _FINAL = [status.value for status in RunStatus if status.is_final and status is not RunStatus.REJECTED]
 
 
 class Store:
-    """JobForge's persistent state. One instance per process, shared by its activities."""
+    """JobForge's persistent state. One instance per process, shared by its activities.
+
+    Every statement is a named one of :mod:`shared.store.statements`, run over :meth:`connection`; the
+    stores of the other areas (tenants, the gate's state, triggers and events, the audit chain, console
+    sessions, the replay pack) are this store's attributes, built on first use and shared by everything
+    in the process (:attr:`tenants`, :attr:`triggers`, ...): nothing builds one of its own.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._session = async_sessionmaker(engine, expire_on_commit=False)
-        #: reads and single-statement writes: each statement commits by itself
-        self._auto = async_sessionmaker(autocommit(engine), expire_on_commit=False)
 
     @classmethod
     def from_url(cls, url: str, pool_size: int = 5) -> Store:
@@ -149,21 +136,76 @@ class Store:
     async def close(self) -> None:
         await self.engine.dispose()
 
+    def connection(self) -> AbstractAsyncContextManager[fast.Conn]:
+        """An autocommit psycopg connection to the store's database for as long as the block runs
+        (``conn.transaction()`` for steps whose statements must hold together)."""
+        return fast.connection(self.engine)
+
+    # -- the stores of each area (one per process) ------------------------------------------------
+
+    @cached_property
+    def tenants(self) -> TenantStore:
+        from shared.store.tenants import TenantStore
+
+        return TenantStore(self)
+
+    @cached_property
+    def triggers(self) -> TriggerStore:
+        """Triggers, their fires and stored events."""
+        from shared.store.triggers import TriggerStore
+
+        return TriggerStore(self)
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        from shared.store.audit import AuditLog
+
+        return AuditLog(self)
+
+    @cached_property
+    def deduper(self) -> EventDeduper:
+        from shared.store.dedupe import EventDeduper
+
+        return EventDeduper(self)
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        from shared.store.ratelimits import RateLimiter
+
+        return RateLimiter(self)
+
+    @cached_property
+    def grants(self) -> GrantStore:
+        from shared.store.grants import GrantStore
+
+        return GrantStore(self)
+
+    @cached_property
+    def sessions(self) -> ConsoleSessions:
+        from shared.store.sessions import ConsoleSessions
+
+        return ConsoleSessions(self)
+
+    @cached_property
+    def replay(self) -> ReplayStore:
+        from shared.store.replay import ReplayStore
+
+        return ReplayStore(self)
+
+    # -- schema -------------------------------------------------------------------------------
+
     async def ping(self) -> None:
         try:
-            async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except (OperationalError, DBAPIError, OSError) as exc:
+            async with self.connection() as conn:
+                await conn.execute(sql.PING)
+        except (psycopg.Error, OperationalError, DBAPIError, OSError) as exc:
             raise StoreUnavailable(f"the JobForge database cannot be reached: {type(exc).__name__}") from None
 
     async def schema_revision(self) -> str | None:
         """The Alembic revision the database is at (None = never migrated)."""
-        async with self.engine.connect() as conn:
-            exists = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
-            if not exists:
-                return None
-            revision = await conn.scalar(text("SELECT version_num FROM alembic_version"))
-            return str(revision) if revision is not None else None
+        async with self.connection() as conn:
+            row = await (await conn.execute(sql.SCHEMA_REVISION)).fetchone()
+        return str(row[0]) if row is not None and row[0] is not None else None
 
     # -- runs ---------------------------------------------------------------------------------
 
@@ -174,14 +216,11 @@ class Store:
         One statement; a run whose admission has recorded it already (an eager start, a repeated
         request) is left as it is.
         """
-        async with fast.connection(self.engine) as conn:
-            await conn.execute(
-                "INSERT INTO runs (run_id, workflow_id, tenant_id, template_key, status, trace_id, actor, "
-                "idempotency_key, input_hash, summary, error) VALUES (%(run_id)s, %(workflow_id)s, %(tenant_id)s, "
-                "%(template_key)s, 'queued', %(trace_id)s, %(actor)s, %(idem)s, %(input_hash)s, '{}'::jsonb, '') "
-                "ON CONFLICT (run_id) DO NOTHING",
-                {"run_id": run_id, "workflow_id": workflow_id, "tenant_id": tenant_id, "template_key": template_key,
-                 "trace_id": trace_id, "actor": actor, "idem": idempotency_key, "input_hash": input_hash})
+        params = fit("runs", {"run_id": run_id, "workflow_id": workflow_id, "tenant_id": tenant_id,
+                              "template_key": template_key, "trace_id": trace_id, "actor": actor,
+                              "idempotency_key": idempotency_key, "input_hash": input_hash})
+        async with self.connection() as conn:
+            await conn.execute(sql.RUN_RECORD_QUEUED, {**params, "idem": params["idempotency_key"]})
 
     async def record_run(self, *, tenant_id: str, template_key: str, workflow_id: str, run_id: str,
                          status: RunStatus, trace_id: str, actor: str, idempotency_key: str | None,
@@ -190,222 +229,176 @@ class Store:
 
         Idempotent: a retried activity finds its own row (no longer queued) and leaves it as is.
         """
-        params = {"run_id": run_id, "workflow_id": workflow_id, "tenant_id": tenant_id, "template_key": template_key,
-                  "status": status.value, "trace_id": trace_id, "actor": actor, "idem": idempotency_key,
-                  "input_hash": input_hash, "error": error, "final": status.is_final}
+        params = fit("runs", {"run_id": run_id, "workflow_id": workflow_id, "tenant_id": tenant_id,
+                              "template_key": template_key, "status": status.value, "trace_id": trace_id,
+                              "actor": actor, "idempotency_key": idempotency_key, "input_hash": input_hash,
+                              "error": error})
+        params.update(idem=params["idempotency_key"], final=status.is_final)
         # one round trip: the upsert's row, or (a decided record the upsert left alone) the record as the
         # statement found it; a record another admission committed while this statement waited on its lock
         # is not in the statement's snapshot, so that rare case reads it again
-        async with fast.connection(self.engine) as conn:
+        async with self.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            row = await (await cur.execute(
-                "WITH up AS (INSERT INTO runs (run_id, workflow_id, tenant_id, template_key, status, trace_id, "
-                "actor, idempotency_key, input_hash, summary, error, finished_at) VALUES (%(run_id)s, "
-                "%(workflow_id)s, %(tenant_id)s, %(template_key)s, %(status)s, %(trace_id)s, %(actor)s, %(idem)s, "
-                "%(input_hash)s, '{}'::jsonb, %(error)s, CASE WHEN %(final)s THEN now() END) ON CONFLICT (run_id) "
-                "DO UPDATE SET status = EXCLUDED.status, idempotency_key = EXCLUDED.idempotency_key, "
-                "input_hash = EXCLUDED.input_hash, error = EXCLUDED.error, finished_at = EXCLUDED.finished_at, "
-                "updated_at = now() WHERE runs.status = 'queued' RETURNING *) "
-                "SELECT * FROM up UNION ALL SELECT * FROM runs WHERE run_id = %(run_id)s "
-                "AND NOT EXISTS (SELECT 1 FROM up)", params)).fetchone()
+            row = await (await cur.execute(sql.RUN_RECORD_VERDICT, params)).fetchone()
             if row is None:
-                row = await (await cur.execute("SELECT * FROM runs WHERE run_id = %(run_id)s", params)).fetchone()
+                row = await (await cur.execute(sql.RUN_BY_ID, params)).fetchone()
         assert row is not None
-        return _record(row_of(row))
+        return run_record(row)
 
     async def finish_run(self, run_id: str, status: RunStatus, summary: Mapping[str, Any],
                          error: str = "") -> RunRecord:
-        async with fast.connection(self.engine) as conn:  # one statement
+        params = fit("runs", {"status": status.value, "error": error, "run_id": run_id})
+        async with self.connection() as conn:  # one statement
             cur = conn.cursor(row_factory=dict_row)
-            row = await (await cur.execute(
-                "UPDATE runs SET status = %(status)s, summary = %(summary)s, error = %(error)s, updated_at = now(), "
-                "finished_at = now() WHERE run_id = %(run_id)s RETURNING *",
-                {"status": status.value, "summary": Jsonb(dict(summary)), "error": pg_text(error),
-                 "run_id": run_id})).fetchone()
+            row = await (await cur.execute(sql.RUN_FINISH, {**params, "summary": Jsonb(dict(summary))})).fetchone()
         if row is None:
             raise RunNotFound(run_id)
-        return _record(row_of(row))
+        return run_record(row)
 
     async def queued_before(self, older_than_seconds: float, limit: int = 100) -> Sequence[RunRecord]:
         """Runs still ``queued`` that were handed out more than ``older_than_seconds`` ago, oldest first
         (a partial index holds only queued runs, so this stays cheap whatever the table's size)."""
-        async with fast.connection(self.engine) as conn:
+        async with self.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            rows = await (await cur.execute(
-                "SELECT * FROM runs WHERE status = 'queued' AND created_at < now() - make_interval(secs => %(s)s) "
-                "ORDER BY created_at LIMIT %(n)s", {"s": older_than_seconds, "n": limit})).fetchall()
-        return [_record(row_of(row)) for row in rows]
+            rows = await (await cur.execute(sql.RUNS_QUEUED_BEFORE, {"s": older_than_seconds, "n": limit})).fetchall()
+        return [run_record(row) for row in rows]
 
     async def close_queued(self, run_id: str, status: RunStatus, error: str) -> RunRecord | None:
         """Give a run that is still ``queued`` its terminal ``status``; None when it is not queued (any more)."""
-        async with fast.connection(self.engine) as conn:
+        params = fit("runs", {"status": status.value, "error": error, "run_id": run_id})
+        async with self.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            row = await (await cur.execute(
-                "UPDATE runs SET status = %(status)s, error = %(error)s, updated_at = now(), finished_at = now() "
-                "WHERE run_id = %(run_id)s AND status = 'queued' RETURNING *",
-                {"status": status.value, "error": pg_text(error), "run_id": run_id})).fetchone()
-        return _record(row_of(row)) if row else None
+            row = await (await cur.execute(sql.RUN_CLOSE_QUEUED, params)).fetchone()
+        return run_record(row) if row else None
 
     async def get_run(self, ident: str, tenant_id: str | None = None) -> RunRecord:
         """A run by Temporal run id or workflow id (the latest run of that workflow id)."""
         if find_unstorable(ident) is not None:
             raise RunNotFound(ident)  # no stored id holds such text
-        stmt = (select(RunRow).where(or_(RunRow.run_id == ident, RunRow.workflow_id == ident))
-                .order_by(RunRow.created_at.desc()).limit(1))
-        if tenant_id is not None:
-            stmt = stmt.where(RunRow.tenant_id == tenant_id)
-        async with self._auto() as session:
-            row = (await session.execute(stmt)).scalar_one_or_none()
+        async with self.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            if tenant_id is None:
+                row = await (await cur.execute(sql.RUN_BY_IDENT, {"ident": ident})).fetchone()
+            else:
+                row = await (await cur.execute(sql.RUN_OF_TENANT_BY_IDENT,
+                                               {"ident": ident, "tenant": tenant_id})).fetchone()
         if row is None:
             raise RunNotFound(ident)
-        return _record(row)
+        return run_record(row)
 
     async def find_by_idempotency_key(self, tenant_id: str, key: str) -> RunRecord | None:
-        async with fast.connection(self.engine) as conn:
+        async with self.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            row = await (await cur.execute(
-                "SELECT * FROM runs WHERE tenant_id = %(t)s AND idempotency_key = %(k)s ORDER BY created_at LIMIT 1",
-                {"t": tenant_id, "k": key})).fetchone()
-        return _record(row_of(row)) if row else None
+            row = await (await cur.execute(sql.RUN_BY_IDEMPOTENCY_KEY, {"t": tenant_id, "k": key})).fetchone()
+        return run_record(row) if row else None
 
     async def list_runs(self, tenant_id: str, *, template_key: str | None = None,
                         status: RunStatus | None = None, limit: int = 50,
                         before: datetime | None = None) -> Sequence[RunRecord]:
-        stmt = select(RunRow).where(RunRow.tenant_id == tenant_id)
-        if template_key:
-            stmt = stmt.where(RunRow.template_key == template_key)
-        if status:
-            stmt = stmt.where(RunRow.status == status.value)
-        if before:
-            stmt = stmt.where(RunRow.created_at < before)
-        stmt = stmt.order_by(RunRow.created_at.desc()).limit(limit)
-        async with self._auto() as session:
-            return [_record(row) for row in (await session.execute(stmt)).scalars()]
+        """The tenant's ``limit`` newest runs (of one template, one status, created before ``before``)."""
+        async with self.connection() as conn:
+            return await direct.runs(conn, tenant_id, RunFilter(template_key=template_key, status=status,
+                                                                until=before), limit)
 
     async def page_runs(self, tenant_id: str, where: RunFilter | None = None, *, cursor: str | None = None,
                         limit: int = 50) -> Page[RunRecord]:
         """A page of the tenant's runs matching ``where``, newest first (keyset: ``cursor`` continues a page)."""
-        where = where or RunFilter()
         limit = page_size(limit)
-        params: dict[str, object] = {"tenant": tenant_id, "limit": limit + 1}
-        clauses = ["tenant_id = %(tenant)s"]
-        for name, clause in _PAGE_RUNS.items():
-            value = getattr(where, name)
-            if value is not None and value != "":
-                clauses.append(clause)
-                params[name] = value.value if isinstance(value, RunStatus) else value
+        after: tuple[datetime, str] | None = None
         if cursor:
-            params["c_at"], c_id = decode_cursor(cursor)
-            params["c_id"] = str(c_id)
-            clauses.append("(created_at, run_id) < (%(c_at)s, %(c_id)s)")
-        sql = (f"SELECT * FROM runs WHERE {' AND '.join(clauses)} "  # the clauses are constants; values are bound
-               "ORDER BY created_at DESC, run_id DESC LIMIT %(limit)s")
-        async with fast.connection(self.engine) as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            rows = await (await cur.execute(sql, params)).fetchall()
-        records = [_record(row_of(row)) for row in rows[:limit]]
+            c_at, c_id = decode_cursor(cursor)
+            after = (c_at, str(c_id))
+        async with self.connection() as conn:
+            rows = await direct.runs(conn, tenant_id, where or RunFilter(), limit + 1, after=after)
+        records = rows[:limit]
         more = len(rows) > limit
         return Page(records, encode_cursor(records[-1].created_at, records[-1].run_id) if more else None)
 
     async def run_counts(self, tenant_id: str, since: datetime, bucket_seconds: int = 60) -> Sequence[RunCount]:
         """How many of the tenant's runs created since ``since`` have each status, per time bucket."""
-        async with fast.connection(self.engine) as conn:
-            rows = await (await conn.execute(
-                "SELECT date_bin(make_interval(secs => %(b)s), created_at, TIMESTAMPTZ '2000-01-01 00:00Z') AS bucket, "
-                "status, count(*) FROM runs WHERE tenant_id = %(t)s AND created_at >= %(since)s "
-                "GROUP BY 1, 2 ORDER BY 1, 2",
-                {"t": tenant_id, "since": since, "b": bucket_seconds})).fetchall()
+        async with self.connection() as conn:
+            rows = await (await conn.execute(sql.RUN_COUNTS, {"t": tenant_id, "since": since,
+                                                              "b": bucket_seconds})).fetchall()
         return [RunCount(row[0], RunStatus(row[1]), int(row[2])) for row in rows]
 
     async def run_durations(self, tenant_id: str, since: datetime) -> Sequence[RunDurations]:
         """p50 and p95 of the durations of the tenant's runs finished since ``since``, per template."""
-        async with fast.connection(self.engine) as conn:
-            rows = await (await conn.execute(
-                "SELECT template_key, count(*), "
-                "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)), "
-                "percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)) "
-                "FROM runs WHERE tenant_id = %(t)s AND created_at >= %(since)s AND finished_at IS NOT NULL "
-                "AND status = ANY(%(final)s) GROUP BY template_key ORDER BY template_key",
-                {"t": tenant_id, "since": since, "final": _FINAL})).fetchall()
+        async with self.connection() as conn:
+            rows = await (await conn.execute(sql.RUN_DURATIONS, {"t": tenant_id, "since": since,
+                                                                 "final": _FINAL})).fetchall()
         return [RunDurations(row[0], int(row[1]), float(row[2]), float(row[3])) for row in rows]
 
     # -- feature flag overrides ---------------------------------------------------------------
 
     async def flag_overrides(self) -> dict[Flag, bool]:
         """Overrides by flag; a flag retired by newer code is ignored rather than failing every admission."""
-        async with fast.connection(self.engine) as conn:
+        async with self.connection() as conn:
             return await direct.flag_overrides(conn)
 
     async def flag_override_rows(self) -> dict[str, dict[str, Any]]:
         """Every stored override by flag name: value, who set it, why and when."""
-        async with self._auto() as session:
-            rows = (await session.execute(select(FlagOverrideRow))).scalars().all()
-        return {row.name: {"enabled": row.enabled, "actor": row.actor, "reason": row.reason,
-                           "updated_at": row.updated_at} for row in rows}
+        async with self.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            rows = await (await cur.execute(sql.FLAG_OVERRIDE_ROWS)).fetchall()
+        return {row["name"]: {"enabled": row["enabled"], "actor": row["actor"], "reason": row["reason"],
+                              "updated_at": row["updated_at"]} for row in rows}
 
     async def set_flag_override(self, flag: Flag, enabled: bool, actor: str = "", reason: str = "") -> None:
-        stmt = insert(FlagOverrideRow).values(name=flag.value, enabled=enabled, actor=actor, reason=reason)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[FlagOverrideRow.name],
-            set_={"enabled": enabled, "actor": actor, "reason": reason, "updated_at": func.now()},
-        )
-        async with self._session.begin() as session:
-            await session.execute(stmt)
+        params = fit("flag_overrides", {"name": flag.value, "enabled": enabled, "actor": actor, "reason": reason})
+        async with self.connection() as conn:
+            await conn.execute(sql.FLAG_OVERRIDE_SET, params)
 
     async def delete_flag_override(self, flag: Flag) -> bool:
-        async with self._session.begin() as session:
-            result = await session.execute(delete(FlagOverrideRow).where(FlagOverrideRow.name == flag.value))
-        return bool(getattr(result, "rowcount", 0))
+        async with self.connection() as conn:
+            cur = await conn.execute(sql.FLAG_OVERRIDE_DELETE, {"name": flag.value})
+        return bool(cur.rowcount)
 
     # -- artifacts ------------------------------------------------------------------------------
 
     async def record_artifact(self, *, tenant_id: str, run_id: str, name: str, kind: str, media_type: str,
                               sha256: str, size: int, path: str) -> ArtifactRecord:
         """Record (or, for a retried step, replace) the artifact ``name`` of a run."""
-        values = {"kind": kind, "media_type": media_type, "sha256": sha256, "size": size, "path": path}
-        stmt = (
-            insert(ArtifactRow)
-            .values(tenant_id=tenant_id, run_id=run_id, name=name, **values)
-            .on_conflict_do_update(constraint="uq_artifacts_run_name", set_={**values, "created_at": func.now()})
-            .returning(ArtifactRow)
-        )
-        async with self._session.begin() as session:
-            row = (await session.execute(stmt)).scalar_one()
-            return _artifact(row)
+        params = fit("artifacts", {"tenant_id": tenant_id, "run_id": run_id, "name": name, "kind": kind,
+                                   "media_type": media_type, "sha256": sha256, "size": size, "path": path})
+        async with self.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            row = await (await cur.execute(sql.ARTIFACT_PUT, params)).fetchone()
+        assert row is not None
+        return _artifact(row)
 
     async def list_artifacts(self, tenant_id: str, run_id: str) -> Sequence[ArtifactRecord]:
-        stmt = (select(ArtifactRow).where(ArtifactRow.tenant_id == tenant_id, ArtifactRow.run_id == run_id)
-                .order_by(ArtifactRow.name))
-        async with self._auto() as session:
-            return [_artifact(row) for row in (await session.execute(stmt)).scalars()]
+        async with self.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            rows = await (await cur.execute(sql.ARTIFACTS_OF_RUN,
+                                            {"tenant_id": tenant_id, "run_id": run_id})).fetchall()
+        return [_artifact(row) for row in rows]
 
     # -- verify-pack cache ----------------------------------------------------------------------
 
     async def get_verify_cache(self, tenant_id: str, fingerprint: str) -> VerifyCacheEntry | None:
-        async with self._auto() as session:
-            row = await session.get(VerifyCacheRow, (tenant_id, fingerprint))
+        async with self.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            row = await (await cur.execute(sql.VERIFY_CACHE_GET,
+                                           {"tenant_id": tenant_id, "fingerprint": fingerprint})).fetchone()
         return _cache_entry(row) if row is not None else None
 
     async def put_verify_cache(self, *, tenant_id: str, fingerprint: str, verdict: str, report: Mapping[str, Any],
                                run_id: str) -> VerifyCacheEntry:
-        values = {"verdict": verdict, "report": dict(report), "run_id": run_id}
-        stmt = (
-            insert(VerifyCacheRow)
-            .values(tenant_id=tenant_id, fingerprint=fingerprint, **values)
-            .on_conflict_do_update(index_elements=[VerifyCacheRow.tenant_id, VerifyCacheRow.fingerprint],
-                                   set_={**values, "created_at": func.now()})
-            .returning(VerifyCacheRow)
-        )
-        async with self._session.begin() as session:
-            return _cache_entry((await session.execute(stmt)).scalar_one())
+        params = fit("verify_cache", {"tenant_id": tenant_id, "fingerprint": fingerprint, "verdict": verdict,
+                                      "run_id": run_id})
+        async with self.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            row = await (await cur.execute(sql.VERIFY_CACHE_PUT, {**params, "report": Jsonb(dict(report))})).fetchone()
+        assert row is not None
+        return _cache_entry(row)
 
 
-def _artifact(row: ArtifactRow) -> ArtifactRecord:
-    return ArtifactRecord(id=row.id, tenant_id=row.tenant_id, run_id=row.run_id, name=row.name, kind=row.kind,
-                          media_type=row.media_type, sha256=row.sha256, size=row.size, path=row.path,
-                          created_at=row.created_at)
+def _artifact(row: Mapping[str, Any]) -> ArtifactRecord:
+    return ArtifactRecord(id=row["id"], tenant_id=row["tenant_id"], run_id=row["run_id"], name=row["name"],
+                          kind=row["kind"], media_type=row["media_type"], sha256=row["sha256"], size=row["size"],
+                          path=row["path"], created_at=row["created_at"])
 
 
-def _cache_entry(row: VerifyCacheRow) -> VerifyCacheEntry:
-    return VerifyCacheEntry(tenant_id=row.tenant_id, fingerprint=row.fingerprint, verdict=row.verdict,
-                            report=row.report or {}, run_id=row.run_id, created_at=row.created_at)
+def _cache_entry(row: Mapping[str, Any]) -> VerifyCacheEntry:
+    return VerifyCacheEntry(tenant_id=row["tenant_id"], fingerprint=row["fingerprint"], verdict=row["verdict"],
+                            report=row["report"] or {}, run_id=row["run_id"], created_at=row["created_at"])

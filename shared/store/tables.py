@@ -1,4 +1,8 @@
-"""SQLAlchemy 2 typed declarative tables. Schema changes go through Alembic migrations."""
+"""SQLAlchemy 2 typed declarative tables. Schema changes go through Alembic migrations.
+
+A text column declared with ``info=clip()`` is free text the store cuts to its length (``clip(N)``: to N
+characters); every other text column is refused whole when a value does not fit (``shared/store/columns.py``).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.store.columns import clip
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -40,15 +46,16 @@ class RunRow(Base):
 
     run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     workflow_id: Mapped[str] = mapped_column(String(512), index=True)
-    tenant_id: Mapped[str] = mapped_column(String(63))
-    template_key: Mapped[str] = mapped_column(String(200))
+    #: clipped: admission records a rejected run under whatever its argument named
+    tenant_id: Mapped[str] = mapped_column(String(63), info=clip())
+    template_key: Mapped[str] = mapped_column(String(200), info=clip())
     status: Mapped[str] = mapped_column(String(16))
-    trace_id: Mapped[str] = mapped_column(String(128), default="")
-    actor: Mapped[str] = mapped_column(String(200), default="")
+    trace_id: Mapped[str] = mapped_column(String(128), default="", info=clip())
+    actor: Mapped[str] = mapped_column(String(200), default="", info=clip())
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     input_hash: Mapped[str] = mapped_column(String(80), default="")
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    error: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str] = mapped_column(Text, default="", info=clip())
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     finished_at: Mapped[datetime | None]
@@ -68,8 +75,8 @@ class FlagOverrideRow(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     enabled: Mapped[bool]
-    actor: Mapped[str] = mapped_column(String(200), default="")
-    reason: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(200), default="", info=clip())
+    reason: Mapped[str] = mapped_column(Text, default="", info=clip())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
@@ -116,7 +123,7 @@ class TenantRow(Base):
     __tablename__ = "tenants"
 
     tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200), info=clip())
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
@@ -129,7 +136,7 @@ class ApiKeyRow(Base):
     tenant_id: Mapped[str] = mapped_column(String(63), index=True)
     secret_sha256: Mapped[str] = mapped_column(String(64))
     scopes: Mapped[list[str]] = mapped_column(JSONB)
-    description: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="", info=clip())
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     revoked_at: Mapped[datetime | None]
 
@@ -139,7 +146,8 @@ class RateLimitRow(Base):
 
     __tablename__ = "rate_limits"
 
-    bucket: Mapped[str] = mapped_column(String(300), primary_key=True)
+    #: clipped: an actor's bucket names the actor, whose id the gate does not bound
+    bucket: Mapped[str] = mapped_column(String(300), primary_key=True, info=clip())
     tat: Mapped[datetime]
 
 
@@ -153,7 +161,7 @@ class EventDedupeRow(Base):
     event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     first_seen_at: Mapped[datetime]
     expires_at: Mapped[datetime]
-    trace_id: Mapped[str] = mapped_column(String(128), default="")
+    trace_id: Mapped[str] = mapped_column(String(128), default="", info=clip())
     payload_hash: Mapped[str] = mapped_column(String(80), default="")
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -169,12 +177,12 @@ class AuditEntryRow(Base):
     hash: Mapped[str] = mapped_column(String(64))
     body: Mapped[bytes] = mapped_column(LargeBinary)
     occurred_at: Mapped[datetime]
-    actor: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(200), info=clip())
     action: Mapped[str] = mapped_column(String(100))
-    resource: Mapped[str] = mapped_column(String(300))
+    resource: Mapped[str] = mapped_column(String(300), info=clip())
     decision: Mapped[str] = mapped_column(String(8))
-    reason: Mapped[str] = mapped_column(Text)
-    trace_id: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text, info=clip(2000))
+    trace_id: Mapped[str] = mapped_column(String(128), info=clip())
 
 
 class AuditHeadRow(Base):
@@ -198,7 +206,7 @@ class PolicyTokenRow(Base):
     tenant_id: Mapped[str] = mapped_column(String(63))
     template_key: Mapped[str] = mapped_column(String(200))
     inputs_hash: Mapped[str] = mapped_column(String(80))
-    actor: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(200), info=clip())
     issued_at: Mapped[datetime] = mapped_column(server_default=func.now())
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
@@ -266,7 +274,7 @@ class EventRow(Base):
     tenant_id: Mapped[str] = mapped_column(String(63))
     event_id: Mapped[str] = mapped_column(String(200))
     event_type: Mapped[str] = mapped_column(String(200))
-    trace_id: Mapped[str] = mapped_column(String(128))
+    trace_id: Mapped[str] = mapped_column(String(128), info=clip())
     source_app: Mapped[str] = mapped_column(String(100))
     source_module: Mapped[str] = mapped_column(String(200))
     payload: Mapped[dict[str, Any]]
@@ -278,7 +286,7 @@ class EventRow(Base):
     routed_at: Mapped[datetime | None]
     routing: Mapped[dict[str, Any] | None]
     #: who submitted it (the triggers' actor allow/deny lists judge it)
-    actor: Mapped[str] = mapped_column(String(200), server_default="")
+    actor: Mapped[str] = mapped_column(String(200), server_default="", info=clip())
 
     __table_args__ = (Index("ix_events_tenant_received", "tenant_id", "received_at"),
                       Index("ix_events_tenant_type_received", "tenant_id", "event_type", "received_at"),
@@ -325,7 +333,7 @@ class TriggerFireRow(Base):
     #: the inputs the run got (or, for a dry run, would have got), redacted
     inputs: Mapped[dict[str, Any]]
     run_workflow_id: Mapped[str | None] = mapped_column(String(512))
-    start_error: Mapped[str] = mapped_column(Text, default="")
+    start_error: Mapped[str] = mapped_column(Text, default="", info=clip(2000))
     fired_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     __table_args__ = (Index("ix_trigger_fires_trigger_time", "trigger_id", "fired_at"),
@@ -344,7 +352,7 @@ class ConsoleSessionRow(Base):
     key_id: Mapped[str | None] = mapped_column(String(24))
     #: SHA-256 of the operator token an operator session was opened with: a new token ends it
     operator_sha256: Mapped[str | None] = mapped_column(String(64))
-    actor: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(200), info=clip())
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(index=True)

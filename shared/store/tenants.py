@@ -6,20 +6,24 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from shared.errors import ApiKeyNotFound, TenantExists, Unauthenticated, UnknownTenant
 from shared.ids import check_tenant_id
 from shared.security.principal import Principal
 from shared.security.scopes import check_scope
-from shared.store import direct, fast
-from shared.store.tables import ApiKeyRow, TenantRow
+from shared.store import direct
+from shared.store import statements as sql
+from shared.store.columns import fit
+
+if TYPE_CHECKING:
+    from shared.store.store import Store
 
 KEY_PREFIX = "jfk_"
 _KNOWN_MAX = 10_000
@@ -42,10 +46,6 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None
 
-    @classmethod
-    def from_row(cls, row: ApiKeyRow) -> ApiKey:
-        return cls(row.key_id, row.tenant_id, tuple(row.scopes), row.description, row.created_at, row.revoked_at)
-
 
 @dataclass(frozen=True, slots=True)
 class IssuedKey:
@@ -59,37 +59,45 @@ def _digest(secret: str) -> str:
 
 
 class TenantStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._session = async_sessionmaker(engine, expire_on_commit=False)
+    """Tenants and API keys (:attr:`shared.store.Store.tenants`)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
         #: tenants seen to exist (a bounded set; cleared when full)
         self._known: set[str] = set()
 
+    async def _one(self, statement: str, params: dict[str, object]) -> dict[str, Any] | None:
+        async with self._store.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            return await (await cur.execute(statement, params)).fetchone()
+
+    async def _all(self, statement: str, params: dict[str, object] | None = None) -> list[dict[str, Any]]:
+        async with self._store.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            return await (await cur.execute(statement, params)).fetchall()
+
     async def create_tenant(self, tenant_id: str, name: str = "") -> Tenant:
         check_tenant_id(tenant_id)
-        stmt = (insert(TenantRow).values(tenant_id=tenant_id, name=name or tenant_id)
-                .on_conflict_do_nothing(index_elements=[TenantRow.tenant_id]).returning(TenantRow))
-        async with self._session.begin() as session:
-            row = (await session.execute(stmt)).scalar_one_or_none()
+        row = await self._one(sql.TENANT_CREATE, fit("tenants", {"tenant_id": tenant_id, "name": name or tenant_id})
+                              | {"t": tenant_id})
         if row is None:
             raise TenantExists(tenant_id)
-        return Tenant(row.tenant_id, row.name, row.created_at)
+        return Tenant(row["tenant_id"], row["name"], row["created_at"])
 
     async def get_tenant(self, tenant_id: str) -> Tenant:
-        async with self._session() as session:
-            row = await session.get(TenantRow, tenant_id)
+        row = await self._one(sql.TENANT_GET, {"t": tenant_id})
         if row is None:
             raise UnknownTenant(tenant_id)
-        return Tenant(row.tenant_id, row.name, row.created_at)
+        return Tenant(row["tenant_id"], row["name"], row["created_at"])
 
     async def require(self, tenant_id: str) -> None:
         """:class:`UnknownTenant` unless the tenant exists: one primary-key lookup, and none at all for a
         tenant this store has seen before (tenants are never deleted)."""
         if tenant_id in self._known:
             return
-        async with fast.connection(self._engine) as conn:  # the gate's hot path: a raw connection
-            found = await (await conn.execute(direct.TENANT_EXISTS, {"t": tenant_id})).fetchone()
-        if found is None:
+        async with self._store.connection() as conn:  # the gate's hot path
+            found = await direct.tenant_exists(conn, tenant_id)
+        if not found:
             raise UnknownTenant(tenant_id)
         if len(self._known) >= _KNOWN_MAX:
             self._known.clear()
@@ -104,48 +112,40 @@ class TenantStore:
         return True
 
     async def list_tenants(self) -> Sequence[Tenant]:
-        async with self._session() as session:
-            rows = (await session.execute(select(TenantRow).order_by(TenantRow.tenant_id))).scalars()
-            return [Tenant(r.tenant_id, r.name, r.created_at) for r in rows]
+        return [Tenant(r["tenant_id"], r["name"], r["created_at"]) for r in await self._all(sql.TENANTS)]
 
     async def create_key(self, tenant_id: str, scopes: Sequence[str], description: str = "") -> IssuedKey:
         await self.get_tenant(tenant_id)
         scopes = tuple(sorted({check_scope(s) for s in scopes}))
         key_id = secrets.token_hex(6)
         secret = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        row = ApiKeyRow(key_id=key_id, tenant_id=tenant_id, secret_sha256=_digest(secret), scopes=list(scopes),
-                        description=description)
-        async with self._session.begin() as session:
-            session.add(row)
-            await session.flush()
-            await session.refresh(row)
-        return IssuedKey(ApiKey.from_row(row), secret)
+        values = fit("api_keys", {"key_id": key_id, "tenant_id": tenant_id, "secret_sha256": _digest(secret),
+                                  "description": description})
+        row = await self._one(sql.API_KEY_CREATE, {"key_id": values["key_id"], "t": values["tenant_id"],
+                                                   "sha": values["secret_sha256"], "scopes": Jsonb(list(scopes)),
+                                                   "description": values["description"]})
+        assert row is not None
+        return IssuedKey(_key(row), secret)
 
     async def list_keys(self, tenant_id: str | None = None) -> Sequence[ApiKey]:
-        stmt = select(ApiKeyRow).order_by(ApiKeyRow.created_at)
-        if tenant_id is not None:
-            stmt = stmt.where(ApiKeyRow.tenant_id == tenant_id)
-        async with self._session() as session:
-            return [ApiKey.from_row(r) for r in (await session.execute(stmt)).scalars()]
+        rows = await (self._all(sql.API_KEYS) if tenant_id is None else self._all(sql.API_KEYS_OF_TENANT,
+                                                                                  {"t": tenant_id}))
+        return [_key(row) for row in rows]
 
     async def revoke_key(self, key_id: str) -> ApiKey:
-        stmt = (update(ApiKeyRow).where(ApiKeyRow.key_id == key_id)
-                .values(revoked_at=func.coalesce(ApiKeyRow.revoked_at, func.now())).returning(ApiKeyRow))
-        async with self._session.begin() as session:
-            row = (await session.execute(stmt)).scalar_one_or_none()
+        row = await self._one(sql.API_KEY_REVOKE, {"key_id": key_id})
         if row is None:
             raise ApiKeyNotFound(key_id)
-        return ApiKey.from_row(row)
+        return _key(row)
 
     async def authenticate(self, presented: str) -> Principal:
         """The principal of a presented key; :class:`Unauthenticated` for anything else (same message)."""
         match = _KEY.fullmatch(presented.strip())
         if match is None:
             raise Unauthenticated()
-        async with self._session() as session:
-            row = await session.get(ApiKeyRow, match[1])
-        if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_sha256,
-                                                                                _digest(presented.strip())):
+        row = await self._one(sql.API_KEY_GET, {"key_id": match[1]})
+        if row is None or row["revoked_at"] is not None or not hmac.compare_digest(row["secret_sha256"],
+                                                                                   _digest(presented.strip())):
             raise Unauthenticated()
         return _principal(row)
 
@@ -154,12 +154,17 @@ class TenantStore:
 
         :class:`Unauthenticated` once the key is revoked or gone.
         """
-        async with self._session() as session:
-            row = await session.get(ApiKeyRow, key_id)
-        if row is None or row.revoked_at is not None:
+        row = await self._one(sql.API_KEY_GET, {"key_id": key_id})
+        if row is None or row["revoked_at"] is not None:
             raise Unauthenticated()
         return _principal(row)
 
 
-def _principal(row: ApiKeyRow) -> Principal:
-    return Principal(actor=f"key:{row.key_id}", scopes=tuple(row.scopes), tenant_id=row.tenant_id, key_id=row.key_id)
+def _key(row: Mapping[str, Any]) -> ApiKey:
+    return ApiKey(row["key_id"], row["tenant_id"], tuple(row["scopes"]), row["description"], row["created_at"],
+                  row["revoked_at"])
+
+
+def _principal(row: Mapping[str, Any]) -> Principal:
+    return Principal(actor=f"key:{row['key_id']}", scopes=tuple(row["scopes"]), tenant_id=row["tenant_id"],
+                     key_id=row["key_id"])

@@ -12,14 +12,15 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from shared.errors import InvalidRequest, TriggerExists, TriggerNotFound
 from shared.models import EventEnvelope
 from shared.security.redaction import redact
 from shared.store import fast
+from shared.store.columns import fit
 from shared.store.paging import Page, decode_cursor, encode_cursor, page_size
-from shared.store.store import autocommit, row_of
+from shared.store.store import Store, autocommit, row_of
 from shared.store.tables import EventRow, TriggerFireRow, TriggerRow
 from shared.triggers.gate import type_matches
 from shared.triggers.models import (
@@ -71,11 +72,12 @@ def _event(row: EventRow) -> StoredEvent:
 
 
 class TriggerStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._session = async_sessionmaker(engine, expire_on_commit=False)
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._engine = store.engine
+        self._session = async_sessionmaker(store.engine, expire_on_commit=False)
         #: reads and single-statement writes: each statement commits by itself
-        self._auto = async_sessionmaker(autocommit(engine), expire_on_commit=False)
+        self._auto = async_sessionmaker(autocommit(store.engine), expire_on_commit=False)
 
     # -- triggers ---------------------------------------------------------------------------------
 
@@ -244,7 +246,7 @@ class TriggerStore:
     async def set_start_error(self, fire_id: int, error: str) -> None:
         async with self._session.begin() as session:
             await session.execute(update(TriggerFireRow).where(TriggerFireRow.id == fire_id)
-                                  .values(start_error=error[:2000]))
+                                  .values(**fit("trigger_fires", {"start_error": error})))
 
     async def count_fires(self, trigger_id: str, limit: int = 1000) -> int:
         """How many fires a trigger has recorded, counted up to ``limit`` (an index range, no rows read)."""
@@ -273,7 +275,8 @@ class TriggerStore:
         params = {"tenant": event.tenant_id, "eid": event.event_id, "etype": event.event_type, "trace": trace_id,
                   "app": event.source_app, "module": event.source_module,
                   "payload": Jsonb(redact(event.payload, keep_types=True)),
-                  "at": event.occurred_at, "route": route_workflow_id, "actor": actor[:200]}
+                  "at": event.occurred_at, "route": route_workflow_id,
+                  "actor": fit("events", {"actor": actor})["actor"]}
         async with fast.connection(self._engine) as conn:  # insert-or-nothing, then read: no transaction needed
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
@@ -295,7 +298,8 @@ class TriggerStore:
         a product app sent are not at rest, and what triggers map into run inputs never carries one.
         """
         args = (event.tenant_id, event.event_id, event.event_type, trace_id, event.source_app, event.source_module,
-                Jsonb(redact(event.payload, keep_types=True)), event.occurred_at, route_key, actor[:200])
+                Jsonb(redact(event.payload, keep_types=True)), event.occurred_at, route_key,
+                fit("events", {"actor": actor})["actor"])
         sql = ("INSERT INTO events (tenant_id, event_id, event_type, trace_id, source_app, source_module, payload, "
                "occurred_at, route_workflow_id, actor) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                "ON CONFLICT (route_workflow_id) DO NOTHING")

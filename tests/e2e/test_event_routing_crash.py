@@ -11,7 +11,6 @@ import pytest
 from shared.flags import Flag
 from shared.models import EventEnvelope
 from shared.settings import Settings
-from shared.store.triggers import TriggerStore
 from shared.triggers.models import RouteEventResult, TriggerKind, TriggerSpec, Verdict
 from shared.triggers.service import TriggerService
 from tests.support.procs import start_worker
@@ -33,7 +32,7 @@ async def test_sigkill_mid_routing_loses_no_event(settings: Settings, tmp_path: 
     async with open_runtime(settings) as rt:
         assert rt.temporal is not None
         await rt.gate.tenants.create_tenant(tenant)
-        triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, settings, rt.registry, rt.flags)
+        triggers = TriggerService(rt.store.triggers, rt.temporal, settings, rt.registry, rt.flags)
         await triggers.create(TriggerSpec(tenant_id=tenant, name="every-job", kind=TriggerKind.EVENT,
                                           template_key="autopilot.jobforge.healthcheck", event_pattern="job.*",
                                           inputs={"task_queues": [settings.task_queue]}))
@@ -42,7 +41,7 @@ async def test_sigkill_mid_routing_loses_no_event(settings: Settings, tmp_path: 
             receipts = await asyncio.gather(*(rt.client().submit_event(EventEnvelope(
                 tenant_id=tenant, event_id=f"e{i}", event_type="job.done", payload={"i": i}))
                 for i in range(EVENTS)))
-            store = TriggerStore(rt.store.engine)
+            store = rt.store.triggers
             for _ in range(2000):  # kill once routing is under way (fires decided), not finished
                 if len(await triggers.fires(tenant, limit=1000)) >= 3:
                     break

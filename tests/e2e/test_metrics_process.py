@@ -21,7 +21,6 @@ from temporalio.testing import WorkflowEnvironment
 from shared.flags import Flag
 from shared.models import RunStatus
 from shared.settings import Settings
-from shared.store.triggers import TriggerStore
 from shared.triggers.models import TriggerKind, TriggerSpec
 from shared.triggers.service import TriggerService
 from shared.verify.models import TEMPLATE_KEY as VERIFY
@@ -149,7 +148,7 @@ async def test_worker_and_api_endpoints_count_what_happened(stack: Stack) -> Non
         writer = await bearer(rt, tenant, ["jobs:*", "events:write", "runs:read"])
         reader = await bearer(rt, tenant, ["runs:read"])
         flooder = await bearer(rt, flood, ["events:write"])
-        await TriggerService(TriggerStore(rt.store.engine), rt.temporal, rt.settings, rt.registry, rt.flags).create(
+        await TriggerService(rt.store.triggers, rt.temporal, rt.settings, rt.registry, rt.flags).create(
             TriggerSpec(tenant_id=tenant, name="orders", kind=TriggerKind.EVENT, event_pattern="order.*",
                         template_key=HC, inputs={"task_queues": [stack.settings.task_queue]}))
     repo = explicit_repo(stack.repos, "tiny", {"lint": "true", "test": "echo ok"})

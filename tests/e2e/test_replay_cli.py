@@ -12,7 +12,6 @@ import pytest
 from shared.flags import Flag
 from shared.replay.service import DryRunResult, ExportResult, VerifyResult
 from shared.settings import Settings
-from shared.store.replay import ReplayStore
 from tests.support.procs import env_with, jobforge, start_worker, wait_for
 from workers.runtime import open_runtime
 
@@ -39,7 +38,7 @@ async def test_export_verify_tamper_and_dry_run_from_the_cli(settings: Settings,
             handle = await client.request_job(tenant, HC,
                                               {"task_queues": [settings.task_queue]})
             await client.result(handle)
-            replay_store = ReplayStore(rt.store)
+            replay_store = rt.store.replay
             for _ in range(100):  # the worker's archiver stores the history once the run has closed
                 if await replay_store.history(handle.run_id) is not None:
                     break

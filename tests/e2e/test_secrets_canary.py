@@ -26,7 +26,6 @@ from shared.flags import Flag
 from shared.models import JobRun
 from shared.settings import Settings
 from shared.store.migrate import upgrade
-from shared.store.replay import ReplayStore
 from shared.temporal import run_search_attributes
 from shared.verify.models import VerifyReport
 from tests.support.procs import ROOT, env_with, free_port, jobforge, wait_for
@@ -232,7 +231,7 @@ async def test_step_output_secrets_reach_no_surface(settings: Settings, repos: P
                                               {"task_queues": [f"a\u0000b password={NUL_CANARY}"]})
             record = await rt.store.get_run(report.run_id)
             history = readable((await rt.temporal.get_workflow_handle(record.workflow_id).fetch_history()).to_json())
-            replay_store = ReplayStore(rt.store)
+            replay_store = rt.store.replay
             deadline = time.monotonic() + 60
             while await replay_store.history(report.run_id) is None:  # captured by the worker once closed
                 assert time.monotonic() < deadline, log_path.read_text()[-2000:]

@@ -22,7 +22,6 @@ from pydantic import SecretStr
 
 from shared.settings import Settings
 from shared.store.migrate import upgrade
-from shared.store.triggers import TriggerStore
 from tests.support.procs import ROOT, env_with, free_port, wait_for
 from workers.runtime import open_runtime
 from workers.stack import EmbeddedPostgres, pid_alive
@@ -160,7 +159,7 @@ async def test_postgres_killed_and_restarted_under_event_load(settings: Settings
         assert answers.wrong == [], "\n".join(answers.wrong[:20])
         assert answers.refused, "no NUL event was refused: the load did not exercise refusals"
         async with open_runtime(private, temporal=False) as rt:
-            stored = {e.event_id for e in await TriggerStore(rt.store.engine).events(tenant, limit=100_000)}
+            stored = {e.event_id for e in await rt.store.triggers.events(tenant, limit=100_000)}
             assert answers.accepted <= stored, f"accepted but lost: {sorted(answers.accepted - stored)[:20]}"
             assert not answers.refused & stored, f"refused but stored: {sorted(answers.refused & stored)[:20]}"
             # a 503 is "not known": the client retries with the same id, and dedupe keeps one copy
@@ -172,7 +171,7 @@ async def test_postgres_killed_and_restarted_under_event_load(settings: Settings
                     again = await c.post("/v1/events", json={"event_id": event_id, "event_type": "load.tick",
                                                              "payload": {"n": n, "note": "ok"}})
                     assert again.status_code in (200, 202), again.text
-            rows = await TriggerStore(rt.store.engine).events(tenant, limit=100_000)
+            rows = await rt.store.triggers.events(tenant, limit=100_000)
         ids = [e.event_id for e in rows]
         assert len(ids) == len(set(ids)), "an event is stored twice"
         assert not [i for i in ids if int(i[1:]) % 5 == 4], "an event with a NUL in its payload is stored"

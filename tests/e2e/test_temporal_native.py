@@ -29,8 +29,7 @@ from temporalio.exceptions import ApplicationError
 from shared.client_http import HttpJobForgeClient
 from shared.models import EventEnvelope, RunRecord, RunStatus
 from shared.settings import Settings
-from shared.store.audit import AuditLog, AuditRecord
-from shared.store.triggers import TriggerStore
+from shared.store.audit import AuditRecord
 from shared.temporal import TENANT
 from shared.triggers.models import TriggerKind, TriggerSpec
 from shared.triggers.schedules import schedule_id
@@ -113,7 +112,7 @@ async def make_tenant(settings: Settings, tenant: str) -> str:
 
 async def audit_entries(settings: Settings, tenant: str) -> list[AuditRecord]:
     async with open_runtime(settings, temporal=False) as rt:
-        return list(await AuditLog(rt.store.engine).list(tenant))
+        return list(await rt.store.audit.list(tenant))
 
 
 async def test_raw_start_with_an_empty_argument_fails_naming_the_field(native: Settings) -> None:
@@ -297,7 +296,7 @@ async def test_every_jobforge_start_path_is_under_its_tenant_filter(native: Sett
         assert rt.temporal is not None
         await rt.gate.tenants.create_tenant(tenant)
         key = await rt.gate.tenants.create_key(tenant, ["*:*"])
-        triggers = TriggerService(TriggerStore(rt.store.engine), rt.temporal, rt.settings, rt.registry, rt.flags)
+        triggers = TriggerService(rt.store.triggers, rt.temporal, rt.settings, rt.registry, rt.flags)
         await triggers.create(TriggerSpec(tenant_id=tenant, name="nightly", kind=TriggerKind.CRON,
                                           template_key=HEALTHCHECK, cron="0 3 1 1 *"))
         await triggers.create(TriggerSpec(tenant_id=tenant, name="on-ping", kind=TriggerKind.EVENT,

@@ -26,7 +26,6 @@ from temporalio.client import WorkflowFailureError
 
 from shared.flags import Flag
 from shared.models import EventEnvelope, JobRun
-from shared.store.triggers import TriggerStore
 from shared.triggers.models import TriggerKind, TriggerSpec
 from shared.triggers.service import TriggerService
 from workers.runtime import Runtime
@@ -68,7 +67,7 @@ async def test_record(runtime: Runtime, worker: None, monkeypatch: pytest.Monkey
         await save(rt, "healthcheck", handle.workflow_id)
     if "route" in what:  # one routing workflow per event (code before the per-tenant router)
         route_workflow_id = importlib.import_module("shared.events").route_workflow_id
-        svc = TriggerService(TriggerStore(rt.store.engine), rt.temporal, rt.settings, rt.registry, rt.flags)
+        svc = TriggerService(rt.store.triggers, rt.temporal, rt.settings, rt.registry, rt.flags)
         await svc.create(TriggerSpec(tenant_id=tenant, name="signed", kind=TriggerKind.EVENT, template_key=HC,
                                      event_pattern="contract.*", input_pointers={"task_queues": "/payload/queues"}))
         receipt = await rt.client().submit_event(EventEnvelope(

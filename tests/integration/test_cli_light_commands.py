@@ -16,7 +16,6 @@ from shared.flags import Flag
 from shared.models import RunStatus
 from shared.store import Store
 from shared.store.direct import conninfo
-from shared.store.tenants import TenantStore
 from tests.support.procs import env_with
 
 #: runs ``jobforge ARGS`` in this interpreter, then writes the names of the modules it imported to a file
@@ -94,7 +93,7 @@ def test_runs_list_prints_the_records_the_store_reads(pg_url: str, tmp_path: Pat
     async def seed() -> list[dict[str, Any]]:
         store = Store.from_url(pg_url)
         try:
-            await TenantStore(store.engine).create_tenant(tenant)
+            await store.tenants.create_tenant(tenant)
             for i in range(3):
                 run_id = str(uuid.uuid4())
                 await store.record_queued(tenant_id=tenant, template_key=template, workflow_id=f"wf-{run_id}",

@@ -31,7 +31,6 @@ from shared.errors import StoreUnavailable, TemporalUnavailable
 from shared.flags import Flag
 from shared.models import RunStatus
 from shared.settings import Settings
-from shared.store.triggers import TriggerStore
 from shared.temporal import DATA_CONVERTER, ActivityErrors, search_attribute_args
 from tests.integration.test_api import HEALTHCHECK, PROBLEM, auth, tenant_with_key
 from tests.unit.test_security_limits import bad_text, documents, first_unstorable
@@ -131,7 +130,7 @@ async def test_event_payloads_are_stored_redacted(api: httpx.AsyncClient, runtim
     admitted = await api.post("/v1/events", json={"event_id": "r1", "event_type": "x.y", "payload": payload},
                               headers=auth(key))
     assert admitted.status_code == 202, admitted.text
-    [stored] = await TriggerStore(runtime.store.engine).events(tenant)
+    [stored] = await runtime.store.triggers.events(tenant)
     assert stored.payload == {"password": "[REDACTED]", "note": "token=[REDACTED]", "n": 3, "queues": ["jobforge"],
                               "log": '{"api_key": "[REDACTED]"}'}
 
@@ -248,7 +247,7 @@ async def test_property_events_with_unstorable_text_are_refused_unstored(
         **auth(key), "content-type": "application/json"})
     expected = (first_unstorable(source_app) and "$.source_app") or (first_unstorable(source_module)
                                                                      and "$.source_module") or first_unstorable(payload)
-    stored = await TriggerStore(runtime.store.engine).events(tenant)
+    stored = await runtime.store.triggers.events(tenant)
     if expected is None:
         assert answer.status_code == 202, answer.text
         assert [e.event_id for e in stored] == [body["event_id"]]

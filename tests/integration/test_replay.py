@@ -12,7 +12,6 @@ from shared.errors import FeatureDisabled
 from shared.flags import Flag
 from shared.models import JobRun
 from shared.replay.service import ReplayService, dry_run_bundle, verify_bundle
-from shared.store.replay import ReplayStore
 from tests.support.changed_workflows import ChangedHealthcheck
 from tests.support.tenants import ensure_tenants
 from workers.runtime import Runtime
@@ -46,7 +45,7 @@ async def finished_run(runtime: Runtime, tenant: str = "replayco") -> str:
 async def test_provenance_is_captured_at_run_start(runtime: Runtime, worker: None, replay_on: None) -> None:
     """A run stores real git provenance of JobForge's code, tool versions and a hashed environment."""
     run_id = await finished_run(runtime)
-    provenance = await ReplayStore(runtime.store).provenance(run_id)
+    provenance = await runtime.store.replay.provenance(run_id)
     assert provenance is not None
     code = provenance["jobforge_code"]
     assert code["is_repo"] and len(code["head_sha"]) == 40 and isinstance(code["dirty"], bool)
@@ -73,7 +72,7 @@ async def test_export_verify_round_trip(runtime: Runtime, worker: None, replay_o
     result = await verify_bundle(tmp_path / "a", discover())
     assert result.ok, result
     assert result.determinism == "ok" and result.input_hash == "ok" and result.events > 10
-    assert len(await ReplayStore(runtime.store).bundles("replayco", run_id)) == 2
+    assert len(await runtime.store.replay.bundles("replayco", run_id)) == 2
 
 
 async def test_export_is_tenant_scoped_and_gated(runtime: Runtime, worker: None, replay_on: None,
@@ -174,4 +173,4 @@ async def test_forgotten_runs_do_not_starve_the_archiver(runtime: Runtime, worke
     run_id = await finished_run(runtime)
     service = ReplayService(runtime.store, runtime.temporal, runtime.flags)
     assert await service.capture_pending(limit=3) >= 1
-    assert await ReplayStore(runtime.store).history(run_id) is not None
+    assert await runtime.store.replay.history(run_id) is not None

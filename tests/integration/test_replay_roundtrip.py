@@ -24,8 +24,6 @@ from shared.models import EventEnvelope, RunStatus
 from shared.replay.bundle import recorded_activities, task_queues
 from shared.replay.service import DryRunResult, ReplayService, VerifyResult, dry_run_bundle, verify_bundle
 from shared.settings import Settings
-from shared.store.replay import ReplayStore
-from shared.store.triggers import TriggerStore
 from shared.triggers.models import RouteEventResult, TriggerKind, TriggerSpec, Verdict
 from shared.triggers.service import TriggerService
 from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, VerifyReport
@@ -148,7 +146,7 @@ async def test_trigger_fired_run_round_trips(runtime: Runtime, worker: None, fla
     """A healthcheck run fired by an event through a trigger exports, verifies and dry-runs like any run."""
     t = await tenant(runtime)
     assert runtime.temporal is not None
-    triggers = TriggerService(TriggerStore(runtime.store.engine), runtime.temporal, runtime.settings,
+    triggers = TriggerService(runtime.store.triggers, runtime.temporal, runtime.settings,
                               runtime.registry, runtime.flags)
     await triggers.create(TriggerSpec(tenant_id=t, name="on-signed", kind=TriggerKind.EVENT, template_key=HC,
                                       event_pattern="contract.*", input_pointers={"task_queues": "/payload/queues"}))
@@ -241,4 +239,4 @@ async def test_bundle_of_a_run_with_canaries_holds_none(runtime: Runtime, worker
     assert "token=[REDACTED]" in tail and "path=" in tail and "[REDACTED PRIVATE KEY]" in tail
     assert replay["provenance"]["environment"]["variables"]["PATH"] == hashlib.sha256(
         canaried_path.encode()).hexdigest()
-    assert await ReplayStore(runtime.store).bundles(t, report.run_id)
+    assert await runtime.store.replay.bundles(t, report.run_id)

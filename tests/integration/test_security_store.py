@@ -16,11 +16,6 @@ from shared.errors import ApiKeyNotFound, PolicyTokenInvalid, PolicyTokenReplaye
 from shared.security.audit import AuditFact, Decision
 from shared.security.ratelimit import RatePolicy
 from shared.store import Store
-from shared.store.audit import AuditLog
-from shared.store.dedupe import EventDeduper
-from shared.store.grants import GrantStore
-from shared.store.ratelimits import RateLimiter
-from shared.store.tenants import TenantStore
 from tests.support.security_race import race
 
 pytestmark = pytest.mark.integration
@@ -76,7 +71,7 @@ def test_audit_chain_written_by_four_processes_verifies(pg_url: str) -> None:
 
 async def test_audit_verify_names_edited_and_deleted_rows(store: Store, pg_url: str) -> None:
     """An edited column, edited bytes and a deleted row are each named by seq; an intact chain verifies."""
-    audit = AuditLog(store.engine)
+    audit = store.audit
     for i in range(6):
         await audit.append(AuditFact("tamper", "a", "jobs.request", "a.b.c", Decision.DENY, f"r{i}", "t",
                                      {"i": i}))
@@ -95,7 +90,7 @@ async def test_audit_verify_names_edited_and_deleted_rows(store: Store, pg_url: 
 
 async def test_dedupe_rearms_after_the_ttl(store: Store) -> None:
     """A copy after the TTL is admitted again; a duplicate points at the original's trace."""
-    deduper = EventDeduper(store.engine)
+    deduper = store.deduper
     first = await deduper.claim("ttl", "x.y", "e1", ttl_seconds=0.3, trace_id="orig")
     dup = await deduper.claim("ttl", "x.y", "e1", ttl_seconds=0.3, trace_id="second")
     assert not first.duplicate and dup.duplicate
@@ -109,7 +104,7 @@ async def test_dedupe_rearms_after_the_ttl(store: Store) -> None:
 
 async def test_rate_limit_all_or_nothing_across_buckets(store: Store) -> None:
     """When the actor bucket refuses, the tenant bucket is not charged; retry_after says when to come back."""
-    limiter = RateLimiter(store.engine)
+    limiter = store.limiter
     now = datetime.now(UTC)
     tenant, actor = ("tenant:aon", RatePolicy(10, 60)), ("actor:aon:bob", RatePolicy(1, 60))
     assert (await limiter.hit([actor, tenant], at=now)).allowed
@@ -123,14 +118,14 @@ async def test_a_refusal_is_remembered_until_its_retry_after(store: Store) -> No
     """After a refusal the same buckets are refused from memory (no database: it still answers with the
     database gone) until retry_after has passed; a reset forgets it; a request after the wait is admitted."""
     tenant = f"tenant:mem-{time.monotonic_ns()}"
-    limiter = RateLimiter(store.engine)
+    limiter = store.limiter
     assert (await limiter.hit([(tenant, RatePolicy(1, 60))])).allowed
     first = await limiter.hit([(tenant, RatePolicy(1, 60))])
     assert not first.allowed and 59 < first.retry_after <= 60
-    engine, limiter.engine = limiter.engine, None  # type: ignore[assignment] # any query now fails
+    own, limiter._store = limiter._store, None  # type: ignore[assignment] # any query now fails
     remembered = await limiter.hit([(tenant, RatePolicy(1, 60))])
     assert not remembered.allowed and remembered.retry_after <= first.retry_after
-    limiter.engine = engine
+    limiter._store = own
     await limiter.reset(tenant)
     assert (await limiter.hit([(tenant, RatePolicy(1, 60))])).allowed
 
@@ -146,7 +141,7 @@ async def test_a_refusal_is_remembered_until_its_retry_after(store: Store) -> No
 
 async def test_tenants_and_keys(store: Store) -> None:
     """Keys authenticate to their tenant and scopes; only a hash is stored; revoked and forged keys fail."""
-    tenants = TenantStore(store.engine)
+    tenants = store.tenants
     await tenants.create_tenant("keyco", "Key Co")
     with pytest.raises(TenantExists):
         await tenants.create_tenant("keyco")
@@ -171,7 +166,7 @@ async def test_tenants_and_keys(store: Store) -> None:
 
 async def test_policy_token_single_use(store: Store) -> None:
     """A token is consumed once; the same run may re-consume (retries); anyone else is a replay."""
-    grants = GrantStore(store.engine)
+    grants = store.grants
     await grants.record_policy_token(jti="j" * 32, token_ref="sha256:ref1", tenant_id="t", template_key="a.b.c",
                                      inputs_hash="h", actor="x", expires_at=int(time.time()) + 60)
     with pytest.raises(PolicyTokenInvalid, match="bound"):
@@ -192,7 +187,7 @@ async def test_policy_token_single_use(store: Store) -> None:
 
 async def test_audit_appends_in_one_process_are_group_committed(store: Store) -> None:
     """300 concurrent appends of one process share transactions, yet each returns its own committed entry."""
-    audit = AuditLog(store.engine)
+    audit = store.audit
     writes: list[int] = []
     write = audit._write
 
@@ -215,7 +210,7 @@ async def test_audit_appends_in_one_process_are_group_committed(store: Store) ->
 
 async def test_a_failed_audit_batch_fails_every_waiter_and_the_next_batch_still_writes(store: Store) -> None:
     """A batch whose transaction fails raises in each of its callers; later appends are not stuck behind it."""
-    audit = AuditLog(store.engine)
+    audit = store.audit
     write = audit._write
     failing = [True]
     in_flight, release = asyncio.Event(), asyncio.Event()

@@ -20,7 +20,6 @@ from shared import tracing
 from shared.flags import Flag
 from shared.models import EventReceipt, RunHandleInfo
 from shared.settings import Settings
-from shared.store.triggers import TriggerStore
 from shared.triggers.models import RouteEventResult, TriggerKind, TriggerSpec
 from shared.triggers.service import TriggerService
 from workers.api import create_app
@@ -133,7 +132,7 @@ async def test_event_trace_crosses_routing_and_the_trigger_fired_run(
     rt, api = traced
     assert rt.temporal is not None
     tenant, headers = await key_for(rt, ["events:write"])
-    await TriggerService(TriggerStore(rt.store.engine), rt.temporal, rt.settings, rt.registry, rt.flags).create(
+    await TriggerService(rt.store.triggers, rt.temporal, rt.settings, rt.registry, rt.flags).create(
         TriggerSpec(tenant_id=tenant, name="orders", kind=TriggerKind.EVENT, event_pattern="order.*",
                     template_key=HC, inputs={"task_queues": [rt.settings.task_queue]}))
     response = await api.post("/v1/events", headers=headers,

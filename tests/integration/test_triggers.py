@@ -17,7 +17,6 @@ from shared.errors import FeatureDisabled, RoutingTimeout, TemporalUnavailable
 from shared.events import router_workflow_id
 from shared.flags import Flag
 from shared.models import EventEnvelope, RunStatus
-from shared.store.triggers import TriggerStore
 from shared.triggers.models import (
     FireOutcome,
     RouteEventResult,
@@ -46,7 +45,7 @@ def all_on(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def service(rt: Runtime) -> TriggerService:
     assert rt.temporal is not None
-    return TriggerService(TriggerStore(rt.store.engine), rt.temporal, rt.settings, rt.registry, rt.flags)
+    return TriggerService(rt.store.triggers, rt.temporal, rt.settings, rt.registry, rt.flags)
 
 
 async def tenant(rt: Runtime) -> str:
@@ -84,7 +83,7 @@ async def test_event_fans_out_to_matching_triggers_only(runtime: Runtime, worker
         await runtime.temporal.get_workflow_handle(fire.run_workflow_id).result()
         run = await client.get_run(fire.run_workflow_id, t)
         assert run.status is RunStatus.SUCCEEDED and run.actor == f"trigger:{fire.trigger_name}"
-    stored = await TriggerStore(runtime.store.engine).events(t)
+    stored = await runtime.store.triggers.events(t)
     assert [e.event_type for e in stored] == ["contract.signed"]
 
 
@@ -95,7 +94,7 @@ async def test_duplicate_event_fires_nothing(runtime: Runtime, worker: None, all
     assert await submit(runtime, t, "contract.signed", "evt-1") is not None
     assert await submit(runtime, t, "contract.signed", "evt-1") is None
     assert len(await svc.fires(t)) == 1
-    assert len(await TriggerStore(runtime.store.engine).events(t)) == 1
+    assert len(await runtime.store.triggers.events(t)) == 1
 
 
 async def test_dry_run_trigger_records_and_starts_nothing(runtime: Runtime, worker: None, all_on: None) -> None:
@@ -255,7 +254,7 @@ async def test_router_retries_a_failing_event_without_holding_the_others(
     good = await client.submit_event(EventEnvelope(tenant_id=t, event_id="good", event_type="contract.signed",
                                                     payload={"queues": ["q"]}))
     assert (await client.wait_routed(good, within=10)).matched == 1
-    stored = {e.event_id: e for e in await TriggerStore(runtime.store.engine).events(t)}
+    stored = {e.event_id: e for e in await runtime.store.triggers.events(t)}
     assert stored["good"].routed_at is not None and stored["bad"].routed_at is None
     with pytest.raises(RoutingTimeout):
         await client.wait_routed(bad, within=0.2)
@@ -290,7 +289,7 @@ async def test_failed_hand_over_forgets_the_event_and_admits_the_retry(
     with pytest.raises(TemporalUnavailable) as refusal:
         await client.submit_event(envelope)
     assert refusal.value.retryable
-    assert await TriggerStore(runtime.store.engine).events(t) == []
+    assert await runtime.store.triggers.events(t) == []
     monkeypatch.setattr(events, "start_routing", handed)
     receipt = await client.submit_event(envelope)
     assert not receipt.duplicate
@@ -307,7 +306,7 @@ async def test_new_router_run_sweeps_up_events_stored_but_never_routed(
     monkeypatch.setattr(event_router, "SWEEP_AFTER", timedelta(0))
     t, svc = await tenant(runtime), service(runtime)
     await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True, deny=["actor:mallory"]))
-    store = TriggerStore(runtime.store.engine)
+    store = runtime.store.triggers
     lost_key = f"jobforge/{t}/event/contract.signed/lost/1"
     await store.insert_event(EventEnvelope(tenant_id=t, event_id="lost", event_type="contract.signed",
                                            payload={"queues": ["q"]}), "0" * 32, lost_key, "mallory")

@@ -12,10 +12,7 @@ from datetime import datetime
 
 from shared.security.audit import AuditFact, Decision
 from shared.security.ratelimit import RatePolicy
-from shared.store import create_engine
-from shared.store.audit import AuditLog
-from shared.store.dedupe import EventDeduper
-from shared.store.ratelimits import RateLimiter
+from shared.store import Store, create_engine
 
 CONCURRENCY = 4
 
@@ -23,7 +20,8 @@ CONCURRENCY = 4
 async def _race(url: str, start_at: float, n: int, op: str, key: str, at: datetime | None) -> int:
     engine = create_engine(url, pool_size=CONCURRENCY)
     try:
-        deduper, limiter, audit = EventDeduper(engine), RateLimiter(engine), AuditLog(engine)
+        store = Store(engine)
+        deduper, limiter, audit = store.deduper, store.limiter, store.audit
         policy = RatePolicy(100, 60)
         async with engine.connect():  # warm the pool before the start line
             pass

@@ -109,7 +109,7 @@ class Auth:
     @property
     def sessions(self) -> ConsoleSessions:
         if self._sessions is None:
-            self._sessions = ConsoleSessions(self.runtime.store.engine)
+            self._sessions = self.runtime.store.sessions
         return self._sessions
 
     async def viewer(self, request: Request) -> Viewer:

@@ -31,8 +31,6 @@ from shared.manifest import MANIFEST_NAME
 from shared.models import ArtifactRecord, RunRecord
 from shared.replay.bundle import recorded_outcome, workflow_input
 from shared.security.redaction import redact, redact_text
-from shared.store.replay import ReplayStore
-from shared.store.triggers import TriggerStore
 from shared.triggers.service import TriggerService
 from shared.verify.models import TEMPLATE_KEY as VERIFY_TEMPLATE
 from workers.console import charts
@@ -58,7 +56,7 @@ def now() -> datetime:
 
 def triggers(rt: Runtime) -> TriggerService:
     assert rt.temporal is not None, "the console needs a Temporal client"
-    return TriggerService(TriggerStore(rt.store.engine), rt.temporal, rt.settings, rt.registry, rt.flags)
+    return TriggerService(rt.store.triggers, rt.temporal, rt.settings, rt.registry, rt.flags)
 
 
 def buckets(window: str, at: datetime) -> tuple[list[datetime], int, datetime]:
@@ -173,7 +171,7 @@ async def _edge_events(rt: Runtime, run: RunRecord) -> tuple[dict[str, Any] | No
 
 async def _history_events(rt: Runtime, run: RunRecord) -> list[dict[str, Any]]:
     """The run's whole (redacted) history: captured in the store, else from Temporal."""
-    raw = await ReplayStore(rt.store).history(run.run_id)
+    raw = await rt.store.replay.history(run.run_id)
     if raw is not None:
         events = orjson.loads(raw).get("events") or []
         return [e for e in events if isinstance(e, dict)]
@@ -219,7 +217,7 @@ async def run_page(rt: Runtime, tenant_id: str, run_id: str) -> RunPage:
     if run.run_id != run_id:
         raise RunNotFound(run_id)  # the page of a run is addressed by its run id
     at = now()
-    replay = ReplayStore(rt.store)
+    replay = rt.store.replay
     artifacts_task = rt.store.list_artifacts(tenant_id, run.run_id)
     provenance_task = replay.provenance(run.run_id)
     edges_task = _edge_events(rt, run)
