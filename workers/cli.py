@@ -103,12 +103,9 @@ def db_current(as_json: bool = typer.Option(False, "--json")) -> None:
     from workers.stack import database_url
 
     async def go() -> str | None:
-        store = Store.from_url(database_url(settings()))
-        try:
+        async with Store.opened(database_url(settings())) as store:
             await store.ping()
             return await store.schema_revision()
-        finally:
-            await store.close()
 
     current, head = run_async(go()), head_revision()
     if as_json:
@@ -166,11 +163,8 @@ async def _store_call(fn: Callable[[Store], Awaitable[R]]) -> R:
     from shared.store import Store
     from workers.stack import database_url
 
-    store = Store.from_url(database_url(settings()))
-    try:
+    async with Store.opened(database_url(settings())) as store:
         return await fn(store)
-    finally:
-        await store.close()
 
 
 async def _change(store: Store, flag: Flag, enabled: bool | None, actor: str, reason: str) -> Any:

@@ -31,14 +31,12 @@ def _masked(url: str) -> str:
 async def _database(url: str) -> str:
     from shared.store import Store
 
-    store = Store.from_url(url, 1)
-    try:
-        await asyncio.wait_for(store.ping(), CHECK_TIMEOUT)
-        return "ok"
-    except (JobForgeError, TimeoutError) as exc:
-        return f"unreachable ({exc})" if isinstance(exc, JobForgeError) else "unreachable (timed out)"
-    finally:
-        await store.close()
+    async with Store.opened(url, 1) as store:
+        try:
+            await asyncio.wait_for(store.ping(), CHECK_TIMEOUT)
+            return "ok"
+        except (JobForgeError, TimeoutError) as exc:
+            return f"unreachable ({exc})" if isinstance(exc, JobForgeError) else "unreachable (timed out)"
 
 
 async def _temporal(settings: Settings) -> str:

@@ -36,19 +36,13 @@ DEMO_TENANT = "demo"
 
 def ensure_tenant(url: str, tenant_id: str) -> None:
     """Create ``tenant_id`` in the database at ``url`` unless it exists."""
-    import sqlalchemy as sa
-    from sqlalchemy.dialects.postgresql import insert
+    import psycopg
 
-    from shared.store.migrate import sync_url
-    from shared.store.tables import TenantRow
+    from shared.store import statements
+    from shared.store.direct import conninfo
 
-    engine = sa.create_engine(sync_url(url), poolclass=sa.NullPool)
-    try:
-        with engine.begin() as conn:
-            conn.execute(insert(TenantRow).values(tenant_id=tenant_id, name=tenant_id)
-                         .on_conflict_do_nothing(index_elements=[TenantRow.tenant_id]))
-    finally:
-        engine.dispose()
+    with psycopg.connect(conninfo(url), autocommit=True) as conn:
+        conn.execute(statements.TENANT_CREATE, {"t": tenant_id, "name": tenant_id})
 
 
 @dataclass(frozen=True)

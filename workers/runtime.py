@@ -92,16 +92,13 @@ async def open_runtime(settings: Settings, *, temporal: bool = True, process: st
     """The runtime of one process. ``process`` names it in flag refusals (default: the program's name);
     ``stack_flags``: a command run beside ``jobforge dev`` reads flags as the stack's workers do;
     ``tenant``: the command is about this tenant, refused with :class:`UnknownTenant` unless it exists."""
-    store = Store.from_url(database_url(settings), settings.database_pool_size)
-    try:
+    async with Store.opened(database_url(settings), settings.database_pool_size) as store:
         flags = (stack_flag_reader(settings, store.flag_overrides, settings.flag_override_ttl_seconds)
                  if stack_flags else None) or FlagReader(
             store.flag_overrides, settings.flag_override_ttl_seconds, where=this_process(process))
         runtime = Runtime(settings, store, flags, load_registry(settings))
         if tenant is not None:
-            await runtime.gate.tenants.require(check_tenant_id(tenant))
+            await store.tenants.require(check_tenant_id(tenant))
         if temporal:
             runtime.temporal = await connect(settings)
         yield runtime
-    finally:
-        await store.close()

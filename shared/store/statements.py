@@ -232,6 +232,121 @@ RECEIPT_CONSUME = (
     "INSERT INTO receipt_uses (jti, workflow_id, run_id, expires_at) VALUES (%(jti)s, %(wf)s, %(run)s, %(exp)s) "
     "ON CONFLICT (jti) DO UPDATE SET jti = excluded.jti RETURNING run_id")
 
+# -- triggers and their fires -------------------------------------------------------------------------
+
+TRIGGER_CREATE = (
+    "INSERT INTO triggers (trigger_id, tenant_id, name, kind, template_key, event_pattern, enabled, spec) "
+    "VALUES (%(trigger_id)s, %(tenant_id)s, %(name)s, %(kind)s, %(template_key)s, %(event_pattern)s, %(enabled)s, "
+    "%(spec)s) ON CONFLICT (tenant_id, name) DO NOTHING RETURNING *")
+TRIGGER_BY_NAME = "SELECT * FROM triggers WHERE tenant_id = %(t)s AND name = %(name)s"
+TRIGGER_BY_ID = "SELECT * FROM triggers WHERE trigger_id = %(id)s"
+#: the trigger's row, locked until the transaction ends (fires of one trigger with limits take turns)
+TRIGGER_LOCK = "SELECT * FROM triggers WHERE trigger_id = %(id)s FOR UPDATE"
+TRIGGERS_OF_TENANT = "SELECT * FROM triggers WHERE tenant_id = %(t)s ORDER BY name"
+TRIGGERS_OF_KIND = "SELECT * FROM triggers WHERE tenant_id = %(t)s AND kind = %(kind)s ORDER BY name"
+TRIGGER_SAVE = ("UPDATE triggers SET enabled = %(enabled)s, spec = %(spec)s, updated_at = now() "
+                "WHERE trigger_id = %(id)s")
+TRIGGER_DELETE = "DELETE FROM triggers WHERE trigger_id = %(id)s"
+
+#: a fire of a trigger without cooldown or max-runs, decided without a lock: one statement takes the
+#: record's id and the database clock and inserts the record unless this fire was decided already
+FIRE_RECORD_STATELESS = (
+    "WITH fire AS (SELECT nextval(pg_get_serial_sequence('trigger_fires', 'id')) AS id) "
+    "INSERT INTO trigger_fires (id, tenant_id, trigger_id, trigger_name, fire_key, source, verdict, "
+    "reasons, event_type, event_id, inputs, run_workflow_id, start_error, fired_at) "
+    "SELECT fire.id, %(tenant_id)s, %(trigger_id)s, %(trigger_name)s, %(fire_key)s, %(source)s, "
+    "%(verdict)s, %(reasons)s, %(event_type)s, %(event_id)s, %(inputs)s, "
+    "CASE WHEN %(fires)s THEN %(run_prefix)s::text || fire.id END, '', clock_timestamp() FROM fire "
+    "ON CONFLICT (fire_key) DO NOTHING RETURNING *")
+FIRE_BY_KEY = "SELECT * FROM trigger_fires WHERE fire_key = %(key)s"
+#: under the trigger's lock: the clock, the next record's id and the trigger's fire history in one statement
+FIRE_STATE = (
+    "SELECT clock_timestamp() AS now, nextval(pg_get_serial_sequence('trigger_fires', 'id')) AS id, "
+    "(SELECT max(fired_at) FILTER (WHERE verdict = 'fire') FROM trigger_fires WHERE trigger_id = %(id)s) "
+    "AS last_fired_at, "
+    "(SELECT count(*) FILTER (WHERE verdict = 'fire' AND fired_at > clock_timestamp() - %(window)s) "
+    "FROM trigger_fires WHERE trigger_id = %(id)s) AS fires_in_window")
+FIRE_RECORD = (
+    "INSERT INTO trigger_fires (id, tenant_id, trigger_id, trigger_name, fire_key, source, verdict, reasons, "
+    "event_type, event_id, inputs, run_workflow_id, start_error, fired_at) VALUES (%(id)s, %(tenant_id)s, "
+    "%(trigger_id)s, %(trigger_name)s, %(fire_key)s, %(source)s, %(verdict)s, %(reasons)s, %(event_type)s, "
+    "%(event_id)s, %(inputs)s, %(run_workflow_id)s, '', %(fired_at)s) RETURNING *")
+FIRE_SET_START_ERROR = "UPDATE trigger_fires SET start_error = %(start_error)s WHERE id = %(id)s"
+#: how many fires a trigger has recorded, counted up to a limit (an index range, no rows read)
+FIRES_COUNT = "SELECT count(*) FROM (SELECT 1 FROM trigger_fires WHERE trigger_id = %s LIMIT %s) AS f"
+
+
+def fires(*, trigger_name: bool = False, trigger_id: bool = False, verdict: bool = False,
+          after_cursor: bool = False) -> str:
+    """A tenant's fire decisions (``%(t)s``), newest first, up to ``%(limit)s``: of one trigger (by
+    ``%(trigger_name)s`` or ``%(trigger)s``), of one ``%(verdict)s``, older than (``%(c_at)s``, ``%(c_id)s``)."""
+    clauses = ["tenant_id = %(t)s"]
+    if trigger_name:
+        clauses.append("trigger_name = %(trigger_name)s")
+    if trigger_id:
+        clauses.append("trigger_id = %(trigger)s")
+    if verdict:
+        clauses.append("verdict = %(verdict)s")
+    if after_cursor:
+        clauses.append("(fired_at, id) < (%(c_at)s, %(c_id)s)")
+    return f"SELECT * FROM trigger_fires WHERE {' AND '.join(clauses)} ORDER BY fired_at DESC, id DESC LIMIT %(limit)s"
+
+
+# -- events -----------------------------------------------------------------------------------------
+
+#: an admitted event, stored once (a retried submission finds the row there)
+EVENT_INSERT = (
+    "INSERT INTO events (tenant_id, event_id, event_type, trace_id, source_app, source_module, payload, "
+    "occurred_at, route_workflow_id, actor) VALUES (%(tenant_id)s, %(event_id)s, %(event_type)s, %(trace_id)s, "
+    "%(source_app)s, %(source_module)s, %(payload)s, %(occurred_at)s, %(route_workflow_id)s, %(actor)s) "
+    "ON CONFLICT (route_workflow_id) DO NOTHING")
+EVENT_BY_ROUTE_KEY = "SELECT * FROM events WHERE route_workflow_id = %(route)s"
+EVENT_OF_TENANT_BY_ROUTE_KEY = "SELECT * FROM events WHERE tenant_id = %(t)s AND route_workflow_id = %(route)s"
+EVENTS_BY_ROUTE_KEYS = "SELECT * FROM events WHERE route_workflow_id = ANY(%s)"
+EVENT_BY_ID = "SELECT * FROM events WHERE id = %(id)s AND tenant_id = %(t)s"
+#: how events were routed, in one statement (a retried routing writes the same result again)
+EVENTS_MARK_ROUTED = (
+    "UPDATE events SET routed_at = coalesce(events.routed_at, now()), routing = done.routing "
+    "FROM unnest(%s::bigint[], %s::jsonb[]) AS done(id, routing) WHERE events.id = done.id")
+EVENTS_UNROUTED = ("SELECT route_workflow_id FROM events WHERE tenant_id = %s AND routed_at IS NULL "
+                   "AND received_at < now() - %s ORDER BY received_at, id LIMIT %s")
+EVENT_DROP_UNROUTED = "DELETE FROM events WHERE route_workflow_id = %s AND routed_at IS NULL"
+EVENT_COUNTS = (
+    "SELECT date_bin(make_interval(secs => %(b)s), received_at, TIMESTAMPTZ '2000-01-01 00:00Z'), "
+    "count(*) FROM events WHERE tenant_id = %(t)s AND received_at >= %(since)s GROUP BY 1")
+
+
+def events(*, event_type: bool = False, source_app: bool = False, after_cursor: bool = False) -> str:
+    """A tenant's stored events (``%(t)s``), newest first, up to ``%(limit)s``: of one ``%(type)s``, one
+    ``%(source)s``, older than (``%(c_at)s``, ``%(c_id)s``)."""
+    clauses = ["tenant_id = %(t)s"]
+    if event_type:
+        clauses.append("event_type = %(type)s")
+    if source_app:
+        clauses.append("source_app = %(source)s")
+    if after_cursor:
+        clauses.append("(received_at, id) < (%(c_at)s, %(c_id)s)")
+    return f"SELECT * FROM events WHERE {' AND '.join(clauses)} ORDER BY received_at DESC, id DESC LIMIT %(limit)s"
+
+# -- the replay pack ----------------------------------------------------------------------------------
+
+#: a run's provenance, first capture kept (a retried activity does not overwrite it)
+PROVENANCE_SAVE = ("INSERT INTO run_provenance (run_id, tenant_id, input_hash, provenance) VALUES (%(run_id)s, "
+                   "%(tenant_id)s, %(input_hash)s, %(provenance)s) ON CONFLICT (run_id) DO NOTHING")
+PROVENANCE_GET = "SELECT provenance FROM run_provenance WHERE run_id = %(run_id)s"
+#: finished runs whose history is not captured yet, newest first
+RUNS_WITHOUT_HISTORY = (
+    "SELECT r.tenant_id, r.workflow_id, r.run_id FROM runs AS r LEFT OUTER JOIN run_histories AS h "
+    "ON h.run_id = r.run_id WHERE r.status = ANY(%(final)s) AND h.run_id IS NULL "
+    "ORDER BY r.finished_at DESC NULLS LAST LIMIT %(limit)s")
+HISTORY_SAVE = ("INSERT INTO run_histories (run_id, tenant_id, workflow_id, history, events) VALUES (%(run_id)s, "
+                "%(tenant_id)s, %(workflow_id)s, %(history)s, %(events)s) ON CONFLICT (run_id) DO NOTHING")
+HISTORY_GET = "SELECT history FROM run_histories WHERE run_id = %(run_id)s"
+BUNDLE_RECORD = ("INSERT INTO replay_bundles (tenant_id, run_id, bundle_sha256, replay_sha256, location) "
+                 "VALUES (%(tenant_id)s, %(run_id)s, %(bundle_sha256)s, %(replay_sha256)s, %(location)s)")
+BUNDLES_OF_RUN = ("SELECT bundle_sha256, replay_sha256, location, created_at FROM replay_bundles "
+                  "WHERE tenant_id = %(tenant_id)s AND run_id = %(run_id)s ORDER BY created_at DESC")
+
 # -- console sessions ---------------------------------------------------------------------------------
 
 SESSIONS_DROP_EXPIRED = "DELETE FROM console_sessions WHERE expires_at < now()"

@@ -8,12 +8,11 @@ the named ones of :mod:`shared.store.statements`; text written into a column goe
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -81,20 +80,6 @@ def unreachable(exc: BaseException) -> bool:
                       | ConnectionError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
-def autocommit(engine: AsyncEngine) -> AsyncEngine:
-    """``engine`` (same pool) whose statements each commit on their own: no BEGIN/COMMIT round trips.
-
-    For reads and for single statements that are atomic by themselves; anything that needs several
-    statements to hold together uses the plain engine and a transaction.
-    """
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
-
-
-def row_of(values: Mapping[str, Any]) -> Any:
-    """A raw row (column -> value) with the attribute access the ``_record``-style mappers use."""
-    return SimpleNamespace(**values)
-
-
 @dataclass(frozen=True, slots=True)
 class RunCount:
     """How many of a tenant's runs created in one time bucket have one status."""
@@ -132,6 +117,17 @@ class Store:
     @classmethod
     def from_url(cls, url: str, pool_size: int = 5) -> Store:
         return cls(create_engine(url, pool_size))
+
+    @classmethod
+    @asynccontextmanager
+    async def opened(cls, url: str, pool_size: int = 5) -> AsyncIterator[Store]:
+        """The store of a process on ``url``, closed when the block ends (``open_runtime`` and the commands
+        that need only the store open it this way)."""
+        store = cls.from_url(url, pool_size)
+        try:
+            yield store
+        finally:
+            await store.close()
 
     async def close(self) -> None:
         await self.engine.dispose()
