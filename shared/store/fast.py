@@ -1,12 +1,13 @@
-"""Raw psycopg connections for the hot path's statements (the gate, routing, run bookkeeping).
+"""The store's one connection path: raw psycopg connections for every statement (``Store.connection()``).
 
 SQLAlchemy's async engine costs about 0.6 ms of CPU per checkout and statement on top of psycopg's
 0.15 ms (greenlet hand-offs, pool events, reset on return); an event's path runs a dozen or so
-single statements, so the gate and the router talk to PostgreSQL through :func:`connection`:
+single statements, so every store talks to PostgreSQL through :func:`connection`:
 
 * for an engine made by :func:`shared.store.create_engine`, a small pool of psycopg connections in
-  autocommit mode, one per event loop that uses it, sized like the engine's pool, closed when the
-  engine is disposed (``Engine.dispose`` / ``Store.close``);
+  autocommit mode, one per event loop that uses it: up to the engine's pool size kept open, up to
+  :data:`OVERFLOW` more opened for a burst and closed when returned (as SQLAlchemy's pool would), all
+  closed when the engine is disposed (``Engine.dispose`` / ``Store.close``);
 * for any other engine, the driver connection of one of the engine's own pooled connections (in
   autocommit), so the same code runs on both.
 
@@ -39,11 +40,13 @@ class _LoopPool:
 
 
 class FastPool:
-    """Up to ``size`` autocommit psycopg connections per event loop, reused LIFO."""
+    """Up to ``size`` + ``overflow`` autocommit psycopg connections per event loop, ``size`` of them kept
+    open between uses and reused LIFO."""
 
-    def __init__(self, conninfo: str, size: int) -> None:
+    def __init__(self, conninfo: str, size: int, overflow: int = 0) -> None:
         self.conninfo = conninfo
         self.size = size
+        self.overflow = overflow
         self.disposed = False
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = weakref.WeakKeyDictionary()
 
@@ -51,7 +54,7 @@ class FastPool:
         loop = asyncio.get_running_loop()
         pool = self._loops.get(loop)
         if pool is None:
-            pool = self._loops[loop] = _LoopPool(asyncio.Semaphore(self.size))
+            pool = self._loops[loop] = _LoopPool(asyncio.Semaphore(self.size + self.overflow))
         return pool
 
     @contextlib.asynccontextmanager
@@ -84,13 +87,16 @@ class FastPool:
                     conn.pgconn.finish()
 
 
+#: connections a pool opens beyond its size for a burst (SQLAlchemy's default ``max_overflow``)
+OVERFLOW = 10
+
 _pools: weakref.WeakKeyDictionary[Engine, FastPool] = weakref.WeakKeyDictionary()
 
 
 def attach(engine: AsyncEngine, size: int) -> None:
     """Give ``engine`` a :class:`FastPool` on the same database, closed when the engine is disposed."""
     url = engine.url.set(drivername="postgresql")
-    pool = FastPool(url.render_as_string(hide_password=False), size)
+    pool = FastPool(url.render_as_string(hide_password=False), size, OVERFLOW)
     sync_engine = engine.sync_engine
     _pools[sync_engine] = pool
 
@@ -100,7 +106,7 @@ def attach(engine: AsyncEngine, size: int) -> None:
         if current is not None:
             current.dispose()
             # a disposed engine is still usable (SQLAlchemy opens new connections): so is its pool
-            _pools[sync_engine] = FastPool(current.conninfo, current.size)
+            _pools[sync_engine] = FastPool(current.conninfo, current.size, current.overflow)
 
 
 @contextlib.asynccontextmanager
