@@ -59,7 +59,6 @@ import psutil
 import psycopg
 from psycopg import sql
 from pydantic import SecretStr
-from sqlalchemy import text
 from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -219,14 +218,15 @@ async def rate_bench(rate: float, duration: float, home: Path, url: str) -> None
                                                             event_type="order.paid", payload={"order": i}))
                     returned[f"{tenant}/o{i}"] = time.time()
 
-                query = text("SELECT f.tenant_id || '/' || f.event_id, extract(epoch FROM r.created_at) "
-                             "FROM trigger_fires f JOIN runs r ON r.workflow_id = f.run_workflow_id "
-                             "WHERE f.tenant_id = :t")
+                query = ("SELECT f.tenant_id || '/' || f.event_id, extract(epoch FROM r.created_at) "
+                         "FROM trigger_fires f JOIN runs r ON r.workflow_id = f.run_workflow_id "
+                         "WHERE f.tenant_id = %(t)s")
 
                 async def admitted(tenant: str, count: int) -> list[tuple[str, float]]:
                     while True:
-                        async with rt.store.engine.connect() as conn:
-                            rows = [(r[0], float(r[1])) for r in (await conn.execute(query, {"t": tenant})).all()]
+                        async with rt.store.connection() as conn:
+                            rows = [(r[0], float(r[1]))
+                                    for r in await (await conn.execute(query, {"t": tenant})).fetchall()]
                         if len(rows) >= count:
                             return rows
                         await asyncio.sleep(0.1)
@@ -352,18 +352,19 @@ async def bench(n: int, concurrency: int, home: Path, url: str, separate_worker:
 
                 async def until(query: str, tenant: str, count: int) -> list[tuple[str, float]]:
                     while True:
-                        async with rt.store.engine.connect() as conn:
-                            rows = [(r[0], float(r[1])) for r in (await conn.execute(text(query), {"t": tenant})).all()]
+                        async with rt.store.connection() as conn:
+                            rows = [(r[0], float(r[1]))
+                                    for r in await (await conn.execute(query, {"t": tenant})).fetchall()]
                         if len(rows) >= count:
                             return rows
                         await asyncio.sleep(0.05)
 
                 admitted_raw = ("SELECT workflow_id, extract(epoch FROM created_at) FROM runs "
-                                "WHERE tenant_id = :t")
+                                "WHERE tenant_id = %(t)s")
                 admitted_fired = ("SELECT f.tenant_id || '/' || f.event_id, extract(epoch FROM r.created_at) "
                                   "FROM trigger_fires f JOIN runs r ON r.workflow_id = f.run_workflow_id "
-                                  "WHERE f.tenant_id = :t")
-                finished = ("SELECT workflow_id, 0 FROM runs WHERE tenant_id = :t AND finished_at IS NOT NULL")
+                                  "WHERE f.tenant_id = %(t)s")
+                finished = ("SELECT workflow_id, 0 FROM runs WHERE tenant_id = %(t)s AND finished_at IS NOT NULL")
 
                 async def phase(kind: str, tenant: str) -> tuple[float, list[float], dict[str, float], float]:
                     """One burst of N: (items/s to admission, latencies, CPU spent to each run's end, submit s)."""

@@ -45,7 +45,6 @@ import psutil
 import psycopg
 from psycopg import sql
 from pydantic import SecretStr
-from sqlalchemy import text
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -204,23 +203,25 @@ async def wait_until(probe: Callable[[], Awaitable[bool]], seconds: float, what:
 
 
 async def scalar(rt: Runtime, query: str, **params: object) -> int:
-    async with rt.store.engine.connect() as conn:
-        return int((await conn.execute(text(query), params)).scalar_one())
+    async with rt.store.connection() as conn:
+        row = await (await conn.execute(query, params)).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 async def runs_done(rt: Runtime, tenants: Sequence[str], status: str = "succeeded") -> int:
-    return await scalar(rt, "SELECT count(*) FROM runs WHERE tenant_id = ANY(:t) AND template_key = :hc "
-                            "AND status = :s", t=list(tenants), hc=HC, s=status)
+    return await scalar(rt, "SELECT count(*) FROM runs WHERE tenant_id = ANY(%(t)s) AND template_key = %(hc)s "
+                            "AND status = %(s)s", t=list(tenants), hc=HC, s=status)
 
 
 async def fires(rt: Runtime, tenant: str, where: str = "TRUE") -> int:
-    return await scalar(rt, f"SELECT count(*) FROM trigger_fires WHERE tenant_id = :t AND {where}", t=tenant)
+    return await scalar(rt, f"SELECT count(*) FROM trigger_fires WHERE tenant_id = %(t)s AND {where}", t=tenant)
 
 
 async def audit_counts(rt: Runtime, tenant: str) -> dict[str, int]:
-    async with rt.store.engine.connect() as conn:
-        rows = (await conn.execute(text("SELECT action || ':' || decision, count(*) FROM audit_log "
-                                        "WHERE tenant_id = :t GROUP BY 1"), {"t": tenant})).all()
+    async with rt.store.connection() as conn:
+        rows = await (await conn.execute("SELECT action || ':' || decision, count(*) FROM audit_log "
+                                         "WHERE tenant_id = %(t)s GROUP BY 1", {"t": tenant})).fetchall()
     return {str(key): int(count) for key, count in rows}
 
 
@@ -384,7 +385,7 @@ class Bench:
         expect(await runs_done(rt, [dup]) == d, "dedupe: one run per event id", await runs_done(rt, [dup]))
         checks.append(f"dedupe {d}/{3 * d} admitted")
         started = await fires(rt, limited, "verdict = 'fire' AND start_error = ''")
-        refused = await fires(rt, limited, "start_error LIKE 'rate_limited%'")
+        refused = await fires(rt, limited, "start_error LIKE 'rate_limited%%'")  # psycopg: %% is a literal %
         runs = await runs_done(rt, [limited])
         expect((started, refused, runs) == (b, e, b), "rate limit: exactly the burst starts", (started, refused, runs))
         checks.append(f"rate limit {b} started / {e} refused")

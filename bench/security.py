@@ -239,7 +239,7 @@ async def gate_figures(events: int = 2000, concurrency: int = 16) -> dict[str, f
     from shared.models import EventEnvelope
     from shared.security.principal import Principal
     from shared.settings import Settings
-    from shared.store import Store, create_engine
+    from shared.store import Store
     from shared.store.migrate import upgrade
     from shared.templates import load_registry
 
@@ -247,14 +247,14 @@ async def gate_figures(events: int = 2000, concurrency: int = 16) -> dict[str, f
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    engine = None
+    store = None
     try:
         await asyncio.to_thread(upgrade, url)
         settings = Settings(home=Path("/tmp") / name, rate_limit_per_minute=10**8)
         env = {flag.value: "1" for flag in (Flag.EVENTS, Flag.RATE_LIMITING, Flag.AUDIT_LOGGING,
                                             Flag.SECURITY_VALIDATION)}
-        engine = create_engine(url, pool_size=concurrency)
-        gate = Gate(Store(engine), settings, FlagReader(None, env=env), load_registry(settings))
+        store = Store.from_url(url, pool_size=concurrency)
+        gate = Gate(store, settings, FlagReader(None, env=env), load_registry(settings))
         caller = Principal(actor="bench", scopes=("events:write",), tenant_id="bench")
         payload = {"order": {"id": 1, "lines": [{"sku": "a", "qty": 2}] * 5}, "note": "paid"}
         sem = asyncio.Semaphore(concurrency)
@@ -276,8 +276,8 @@ async def gate_figures(events: int = 2000, concurrency: int = 16) -> dict[str, f
         return {"gate_checks_per_second": events / seconds, "gate_duplicates": duplicates,
                 "audit_entries": verdict.entries, "audit_ok": float(verdict.ok)}
     finally:
-        if engine is not None:
-            await engine.dispose()
+        if store is not None:
+            await store.close()
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 

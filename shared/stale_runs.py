@@ -87,7 +87,7 @@ async def sweep(store: Store, temporal: Client, older_than_seconds: float, limit
 async def sweep_loop(store: Store, temporal: Client, stop: asyncio.Event, interval: float,
                      older_than_seconds: float) -> None:
     """A worker's periodic :func:`sweep` until ``stop`` is set; an outage is logged and tried again later."""
-    from sqlalchemy.exc import SQLAlchemyError
+    import psycopg
     from temporalio.service import RPCError
 
     from shared.errors import JobForgeError
@@ -95,7 +95,7 @@ async def sweep_loop(store: Store, temporal: Client, stop: asyncio.Event, interv
     while not stop.is_set():
         try:
             await sweep(store, temporal, older_than_seconds)
-        except (JobForgeError, RPCError, SQLAlchemyError, OSError) as exc:
+        except (JobForgeError, RPCError, psycopg.Error, OSError) as exc:
             log.warning("stale_queued_sweep_failed", error_type=type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)

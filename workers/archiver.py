@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import psycopg
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 from temporalio.service import RPCError
 
 from shared.errors import JobForgeError
@@ -26,7 +26,7 @@ async def archive_histories(service: ReplayService, stop: asyncio.Event, interva
             captured = await service.capture_pending()
             if captured:
                 log.info("histories_captured", count=captured)
-        except (JobForgeError, RPCError, SQLAlchemyError, OSError) as exc:
+        except (JobForgeError, RPCError, psycopg.Error, OSError) as exc:
             log.warning("history_capture_failed", error_type=type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)

@@ -1,7 +1,8 @@
 """JobForge's own PostgreSQL store: tables, migrations and the typed :class:`Store` interface.
 
-``Store`` and ``create_engine`` load SQLAlchemy when first named (``from shared.store import Store``), so
-``shared.store.direct`` and the other light modules of the package can be imported without it.
+``Store`` loads psycopg and the store's modules when first named (``from shared.store import Store``), so
+``shared.store.direct``, ``shared.store.statements`` and the other light modules of the package can be
+imported without them.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shared.store.store import Store, create_engine
+    from shared.store.store import Store
 
-__all__ = ["Store", "create_engine"]
+__all__ = ["Store"]
 
 
 def __getattr__(name: str) -> Any:

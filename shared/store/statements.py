@@ -1,10 +1,11 @@
 """Every SQL statement JobForge runs, each defined once and named here (no imports: the CLI loads it cheaply).
 
 Statements are psycopg text (``%(name)s`` parameters, or ``%s`` where a statement is executed with a
-tuple), run over a psycopg connection: :func:`shared.store.fast.connection` in the processes that hold
-an engine (workers, API, the commands that open a runtime), :func:`shared.store.direct.connect` in the
-commands that read one thing and exit. The few statements whose ``WHERE`` is assembled from optional
-filters are built by a function here from constant clauses; their values are always bound.
+tuple), run over a psycopg connection: ``Store.connection()`` (the pool of :mod:`shared.store.fast`) in
+the processes that open a store (workers, API, the commands that open a runtime), and
+:func:`shared.store.direct.connect` in the commands that read one thing and exit. The few statements
+whose ``WHERE`` is assembled from optional filters are built by a function here from constant clauses;
+their values are always bound.
 
 A new statement goes here, under a name that says what it does, next to the others of its table; the
 store method that runs it maps its rows to typed records (``shared/store/rows.py`` and the stores).

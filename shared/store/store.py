@@ -19,8 +19,6 @@ import orjson
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb, set_json_dumps
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.errors import RunNotFound, StoreUnavailable
 from shared.flags import Flag
@@ -42,27 +40,7 @@ if TYPE_CHECKING:
     from shared.store.tenants import TenantStore
     from shared.store.triggers import TriggerStore
 
-__all__ = ["RunCount", "RunDurations", "RunFilter", "Store", "create_engine", "unreachable"]
-
-
-def create_engine(url: str, pool_size: int = 5) -> AsyncEngine:
-    """An async engine on ``url`` (``postgresql+psycopg://``; a bare ``postgresql://`` is upgraded)."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    # No pre-ping: it costs a round trip on every checkout, and the hot paths check out a connection
-    # per statement. A connection that died with its server (a PostgreSQL restart) fails its next
-    # statement instead (see `unreachable`), and the pool drops it (SQLAlchemy's whole pool, or the
-    # one raw connection), so a restart costs each process a few such errors: activities retry them,
-    # API callers get 503 store_unavailable with Retry-After.
-    # hide_parameters: SQLAlchemy's error text would otherwise quote every statement's parameters
-    # (run inputs, payloads) into whatever logs the error. JSON values are written storable: text the
-    # gate did not refuse (a step's output in a summary) has NUL and unpaired surrogates replaced, so
-    # PostgreSQL never rejects them (and never quotes them into its own log doing so).
-    set_json_dumps(storable_json)
-    engine = create_async_engine(url, pool_size=pool_size, pool_pre_ping=False, pool_recycle=3600,
-                                 hide_parameters=True, json_serializer=storable_json)
-    fast.attach(engine, pool_size)  # the hot path's raw connections (shared.store.fast)
-    return engine
+__all__ = ["RunCount", "RunDurations", "RunFilter", "Store", "unreachable"]
 
 
 def storable_json(value: Any) -> str:
@@ -76,8 +54,14 @@ def storable_json(value: Any) -> str:
 
 def unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` says the database could not be reached or the connection broke (retry later)."""
-    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | OperationalError | InterfaceError
-                      | ConnectionError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | ConnectionError):
+        return True
+    if type(exc).__module__.startswith("sqlalchemy"):  # Alembic's migrations run on SQLAlchemy
+        from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+        return isinstance(exc, OperationalError | InterfaceError) or (
+            isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +95,19 @@ class Store:
     in the process (:attr:`tenants`, :attr:`triggers`, ...): nothing builds one of its own.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, url: str, pool_size: int = 5) -> None:
+        """The store of the database at ``url`` (a SQLAlchemy-style ``postgresql+psycopg://`` URL or a libpq
+        one), keeping up to ``pool_size`` connections open per event loop (``shared.store.fast``)."""
+        # JSON values are written storable: text the gate did not refuse (a step's output in a summary)
+        # has NUL and unpaired surrogates replaced, so PostgreSQL never rejects them (and never quotes
+        # them into its own log doing so)
+        set_json_dumps(storable_json)
+        self.url = url
+        self.pool = fast.FastPool(direct.conninfo(url), pool_size)
 
     @classmethod
     def from_url(cls, url: str, pool_size: int = 5) -> Store:
-        return cls(create_engine(url, pool_size))
+        return cls(url, pool_size)
 
     @classmethod
     @asynccontextmanager
@@ -130,12 +121,14 @@ class Store:
             await store.close()
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        """Close the pooled connections (those in use close when returned); a later statement opens anew."""
+        closing, self.pool = self.pool, fast.FastPool(self.pool.conninfo, self.pool.size, self.pool.overflow)
+        closing.close()
 
     def connection(self) -> AbstractAsyncContextManager[fast.Conn]:
         """An autocommit psycopg connection to the store's database for as long as the block runs
         (``conn.transaction()`` for steps whose statements must hold together)."""
-        return fast.connection(self.engine)
+        return self.pool.connection()
 
     # -- the stores of each area (one per process) ------------------------------------------------
 
@@ -194,7 +187,7 @@ class Store:
         try:
             async with self.connection() as conn:
                 await conn.execute(sql.PING)
-        except (psycopg.Error, OperationalError, DBAPIError, OSError) as exc:
+        except (psycopg.Error, OSError) as exc:
             raise StoreUnavailable(f"the JobForge database cannot be reached: {type(exc).__name__}") from None
 
     async def schema_revision(self) -> str | None:

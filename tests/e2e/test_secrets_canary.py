@@ -19,7 +19,6 @@ import psycopg
 import pytest
 from psycopg import sql
 from pydantic import SecretStr
-from sqlalchemy import text
 
 from shared.errors import JobForgeError, SecretInInputs, UnstorableText
 from shared.flags import Flag
@@ -125,9 +124,10 @@ async def test_canaries_appear_nowhere(settings: Settings, tmp_path: Path, monke
 
             histories = [readable((await rt.temporal.get_workflow_handle(w).fetch_history()).to_json())
                          for w in workflow_ids]
-            async with rt.store.engine.connect() as conn:
-                rows = [str(tuple(r)) for table in ("runs", "audit_log") for r in
-                        (await conn.execute(text(f"SELECT * FROM {table} WHERE tenant_id = :t"), {"t": tenant}))]
+            async with rt.store.connection() as conn:
+                rows = [str(tuple(r)) for table in ("runs", "audit_log") for r in await (await conn.execute(
+                    sql.SQL("SELECT * FROM {} WHERE tenant_id = %s").format(sql.Identifier(table)),
+                    (tenant,))).fetchall()]
     finally:
         worker.terminate()
         await asyncio.to_thread(worker.wait, 30)
@@ -236,11 +236,11 @@ async def test_step_output_secrets_reach_no_surface(settings: Settings, repos: P
             while await replay_store.history(report.run_id) is None:  # captured by the worker once closed
                 assert time.monotonic() < deadline, log_path.read_text()[-2000:]
                 await asyncio.sleep(0.1)
-            async with rt.store.engine.connect() as conn:
-                tables = [r[0] for r in await conn.execute(text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))]
-                rows = [str(tuple(r)) for table in tables
-                        for r in await conn.execute(text(f'SELECT * FROM "{table}"'))]
+            async with rt.store.connection() as conn:
+                tables = [r[0] for r in await (await conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).fetchall()]
+                rows = [str(tuple(r)) for table in tables for r in await (await conn.execute(
+                    sql.SQL("SELECT * FROM {}").format(sql.Identifier(table)))).fetchall()]
         bundle = stack_tmp_path / "bundle"
         exported = await asyncio.to_thread(jobforge, "replay", "export", report.run_id, "--out", str(bundle), env=env)
         assert exported.returncode == 0, exported.stderr

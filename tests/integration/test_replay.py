@@ -161,15 +161,14 @@ async def test_forgotten_runs_do_not_starve_the_archiver(runtime: Runtime, worke
     captured: the archiver takes the newest first."""
     from datetime import UTC, datetime, timedelta
 
-    from sqlalchemy.ext.asyncio import AsyncSession
-
-    from shared.store.tables import RunRow
-
     long_ago = datetime.now(UTC) - timedelta(days=3)
-    async with AsyncSession(runtime.store.engine) as session, session.begin():
-        session.add_all([RunRow(run_id=f"gone-{i}-{runtime.settings.task_queue}", workflow_id=f"gone/{i}",
-                                tenant_id="replay-gone", template_key=HC, status="succeeded", idempotency_key=None,
-                                summary={}, finished_at=long_ago - timedelta(minutes=i)) for i in range(3)])
+    async with runtime.store.connection() as conn:
+        for i in range(3):
+            await conn.execute(
+                "INSERT INTO runs (run_id, workflow_id, tenant_id, template_key, status, trace_id, actor, "
+                "input_hash, summary, error, finished_at) VALUES (%s, %s, 'replay-gone', %s, 'succeeded', '', '', "
+                "'', '{}'::jsonb, '', %s)",
+                (f"gone-{i}-{runtime.settings.task_queue}", f"gone/{i}", HC, long_ago - timedelta(minutes=i)))
     run_id = await finished_run(runtime)
     service = ReplayService(runtime.store, runtime.temporal, runtime.flags)
     assert await service.capture_pending(limit=3) >= 1

@@ -148,11 +148,9 @@ async def test_tenants_and_keys(store: Store) -> None:
     issued = await tenants.create_key("keyco", ["jobs:*", "events:write"], "ci")
     principal = await tenants.authenticate(issued.secret)
     assert (principal.tenant_id, principal.scopes) == ("keyco", ("events:write", "jobs:*"))
-    async with store.engine.connect() as conn:
-        from sqlalchemy import text
-
-        stored = (await conn.execute(text("SELECT secret_sha256 FROM api_keys WHERE key_id = :k"),
-                                     {"k": issued.key.key_id})).scalar_one()
+    async with store.connection() as conn:
+        [stored] = await (await conn.execute("SELECT secret_sha256 FROM api_keys WHERE key_id = %s",
+                                             (issued.key.key_id,))).fetchone() or [None]
     assert issued.secret not in stored and len(stored) == 64
     for bad in ("", "jfk_nope", issued.secret[:-1] + ("A" if issued.secret[-1] != "A" else "B")):
         with pytest.raises(Unauthenticated):

@@ -1,6 +1,6 @@
 """Worker-process bodies for the multi-process race tests of the gate's PostgreSQL services.
 
-Each function runs in a spawned process with its own engine, waits for a shared start time so the
+Each function runs in a spawned process with its own store, waits for a shared start time so the
 processes really overlap, and returns what it saw.
 """
 
@@ -12,18 +12,17 @@ from datetime import datetime
 
 from shared.security.audit import AuditFact, Decision
 from shared.security.ratelimit import RatePolicy
-from shared.store import Store, create_engine
+from shared.store import Store
 
 CONCURRENCY = 4
 
 
 async def _race(url: str, start_at: float, n: int, op: str, key: str, at: datetime | None) -> int:
-    engine = create_engine(url, pool_size=CONCURRENCY)
+    store = Store.from_url(url, pool_size=CONCURRENCY)
     try:
-        store = Store(engine)
         deduper, limiter, audit = store.deduper, store.limiter, store.audit
         policy = RatePolicy(100, 60)
-        async with engine.connect():  # warm the pool before the start line
+        async with store.connection():  # open a connection before the start line
             pass
         await asyncio.sleep(max(start_at - time.time(), 0))
         admitted = 0
@@ -47,7 +46,7 @@ async def _race(url: str, start_at: float, n: int, op: str, key: str, at: dateti
         await asyncio.gather(*(one(i) for i in range(n)))
         return admitted
     finally:
-        await engine.dispose()
+        await store.close()
 
 
 def race(url: str, start_at: float, n: int, op: str, key: str, at: datetime | None = None) -> int:
