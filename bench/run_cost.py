@@ -50,8 +50,6 @@ from typing import Any
 import psycopg
 from google.protobuf.message import Message
 from pydantic import SecretStr
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
@@ -68,6 +66,7 @@ from shared.events import router_workflow_id
 from shared.flags import Flag
 from shared.models import EventEnvelope, JobRun
 from shared.settings import Settings
+from shared.store.direct import conninfo
 from shared.store.migrate import upgrade
 from shared.temporal import search_attribute_args
 from shared.triggers.models import TriggerKind, TriggerSpec
@@ -233,7 +232,7 @@ async def run(n: int, k: int, root: Path, pg: PrivatePostgres) -> None:
                                "--sqlite-pragma", "synchronous=normal", "--metrics-port", str(metrics_port),
                                *[a for sa in search_attribute_args() for a in ("--search-attribute", sa)]])
     server = ServerMetrics(metrics_port)
-    poll = create_async_engine(pg.url("bench-poll"))
+    poll = await psycopg.AsyncConnection.connect(conninfo(pg.url("bench-poll")), autocommit=True)
     worker: subprocess.Popen[bytes] | None = None
     try:
         settings = Settings(home=root, temporal_address=env.client.service_client.config.target_host,
@@ -245,9 +244,9 @@ async def run(n: int, k: int, root: Path, pg: PrivatePostgres) -> None:
 
         async def until(query: str, params: dict[str, Any], count: int) -> None:
             while True:
-                async with poll.connect() as conn:
-                    if (await conn.execute(text(query), params)).scalar_one() >= count:
-                        return
+                row = await (await poll.execute(query, params)).fetchone()
+                if row is not None and row[0] >= count:
+                    return
                 await asyncio.sleep(0.1)
 
         results: dict[str, tuple[collections.Counter[str], collections.Counter[str]]] = {}
@@ -321,10 +320,10 @@ async def run(n: int, k: int, root: Path, pg: PrivatePostgres) -> None:
                     await client.submit_event(EventEnvelope(tenant_id=tenant, event_id=f"o{i}",
                                                             event_type="order.paid", payload={"order": i}))
 
-            finished = "SELECT count(*) FROM runs WHERE tenant_id = :t AND finished_at IS NOT NULL"
-            archived = "SELECT count(*) FROM run_histories WHERE tenant_id = :t"
+            finished = "SELECT count(*) FROM runs WHERE tenant_id = %(t)s AND finished_at IS NOT NULL"
+            archived = "SELECT count(*) FROM run_histories WHERE tenant_id = %(t)s"
             archiving = await rt.flags.is_enabled(Flag.REPLAY_PACK)  # off in bench/events.py's flag set
-            routed = "SELECT count(*) FROM events WHERE tenant_id = :t AND routed_at IS NOT NULL"
+            routed = "SELECT count(*) FROM events WHERE tenant_id = %(t)s AND routed_at IS NOT NULL"
 
             def settle_for(tenant: str, events: bool) -> Any:
                 async def settle() -> None:
@@ -353,9 +352,8 @@ async def run(n: int, k: int, root: Path, pg: PrivatePostgres) -> None:
                 return []
 
             await phase("JobForge", j_body, settle_for("cost-j", True))
-            async with poll.connect() as conn:
-                fired = [r[0] for r in (await conn.execute(text(
-                    "SELECT run_workflow_id FROM trigger_fires WHERE tenant_id = 'cost-j'"))).all()]
+            fired = [r[0] for r in await (await poll.execute(
+                "SELECT run_workflow_id FROM trigger_fires WHERE tenant_id = 'cost-j'")).fetchall()]
             assert len(fired) == n, f"{len(fired)} fires for {n} events"
             runs = await histories(env.client, fired)
             router = await histories(env.client, [router_workflow_id("cost-j")])
@@ -374,7 +372,7 @@ async def run(n: int, k: int, root: Path, pg: PrivatePostgres) -> None:
 
             await phase("idle 10 s", idle_body, nothing)
     finally:
-        await poll.dispose()
+        await poll.close()
         if worker is not None:
             worker.send_signal(signal.SIGTERM)
             try:

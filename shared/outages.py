@@ -33,7 +33,7 @@ def as_outage(exc: BaseException, depth: int = 0) -> JobForgeError | None:
 
     if unreachable(exc):
         return StoreUnavailable("the JobForge database cannot be reached right now; retry shortly")
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
+    from shared.store.fast import PoolTimeout
 
     if isinstance(exc, PoolTimeout):
         return StoreUnavailable("the JobForge database is too busy to take this request; retry shortly")
@@ -50,9 +50,8 @@ def as_outage(exc: BaseException, depth: int = 0) -> JobForgeError | None:
 def as_data_error(exc: BaseException) -> bool:
     """Whether ``exc`` is the store refusing a value (NUL in text, a bad JSON value): the request's fault."""
     import psycopg
-    from sqlalchemy.exc import DataError
 
-    return isinstance(exc, psycopg.DataError | DataError)
+    return isinstance(exc, psycopg.DataError)
 
 
 def typed_outages(call: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:

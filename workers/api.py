@@ -24,8 +24,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from temporalio.service import RPCError
@@ -55,6 +53,7 @@ from shared.security.redaction import redact, redact_text
 from shared.security.scopes import require_scopes
 from shared.settings import Settings
 from shared.stale_runs import settle
+from shared.store.fast import PoolTimeout
 from workers.console import mount as mount_console
 from workers.runtime import Runtime, configure_telemetry, leave, open_runtime, require_database
 
@@ -439,7 +438,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> ProblemGua
         return await _unexpected(request, exc)
 
     # registered per class (not under Exception), so Starlette answers without re-raising
-    for infrastructure_error in (psycopg.Error, DBAPIError, ConnectionError, RPCError, PoolTimeout):
+    for infrastructure_error in (psycopg.Error, ConnectionError, RPCError, PoolTimeout):
         app.add_exception_handler(infrastructure_error, _infrastructure_error)
 
     @app.exception_handler(Exception)

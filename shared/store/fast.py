@@ -5,7 +5,9 @@ of CPU per checkout and statement on top of psycopg's 0.15 ms (greenlet hand-off
 return), and an event's path runs a dozen or so single statements.
 
 A :class:`FastPool` keeps, per event loop that uses it, up to ``size`` autocommit connections open
-between uses (reused LIFO) and opens up to ``overflow`` more for a burst, closed when returned. A
+between uses (reused LIFO) and opens up to ``overflow`` more for a burst, closed when returned; a
+caller that finds all of them in use waits up to ``timeout`` seconds for one, then gets
+:class:`PoolTimeout` (503 ``store_unavailable``, "too busy", at the API). A
 connection that broke (its server restarted) or was left inside a transaction is closed instead of
 reused, so a restart costs each process a few failed statements, which activities retry and the API
 answers with 503 ``store_unavailable``. Code written against it uses psycopg's API (``%(name)s``
@@ -28,6 +30,12 @@ Conn = psycopg.AsyncConnection[Any]
 
 #: connections a pool opens beyond its size for a burst (what SQLAlchemy's pool allowed by default)
 OVERFLOW = 10
+#: seconds a caller waits for a connection when all are in use (SQLAlchemy's pool default)
+TIMEOUT = 30.0
+
+
+class PoolTimeout(TimeoutError):
+    """Every connection of the pool stayed in use for the whole wait: the database is too busy."""
 
 
 @dataclass
@@ -40,10 +48,11 @@ class FastPool:
     """Up to ``size`` + ``overflow`` autocommit psycopg connections per event loop, ``size`` of them kept
     open between uses and reused LIFO."""
 
-    def __init__(self, conninfo: str, size: int, overflow: int = OVERFLOW) -> None:
+    def __init__(self, conninfo: str, size: int, overflow: int = OVERFLOW, timeout: float = TIMEOUT) -> None:
         self.conninfo = conninfo
         self.size = size
         self.overflow = overflow
+        self.timeout = timeout
         self.closed = False
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = weakref.WeakKeyDictionary()
 
@@ -57,7 +66,15 @@ class FastPool:
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Conn]:
         pool = self._pool()
-        async with pool.gate:
+        if not pool.gate.locked():
+            await pool.gate.acquire()  # a free slot: no timer to arm
+        else:
+            try:
+                await asyncio.wait_for(pool.gate.acquire(), self.timeout)
+            except TimeoutError:
+                raise PoolTimeout(f"no database connection came free within {self.timeout:g} s "
+                                  f"({self.size + self.overflow} in use)") from None
+        try:
             conn: Conn | None = None
             while pool.idle and conn is None:
                 candidate = pool.idle.pop()
@@ -73,6 +90,8 @@ class FastPool:
                     pool.idle.append(conn)
                 else:
                     await conn.close()
+        finally:
+            pool.gate.release()
 
     def close(self) -> None:
         """Close every idle connection now (synchronously, whatever loop opened it); connections in use

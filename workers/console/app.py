@@ -21,7 +21,6 @@ import psycopg
 import structlog
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import (
@@ -136,7 +135,7 @@ def create_console(runtime: Callable[[], Runtime]) -> Headers:
             return error_page(request, 503, "store unavailable", "The JobForge database cannot be reached; retry.")
         return await _unexpected(request, exc)
 
-    for database_error in (psycopg.Error, DBAPIError, ConnectionError):
+    for database_error in (psycopg.Error, ConnectionError):
         app.add_exception_handler(database_error, _database_error)
 
     async def _unexpected(request: Request, exc: Exception) -> Response:
