@@ -18,6 +18,9 @@ for JobForge, every event is routed, and then counts per item:
   tenant's router history is added, divided by N, since routing is shared by the events);
 - Temporal server work: gRPC requests (``service_requests``) and persistence operations
   (``persistence_requests``) from the dev server's Prometheus endpoint, the difference over the phase;
+- CPU milliseconds per item of each process (this one, the worker, the dev server, the private PostgreSQL
+  with its backends): *load-dependent*, printed with the load average, for a rough A/B between commits on
+  the same machine; the ratios that count are ``bench/events.py``'s on a quiet machine;
 - PostgreSQL: statements and round trips, by client process, from a *private* PostgreSQL started
   for this bench (initdb in a temporary directory, free port, ``log_statement=all``): every message
   the server logs is one round trip; statements exclude BEGIN/COMMIT/ROLLBACK. Each client process
@@ -47,6 +50,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from google.protobuf.message import Message
 from pydantic import SecretStr
@@ -153,6 +157,35 @@ class PrivatePostgres:
         return phases
 
 
+class CpuClock:
+    """CPU microseconds (user + system) of named processes, as counters; a process's reaped children count for
+    it (PostgreSQL's backends are children of its postmaster)."""
+
+    def __init__(self) -> None:
+        self.procs: dict[str, psutil.Process] = {}
+
+    def add(self, name: str, proc: psutil.Process) -> None:
+        self.procs[name] = proc
+
+    def read(self) -> collections.Counter[str]:
+        out: collections.Counter[str] = collections.Counter()
+        for name, proc in self.procs.items():
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                spent = t.user + t.system + (t.children_user + t.children_system if name == "postgres" else 0.0)
+                if name == "postgres":
+                    for child in proc.children():
+                        with contextlib.suppress(psutil.Error):
+                            c = child.cpu_times()
+                            spent += c.user + c.system
+                out[f"cpu:{name}"] += round(spent * 1e6)
+        return out
+
+
+def postmaster(pgdir: Path) -> psutil.Process:
+    return psutil.Process(int((pgdir / "postmaster.pid").read_text().splitlines()[0]))
+
+
 class ServerMetrics:
     """The Temporal dev server's request and persistence counters (Prometheus text)."""
 
@@ -232,6 +265,12 @@ async def run(n: int, k: int, root: Path, pg: PrivatePostgres) -> None:
                                "--sqlite-pragma", "synchronous=normal", "--metrics-port", str(metrics_port),
                                *[a for sa in search_attribute_args() for a in ("--search-attribute", sa)]])
     server = ServerMetrics(metrics_port)
+    cpu = CpuClock()
+    cpu.add("bench process", psutil.Process())
+    for child in psutil.Process().children(recursive=True):
+        if "temporal" in child.name():
+            cpu.add("temporal server", child)
+    cpu.add("postgres", postmaster(pg.dir))
     poll = await psycopg.AsyncConnection.connect(conninfo(pg.url("bench-poll")), autocommit=True)
     worker: subprocess.Popen[bytes] | None = None
     try:
@@ -257,10 +296,13 @@ async def run(n: int, k: int, root: Path, pg: PrivatePostgres) -> None:
             await asyncio.to_thread(pg.mark, name)
             await asyncio.sleep(METRICS_LAG)
             before = server.read()
+            cpu_before = cpu.read()
             ids = await body()
             await settle()
+            cpu_after = cpu.read()
             await asyncio.sleep(METRICS_LAG)
-            after = server.read()
+            after = server.read() + cpu_after
+            before += cpu_before
             await asyncio.to_thread(pg.mark, f"{name}-end")
             results[name] = (await histories(env.client, ids), after - before)
 
@@ -297,6 +339,7 @@ async def run(n: int, k: int, root: Path, pg: PrivatePostgres) -> None:
             worker = start_worker(settings.model_copy(update={"database_url": SecretStr(pg.url("jobforge-worker"))}),
                                   pg.url("jobforge-worker"), log)
             await wait_worker_started(worker, log)
+            cpu.add("jobforge-worker", psutil.Process(worker.pid))
             triggers = TriggerService(rt.store.triggers, rt.temporal, settings, rt.registry, rt.flags)
             for tenant in ("warm-c", "cost-c"):
                 await rt.gate.tenants.ensure_tenant(tenant)
@@ -416,6 +459,14 @@ def report(n: int, k: int, results: dict[str, tuple[collections.Counter[str], co
         vals = [results[c][1][op] / (1 if c.startswith("idle") else n) if c in results else 0.0 for c in cols]
         if any(vals):
             line("  " + op.split(":", 1)[1], vals)
+    print(f" CPU ms per item (load-dependent: load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} now)")
+    for name in ("bench process", "jobforge-worker", "temporal server", "postgres"):
+        vals = [results[c][1][f"cpu:{name}"] / 1e3 / n if c in results and not c.startswith("idle") else 0.0
+                for c in cols]
+        line(f"  {name}", vals, ratio=name != "jobforge-worker")
+    all_cpu = [sum(v for key, v in results[c][1].items() if key.startswith("cpu:")) / 1e3 / n
+               if c in results and not c.startswith("idle") else 0.0 for c in cols]
+    line("  all processes", all_cpu)
     print(" PostgreSQL (private instance, log_statement=all; round trips include BEGIN/COMMIT)")
     apps = sorted({app for phase in sql_counts.values() for app in phase})
     for app in apps:
