@@ -55,7 +55,14 @@ from shared.settings import Settings
 from shared.stale_runs import settle
 from shared.store.fast import PoolTimeout
 from workers.console import mount as mount_console
-from workers.runtime import Runtime, configure_telemetry, leave, open_runtime, require_database
+from workers.runtime import (
+    Runtime,
+    configure_telemetry,
+    leave,
+    open_runtime,
+    require_database,
+    wait_for_stack,
+)
 
 log = structlog.get_logger("jobforge.api")
 
@@ -596,6 +603,7 @@ def run(host: str | None = typer.Option(None, help="Address to bind (default: JO
         config = uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
                                 log_config=None, proxy_headers=False, server_header=False, lifespan="on",
                                 http=ProblemH11Protocol)
+        wait_for_stack("jobforge-api")
         asyncio.run(uvicorn.Server(config).serve())
     except JobForgeError as err:
         log.error("api_failed", error_code=err.code, error=err.message)

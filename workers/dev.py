@@ -18,8 +18,8 @@ from shared.errors import StackStartFailed
 from shared.flags import Flag
 from shared.metrics import nth_bind
 from shared.settings import Settings
-from shared.store.migrate import upgrade
 from workers.stack import (
+    STACK_GATE,
     EmbeddedPostgres,
     StackState,
     check_port_free,
@@ -100,22 +100,38 @@ class DevStack:
             check_port_free(self.ports.ui, "Temporal Web UI")
         if self.ports.api:
             check_port_free(self.ports.api, "JobForge HTTP API")
+        marks = {"cli_ready": time.time()}
         try:
             self._start_temporal()
-            self._start_postgres()
+            if not self.database_url:
+                self.postgres = EmbeddedPostgres(self.home / "pgdata", self.ports.postgres)
+                self.database_url = self.postgres.url
+            # the workers and the API import their code while PostgreSQL starts and migrates; they wait on
+            # stdin for the word that the database and Temporal are ready (JOBFORGE_STACK_GATE)
+            for index in range(self.worker_count):
+                self.workers.append(self._start_worker(index))
+            self._launch_api()
+            if self.postgres is not None:
+                self.postgres.start()
+            marks["postgres_started"] = time.time()
+            from shared.store.migrate import upgrade  # Alembic loads while the workers and the API import
+
             log.info("migrating", database=self.database_url)
             upgrade(self.database_url)
             ensure_tenant(self.database_url, DEMO_TENANT)
+            marks["migrated"] = time.time()
             self._wait_temporal()
-            for index in range(self.worker_count):
-                self.workers.append(self._start_worker(index))
-            self._start_api()
+            marks["temporal_ready"] = time.time()
+            self._release([*self.workers, *([self.api] if self.api else [])])
+            self._wait_api()
+            marks["api_ready"] = time.time()
             state = StackState(pid=os.getpid(), temporal_address=self.temporal_address, ui_url=self.ui_url,
                                database_url=self.database_url, home=str(self.home), api_url=self.api_url,
                                console_url=self.console_url, flag_env=self.flag_env(),
                                pids={"temporal": self.temporal.pid if self.temporal else 0,
                                      **{f"worker{i}": w.pid for i, w in enumerate(self.workers)},
-                                     **({"api": self.api.pid} if self.api else {})})
+                                     **({"api": self.api.pid} if self.api else {})},
+                               startup=marks)
             state.write(self.settings.state_file)
             return state
         except BaseException:
@@ -135,11 +151,14 @@ class DevStack:
             tail = (self.logs / "temporal.log").read_text(errors="replace").strip().splitlines()[-5:]
             raise StackStartFailed("the Temporal dev server did not start: " + " | ".join(tail))
 
-    def _start_postgres(self) -> None:
-        if self.database_url:
-            return
-        self.postgres = EmbeddedPostgres(self.home / "pgdata", self.ports.postgres)
-        self.database_url = self.postgres.start()
+    @staticmethod
+    def _release(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+        """Tell processes launched behind the stack gate that the database and Temporal are ready."""
+        for proc in procs:
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):  # one that died already is reported by check()
+                    proc.stdin.write(b"ready\n")
+                    proc.stdin.close()
 
     def flag_env(self) -> dict[str, str]:
         """The feature-flag variables the workers and the API get: this process's, and ``enable``'s."""
@@ -150,7 +169,7 @@ class DevStack:
         env = dict(os.environ)
         env.update({flag.value: "1" for flag in self.enable})
         env.update({"JOBFORGE_TEMPORAL_ADDRESS": self.temporal_address, "JOBFORGE_DATABASE_URL": self.database_url,
-                    "JOBFORGE_HOME": str(self.home), "JOBFORGE_LOG_FORMAT": "json"})
+                    "JOBFORGE_HOME": str(self.home), "JOBFORGE_LOG_FORMAT": "json", STACK_GATE: "stdin"})
         return env
 
     def _start_worker(self, index: int) -> subprocess.Popen[bytes]:
@@ -159,7 +178,7 @@ class DevStack:
             env["JOBFORGE_METRICS_BIND"] = nth_bind(self.settings.metrics_bind, index)
         with (self.logs / f"worker{index}.log").open("ab") as out:
             return subprocess.Popen([sys.executable, "-m", "workers.worker"], stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                                    stdin=subprocess.PIPE, env=env, start_new_session=True)
 
     def api_env(self) -> dict[str, str]:
         """The API's environment: the workers', the console's operator token and the Temporal UI for its links."""
@@ -169,7 +188,7 @@ class DevStack:
             env["JOBFORGE_TEMPORAL_UI_URL"] = self.ui_url
         return env
 
-    def _start_api(self) -> None:
+    def _launch_api(self) -> None:
         if not self.ports.api:
             return
         fd = os.open(self.console_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -178,8 +197,12 @@ class DevStack:
             token_file.write(self.console_token + "\n")
         with (self.logs / "api.log").open("ab") as out:
             self.api = subprocess.Popen([sys.executable, "-m", "workers.api", "--port", str(self.ports.api)],
-                                        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.PIPE,
                                         env=self.api_env(), start_new_session=True)
+
+    def _wait_api(self) -> None:
+        if self.api is None:
+            return
         if not wait_for_port(self.ports.api, 30, self.api):
             tail = (self.logs / "api.log").read_text(errors="replace").strip().splitlines()[-5:]
             raise StackStartFailed("the HTTP API did not start: " + " | ".join(tail))

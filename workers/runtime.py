@@ -14,7 +14,7 @@ from temporalio.client import Client
 
 from shared import metrics, tracing
 from shared.client import JobForgeClient
-from shared.errors import StackNotFound
+from shared.errors import StackNotFound, StackStartFailed
 from shared.flags import FlagReader, this_process
 from shared.gate import Gate
 from shared.ids import check_tenant_id
@@ -22,7 +22,7 @@ from shared.settings import Settings
 from shared.store import Store
 from shared.templates import Registry, load_registry
 from shared.temporal import connect
-from workers.stack import database_url, stack_flag_reader
+from workers.stack import STACK_GATE, database_url, stack_flag_reader
 
 log = structlog.get_logger("jobforge.runtime")
 
@@ -55,6 +55,16 @@ def require_database(settings: Settings, process: str) -> None:
     if not settings.database_url_value():
         raise StackNotFound(f"{process} has no database: set JOBFORGE_DATABASE_URL and JOBFORGE_TEMPORAL_ADDRESS "
                             "(`jobforge dev` sets both for the processes it starts)")
+
+
+def wait_for_stack(process: str) -> None:
+    """Under ``jobforge dev`` (``JOBFORGE_STACK_GATE=stdin``): block until the stack says on stdin that the
+    database is migrated and Temporal listens. The dev stack launches its workers and API while PostgreSQL
+    starts, so their imports overlap its start; a process started any other way does not wait."""
+    if os.environ.get(STACK_GATE) != "stdin":
+        return
+    if not sys.stdin.readline():
+        raise StackStartFailed(f"{process}: the dev stack stopped before its database and Temporal were ready")
 
 
 def leave(code: int | str | None) -> NoReturn:

@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # every CLI command reads the state file: psutil, psycopg and
 
 PG_USER = "postgres"
 PG_DATABASE = "jobforge"
+#: set by ``jobforge dev`` for the workers and API it launches before their database and Temporal are ready:
+#: ``stdin`` = wait for a line on stdin first (``workers.runtime.wait_for_stack``)
+STACK_GATE = "JOBFORGE_STACK_GATE"
 
 
 def temporal_binary() -> Path:
@@ -134,6 +137,9 @@ class StackState:
     console_url: str = ""
     #: the feature-flag variables in the environment of the stack's workers and API
     flag_env: dict[str, str] = field(default_factory=dict)
+    #: when each start-up step finished (seconds since the epoch): ``cli_ready`` (the command began),
+    #: ``postgres_started``, ``migrated``, ``temporal_ready``, ``api_ready`` (the workers are launched before it)
+    startup: dict[str, float] = field(default_factory=dict)
 
     def write(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")

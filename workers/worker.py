@@ -31,7 +31,14 @@ from shared.templates import import_template_module
 from shared.temporal import ActivityErrors
 from workers.archiver import archive_histories
 from workers.queue_depth import watch_queue_depth
-from workers.runtime import Runtime, configure_telemetry, leave, open_runtime, require_database
+from workers.runtime import (
+    Runtime,
+    configure_telemetry,
+    leave,
+    open_runtime,
+    require_database,
+    wait_for_stack,
+)
 from workflows import discover
 from workflows._job import JobArguments
 
@@ -182,6 +189,7 @@ def run(
     try:
         require_database(settings, "jobforge-worker")
         configure_telemetry(settings, "jobforge-worker", settings.metrics_bind)
+        wait_for_stack("jobforge-worker")
         asyncio.run(_main(settings))
     except JobForgeError as err:
         log.error("worker_failed", error_code=err.code, error=err.message)
