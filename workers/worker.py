@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 import typer
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox import SandboxRestrictions
 
 from activities.healthcheck import HealthcheckActivities
 from activities.keys import KeyActivities
@@ -39,6 +39,7 @@ from workers.runtime import (
     require_database,
     wait_for_stack,
 )
+from workers.sandbox import CompiledSandboxRunner
 from workflows import discover
 from workflows._job import JobArguments
 
@@ -46,8 +47,9 @@ log = structlog.get_logger("jobforge.worker")
 
 #: The sandbox re-imports a workflow's non-passthrough modules for every new workflow instance. JobForge's
 #: domain core, activities (only their definitions are referenced) and the shared workflow frame hold no
-#: mutable module state, so they pass through: a run's instance is built in a fraction of the time.
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(
+#: mutable module state, so they pass through: a run's instance is built in a fraction of the time. The runner
+#: compiles the sandbox's code strings once (``workers.sandbox``).
+WORKFLOW_RUNNER = CompiledSandboxRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(
     "shared", "activities", "workflows._job", "pydantic", "pydantic_core", "sqlalchemy", "structlog", "orjson",
     "cryptography"))
 
