@@ -512,7 +512,7 @@ def create_console(runtime: Callable[[], Runtime]) -> Headers:
         action = form.get("action", "")
         if action not in ("on", "off", "unset"):
             raise InvalidRequest("choose on, off or unset")
-        reason = form.get("reason", "").strip()[:500]
+        reason = form.get("reason", "").strip()
         if form.get("confirm") != "yes":
             current = next(row for row in await reads.flag_rows(rt) if row.value.flag is flag)
             return page(request, "flag_confirm.html", who, section="flags", flag=flag, action=action, reason=reason,
