@@ -1,12 +1,14 @@
 """The audit log: per-tenant hash chains, gap-free under concurrent writers.
 
-Writers of one tenant take turns on a transaction-scoped advisory lock, taken in its own statement;
-only then do they read the chain's head (under READ COMMITTED a statement that both locked and read
-could miss the previous writer's row). Entry bytes are stored as ``bytea``.
+Writers of one tenant take turns on the tenant's ``audit_heads`` row: a transaction claims it with an
+upsert (``ON CONFLICT DO UPDATE`` waits for the writer holding the row, then locks and returns the head
+that writer committed), seals its entries after that head, and appends them and moves the head in one
+more statement: four round trips with BEGIN and COMMIT, however many entries. Entry bytes are stored as
+``bytea``.
 
 Within one process, appends to the same tenant's chain are *group-committed*: while one transaction
 holds the tenant's lock, the entries that arrive queue up, and the next transaction seals and writes
-all of them (up to :data:`MAX_BATCH`) under one lock, one head read and one head update. Each
+all of them (up to :data:`MAX_BATCH`) under one head claim and one append. Each
 :meth:`AuditLog.append` still returns only after its own entry is committed, so a caller never acts
 on an unrecorded decision; under load the lock is taken once per batch instead of once per entry,
 which is what lets one tenant's chain keep up with many concurrent requests.
@@ -139,29 +141,35 @@ class AuditLog:
                     done.set_result(record)
 
     async def _write(self, tenant_id: str, facts: Sequence[AuditFact]) -> list[AuditRecord]:
-        """Seal ``facts`` as the next entries of the chain in one transaction under the tenant's lock."""
+        """Seal ``facts`` as the next entries of the chain in one transaction holding the tenant's head row.
+
+        Two statements: claim the head (row lock, current head, database clock), then append every entry
+        and move the head in one statement.
+        """
         async with self._store.connection() as conn, conn.transaction():
-            await conn.execute(sql.AUDIT_LOCK, {"t": tenant_id})
-            head = await (await conn.cursor(row_factory=dict_row).execute(sql.AUDIT_HEAD, {"t": tenant_id})).fetchone()
+            cur = conn.cursor(row_factory=dict_row)
+            head = await (await cur.execute(sql.AUDIT_CLAIM_HEAD, {"t": tenant_id, "genesis": GENESIS})).fetchone()
             assert head is not None
-            seq, prev = (head["seq"], head["hash"]) if head["seq"] is not None else (0, GENESIS)
+            seq, prev = head["seq"], head["hash"]
             occurred = head["now"]
             at = iso(occurred)
-            rows: list[dict[str, Any]] = []
+            columns: dict[str, list[Any]] = {name: [] for name in (
+                "seq", "prev", "hash", "body", "actor", "action", "resource", "decision", "reason", "trace")}
             records: list[AuditRecord] = []
             for fact in facts:
                 seq += 1
                 body, digest = seal(fact, seq=seq, prev_hash=prev, occurred_at=at)
-                rows.append({"t": tenant_id, "seq": seq, "prev": prev, "hash": digest, "body": body, "at": occurred,
-                             "actor": fact.actor, "action": fact.action, "resource": fact.resource,
-                             "decision": fact.decision.value, "reason": fact.reason, "trace": fact.trace_id})
+                for name, value in (("seq", seq), ("prev", prev), ("hash", digest), ("body", body),
+                                    ("actor", fact.actor), ("action", fact.action), ("resource", fact.resource),
+                                    ("decision", fact.decision.value), ("reason", fact.reason),
+                                    ("trace", fact.trace_id)):
+                    columns[name].append(value)
                 records.append(AuditRecord(tenant_id, seq, occurred, fact.actor, fact.action, fact.resource,
                                            fact.decision.value, fact.reason, fact.trace_id, dict(fact.details),
                                            digest, prev))
                 prev = digest
-            async with conn.cursor() as cur:
-                await cur.executemany(sql.AUDIT_INSERT, rows)
-            await conn.execute(sql.AUDIT_SET_HEAD, {"t": tenant_id, "seq": seq, "hash": prev})
+            await conn.execute(sql.AUDIT_APPEND, {"t": tenant_id, "at": occurred, "head_seq": seq, "head_hash": prev,
+                                                  **columns})
         return records
 
     async def list(self, tenant_id: str, *, limit: int = 100, before_seq: int | None = None) -> Sequence[AuditRecord]:

@@ -194,17 +194,24 @@ RATE_RESET = "DELETE FROM rate_limits WHERE bucket = %(bucket)s"
 
 # -- the audit chain ----------------------------------------------------------------------------------
 
-AUDIT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('jobforge.audit:' || %(t)s, 0))"
-AUDIT_HEAD = ("SELECT clock_timestamp() AS now, h.seq, h.hash FROM (SELECT 1) AS one "
-              "LEFT JOIN audit_heads AS h ON h.tenant_id = %(t)s")
-AUDIT_INSERT = (
-    "INSERT INTO audit_log (tenant_id, seq, prev_hash, hash, body, occurred_at, actor, action, resource, "
-    "decision, reason, trace_id) VALUES (%(t)s, %(seq)s, %(prev)s, %(hash)s, %(body)s, %(at)s, %(actor)s, "
-    "%(action)s, %(resource)s, %(decision)s, %(reason)s, %(trace)s)")
-AUDIT_SET_HEAD = (
-    "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES (%(t)s, %(seq)s, %(hash)s) "
-    "ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, "
-    "updated_at = clock_timestamp()")
+#: the tenant's chain head, row-locked until the transaction ends (a tenant's writers take turns on it), with
+#: the database clock: a first entry creates the head at (0, genesis). ON CONFLICT DO UPDATE waits for a
+#: writer holding the row and then locks the latest committed version, so RETURNING is the head that writer
+#: left (under READ COMMITTED, no separate lock statement is needed)
+AUDIT_CLAIM_HEAD = (
+    "INSERT INTO audit_heads (tenant_id, seq, hash, updated_at) VALUES (%(t)s, 0, %(genesis)s, clock_timestamp()) "
+    "ON CONFLICT (tenant_id) DO UPDATE SET updated_at = excluded.updated_at "
+    "RETURNING seq, hash, clock_timestamp() AS now")
+#: sealed entries (arrays, one element per entry) appended and the head moved to the last, in one statement
+AUDIT_APPEND = (
+    "WITH entries AS (INSERT INTO audit_log (tenant_id, seq, prev_hash, hash, body, occurred_at, actor, action, "
+    "resource, decision, reason, trace_id) SELECT %(t)s, e.seq, e.prev, e.hash, e.body, %(at)s, e.actor, e.action, "
+    "e.resource, e.decision, e.reason, e.trace FROM unnest(%(seq)s::bigint[], %(prev)s::text[], %(hash)s::text[], "
+    "%(body)s::bytea[], %(actor)s::text[], %(action)s::text[], %(resource)s::text[], %(decision)s::text[], "
+    "%(reason)s::text[], %(trace)s::text[]) AS e(seq, prev, hash, body, actor, action, resource, decision, reason, "
+    "trace)) "
+    "UPDATE audit_heads SET seq = %(head_seq)s, hash = %(head_hash)s, updated_at = clock_timestamp() "
+    "WHERE tenant_id = %(t)s")
 AUDIT_HEAD_OF = "SELECT seq, hash FROM audit_heads WHERE tenant_id = %s"
 AUDIT_CHAIN = ("SELECT seq, hash, body, tenant_id, prev_hash, occurred_at, actor, action, resource, decision, "
                "reason, trace_id FROM audit_log WHERE tenant_id = %s ORDER BY seq")
