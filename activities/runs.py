@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import structlog
 from temporalio import activity
 
 from shared import metrics, tracing
+from shared.admission import Judged
 from shared.errors import JobForgeError, UnknownWorkflowType
 from shared.flags import Flag, FlagReader
-from shared.gate import JOBS_REQUEST, Gate
+from shared.gate import JOBS_REQUEST, Gate, ReceiptUse
 from shared.ids import new_trace_id
 from shared.models import (
     AdmissionInput,
@@ -37,12 +40,24 @@ class RunActivities:
         self.registry = registry
         self.gate = gate
 
-    async def _judge(self, req: AdmissionInput, run: JobRun) -> AdmissionResult:
+    async def _judge(self, req: AdmissionInput, run: JobRun) -> tuple[AdmissionResult, bool]:
+        """Admission's verdict, and whether the run is recorded already (admitted on its receipt: the
+        receipt's use and the run's record are one statement)."""
         judged = None
+        recorded = False
         attributes = req.search_attributes
         if run.receipt:
+            async def record(judged: Judged, use: ReceiptUse) -> bool:
+                nonlocal recorded
+                recorded = await self.store.record_admitted_with_receipt(
+                    tenant_id=run.tenant_id, template_key=run.template_key, workflow_id=use.workflow_id,
+                    run_id=use.run_id, trace_id=run.trace_id, actor=run.actor,
+                    idempotency_key=run.idempotency_key or None, input_hash=judged.input_hash,
+                    receipt_jti=use.jti, receipt_expires_at=datetime.fromtimestamp(use.expires_at, UTC)) is not None
+                return recorded
+
             judged = await self.gate.accept_receipt(run, workflow_type=req.workflow_type, workflow_id=req.workflow_id,
-                                                    run_id=req.run_id, attributes=attributes)
+                                                    run_id=req.run_id, attributes=attributes, record_admitted=record)
         if judged is None:
             # no (valid) receipt: a raw Temporal start, the UI or a Schedule, judged as an operator request
             operator = Principal.operator(run.actor, tuple(self.gate.settings.operator_scopes))
@@ -50,7 +65,7 @@ class RunActivities:
                                                   workflow_type=req.workflow_type, attributes=attributes)
             judged = admission.judged
         return AdmissionResult(admitted=True, inputs=judged.inputs, input_hash=judged.input_hash,
-                               capture_provenance=await self.flags.is_enabled(Flag.REPLAY_PACK))
+                               capture_provenance=await self.flags.is_enabled(Flag.REPLAY_PACK)), recorded
 
     @activity.defn(name="jobforge.admit")
     async def admit(self, req: AdmissionInput) -> AdmissionResult:
@@ -63,8 +78,9 @@ class RunActivities:
         if not run.trace_id:
             run = run.model_copy(update={"trace_id": readable_trace({}, req.search_attributes) or new_trace_id()})
         tracing.tag_trace(run.trace_id)
+        recorded = False
         try:
-            result = await self._judge(req, run)
+            result, recorded = await self._judge(req, run)
         except JobForgeError as err:
             if err.retryable:
                 raise  # the store or Temporal is away: let the retry policy work
@@ -76,12 +92,14 @@ class RunActivities:
                                                 req.workflow_type else req.workflow_type, run.trace_id)})
         metrics.job_admission("run", allowed=result.admitted, reason=result.error_code or "admitted")
         status = RunStatus.RUNNING if result.admitted else RunStatus.REJECTED
-        await self.store.record_run(
-            tenant_id=run.tenant_id, template_key=run.template_key, workflow_id=req.workflow_id, run_id=req.run_id,
-            status=status, trace_id=run.trace_id, actor=run.actor,  # the store clips them to their columns
-            idempotency_key=(run.idempotency_key or None) if result.admitted else None,
-            input_hash=result.input_hash, error=result.reason,
-        )
+        if not recorded:
+            await self.store.record_run(
+                tenant_id=run.tenant_id, template_key=run.template_key, workflow_id=req.workflow_id,
+                run_id=req.run_id, status=status, trace_id=run.trace_id,
+                actor=run.actor,  # the store clips them to their columns
+                idempotency_key=(run.idempotency_key or None) if result.admitted else None,
+                input_hash=result.input_hash, error=result.reason,
+            )
         log.info("run_admitted" if result.admitted else "run_rejected", tenant_id=run.tenant_id,
                  template=run.template_key, run_id=req.run_id, trace_id=run.trace_id,
                  error_code=result.error_code or None, receipt=bool(run.receipt))

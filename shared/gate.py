@@ -11,7 +11,7 @@ per request.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +68,21 @@ class Charge:
     authentication, before it reads the body, so refused requests are counted too."""
 
     decision: RateDecision | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptUse:
+    """A run's use of its receipt, to be recorded (``receipt_uses``): single use, bound to one run."""
+
+    jti: str
+    workflow_id: str
+    run_id: str
+    #: the receipt's expiry (seconds since the epoch)
+    expires_at: int
+
+
+#: records an admitted run together with its receipt's use; False when another run used the receipt
+RecordAdmitted = Callable[[Judged, ReceiptUse], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,11 +286,15 @@ class Gate:
         return grant.jti
 
     async def accept_receipt(self, run: JobRun, *, workflow_type: str, workflow_id: str,
-                             run_id: str, attributes: Mapping[str, str] | None = None) -> Judged | None:
+                             run_id: str, attributes: Mapping[str, str] | None = None,
+                             record_admitted: RecordAdmitted | None = None) -> Judged | None:
         """The judged run when it carries a genuine, unexpired, unused receipt bound to it; else None.
 
         Flags, scopes and limits are judged again (a kill switch flipped since the request still
-        applies); rate limit, policy token and audit were settled when the receipt was issued.
+        applies); rate limit, policy token and audit were settled when the receipt was issued. The run
+        is judged before the receipt is used: a refused run still uses it (then the refusal is raised),
+        and an admitted one uses it through ``record_admitted`` when given (the admission activity
+        records the run in the same statement), else on its own. A receipt another run used is None.
         """
         try:
             claims = tokens.verify(run.receipt, self.keys, prefix=tokens.RECEIPT_PREFIX, typ="receipt",
@@ -287,19 +306,34 @@ class Gate:
                 run.tenant_id, run.template_key, workflow_id, input_hash(run.inputs)):
             log.warning("receipt_refused", reason="bound to another run", workflow_id=workflow_id)
             return None
+        jti, expires_at = str(claims["jti"]), int(claims["exp"])
         try:
-            await self.grants.consume_receipt(str(claims["jti"]), workflow_id=workflow_id, run_id=run_id,
-                                              expires_at=int(claims["exp"]))
+            principal = Principal(actor=str(claims.get("actor", run.actor)),
+                                  scopes=tuple(str(s) for s in claims.get("scopes", [])), tenant_id=run.tenant_id,
+                                  key_id=str(claims.get("key_id") or "") or None)
+            judged, _ = await self._judge(run, workflow_type, await self.flag_values(), principal, attributes)
+            if judged.spec.action and not claims.get("policy_jti"):
+                raise PolicyTokenRequired(run.template_key)
+        except JobForgeError:
+            if not await self._use_receipt(jti, workflow_id, run_id, expires_at):
+                return None  # another run's receipt: the caller applies the full gate, which refuses it again
+            raise
+        if record_admitted is not None:
+            used = await record_admitted(judged, ReceiptUse(jti, workflow_id, run_id, expires_at))
+            if not used:
+                log.warning("receipt_refused", reason="already used", workflow_id=workflow_id)
+        else:
+            used = await self._use_receipt(jti, workflow_id, run_id, expires_at)
+        return judged if used else None
+
+    async def _use_receipt(self, jti: str, workflow_id: str, run_id: str, expires_at: int) -> bool:
+        """Record run ``run_id``'s use of the receipt; False (logged) when another run used it."""
+        try:
+            await self.grants.consume_receipt(jti, workflow_id=workflow_id, run_id=run_id, expires_at=expires_at)
         except TokenInvalid:
             log.warning("receipt_refused", reason="already used", workflow_id=workflow_id)
-            return None
-        principal = Principal(actor=str(claims.get("actor", run.actor)),
-                              scopes=tuple(str(s) for s in claims.get("scopes", [])), tenant_id=run.tenant_id,
-                              key_id=str(claims.get("key_id") or "") or None)
-        judged, _ = await self._judge(run, workflow_type, await self.flag_values(), principal, attributes)
-        if judged.spec.action and not claims.get("policy_jti"):
-            raise PolicyTokenRequired(run.template_key)
-        return judged
+            return False
+        return True
 
     async def issue_policy_token(self, principal: Principal, tenant_id: str, template_key: str,
                                  inputs: Mapping[str, Any], *, ttl: int | None = None) -> IssuedPolicyToken:

@@ -42,6 +42,21 @@ RUN_RECORD_VERDICT = (
     "SELECT * FROM up UNION ALL SELECT * FROM runs WHERE run_id = %(run_id)s "
     "AND NOT EXISTS (SELECT 1 FROM up)")
 RUN_BY_ID = "SELECT * FROM runs WHERE run_id = %(run_id)s"
+#: an admitted run's receipt use and its record in one statement: the receipt's holder (``receipt_run_id``,
+#: this run unless another used the receipt first) and, when it is this run, RUN_RECORD_VERDICT's row
+#: (absent when the row was committed by another admission meanwhile: read it with RUN_BY_ID)
+RUN_RECORD_ADMITTED_WITH_RECEIPT = (
+    "WITH used AS (INSERT INTO receipt_uses (jti, workflow_id, run_id, expires_at) VALUES (%(jti)s, "
+    "%(workflow_id)s, %(run_id)s, %(exp)s) ON CONFLICT (jti) DO UPDATE SET jti = excluded.jti RETURNING run_id), "
+    "up AS (INSERT INTO runs (run_id, workflow_id, tenant_id, template_key, status, trace_id, actor, "
+    "idempotency_key, input_hash, summary, error) SELECT %(run_id)s, %(workflow_id)s, %(tenant_id)s, "
+    "%(template_key)s, 'running', %(trace_id)s, %(actor)s, %(idem)s, %(input_hash)s, '{}'::jsonb, '' FROM used "
+    "WHERE used.run_id = %(run_id)s ON CONFLICT (run_id) DO UPDATE SET status = EXCLUDED.status, "
+    "idempotency_key = EXCLUDED.idempotency_key, input_hash = EXCLUDED.input_hash, error = EXCLUDED.error, "
+    "finished_at = NULL, updated_at = now() WHERE runs.status = 'queued' RETURNING *) "
+    "SELECT used.run_id AS receipt_run_id, found.* FROM used LEFT JOIN (SELECT * FROM up UNION ALL "
+    "SELECT * FROM runs WHERE run_id = %(run_id)s AND NOT EXISTS (SELECT 1 FROM up)) AS found "
+    "ON used.run_id = %(run_id)s")
 #: a run by Temporal run id or workflow id (the newest run of that workflow id)
 RUN_BY_IDENT = ("SELECT * FROM runs WHERE (run_id = %(ident)s OR workflow_id = %(ident)s) "
                 "ORDER BY created_at DESC LIMIT 1")

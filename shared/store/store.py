@@ -234,6 +234,29 @@ class Store:
         assert row is not None
         return run_record(row)
 
+    async def record_admitted_with_receipt(self, *, tenant_id: str, template_key: str, workflow_id: str,
+                                           run_id: str, trace_id: str, actor: str, idempotency_key: str | None,
+                                           input_hash: str, receipt_jti: str,
+                                           receipt_expires_at: datetime) -> RunRecord | None:
+        """Record a run admitted on its receipt as ``running`` (as :meth:`record_run`) and the receipt's use
+        (``receipt_uses``, single use) in one statement; None, and no run written, when another run used
+        the receipt first."""
+        params = fit("runs", {"run_id": run_id, "workflow_id": workflow_id, "tenant_id": tenant_id,
+                              "template_key": template_key, "trace_id": trace_id, "actor": actor,
+                              "idempotency_key": idempotency_key, "input_hash": input_hash})
+        use = fit("receipt_uses", {"jti": receipt_jti, "workflow_id": workflow_id, "run_id": run_id})
+        params.update(idem=params["idempotency_key"], jti=use["jti"], exp=receipt_expires_at)
+        async with self.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            row = await (await cur.execute(sql.RUN_RECORD_ADMITTED_WITH_RECEIPT, params)).fetchone()
+            assert row is not None, "the receipt's use returns its holder"
+            if row.pop("receipt_run_id") != params["run_id"]:
+                return None
+            if row["run_id"] is None:
+                row = await (await cur.execute(sql.RUN_BY_ID, params)).fetchone()
+        assert row is not None
+        return run_record(row)
+
     async def finish_run(self, run_id: str, status: RunStatus, summary: Mapping[str, Any],
                          error: str = "") -> RunRecord:
         params = fit("runs", {"status": status.value, "error": error, "run_id": run_id})
