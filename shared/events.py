@@ -31,7 +31,13 @@ def route_key(receipt: EventReceipt) -> str:
     """One key per admitted copy (a copy admitted again after the TTL gets its own): the event row's
     ``route_workflow_id`` and the prefix of its fires' keys."""
     seen = int(receipt.first_seen_at.timestamp() * 1_000_000)
-    return f"jobforge/{receipt.tenant_id}/event/{receipt.event_type}/{receipt.event_id}/{seen}"
+    return route_prefix(receipt.tenant_id, receipt.event_type, receipt.event_id) + str(seen)
+
+
+def route_prefix(tenant_id: str, event_type: str, event_id: str) -> str:
+    """The route key of the event's copies up to the first sighting (the gate's claim statement completes it
+    as :func:`route_key` does: ``shared.store.statements.ROUTE_MICROS``)."""
+    return f"jobforge/{tenant_id}/event/{event_type}/{event_id}/"
 
 
 def router_workflow_id(tenant_id: str, shard: int = 0) -> str:

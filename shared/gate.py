@@ -30,7 +30,7 @@ from shared.errors import (
     TokenInvalid,
     UnknownTenant,
 )
-from shared.events import route_key
+from shared.events import route_prefix
 from shared.flags import Flag, FlagReader, FlagSnapshot, disabled
 from shared.ids import check_tenant_id, check_trace_id, new_trace_id
 from shared.models import EventEnvelope, EventReceipt, JobRun
@@ -372,7 +372,7 @@ class Gate:
                           charged: Charge | None = None) -> EventAdmission:
         """The gate for one event, cheapest first: who may act for the tenant, the rate limit (unless
         ``charged`` already), flag and scopes, then limits and text the store cannot hold; then the
-        dedupe claim, which stores the admitted copy (redacted) in the same transaction. A duplicate
+        dedupe claim, whose statement also stores the admitted copy (redacted). A duplicate
         points at the original."""
         flags = await self.flag_values()
         trace_id = event.trace_id or new_trace_id()
@@ -396,8 +396,8 @@ class Gate:
             outcome = await self.deduper.claim(
                 event.tenant_id, event.event_type, event.event_id, ttl_seconds=self.settings.dedupe_ttl_seconds,
                 trace_id=trace_id, payload_hash=input_hash(event.payload),
-                admitted=lambda conn, claimed: self.events.insert_event(
-                    event, trace_id, route_key(_receipt(event, trace_id, claimed)), principal.actor, conn))
+                event_row=self.events.claim_row(event, trace_id, route_prefix(event.tenant_id, event.event_type,
+                                                                              event.event_id), principal.actor))
         except JobForgeError as err:
             metrics.event_denied(err.code, retryable=err.retryable)
             if isinstance(err, RateLimited):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
 
-from shared.store import fast
 from shared.store import statements as sql
 from shared.store.columns import fit
 
@@ -45,34 +44,28 @@ class EventDeduper:
 
     async def claim(self, tenant_id: str, event_type: str, event_id: str, *, ttl_seconds: float,
                     trace_id: str = "", payload_hash: str = "",
-                    admitted: Callable[[fast.Conn, DedupeOutcome], Awaitable[None]] | None = None) -> DedupeOutcome:
-        """Claim the event's key; ``admitted`` (storing the event) runs in the same transaction when
-        this copy is the original, so a claim is never left without its event (a database that goes
-        away in between rolls both back, and the caller's retry is admitted, not a duplicate)."""
+                    event_row: Mapping[str, Any] | None = None) -> DedupeOutcome:
+        """Claim the event's key. With ``event_row`` (:meth:`~shared.store.triggers.TriggerStore.claim_row`)
+        the original copy is stored by the same statement, so a claim is never left without its event (a
+        database that goes away rolls both back, and the caller's retry is admitted, not a duplicate).
+
+        One statement for an original copy; a duplicate takes a second one, which counts it."""
         row = fit("event_dedupe", {"tenant_id": tenant_id, "event_type": event_type, "event_id": event_id,
                                    "trace_id": trace_id, "payload_hash": payload_hash})
         params = {"tenant": row["tenant_id"], "etype": row["event_type"], "eid": row["event_id"], "ttl": ttl_seconds,
                   "trace": row["trace_id"], "hash": row["payload_hash"]}
         async with self._store.connection() as conn:
-            if admitted is None:  # the claim is one atomic upsert; the duplicate counter only counts
-                return await self._claim(conn, params, None)
-            async with conn.transaction():
-                return await self._claim(conn, params, admitted)
-
-    @staticmethod
-    async def _claim(conn: fast.Conn, params: dict[str, object],
-                     admitted: Callable[[fast.Conn, DedupeOutcome], Awaitable[None]] | None) -> DedupeOutcome:
-        cur = conn.cursor(row_factory=dict_row)
-        row = await (await cur.execute(sql.DEDUPE_CLAIM, params)).fetchone()
-        duplicate = row is None
-        if row is None:
-            row = await (await cur.execute(sql.DEDUPE_COUNT_DUPLICATE, params)).fetchone()
-            assert row is not None, "a duplicate's original claim vanished"
-        outcome = DedupeOutcome(duplicate, row["first_seen_at"], row["expires_at"], row["trace_id"],
-                                row["payload_hash"])
-        if not duplicate and admitted is not None:
-            await admitted(conn, outcome)
-        return outcome
+            cur = conn.cursor(row_factory=dict_row)
+            if event_row is None:
+                claimed = await (await cur.execute(sql.DEDUPE_CLAIM, params)).fetchone()
+            else:
+                claimed = await (await cur.execute(sql.DEDUPE_CLAIM_STORING, {**event_row, **params})).fetchone()
+            duplicate = claimed is None
+            if claimed is None:  # the duplicate counter only counts: one atomic statement of its own
+                claimed = await (await cur.execute(sql.DEDUPE_COUNT_DUPLICATE, params)).fetchone()
+                assert claimed is not None, "a duplicate's original claim vanished"
+        return DedupeOutcome(duplicate, claimed["first_seen_at"], claimed["expires_at"], claimed["trace_id"],
+                             claimed["payload_hash"])
 
     async def release(self, tenant_id: str, event_type: str, event_id: str, first_seen_at: datetime) -> None:
         """Forget the claim made at ``first_seen_at`` (its event could not be routed; a retry may claim again)."""

@@ -166,6 +166,35 @@ ON CONFLICT (tenant_id, event_type, event_id) DO UPDATE
  WHERE d.expires_at <= excluded.first_seen_at
 RETURNING first_seen_at, expires_at, trace_id, payload_hash
 """
+#: a timestamp's microseconds since the epoch exactly as Python's ``int(ts.timestamp() * 1_000_000)`` (the
+#: route key's, :func:`shared.events.route_key`): the exact microseconds divided by 10^6 and multiplied back
+#: in float8 (IEEE double, as Python's float), then truncated. ``{ts}``: the timestamp's expression
+ROUTE_MICROS = ("trunc((((extract(epoch FROM {ts}) * 1000000)::bigint)::float8 / 1000000::float8) "
+                "* 1000000::float8)::bigint::text")
+#: the dedupe claim that also stores the admitted copy, in one statement (atomic: never a claim without its
+#: event). The event's route key is ``%(route_prefix)s`` followed by the claim's first sighting in
+#: microseconds (:data:`ROUTE_MICROS`), as :func:`shared.events.route_key` makes it. No row back = a duplicate
+DEDUPE_CLAIM_STORING = f"""
+WITH claim AS (
+INSERT INTO event_dedupe AS d (tenant_id, event_type, event_id, first_seen_at, expires_at, trace_id,
+                               payload_hash, duplicates)
+SELECT %(tenant)s, %(etype)s, %(eid)s, c.now, c.now + make_interval(secs => %(ttl)s), %(trace)s, %(hash)s, 0
+  FROM (SELECT clock_timestamp() AS now) AS c
+ON CONFLICT (tenant_id, event_type, event_id) DO UPDATE
+   SET first_seen_at = excluded.first_seen_at, expires_at = excluded.expires_at, trace_id = excluded.trace_id,
+       payload_hash = excluded.payload_hash, duplicates = 0
+ WHERE d.expires_at <= excluded.first_seen_at
+RETURNING first_seen_at, expires_at, trace_id, payload_hash
+), stored AS (
+INSERT INTO events (tenant_id, event_id, event_type, trace_id, source_app, source_module, payload, occurred_at,
+                    route_workflow_id, actor)
+SELECT %(tenant_id)s, %(event_id)s, %(event_type)s, %(trace_id)s, %(source_app)s, %(source_module)s, %(payload)s,
+       %(occurred_at)s, %(route_prefix)s || {ROUTE_MICROS.format(ts="claim.first_seen_at")}, %(actor)s
+  FROM claim
+ON CONFLICT (route_workflow_id) DO NOTHING
+)
+SELECT first_seen_at, expires_at, trace_id, payload_hash FROM claim
+"""
 #: the duplicate is counted on its original's row and in the tenant's minute (one statement)
 DEDUPE_COUNT_DUPLICATE = """
 WITH minute AS (

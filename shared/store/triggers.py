@@ -14,7 +14,6 @@ from psycopg.types.json import Jsonb
 from shared.errors import InvalidRequest, TriggerExists, TriggerNotFound
 from shared.models import EventEnvelope
 from shared.security.redaction import redact
-from shared.store import fast
 from shared.store import statements as sql
 from shared.store.columns import fit
 from shared.store.paging import Page, decode_cursor, encode_cursor, page_size
@@ -257,6 +256,14 @@ class TriggerStore:
                              "source_module": event.source_module, "route_workflow_id": route_key, "actor": actor})
         return {**row, "payload": Jsonb(redact(event.payload, keep_types=True)), "occurred_at": event.occurred_at}
 
+    def claim_row(self, event: EventEnvelope, trace_id: str, route_prefix: str, actor: str) -> dict[str, object]:
+        """The row of an admitted event for the dedupe claim that stores it
+        (:meth:`~shared.store.dedupe.EventDeduper.claim`): its route key is ``route_prefix`` completed by
+        the claim's statement with the first sighting (:func:`shared.events.route_key`)."""
+        values = self._event_values(event, trace_id, route_prefix, actor)
+        values["route_prefix"] = values.pop("route_workflow_id")
+        return values
+
     async def store_event(self, event: EventEnvelope, trace_id: str, route_workflow_id: str,
                           actor: str = "") -> StoredEvent:
         """Persist an admitted event once (a retried activity finds the same row)."""
@@ -268,16 +275,10 @@ class TriggerStore:
         assert row is not None
         return _event(row)
 
-    async def insert_event(self, event: EventEnvelope, trace_id: str, route_key: str, actor: str,
-                           conn: fast.Conn | None = None) -> None:
-        """Persist an admitted event once (one statement; a retried submission finds the row there), on
-        ``conn`` when given (the gate stores an event in the transaction that claims it)."""
-        values = self._event_values(event, trace_id, route_key, actor)
-        if conn is not None:
-            await conn.execute(sql.EVENT_INSERT, values)
-            return
-        async with self._store.connection() as own:
-            await own.execute(sql.EVENT_INSERT, values)
+    async def insert_event(self, event: EventEnvelope, trace_id: str, route_key: str, actor: str) -> None:
+        """Persist an admitted event once (one statement; a retried submission finds the row there)."""
+        async with self._store.connection() as conn:
+            await conn.execute(sql.EVENT_INSERT, self._event_values(event, trace_id, route_key, actor))
 
     async def mark_routed(self, results: Sequence[RouteEventResult]) -> None:
         """Store how events were routed, in one statement (a retried routing writes the same result again)."""
