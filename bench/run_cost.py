@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -223,6 +224,22 @@ def payload_bytes(message: Message) -> int:
     return total
 
 
+def event_kind(event: HistoryEvent) -> str:
+    """The event's type; a marker's name, and a local activity's type (from its marker's ``data``)."""
+    kind = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+    if not event.HasField("marker_recorded_event_attributes"):
+        return kind
+    marker = event.marker_recorded_event_attributes
+    kind = marker.marker_name
+    data = marker.details.get("data")
+    if data is not None and data.payloads:
+        with contextlib.suppress(ValueError, AttributeError):
+            found = json.loads(data.payloads[0].data).get("activity_type")
+            if found:
+                kind += f" {found}"
+    return kind
+
+
 def history_counts(events: Sequence[HistoryEvent]) -> collections.Counter[str]:
     c: collections.Counter[str] = collections.Counter()
     for event in events:
@@ -230,7 +247,10 @@ def history_counts(events: Sequence[HistoryEvent]) -> collections.Counter[str]:
         if event.HasField("marker_recorded_event_attributes"):
             c["marker:" + event.marker_recorded_event_attributes.marker_name] += 1
         c["history_bytes"] += event.ByteSize()
-        c["payload_bytes"] += payload_bytes(event)
+        payloads = payload_bytes(event)
+        c["payload_bytes"] += payloads
+        if payloads:
+            c["payload:" + event_kind(event)] += payloads
     c["events"] = len(events)
     return c
 
@@ -444,6 +464,11 @@ def report(n: int, k: int, results: dict[str, tuple[collections.Counter[str], co
     print(" Temporal history (fetch_history of each run; JobForge includes its share of the router's)")
     for label, key in ROWS:
         line(label, [results[c][0][key] / n if c in results else 0.0 for c in cols[:4]] + [0.0])
+    print(" payload bytes in the history by event (marker: name and local activity type)")
+    kinds = {key for c in cols if c in results for key in results[c][0] if key.startswith("payload:")}
+    for key in sorted(kinds, key=lambda k: -results["JobForge"][0][k] if "JobForge" in results else 0):
+        line("  " + key.removeprefix("payload:")[:36], [results[c][0][key] / n if c in results else 0.0
+                                                         for c in cols[:4]] + [0.0], ratio=False)
     print(" Temporal server (dev server /metrics, difference over the phase)")
     ops: set[str] = set()
     for c in cols:
