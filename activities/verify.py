@@ -94,7 +94,7 @@ from shared.verify.sandbox import (
     probe_failure_reason,
     visible,
 )
-from shared.verify.verdict import install_failure
+from shared.verify.verdict import install_failure, interpreter_shortfall
 
 log = structlog.get_logger("jobforge.activities.verify")
 
@@ -696,6 +696,11 @@ class VerifyActivities:
             if install:
                 text = await asyncio.to_thread(_read_text, log_path, 4 << 20)
                 status, reason = install_failure(text or "", reason)
+            elif spec.python and prepared.plan.declared_python:
+                text = await asyncio.to_thread(_read_text, log_path, 4 << 20)
+                shortfall = interpreter_shortfall(text or "", spec.python, prepared.plan.declared_python)
+                if shortfall:
+                    status, reason = StepStatus.ERROR, f"{reason}: {shortfall}"
         if last is not None and last.pipe_abandoned:
             reason = (reason + "; " if reason else "") + "a background process kept the output open"
         tail = last.tail if last is not None else []
@@ -726,7 +731,7 @@ class VerifyActivities:
         return prepared
 
     async def _provision(self, plan: Plan, host: detect.Host) -> Plan:
-        """The plan with its toolchains provisioned and on PATH; or with the reason they are not."""
+        """The plan with its toolchains provisioned and first on PATH; or with the reason they are not."""
         if not plan.tools:
             return plan
         python = getattr(sys, "_base_executable", sys.executable)
@@ -738,7 +743,9 @@ class VerifyActivities:
             return plan.model_copy(update={"error": err.message})
         bins = [t.bin_dir for t in provisioned]
         notes = [f"{t.name} {t.version} ({t.why})" for t in provisioned if t.why]
-        return plan.model_copy(update={"provisioned": provisioned, "path_prefix": [*plan.path_prefix, *bins],
+        # first on PATH: a runner the repository's own environment also brings (a tox from its requirements)
+        # must not shadow the one provisioned at the pinned version, with its plugins (tox-uv)
+        return plan.model_copy(update={"provisioned": provisioned, "path_prefix": [*bins, *plan.path_prefix],
                                        "notes": [*plan.notes, *(f"toolchain: {n}" for n in notes)]})
 
     async def _prepare(self, req: PrepareInput) -> Prepared:
@@ -774,7 +781,7 @@ class VerifyActivities:
                                  precommit_config=str(ws / "pre-commit-config.yaml"))
         plan = detect.plan(facts, request, host)
         if plan.toolchain is Toolchain.PYTHON:
-            plan = plan.model_copy(update={"path_prefix": [*plan.path_prefix, host.uv_bin_dir]})
+            plan = plan.model_copy(update={"path_prefix": [host.uv_bin_dir, *plan.path_prefix]})
         activity.heartbeat({"phase": "provision"})
         plan = await self._provision(plan, host)
         if checkout is None:

@@ -236,9 +236,11 @@ def by_hand(outcome: Outcome, settings: Settings, tenant: str, work: Path) -> No
     (hand_ws / "home").mkdir(parents=True)
     cache_root = (settings.verify_cache_dir or settings.home / "verify" / "cache").resolve()
     cache_home = cache_root / "tenants" / tenant
-    paths = [str(hand_ws / "env" / "bin"), str(repo / "node_modules" / ".bin")]
-    paths += [t.bin_dir for t in report.toolchains if t.bin_dir]
-    paths += [str(p) for p in sorted((cache_root / "toolchains" / "uv").glob("*/bin"))]
+    # as the pack's steps have it: the provisioned runners first, then uv, then the environment
+    paths = [t.bin_dir for t in report.toolchains if t.bin_dir]
+    uv_dirs = [str(p) for p in sorted((cache_root / "toolchains" / "uv").glob("*/bin"))]
+    paths += uv_dirs
+    paths += [str(hand_ws / "env" / "bin"), str(repo / "node_modules" / ".bin")]
     paths.append(str(cache_root / "toolchains" / "interpreters" / "bin"))
     env = _hand_env(paths, hand_ws / "home")
     env.update(VIRTUAL_ENV=str(hand_ws / "env"), UV_PROJECT_ENVIRONMENT=str(hand_ws / "env"),
@@ -247,12 +249,16 @@ def by_hand(outcome: Outcome, settings: Settings, tenant: str, work: Path) -> No
                npm_config_store_dir=str(cache_home / "pnpm-store"), YARN_ENABLE_GLOBAL_CACHE="true",
                YARN_GLOBAL_FOLDER=str(cache_home / "yarn-berry"), COREPACK_ENABLE_STRICT="0",
                npm_config_manage_package_manager_versions="false", UV_PYTHON_DOWNLOADS="never")
+    if uv_dirs:
+        env["HATCH_ENV_TYPE_VIRTUAL_UV_PATH"] = f"{uv_dirs[-1]}/uv"
     config = Path(workspace) / "pre-commit-config.yaml"
     if (repo / ".pre-commit-config.yaml").is_file():  # the pack runs the hooks from its registry translation
         from shared.verify import precommit
 
+        hooks_on = next((m.group(1) for n in report.notes
+                         if (m := re.match(r"pre-commit's Python hooks run on Python (\d+\.\d+)", n))), "")
         translated = precommit.translate((repo / ".pre-commit-config.yaml").read_text(),
-                                         str(hand_ws / "pre-commit-config.yaml"))
+                                         str(hand_ws / "pre-commit-config.yaml"), hooks_on)
         (hand_ws / "pre-commit-config.yaml").write_text(precommit.dump(translated.config))
 
     def local(command: str) -> str:

@@ -156,6 +156,8 @@ class StepSpec(Frozen):
     #: runs in its own copy of the run's tree, as a CI job of its own would: what its fixers write (pre-commit's
     #: end-of-file-fixer, ruff --fix) is neither seen by the steps beside it nor mistaken for their doing
     own_tree: bool = False
+    #: the Python version the step's own tools run on when it is not the environment's (pre-commit's hooks)
+    python: str = ""
 
     @property
     def runnable(self) -> bool:
@@ -223,6 +225,9 @@ class Plan(Frozen):
     error: str = ""
     #: files the worker writes before the steps run (absolute path -> content): the rewritten pre-commit config
     files: dict[str, str] = Field(default_factory=dict)
+    #: the newest Python version the repository says it supports (classifiers, tox envs, nox sessions), "" when
+    #: it names none: a check that cannot parse the code on an older interpreter is the worker's shortfall
+    declared_python: str = ""
 
     def step(self, name: StepName) -> StepSpec:
         if name is StepName.INSTALL:

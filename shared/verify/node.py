@@ -144,7 +144,8 @@ def plan(facts: RepoFacts, req: Request, host: Host) -> Plan:
         raise VerifyConfigInvalid("package.json is not a JSON object", file="package.json")
     manager = package_manager(facts, package)
     deps = {**(package.get("dependencies") or {}), **(package.get("devDependencies") or {})}
-    defined = sources.node_defined(facts, req, _scripts(package, manager), "make" in host.available)
+    defined = sources.node_defined(facts, req, _scripts(package, manager), "make" in host.available,
+                                   hook_python=pins.newest_interpreter(host.interpreters, ""))
     scripts = package.get("scripts") if isinstance(package.get("scripts"), dict) else {}
     detected: dict[StepName, StepSpec] = {}
     # yarn 2+ may install without node_modules (Plug'n'Play): a dependency's executable runs through yarn

@@ -157,6 +157,52 @@ def choose_interpreter(available: Iterable[tuple[str, str]], requires_python: st
     return version, path, note
 
 
+def newest_interpreter(available: Iterable[tuple[str, str]], requires_python: str) -> str:
+    """The newest ``major.minor`` among ``available`` that ``requires_python`` admits ("" when none does)."""
+    try:
+        spec = SpecifierSet(requires_python) if requires_python else SpecifierSet()
+    except InvalidSpecifier:
+        spec = SpecifierSet()
+    admitted = [v for v, _ in available if (parsed := _version(v)) is not None and spec.contains(parsed,
+                                                                                                prereleases=True)]
+    if not admitted:
+        return ""
+    best = max(admitted, key=lambda v: _version(v) or Version("0"))
+    return ".".join(best.split(".")[:2])
+
+
+_CLASSIFIER = re.compile(r"^Programming Language :: Python :: (3\.\d+)$")
+_ENV_VERSION = re.compile(r"(?:^|[-_])py(3)(\d{1,2})(?:$|[-_])|^(3\.\d{1,2})$")
+
+
+def declared_python(classifiers: Iterable[object], env_names: Iterable[str]) -> str:
+    """The newest Python 3 version a repository says it supports: its trove classifiers
+    (``Programming Language :: Python :: 3.14``) and the versions its tox envs / nox sessions name
+    (``py314``, ``3.14``); "" when it names none."""
+    found: list[Version] = []
+    for classifier in classifiers:
+        match = _CLASSIFIER.match(str(classifier).strip())
+        if match and (parsed := _version(match.group(1))) is not None:
+            found.append(parsed)
+    for name in env_names:
+        match = _ENV_VERSION.search(name)
+        if match is None:
+            continue
+        text = match.group(3) or f"{match.group(1)}.{match.group(2)}"
+        if (parsed := _version(text)) is not None:
+            found.append(parsed)
+    if not found:
+        return ""
+    best = max(found)
+    return f"{best.major}.{best.minor}"
+
+
+def older(version: str, than: str) -> bool:
+    """Whether ``major.minor`` ``version`` is older than ``than`` (False when either is not a version)."""
+    a, b = _version(version), _version(than)
+    return a is not None and b is not None and (a.major, a.minor) < (b.major, b.minor)
+
+
 # -- node -------------------------------------------------------------------------------------------
 
 

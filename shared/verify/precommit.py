@@ -12,6 +12,7 @@ out of the run (``SKIP``) and named, with the reason, in the plan's notes — ne
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -199,6 +200,8 @@ class Translation:
     packages: dict[str, str] = field(default_factory=dict)
     #: whether a hook needs Node (npm packages are installed with the worker's node and npm)
     node: bool = False
+    #: the Python version the Python hooks run on ("3.13"; "" = the one pre-commit itself runs on)
+    python: str = ""
 
     @property
     def typecheck_hooks(self) -> list[str]:
@@ -260,12 +263,30 @@ def _meta_hook(hook: dict[str, Any], config_path: str) -> dict[str, Any]:
     return {**hook, "args": [config_path], "pass_filenames": False}
 
 
-def translate(text: str, config_path: str = "") -> Translation:
+def hook_python(data: Mapping[str, Any], default: str) -> tuple[str, dict[str, Any] | None]:
+    """(the Python version the hooks run on, the ``default_language_version`` to write, or None to keep the
+    config's): the config's own ``default_language_version.python`` wins (``python3.12`` -> "3.12"), else
+    ``default`` (pre-commit would otherwise take the interpreter it runs on itself)."""
+    declared = data.get("default_language_version")
+    declared = dict(declared) if isinstance(declared, dict) else {}
+    own = str(declared.get("python", "")).strip()
+    if own:
+        match = re.search(r"(\d+\.\d+)", own)
+        return (match.group(1) if match else ""), None
+    if not default:
+        return "", None
+    return default, {**declared, "python": f"python{default}"}
+
+
+def translate(text: str, config_path: str = "", python: str = "") -> Translation:
     """The local-hooks config equivalent to ``text`` (see the module docstring), to be written at
-    ``config_path``."""
+    ``config_path``; its Python hooks run on ``python`` ("3.13") unless the config names a version."""
     data = load(text)
     config: dict[str, Any] = {key: data[key] for key in _TOP_LEVEL if key in data}
-    result = Translation(config=config)
+    version, language_versions = hook_python(data, python)
+    if language_versions is not None:
+        config["default_language_version"] = language_versions
+    result = Translation(config=config, python=version)
     repos: list[dict[str, Any]] = []
     for entry in data["repos"]:
         if not isinstance(entry, dict):

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shared.verify import detect, pins, sources
+from shared.verify import detect, pins, runners, sources
 from shared.verify.detect import Host, RepoFacts, Request, none, select, spec
 from shared.verify.models import Plan, StepName, StepSpec, Toolchain, ToolRequest, shell_display
 
@@ -248,7 +248,10 @@ def plan(facts: RepoFacts, req: Request, host: Host) -> Plan:
     pinned = pins.python_version_file(facts.files.get(".python-version", ""))
     version, interpreter, python_note = pins.choose_interpreter(host.interpreters, requires, pinned,
                                                                 host.python_version)
-    defined = sources.python_defined(facts, pyproject, req, version or host.python_version, "make" in host.available)
+    hooks_on = pins.newest_interpreter(host.interpreters, requires)
+    uv = f"{host.uv_bin_dir}/uv" if host.uv_bin_dir else ""
+    defined = sources.python_defined(facts, pyproject, req, version or host.python_version, "make" in host.available,
+                                     hook_python=hooks_on, uv=uv)
     detected = {
         StepName.LINT: _detect_lint(facts, pyproject, declared, found),
         StepName.TYPECHECK: _detect_typecheck(facts, pyproject, declared, found),
@@ -289,10 +292,38 @@ def plan(facts: RepoFacts, req: Request, host: Host) -> Plan:
     if version:
         notes.append(f"Python {version} ({interpreter})" + (f" for requires-python {requires!r}" if requires else ""))
     order = [[StepName.LINT, StepName.TYPECHECK], [StepName.BUILD, StepName.TEST]]
+    workers = mypy_workers(facts, pyproject)
+    typecheck = next(s for s in steps if s.name is StepName.TYPECHECK)
+    if workers > 1 and typecheck.runnable:
+        # mypy's own worker pool gives each worker a few seconds to start: beside another CPU-bound step on a
+        # small worker it can miss that, failing a check that passes in CI, where each job has its runner
+        order = [[StepName.LINT], [StepName.TYPECHECK], [StepName.BUILD, StepName.TEST]]
+        notes.append(f"typecheck runs alone: mypy starts {workers} worker processes of its own (num_workers)")
+    envs, _, _ = runners.tox_envs(facts.files, pyproject)
+    sessions = [p for _, pythons in runners.nox_sessions(facts.files.get("noxfile.py", "")) for p in pythons]
+    classifiers = pyproject.get("project", {}).get("classifiers", [])
+    newest = pins.declared_python(classifiers if isinstance(classifiers, list) else [], [*envs, *sessions])
     return Plan(toolchain=Toolchain.PYTHON, source=_source(steps), package_manager="uv", install=install, steps=steps,
                 stages=detect.stages(order, steps), env_dir=env_dir, timeout_minutes=detect.timeout(req, None),
                 path_prefix=prefix, notes=notes, tools=tools, interpreter=interpreter, env=env, error=error,
-                files=defined.files)
+                files=defined.files, declared_python=newest)
+
+
+def mypy_workers(facts: RepoFacts, pyproject: Mapping[str, Any]) -> int:
+    """The ``num_workers`` the repository configures mypy with (0 when it does not)."""
+    value: object = pyproject.get("tool", {}).get("mypy", {}).get("num_workers")
+    if value is None:
+        for name in ("mypy.ini", ".mypy.ini", "setup.cfg"):
+            text = facts.files.get(name) or ""
+            section = re.search(r"^\[mypy\]\s*$(.*?)(?=^\[|\Z)", text, re.MULTILINE | re.DOTALL)
+            found = re.search(r"^\s*num_workers\s*=\s*(\d+)", section.group(1), re.MULTILINE) if section else None
+            if found:
+                value = found.group(1)
+                break
+    try:
+        return int(str(value)) if value is not None else 0
+    except ValueError:
+        return 0
 
 
 def _source(steps: list[StepSpec]) -> str:

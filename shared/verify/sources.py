@@ -36,13 +36,15 @@ class Defined:
         self.tools.setdefault(request.name, request)
 
 
-def precommit_steps(facts: RepoFacts, req: Request, out: Defined, typecheck_defined: bool) -> None:
-    """lint (and typecheck, when nothing else defines it) from ``.pre-commit-config.yaml``."""
+def precommit_steps(facts: RepoFacts, req: Request, out: Defined, typecheck_defined: bool,
+                    hook_python: str = "") -> None:
+    """lint (and typecheck, when nothing else defines it) from ``.pre-commit-config.yaml``; its Python hooks
+    run on ``hook_python`` (``3.13``) unless the configuration names a version itself."""
     text = facts.files.get(precommit.CONFIG_FILE)
     if text is None:
         return
     config = req.precommit_config
-    translation = precommit.translate(text, config)
+    translation = precommit.translate(text, config, hook_python)
     out.files[config] = precommit.dump(translation.config)
     minimum = str(translation.config.get("minimum_pre_commit_version", "")).strip()
     out.tool(ToolRequest(kind="pypi", name="pre-commit", version=f">={minimum}" if minimum else "",
@@ -52,9 +54,16 @@ def precommit_steps(facts: RepoFacts, req: Request, out: Defined, typecheck_defi
     if translation.provisions:
         pins = ", ".join(sorted({p.split(" (", 1)[0] for p in translation.provisions.values()}))
         out.notes.append(f"pre-commit hooks run at their pinned revs from the registries: {pins}")
+    if translation.python:
+        out.notes.append(f"pre-commit's Python hooks run on Python {translation.python}"
+                         + (" (the newest interpreter on this worker that requires-python admits, as pre-commit.ci "
+                            "and setup-python's '3.x' run the newest release)" if translation.python == hook_python
+                            else " (default_language_version)"))
     runnable = [h for h in translation.hooks if h not in translation.skipped]
     if not runnable:
         return
+    # the version JobForge chose (the newest the worker has): a parse failure on it is the worker's shortfall
+    chosen = translation.python if translation.python and translation.python == hook_python else ""
     typecheck_hooks = translation.typecheck_hooks
     run = ["pre-commit", "run", "--all-files", "--show-diff-on-failure", "--config", config]
     skip = list(translation.skipped)
@@ -64,11 +73,13 @@ def precommit_steps(facts: RepoFacts, req: Request, out: Defined, typecheck_defi
                     for hook in typecheck_hooks]
         out.steps[StepName.TYPECHECK] = spec(StepName.TYPECHECK, commands,
                                              f"{origin} hook{'s' if len(typecheck_hooks) > 1 else ''} "
-                                             + ", ".join(typecheck_hooks))
+                                             + ", ".join(typecheck_hooks)).model_copy(
+            update={"python": chosen})
         skip += typecheck_hooks
     if len(set(skip)) < len(set(translation.hooks) | set(translation.skipped)):
         env = {"SKIP": ",".join(dict.fromkeys(skip))} if skip else {}
-        out.steps[StepName.LINT] = spec(StepName.LINT, [run], origin, env=env).model_copy(update={"own_tree": True})
+        out.steps[StepName.LINT] = spec(StepName.LINT, [run], origin, env=env).model_copy(
+            update={"own_tree": True, "python": chosen})
     out.prepare.append(["pre-commit", "install-hooks", "--config", config])
 
 
@@ -102,15 +113,18 @@ def _nox(facts: RepoFacts, python_version: str, out: Defined) -> None:
         found = runners.nox_session_for(sessions, runners.ALIASES[name], python_version)
         if found is not None and name not in out.steps:
             chosen[name] = found
+    # sessions without a venv_backend of their own get uv's environments (built from the warm uv cache in
+    # seconds, where virtualenv + pip take minutes); a session that names its backend keeps it
+    backend = ["--default-venv-backend", "uv"]
     for name, session in chosen.items():
-        out.steps[name] = spec(name, [["nox", "--no-install", "--reuse-existing-virtualenvs", "-s", session]],
-                               f"noxfile.py session {session}")
+        out.steps[name] = spec(name, [["nox", "--no-install", "--reuse-existing-virtualenvs", *backend, "-s",
+                                       session]], f"noxfile.py session {session}")
     if chosen:
-        out.tool(ToolRequest(kind="pypi", name="nox", why="noxfile.py"))
-        out.prepare.append(["nox", "--install-only", "-s", *dict.fromkeys(chosen.values())])
+        out.tool(ToolRequest(kind="pypi", name="nox", version=">=2024.4.15", why="noxfile.py"))
+        out.prepare.append(["nox", "--install-only", *backend, "-s", *dict.fromkeys(chosen.values())])
 
 
-def _hatch(facts: RepoFacts, pyproject: Mapping[str, Any], req: Request, out: Defined) -> None:
+def _hatch(facts: RepoFacts, pyproject: Mapping[str, Any], req: Request, out: Defined, uv: str) -> None:
     scripts = runners.hatch_scripts(pyproject, facts.files)
     if not scripts:
         return
@@ -131,6 +145,8 @@ def _hatch(facts: RepoFacts, pyproject: Mapping[str, Any], req: Request, out: De
     if chosen:
         out.tool(ToolRequest(kind="pypi", name="hatch", why="[tool.hatch.envs]"))
         out.env["HATCH_DATA_DIR"] = f"{req.env_dir}-hatch"
+        if uv:  # hatch's environments built by JobForge's uv instead of virtualenv + pip
+            out.env["HATCH_ENV_TYPE_VIRTUAL_UV_PATH"] = uv
         for env in dict.fromkeys(e for e, _ in chosen.values()):
             out.prepare.append(["hatch", "env", "create", env])
 
@@ -157,25 +173,26 @@ def _targets(facts: RepoFacts, out: Defined, host_make: bool) -> None:
 
 
 def python_defined(facts: RepoFacts, pyproject: Mapping[str, Any], req: Request, python_version: str,
-                   host_make: bool) -> Defined:
+                   host_make: bool, hook_python: str = "", uv: str = "") -> Defined:
     out = Defined()
     _tox(facts, pyproject, python_version, out)
     _nox(facts, python_version, out)
-    _hatch(facts, pyproject, req, out)
+    _hatch(facts, pyproject, req, out, uv)
     _targets(facts, out, host_make)
     runner_lint = out.steps.pop(StepName.LINT, None)
-    precommit_steps(facts, req, out, typecheck_defined=StepName.TYPECHECK in out.steps)
+    precommit_steps(facts, req, out, typecheck_defined=StepName.TYPECHECK in out.steps, hook_python=hook_python)
     if StepName.LINT not in out.steps and runner_lint is not None:
         out.steps[StepName.LINT] = runner_lint
     return out
 
 
-def node_defined(facts: RepoFacts, req: Request, scripts: Mapping[StepName, StepSpec], host_make: bool) -> Defined:
+def node_defined(facts: RepoFacts, req: Request, scripts: Mapping[StepName, StepSpec], host_make: bool,
+                 hook_python: str = "") -> Defined:
     out = Defined()
     out.steps.update(scripts)
     _targets(facts, out, host_make)
     runner_lint = out.steps.pop(StepName.LINT, None)
-    precommit_steps(facts, req, out, typecheck_defined=StepName.TYPECHECK in out.steps)
+    precommit_steps(facts, req, out, typecheck_defined=StepName.TYPECHECK in out.steps, hook_python=hook_python)
     if StepName.LINT not in out.steps and runner_lint is not None:
         out.steps[StepName.LINT] = runner_lint
     return out

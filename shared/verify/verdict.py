@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from shared.verify import pins
 from shared.verify.models import (
     ArtifactRef,
     Plan,
@@ -52,6 +53,26 @@ def install_failure(output: str, reason: str) -> tuple[StepStatus, str]:
     if repository is not None:
         return StepStatus.FAILED, f"{reason}: {_line(output, repository)}"
     return StepStatus.ERROR, f"{reason}: the environment could not be built here (see the install log)"
+
+
+#: a check's output that says it could not parse the code (a syntax newer than the interpreter it ran on)
+_UNPARSABLE = re.compile("|".join((
+    r"SyntaxError", r"Could not parse ast", r"invalid syntax", r"is not valid Python", r"error: cannot parse",
+)), re.IGNORECASE)
+
+
+def interpreter_shortfall(output: str, ran_on: str, declared: str) -> str:
+    """Why a failed check is the worker's shortfall and not the repository's ("" when it is not): the check
+    ran on Python ``ran_on`` — the newest interpreter this worker has that the repository admits —, the
+    repository declares support for a newer ``declared`` Python, and the output says the code did not parse."""
+    if not ran_on or not declared or not pins.older(ran_on, declared):
+        return ""
+    match = _UNPARSABLE.search(output)
+    if match is None:
+        return ""
+    return (f"the check could not parse the code on Python {ran_on}, the newest interpreter on this worker "
+            f"({_line(output, match)}); the repository declares Python {declared}: this worker lacks a newer "
+            "Python (the package registries it reaches ship none)")
 
 
 def _line(text: str, match: re.Match[str]) -> str:

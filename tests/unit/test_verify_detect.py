@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import textwrap
 
 import pytest
 import yaml
@@ -226,14 +227,62 @@ def test_project_runners_define_steps_before_detection() -> None:
     nox = ('import nox\n@nox.session(python=["3.11", "3.12"])\ndef tests(session):\n    session.run("pytest")\n'
            '@nox.session\ndef lint(session):\n    pass\n')
     n = plan(facts({"pyproject.toml": PYPROJECT, "noxfile.py": nox}, {"tests"}), REQ, HOST)
-    assert commands(n)["test"] == "nox --no-install --reuse-existing-virtualenvs -s tests-3.11"
-    assert ["nox", "--install-only", "-s", "lint", "tests-3.11"] in n.install.commands()
+    assert commands(n)["test"] == ("nox --no-install --reuse-existing-virtualenvs --default-venv-backend uv "
+                                   "-s tests-3.11")
+    assert ["nox", "--install-only", "--default-venv-backend", "uv", "-s", "lint", "tests-3.11"] in n.install.commands()
     make = "lint:\n\truff check .\ntest: build\n\tpytest\n.PHONY: lint test\n"
     m = plan(facts({"pyproject.toml": PYPROJECT, "Makefile": make}, {"tests"}), REQ, HOST)
     assert commands(m)["lint"] == "make lint" and m.step(StepName.LINT).origin == "Makefile target lint"
     hatch = PYPROJECT + '[tool.hatch.envs.types.scripts]\ncheck = "mypy src"\n'
     h = plan(facts({"pyproject.toml": hatch}, {"tests"}), REQ, HOST)
     assert commands(h)["typecheck"] == "hatch run types:check"
+    assert h.env["HATCH_ENV_TYPE_VIRTUAL_UV_PATH"] == "/tc/uv/bin/uv"  # hatch builds its envs with uv, not pip
+
+
+def test_precommit_hooks_run_on_the_newest_admitted_interpreter_unless_the_config_names_one() -> None:
+    """pre-commit's Python hooks run on the newest interpreter the worker has that requires-python admits (as
+    pre-commit.ci does), not on the one pre-commit runs on; a default_language_version of the config wins, and
+    only a version JobForge chose marks the steps (a parse failure on it is the worker's shortfall)."""
+    config = """
+        repos:
+          - repo: https://github.com/pre-commit/pre-commit-hooks
+            rev: v6.0.0
+            hooks:
+              - id: debug-statements
+          - repo: https://github.com/pre-commit/mirrors-mypy
+            rev: v1.11.2
+            hooks:
+              - id: mypy
+    """
+    pyproject = PYPROJECT.replace('version = "1"', 'version = "1"\nrequires-python = ">=3.10"\n'
+                                  'classifiers = ["Programming Language :: Python :: 3.14"]')
+    p = plan(facts({"pyproject.toml": pyproject, ".pre-commit-config.yaml": config}), REQ, HOST)
+    written = yaml.safe_load(p.files["/ws/pc.yaml"])
+    assert written["default_language_version"] == {"python": "python3.13"}
+    assert p.step(StepName.LINT).python == "3.13" and p.step(StepName.TYPECHECK).python == "3.13"
+    assert p.declared_python == "3.14"
+    assert p.interpreter == "/py311/bin/python3.11"  # the project's environment keeps the worker's own
+    capped = plan(facts({"pyproject.toml": pyproject.replace(">=3.10", ">=3.10,<3.12"),
+                         ".pre-commit-config.yaml": config}), REQ, HOST)
+    assert yaml.safe_load(capped.files["/ws/pc.yaml"])["default_language_version"] == {"python": "python3.11"}
+    own = "default_language_version:\n  python: python3.12\n" + textwrap.dedent(config)
+    o = plan(facts({"pyproject.toml": pyproject, ".pre-commit-config.yaml": own}), REQ, HOST)
+    assert yaml.safe_load(o.files["/ws/pc.yaml"])["default_language_version"] == {"python": "python3.12"}
+    assert o.step(StepName.LINT).python == ""
+
+
+def test_mypy_with_its_own_worker_pool_typechecks_alone() -> None:
+    """mypy configured with num_workers > 1 (pyproject or mypy.ini) runs in a stage of its own, not beside lint;
+    without it lint and typecheck share a stage."""
+    p = plan(facts({"pyproject.toml": PYPROJECT + "num_workers = 4\n"}, {"tests"}), REQ, HOST)
+    assert p.stages == [[StepName.LINT], [StepName.TYPECHECK], [StepName.BUILD, StepName.TEST]]
+    assert any("mypy starts 4 worker processes" in n for n in p.notes)
+    ini = plan(facts({"pyproject.toml": PYPROJECT.replace("[tool.mypy]\nstrict = true\n", ""),
+                      "mypy.ini": "[mypy]\nnum_workers = 2\n[mypy-foo.*]\nignore_errors = True\n"},
+                     {"tests"}), REQ, HOST)
+    assert ini.stages[:2] == [[StepName.LINT], [StepName.TYPECHECK]]
+    plain = plan(facts({"pyproject.toml": PYPROJECT}, {"tests"}), REQ, HOST)
+    assert plain.stages == [[StepName.LINT, StepName.TYPECHECK], [StepName.BUILD, StepName.TEST]]
 
 
 def node_facts(package: dict[str, object], present: set[str] | None = None,

@@ -21,8 +21,9 @@ from shared.verify.models import (
     VerifyInputs,
 )
 from shared.verify.paths import check_repo_path, file_url_path
+from shared.verify.pins import declared_python, newest_interpreter
 from shared.verify.sandbox import SandboxSpec, bwrap_argv
-from shared.verify.verdict import unrun_steps, verdict
+from shared.verify.verdict import interpreter_shortfall, unrun_steps, verdict
 
 # -- paths ------------------------------------------------------------------------------------------
 
@@ -225,3 +226,33 @@ def test_a_failed_install_is_the_repository_s_failure_only_when_its_declarations
     assert got.value == status and reason.startswith("exit code 1")
     if status == "failed" or "error: something" not in output:
         assert output.split("  ")[0][:30] in reason
+
+
+# -- interpreters -----------------------------------------------------------------------------------
+
+
+def test_newest_interpreter_and_declared_python() -> None:
+    """The newest interpreter requires-python admits; the newest Python a repository declares (classifiers,
+    tox envs, nox sessions; free-threaded and bare ``py3`` envs name no version)."""
+    have = [("3.13.0", "/a"), ("3.12.1", "/b"), ("3.11.7", "/c")]
+    assert newest_interpreter(have, ">=3.10") == "3.13"
+    assert newest_interpreter(have, ">=3.10,<3.13") == "3.12"
+    assert newest_interpreter(have, ">=3.14") == ""
+    assert newest_interpreter(have, "not a specifier") == "3.13"
+    classifiers = ["Programming Language :: Python :: 3", "Programming Language :: Python :: 3.12",
+                   "Programming Language :: Python :: 3.9"]
+    assert declared_python(classifiers, []) == "3.12"
+    assert declared_python([], ["lint", "py310", "py315-django", "py314t", "py3"]) == "3.15"
+    assert declared_python([], ["3.13", "pypy3"]) == "3.13"
+    assert declared_python(["Framework :: Django"], ["docs"]) == ""
+
+
+def test_a_parse_failure_on_an_older_interpreter_is_the_workers_shortfall() -> None:
+    """A failed check whose output says the code did not parse, on an interpreter older than the newest Python
+    the repository declares, is an error naming the missing interpreter; any other failure is the repository's."""
+    output = "debug statements (python)...Failed\ntests/new.py - Could not parse ast\n\n\tinvalid syntax\n"
+    reason = interpreter_shortfall(output, "3.11", "3.12")
+    assert "Python 3.11" in reason and "declares Python 3.12" in reason and "Could not parse ast" in reason
+    assert interpreter_shortfall(output, "3.12", "3.12") == ""  # the declared version itself: the code is wrong
+    assert interpreter_shortfall("src/a.py:1:1: F401 `os` imported but unused", "3.11", "3.14") == ""
+    assert interpreter_shortfall(output, "", "3.14") == interpreter_shortfall(output, "3.11", "") == ""
