@@ -321,6 +321,7 @@ def establish(case: Case, work: Path, cache: Path) -> dict[str, str]:
 
 async def run_pack(settings: Settings, tenant: str, repo: Path) -> tuple[float, VerifyReport]:
     async with open_runtime(settings) as rt:
+        await rt.gate.tenants.ensure_tenant(tenant)  # requests name tenants that exist
         client = rt.client()
         started = time.perf_counter()
         handle = await client.request_job(tenant, TEMPLATE_KEY, {"repo_path": str(repo),

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from activities.toolchains import Toolchains, uv_binary
+from activities.toolchains import Toolchains, npm_arch, uv_binary
 from shared.flags import Flag
 from shared.settings import Settings
 from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, ToolRequest, Verdict, VerifyReport
@@ -187,6 +187,41 @@ async def test_precommit_hooks_run_at_their_pinned_revs(runtime: Runtime, worker
     assert broken.step(StepName.TEST).status is StepStatus.PASSED, explain(broken)
 
 
+async def test_code_newer_than_every_interpreter_here_is_an_error_naming_it(runtime: Runtime, worker: None,
+                                                                           verify_on: None, repos: Path,
+                                                                           pypi: None) -> None:
+    """pre-commit's hooks run on the newest interpreter the worker has; code in a syntax newer than that (Python
+    3.14's unparenthesised ``except A, B``), in a repository that declares 3.14, cannot be judged here: the
+    verdict is ``error`` naming the interpreter, not ``failed``."""
+    newest = Toolchains(SHARED_CACHE / "toolchains").host().interpreters[0][0]
+    if tuple(int(p) for p in newest.split(".")[:2]) >= (3, 14):
+        pytest.skip(f"this worker has Python {newest}, which parses 3.14 syntax")
+    repo = write_files(repos / "newsyntax", {
+        ".pre-commit-config.yaml": """
+            repos:
+              - repo: https://github.com/pre-commit/pre-commit-hooks
+                rev: v5.0.0
+                hooks:
+                  - id: debug-statements
+        """,
+        "pyproject.toml": """
+            [project]
+            name = "newsyntax"
+            version = "0.1.0"
+            requires-python = ">=3.10"
+            classifiers = ["Programming Language :: Python :: 3.14"]
+        """,
+        "newsyntax.py": "def f() -> None:\n    pass\n",
+        "py314_only.py": "try:\n    pass\nexcept ValueError, TypeError:\n    pass\n",
+    })
+    git_init(repo)
+    report = await verify(runtime, {"repo_path": str(repo), "pack": "fast"})
+    lint = report.step(StepName.LINT)
+    assert lint.status is StepStatus.ERROR and report.verdict is Verdict.ERROR, explain(report)
+    assert f"Python {'.'.join(newest.split('.')[:2])}" in lint.reason and "declares Python 3.14" in lint.reason
+    assert "py314_only.py" in log_text(report, StepName.LINT)
+
+
 async def test_tox_environments_are_the_steps(runtime: Runtime, worker: None, verify_on: None, repos: Path,
                                               pypi: None) -> None:
     """tox's own environments run the lint and test steps (``tox -e lint``), built during install, with the
@@ -299,6 +334,38 @@ async def test_yarn_berry_runs_at_the_declared_version(runtime: Runtime, worker:
     assert report.step(StepName.INSTALL).command == "yarn install --immutable"
     assert any(t.name == "@yarnpkg/cli-dist" and t.version == "4.5.0" for t in report.toolchains)
     assert "4.5.0" in log_text(report, StepName.TEST)
+    assert listing(repo) == before, "the checkout was written to"
+
+
+async def test_bun_runs_at_the_declared_version(runtime: Runtime, worker: None, verify_on: None, repos: Path,
+                                                npm_registry: None) -> None:
+    """``packageManager: bun@1.2.23`` brings bun from the npm registry (its platform package, which carries the
+    binary: nothing is downloaded from elsewhere); it installs with ``--frozen-lockfile`` against the
+    repository's bun.lock in the run's copy and runs the scripts; the checkout is not written."""
+    package = {"name": "bun-fixture", "version": "1.0.0", "private": True, "packageManager": "bun@1.2.23",
+               "dependencies": {"is-number": "7.0.0"},
+               "scripts": {"test": "bun --version && bun -e \"require('is-number'); console.log('bun ok')\""}}
+    repo = write_files(repos / "bunrepo", {"package.json": json.dumps(package, indent=2) + "\n"})
+    # the lockfile, made as a developer makes it: the same bun, provisioned by JobForge's own code path
+    toolchains = Toolchains(SHARED_CACHE / "toolchains")
+    [bun] = await toolchains.provision(
+        [ToolRequest(kind="npm", name=f"@oven/bun-linux-{npm_arch()}", version="1.2.23", why="test")], "",
+        lambda _: None)
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env.update({"HOME": str(repos), "BUN_INSTALL_CACHE_DIR": str(SHARED_CACHE / "test-bun")})
+    done = await asyncio.to_thread(subprocess.run, [str(Path(bun.bin_dir) / "bun"), "install"], cwd=repo, env=env,
+                                   capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (repo / "bun.lock").is_file()
+    await asyncio.to_thread(subprocess.run, ["rm", "-rf", str(repo / "node_modules")], check=True)
+    git_init(repo)
+    before = listing(repo)
+    report = await verify(runtime, {"repo_path": str(repo)})
+    assert report.passed, explain(report)
+    assert report.step(StepName.INSTALL).command == "bun install --frozen-lockfile"
+    assert any(t.name.startswith("@oven/bun-linux-") and t.version == "1.2.23" for t in report.toolchains)
+    text = log_text(report, StepName.TEST)
+    assert "1.2.23" in text and "bun ok" in text
     assert listing(repo) == before, "the checkout was written to"
 
 
