@@ -211,8 +211,8 @@ async def test_code_newer_than_every_interpreter_here_is_an_error_naming_it(runt
             requires-python = ">=3.10"
             classifiers = ["Programming Language :: Python :: 3.14"]
         """,
-        "newsyntax.py": "def f() -> None:\n    pass\n",
-        "py314_only.py": "try:\n    pass\nexcept ValueError, TypeError:\n    pass\n",
+        "newsyntax/__init__.py": "",
+        "newsyntax/py314_only.py": "try:\n    pass\nexcept ValueError, TypeError:\n    pass\n",
     })
     git_init(repo)
     report = await verify(runtime, {"repo_path": str(repo), "pack": "fast"})
