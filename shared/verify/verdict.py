@@ -61,6 +61,19 @@ _UNPARSABLE = re.compile("|".join((
 )), re.IGNORECASE)
 
 
+#: a check's output that says the machine failed it, not the code (mypy gives each worker of its own pool a few
+#: seconds to start; on a loaded machine one can miss that)
+_TRANSIENT = re.compile("|".join((
+    r"Failed to establish connection with worker",
+)))
+
+
+def transient_failure(output: str) -> str:
+    """The line of a failed check's output that says the machine failed it, not the code ("" when none does)."""
+    match = _TRANSIENT.search(output)
+    return _line(output, match) if match is not None else ""
+
+
 def interpreter_shortfall(output: str, ran_on: str, declared: str) -> str:
     """Why a failed check is the worker's shortfall and not the repository's ("" when it is not): the check
     ran on Python ``ran_on`` — the newest interpreter this worker has that the repository admits —, the

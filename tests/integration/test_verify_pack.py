@@ -143,6 +143,26 @@ async def test_failing_steps_fail_the_verdict_and_the_others_still_report(runtim
     assert record.summary["verdict"] == "failed"
 
 
+async def test_a_check_the_machine_failed_runs_once_more_and_twice_is_an_error(runtime: Runtime, worker: None,
+                                                                              verify_on: None, repos: Path) -> None:
+    """A check whose output says the machine failed it (mypy's worker pool not starting in time on a loaded
+    worker) runs once more: passing then, it passes, saying why it ran twice; failing that way again, it is an
+    error (exit 2), not the repository's failure. Other failures are not run again."""
+    pool = "Failed to establish connection with worker: No status file found"
+    repo = explicit_repo(repos, "flaky", {
+        "typecheck": f"if [ -e .ran ]; then echo typed; else touch .ran; echo '{pool}'; exit 2; fi",
+        "test": "echo 1 >> runs.txt; echo \"run $(wc -l < runs.txt)\"; exit 1",
+    })
+    report = await verify(runtime, {"repo_path": str(repo)})
+    typecheck, test = report.step(StepName.TYPECHECK), report.step(StepName.TEST)
+    assert typecheck.status is StepStatus.PASSED and "run once more" in typecheck.reason, typecheck
+    assert test.status is StepStatus.FAILED and "run 1" in test.tail and "run 2" not in test.tail
+    broken = explicit_repo(repos, "pool", {"typecheck": f"echo '{pool}'; exit 2", "test": "true"})
+    again = await verify(runtime, {"repo_path": str(broken)})
+    assert again.step(StepName.TYPECHECK).status is StepStatus.ERROR and again.verdict is Verdict.ERROR
+    assert "the machine failed this check" in again.error and pool in again.error
+
+
 async def test_fast_pack_and_selected_steps(runtime: Runtime, worker: None, verify_on: None, repos: Path) -> None:
     """The fast pack leaves test out; options.steps narrows further; both say why a step was skipped."""
     repo = explicit_repo(repos, "fast", {"lint": "true", "typecheck": "true", "build": "true", "test": "false"})

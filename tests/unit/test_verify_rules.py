@@ -23,7 +23,7 @@ from shared.verify.models import (
 from shared.verify.paths import check_repo_path, file_url_path
 from shared.verify.pins import declared_python, newest_interpreter
 from shared.verify.sandbox import SandboxSpec, bwrap_argv
-from shared.verify.verdict import interpreter_shortfall, unrun_steps, verdict
+from shared.verify.verdict import interpreter_shortfall, transient_failure, unrun_steps, verdict
 
 # -- paths ------------------------------------------------------------------------------------------
 
@@ -256,3 +256,10 @@ def test_a_parse_failure_on_an_older_interpreter_is_the_workers_shortfall() -> N
     assert interpreter_shortfall(output, "3.12", "3.12") == ""  # the declared version itself: the code is wrong
     assert interpreter_shortfall("src/a.py:1:1: F401 `os` imported but unused", "3.11", "3.14") == ""
     assert interpreter_shortfall(output, "", "3.14") == interpreter_shortfall(output, "3.11", "") == ""
+
+
+def test_a_tool_pool_that_did_not_start_is_the_machines_failure() -> None:
+    """mypy's worker pool missing its start-up window is named as the machine's failure; a type error is not."""
+    out = "Success: 3\nFailed to establish connection with worker: No status file found\nmypy: exit 2\n"
+    assert transient_failure(out) == "Failed to establish connection with worker: No status file found"
+    assert transient_failure('src/a.py:3: error: Incompatible return value type (got "str", expected "int")') == ""
