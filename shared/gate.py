@@ -10,9 +10,10 @@ per request.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -60,6 +61,9 @@ TOKENS_ISSUE = "tokens:issue"
 JOBS_REQUEST = "jobs.request"
 EVENTS_SUBMIT = "events.submit"
 TOKENS_ISSUE_ACTION = "tokens.issue"
+#: rate-limit refusals of one (tenant, actor, action, resource) are audited at most once per this many
+#: seconds; each entry counts the refusals it stands for (``details.refusals``)
+RATE_DENY_WINDOW_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,17 @@ class EventAdmission:
     policy: RatePolicy
 
 
+@dataclass(slots=True)
+class _Flood:
+    """Rate-limit refusals of one caller and action: when the next may be audited, and how many were held."""
+
+    quiet_until: float
+    held: int = 0
+    #: the last held refusal (its message and trace id go into the entry that counts it)
+    last: tuple[RateLimited, str] | None = None
+    flush: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+
 @dataclass(frozen=True, slots=True)
 class IssuedPolicyToken:
     token: str
@@ -122,6 +137,11 @@ class Gate:
         self.audit: AuditLog = store.audit
         self.grants: GrantStore = store.grants
         self._keys: list[bytes] | None = None
+        #: rate-limit refusals being coalesced, by (tenant, actor, action, resource)
+        self._floods: dict[tuple[str, str, str, str], _Flood] = {}
+        self._flushing: set[asyncio.Task[None]] = set()
+        #: the clock of the coalescing window (tests move it)
+        self.clock = time.monotonic
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -224,8 +244,71 @@ class Gate:
         if isinstance(err, UnknownTenant):  # no chain is started for a tenant that does not exist
             log.warning("request_for_unknown_tenant", action=action, tenant_id=pg_text(tenant_id)[:63])
             return
+        if isinstance(err, RateLimited):
+            await self._deny_rate_limited(flags, tenant_id, actor, action, resource, err, trace_id)
+            return
         await self.record(flags, tenant_id, actor, action, resource, Decision.DENY, err.message, trace_id,
                           {"error_code": err.code})
+
+    async def _deny_rate_limited(self, flags: Mapping[Flag, bool], tenant_id: str, actor: str, action: str,
+                                 resource: str, err: RateLimited, trace_id: str) -> None:
+        """Audit a rate-limit refusal, coalesced: the first of a caller's flood is written at once; those
+        within :data:`RATE_DENY_WINDOW_SECONDS` after an entry are held and counted, and written as one
+        entry (``details.refusals`` = how many it stands for) when the window ends. A flood of refused
+        requests so costs one audit write per window instead of one per request."""
+        if not flags.get(Flag.AUDIT_LOGGING, False):
+            return
+        key = (tenant_id, actor, action, resource)
+        now = self.clock()
+        flood = self._floods.get(key)
+        if flood is not None and now < flood.quiet_until:
+            flood.held += 1
+            flood.last = (err, trace_id)
+            if flood.flush is None:
+                flood.flush = asyncio.get_running_loop().call_later(
+                    flood.quiet_until - now, self._start_flush, flags, key)
+            return
+        held = 0
+        if flood is not None:  # its window is over: the refusals it held are counted in this entry
+            held = flood.held
+            if flood.flush is not None:
+                flood.flush.cancel()
+        self._floods[key] = _Flood(quiet_until=now + RATE_DENY_WINDOW_SECONDS)
+        if len(self._floods) > 10_000:  # callers whose window is over and nothing is held: forgotten
+            self._floods = {k: f for k, f in self._floods.items() if f.held or f.quiet_until > now}
+        await self.record(flags, tenant_id, actor, action, resource, Decision.DENY, err.message, trace_id,
+                          {"error_code": err.code, "refusals": held + 1})
+
+    def _start_flush(self, flags: Mapping[Flag, bool], key: tuple[str, str, str, str]) -> None:
+        task = asyncio.get_running_loop().create_task(self._flush_flood(flags, key))
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _flush_flood(self, flags: Mapping[Flag, bool], key: tuple[str, str, str, str]) -> None:
+        """Write the refusals held for ``key`` as one entry (its window is over)."""
+        flood = self._floods.get(key)
+        if flood is None or not flood.held or flood.last is None:
+            return
+        held, (err, trace_id) = flood.held, flood.last
+        # the next refusals are held for another window, counted from this entry
+        self._floods[key] = _Flood(quiet_until=self.clock() + RATE_DENY_WINDOW_SECONDS)
+        tenant_id, actor, action, resource = key
+        try:
+            await self.record(flags, tenant_id, actor, action, resource, Decision.DENY, err.message, trace_id,
+                              {"error_code": err.code, "refusals": held})
+        except Exception as exc:  # the store is away: the count is lost, as a crash would lose it
+            log.warning("audit_refusals_lost", action=action, refusals=held, error_type=type(exc).__name__)
+
+    async def flush_denials(self) -> None:
+        """Write every held rate-limit refusal now (a process about to stop)."""
+        for key, flood in list(self._floods.items()):
+            if flood.flush is not None:
+                flood.flush.cancel()
+            if flood.held:
+                await self._flush_flood({Flag.AUDIT_LOGGING: True}, key)
+        self._floods.clear()
+        if self._flushing:
+            await asyncio.gather(*self._flushing, return_exceptions=True)
 
     # -- jobs ---------------------------------------------------------------------------------
 

@@ -111,4 +111,11 @@ async def open_runtime(settings: Settings, *, temporal: bool = True, process: st
             await store.tenants.require(check_tenant_id(tenant))
         if temporal:
             runtime.temporal = await connect(settings)
-        yield runtime
+        try:
+            yield runtime
+        finally:
+            if runtime._gate is not None:  # rate-limit refusals still held for the audit chain
+                try:
+                    await runtime._gate.flush_denials()
+                except Exception as exc:
+                    log.warning("audit_flush_failed", error_type=type(exc).__name__)
