@@ -23,7 +23,9 @@ for JobForge, every event is routed, and then counts per item:
   the same machine; the ratios that count are ``bench/events.py``'s on a quiet machine;
 - PostgreSQL: statements and round trips, by client process, from a *private* PostgreSQL started
   for this bench (initdb in a temporary directory, free port, ``log_statement=all``): every message
-  the server logs is one round trip; statements exclude BEGIN/COMMIT/ROLLBACK. Each client process
+  the server logs is counted as one round trip (a pipeline sends several in one: the audit chain's step
+  logs 4, BEGIN, claim, append, COMMIT, sent in 2 network round trips); statements exclude
+  BEGIN/COMMIT/ROLLBACK. Each client process
   connects with its own ``application_name`` (the bench's own polling is left out).
 
 Counts do not depend on the machine's load (except polls and background loops, which the idle row shows:

@@ -3,7 +3,8 @@
 Writers of one tenant take turns on the tenant's ``audit_heads`` row: a transaction claims it with an
 upsert (``ON CONFLICT DO UPDATE`` waits for the writer holding the row, then locks and returns the head
 that writer committed), seals its entries after that head, and appends them and moves the head in one
-more statement: four round trips with BEGIN and COMMIT, however many entries. Entry bytes are stored as
+more statement: four statements with BEGIN and COMMIT, however many entries, sent in two network round
+trips (psycopg's pipeline mode: BEGIN with the claim, the append with COMMIT). Entry bytes are stored as
 ``bytea``.
 
 Within one process, appends to the same tenant's chain are *group-committed*: while one transaction
@@ -144,11 +145,16 @@ class AuditLog:
         """Seal ``facts`` as the next entries of the chain in one transaction holding the tenant's head row.
 
         Two statements: claim the head (row lock, current head, database clock), then append every entry
-        and move the head in one statement.
+        and move the head in one statement. In pipeline mode, BEGIN goes with the claim and COMMIT with the
+        append: two network round trips.
         """
-        async with self._store.connection() as conn, conn.transaction():
+        # BEGIN and COMMIT are statements of the pipeline (psycopg's transaction() would sync on each); a
+        # step that fails leaves its connection in the failed transaction, which the pool closes
+        async with self._store.connection() as conn, conn.pipeline():
             cur = conn.cursor(row_factory=dict_row)
-            head = await (await cur.execute(sql.AUDIT_CLAIM_HEAD, {"t": tenant_id, "genesis": GENESIS})).fetchone()
+            await conn.execute(sql.TX_BEGIN)
+            await cur.execute(sql.AUDIT_CLAIM_HEAD, {"t": tenant_id, "genesis": GENESIS})
+            head = await cur.fetchone()  # sends BEGIN and the claim together, waits for the head
             assert head is not None
             seq, prev = head["seq"], head["hash"]
             occurred = head["now"]
@@ -170,6 +176,7 @@ class AuditLog:
                 prev = digest
             await conn.execute(sql.AUDIT_APPEND, {"t": tenant_id, "at": occurred, "head_seq": seq, "head_hash": prev,
                                                   **columns})
+            await conn.execute(sql.TX_COMMIT)  # sent with the append when the pipeline ends
         return records
 
     async def list(self, tenant_id: str, *, limit: int = 100, before_seq: int | None = None) -> Sequence[AuditRecord]:

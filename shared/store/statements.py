@@ -18,6 +18,9 @@ from collections.abc import Iterable
 # -- schema ---------------------------------------------------------------------------------------
 
 PING = "SELECT 1"
+#: a transaction's ends as statements, for a pipeline that sends them with its other statements
+TX_BEGIN = "BEGIN"
+TX_COMMIT = "COMMIT"
 SCHEMA_REVISION = ("SELECT CASE WHEN to_regclass('alembic_version') IS NULL THEN NULL "
                    "ELSE (SELECT version_num FROM alembic_version LIMIT 1) END")
 

@@ -238,3 +238,23 @@ async def test_a_failed_audit_batch_fails_every_waiter_and_the_next_batch_still_
     assert sorted(r.seq for r in await queued) == [1, 2, 3, 4]  # the next batch was written by the same writer
     written = await audit.append(AuditFact("flaky", "a", "x.y", "r", Decision.ALLOW, "after"))
     assert written.seq == 5 and (await audit.verify("flaky")).ok
+
+
+async def test_an_append_the_database_refuses_rolls_its_batch_back_and_leaves_the_connection_clean(
+        store: Store, pg_url: str) -> None:
+    """A chain step whose append fails (a row already holds its seq) raises, moves no head, and the pooled
+    connection it ran on is reused cleanly: the pipelined transaction is rolled back, not left open."""
+    audit = store.audit
+    first = await audit.append(AuditFact("refused", "a", "x.y", "r", Decision.ALLOW, "first"))
+    with psycopg.connect(pg_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute("INSERT INTO audit_log (tenant_id, seq, prev_hash, hash, body, occurred_at, actor, action, "
+                      "resource, decision, reason, trace_id) VALUES ('refused', 2, '', '', '', now(), '', '', '', "
+                      "'allow', '', '')")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        await audit.append(AuditFact("refused", "a", "x.y", "r", Decision.ALLOW, "second"))
+    with psycopg.connect(pg_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        assert conn.execute("SELECT seq, hash FROM audit_heads WHERE tenant_id = 'refused'").fetchone() == (
+            1, first.hash)
+        conn.execute("DELETE FROM audit_log WHERE tenant_id = 'refused' AND seq = 2")
+    again = await audit.append(AuditFact("refused", "a", "x.y", "r", Decision.ALLOW, "again"))
+    assert again.seq == 2 and again.prev_hash == first.hash and (await audit.verify("refused")).ok
