@@ -162,9 +162,10 @@ class JobForgeClient:
     async def _start(self, job: JobRun, task_queue: str, workflow_id: str, digest: str) -> RunHandleInfo:
         request_id = uuid.uuid4().hex
         try:
+            # the memo holds what a repeated request is compared with (the tenant is the JobForgeTenant
+            # attribute, the actor is in the argument)
             start = job_start(job, id=workflow_id, task_queue=task_queue,
-                              memo={"tenant_id": job.tenant_id, "input_hash": digest, "request_id": request_id,
-                                    "actor": job.actor})
+                              memo={"input_hash": digest, "request_id": request_id})
             handle: WorkflowHandle[Any, Any] = await start.start(
                 self.temporal,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
