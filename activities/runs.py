@@ -86,8 +86,11 @@ class RunActivities:
                 raise  # the store or Temporal is away: let the retry policy work
             result = AdmissionResult(admitted=False, reason=redact_text(err.message), error_code=err.code,
                                      error_details=redact(err.details))
+        input_hash = result.input_hash
+        # the result is recorded in the run's history: it carries what the workflow reads (verdict, inputs,
+        # provenance switch, search attributes), not the input hash or trace id the run record keeps
         result = result.model_copy(update={
-            "trace_id": run.trace_id,
+            "input_hash": "",
             "search_attributes": run_attributes(run.tenant_id, run.template_key if run.template_key ==
                                                 req.workflow_type else req.workflow_type, run.trace_id)})
         metrics.job_admission("run", allowed=result.admitted, reason=result.error_code or "admitted")
@@ -98,7 +101,7 @@ class RunActivities:
                 run_id=req.run_id, status=status, trace_id=run.trace_id,
                 actor=run.actor,  # the store clips them to their columns
                 idempotency_key=(run.idempotency_key or None) if result.admitted else None,
-                input_hash=result.input_hash, error=result.reason,
+                input_hash=input_hash, error=result.reason,
             )
         log.info("run_admitted" if result.admitted else "run_rejected", tenant_id=run.tenant_id,
                  template=run.template_key, run_id=req.run_id, trace_id=run.trace_id,

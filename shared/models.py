@@ -71,10 +71,11 @@ class AdmissionResult(Frozen):
     error_details: dict[str, Any] = Field(default_factory=dict)
     #: the template inputs after validation against the template's model (defaults filled in)
     inputs: dict[str, Any] = Field(default_factory=dict)
+    #: empty: the run record keeps the input hash (histories recorded before admission left it out hold it)
     input_hash: str = ""
     #: whether the run should capture its provenance (JOBFORGE_REPLAY_PACK_ENABLED at admission)
     capture_provenance: bool = True
-    #: the run's trace id (the argument's, else its JobForgeTrace attribute's, else a new one)
+    #: empty: the trace id is the JobForgeTrace attribute's in ``search_attributes`` (older histories hold it)
     trace_id: str = ""
     #: the JobForge search attributes the run must carry (name -> value), set by the workflow
     search_attributes: dict[str, str] = Field(default_factory=dict)

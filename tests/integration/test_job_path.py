@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import pytest
+from temporalio.client import Client
 
 from shared.errors import FeatureDisabled, IdempotencyConflict, InvalidInputs, TemplateNotFound
 from shared.flags import Flag
@@ -45,6 +48,24 @@ async def test_healthcheck_runs_and_is_recorded(runtime: Runtime, worker: None, 
     assert record.input_hash.startswith("sha256:")
     assert record.finished_at is not None
     assert [r.run_id for r in await client.list_runs("acme")][:1] == [handle.run_id]
+    assert runtime.temporal is not None
+    recorded = await admission_results(runtime.temporal, handle.workflow_id)
+    assert len(recorded) == 1  # the run's history holds the verdict, not what the run record keeps
+    assert recorded[0]["admitted"] is True and recorded[0]["input_hash"] == "" and recorded[0]["trace_id"] == ""
+    assert recorded[0]["search_attributes"]["JobForgeTrace"] == "trace-1"
+
+
+async def admission_results(temporal: Client, workflow_id: str) -> list[dict[str, Any]]:
+    """The results of the ``jobforge.admit`` local activity as the run's history records them."""
+    found = []
+    for event in (await temporal.get_workflow_handle(workflow_id).fetch_history()).events:
+        if not event.HasField("marker_recorded_event_attributes"):
+            continue
+        details = event.marker_recorded_event_attributes.details
+        data, result = details.get("data"), details.get("result")
+        if data and data.payloads and result and b'"jobforge.admit"' in data.payloads[0].data:
+            found.append(json.loads(result.payloads[0].data))
+    return found
 
 
 async def test_search_attributes_let_the_ui_filter_by_tenant(runtime: Runtime, worker: None,
