@@ -192,6 +192,20 @@ typedef struct {
     uint64_t by_first[128]; /* bit w set when word w starts with that character */
 } WordList;
 
+/* verdicts on short ASCII names, by their exact characters (a pure function of them): separators
+   repeat the same few names, and a name is judged once per run of text instead of once per separator */
+#define NAME_CACHE_BITS 9
+#define NAME_CACHE_MAX 16
+typedef struct {
+    uint64_t lo, hi; /* the characters, eight per word */
+    uint8_t len;     /* 0: an empty slot */
+    int8_t verdict[2]; /* is_secret_field, holds_secret_value; -1: not judged yet */
+} NameSlot;
+
+typedef struct {
+    NameSlot slot[1 << NAME_CACHE_BITS];
+} NameCache;
+
 typedef struct {
     PyObject_HEAD
     int ntok;
@@ -207,6 +221,7 @@ typedef struct {
     CharSet name_chars, credential_chars, pem_header_chars, stop_equals, stop_colon, url_user_stop,
         url_password_stop, ascii_ws, word;
     unsigned long long work;
+    NameCache names;
 } RedactorObject;
 
 /* -- the text -------------------------------------------------------------------------------- */
@@ -456,9 +471,48 @@ decide_value_field(const RedactorObject *self, const Py_UCS4 *s, Py_ssize_t n)
     return 0;
 }
 
-/* is_secret_field / holds_secret_value of text[s:e]; -1 on memory error */
+static int judge_name_uncached(RedactorObject *self, const Text *t, Py_ssize_t s, Py_ssize_t e, int value_rule);
+
+/* is_secret_field / holds_secret_value of text[s:e]; -1 on memory error. A name of 1..NAME_CACHE_MAX
+   ASCII characters is looked up first in a direct-mapped cache keyed by all of its characters. */
 static int
 judge_name(RedactorObject *self, const Text *t, Py_ssize_t s, Py_ssize_t e, int value_rule)
+{
+    Py_ssize_t len = e - s;
+    if (len < 1 || len > NAME_CACHE_MAX) {
+        return judge_name_uncached(self, t, s, e, value_rule);
+    }
+    uint64_t word[2] = {0, 0};
+    for (Py_ssize_t k = 0; k < len; k++) {
+        Py_UCS4 c = rd(t, s + k);
+        if (c >= 128) {
+            return judge_name_uncached(self, t, s, e, value_rule);
+        }
+        word[k >> 3] |= (uint64_t)c << ((k & 7) * 8);
+    }
+    uint64_t h = (word[0] * 0x9E3779B97F4A7C15ULL) ^ (word[1] * 0xC2B2AE3D27D4EB4FULL) ^ (uint64_t)len;
+    NameSlot *slot = &self->names.slot[(h * 0xFF51AFD7ED558CCDULL) >> (64 - NAME_CACHE_BITS)];
+    if (slot->len == (uint8_t)len && slot->lo == word[0] && slot->hi == word[1]) {
+        if (slot->verdict[value_rule] >= 0) {
+            self->work += (unsigned long long)(len + 1); /* as judging it counts */
+            return slot->verdict[value_rule];
+        }
+    }
+    else {
+        slot->lo = word[0];
+        slot->hi = word[1];
+        slot->len = (uint8_t)len;
+        slot->verdict[0] = slot->verdict[1] = -1;
+    }
+    int verdict = judge_name_uncached(self, t, s, e, value_rule);
+    if (verdict >= 0) {
+        slot->verdict[value_rule] = (int8_t)verdict;
+    }
+    return verdict;
+}
+
+static int
+judge_name_uncached(RedactorObject *self, const Text *t, Py_ssize_t s, Py_ssize_t e, int value_rule)
 {
     Py_UCS4 local[1024];
     Py_UCS4 *buf = local;
@@ -1023,6 +1077,29 @@ scan_gap(Scan *sc, Py_ssize_t i, Spans *out)
 
 /* the main loop for one PyUnicode kind: only interesting characters leave the tight loop */
 #define DEFINE_SCAN_LOOP(NAME, CHAR)                                                                 \
+    /* whether a token prefix (all of it) starts at i: the pair index, then the rest of each prefix */ \
+    static inline int prefix_here_##NAME(const RedactorObject *self, const CHAR *text, Py_ssize_t n,  \
+                                         Py_ssize_t i, Py_UCS4 c, Py_UCS4 next)                      \
+    {                                                                                                \
+        if (next >= 128) {                                                                           \
+            return 0;                                                                                \
+        }                                                                                            \
+        int pair = (int)((c << 7) | next);                                                           \
+        for (int32_t k = self->pair_start[pair]; k < self->pair_start[pair + 1]; k++) {              \
+            const TokenRule *rule = &self->tok[self->pair_rules[k]];                                 \
+            Py_ssize_t len = rule->prefix_len, j = 2;                                                \
+            if (len > n - i) {                                                                       \
+                continue;                                                                            \
+            }                                                                                        \
+            while (j < len && (Py_UCS4)text[i + j] == (unsigned char)rule->prefix[j]) {             \
+                j++;                                                                                 \
+            }                                                                                        \
+            if (j == len) {                                                                          \
+                return 1;                                                                            \
+            }                                                                                        \
+        }                                                                                            \
+        return 0;                                                                                    \
+    }                                                                                                \
     static int NAME(Scan *sc, Blocks *blocks, int first_only, Spans *out)                           \
     {                                                                                                \
         const CHAR *text = (const CHAR *)sc->t->data;                                                \
@@ -1035,9 +1112,8 @@ scan_gap(Scan *sc, Py_ssize_t i, Spans *out)
                 continue;                                                                            \
             }                                                                                        \
             Py_UCS4 next = i + 1 < n ? (Py_UCS4)text[i + 1] : 0x110000;                              \
-            if (first[c] == FIRST_TOKEN && (next >= 128 || sc->self->pair_start[(c << 7) | next] ==  \
-                                                               sc->self->pair_start[((c << 7) | next) + 1])) { \
-                i++;                                                                                 \
+            if (first[c] == FIRST_TOKEN && !prefix_here_##NAME(sc->self, text, n, i, c, next)) {     \
+                i++; /* no token prefix starts here: scan_token would find nothing */                \
                 continue;                                                                            \
             }                                                                                        \
             int found = scan_at(sc, blocks, i, c, next);                                             \
