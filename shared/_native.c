@@ -168,6 +168,16 @@ in_set(const CharSet *set, Py_UCS4 c)
 #define MAX_SEGMENTS 4
 #define MAX_LIST 64
 #define PAIRS (128 * 128)
+#define TRIGRAM_BITS (1 << 16)
+
+/* the filter bit of a prefix's first three characters (a character >= 128, or the end of the text, as 0:
+   no prefix has either there, and a two-character prefix sets the bits of every third character) */
+static inline uint32_t
+trigram(Py_UCS4 a, Py_UCS4 b, Py_UCS4 c)
+{
+    uint32_t x = ((uint32_t)a << 14) | ((uint32_t)b << 7) | (c < 128 ? (uint32_t)c : 0);
+    return (x * 2654435761u) >> 16;
+}
 
 typedef struct {
     char *lead;
@@ -211,6 +221,7 @@ typedef struct {
     int ntok;
     TokenRule *tok;
     int32_t *pair_start; /* PAIRS + 1 offsets into pair_rules */
+    uint64_t trigrams[TRIGRAM_BITS / 64]; /* a filter over the first three characters of the prefixes */
     int *pair_rules;
     uint8_t first[128];
     WordList deny, safe, partials, words, value_endings, auth_schemes, bare_schemes, pem_suffixes, json_literals;
@@ -220,6 +231,7 @@ typedef struct {
     Py_ssize_t name_max, max_spaces, max_scheme_spaces, max_walk_depth;
     CharSet name_chars, credential_chars, pem_header_chars, stop_equals, stop_colon, url_user_stop,
         url_password_stop, ascii_ws, word;
+    CharSet scheme_first; /* the first characters of auth_schemes, both cases */
     unsigned long long work;
     NameCache names;
 } RedactorObject;
@@ -483,12 +495,24 @@ judge_name(RedactorObject *self, const Text *t, Py_ssize_t s, Py_ssize_t e, int 
         return judge_name_uncached(self, t, s, e, value_rule);
     }
     uint64_t word[2] = {0, 0};
-    for (Py_ssize_t k = 0; k < len; k++) {
-        Py_UCS4 c = rd(t, s + k);
-        if (c >= 128) {
+    if (t->kind == PyUnicode_1BYTE_KIND) {
+        memcpy(word, (const Py_UCS1 *)t->data + s, (size_t)len);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        word[0] = __builtin_bswap64(word[0]); /* character k at bits 8k, as the loop below packs it */
+        word[1] = __builtin_bswap64(word[1]);
+#endif
+        if ((word[0] | word[1]) & 0x8080808080808080ULL) {
             return judge_name_uncached(self, t, s, e, value_rule);
         }
-        word[k >> 3] |= (uint64_t)c << ((k & 7) * 8);
+    }
+    else {
+        for (Py_ssize_t k = 0; k < len; k++) {
+            Py_UCS4 c = rd(t, s + k);
+            if (c >= 128) {
+                return judge_name_uncached(self, t, s, e, value_rule);
+            }
+            word[k >> 3] |= (uint64_t)c << ((k & 7) * 8);
+        }
     }
     uint64_t h = (word[0] * 0x9E3779B97F4A7C15ULL) ^ (word[1] * 0xC2B2AE3D27D4EB4FULL) ^ (uint64_t)len;
     NameSlot *slot = &self->names.slot[(h * 0xFF51AFD7ED558CCDULL) >> (64 - NAME_CACHE_BITS)];
@@ -817,9 +841,17 @@ name_before(Scan *sc, Py_ssize_t sep, Py_ssize_t *ns, Py_ssize_t *ne, int *quote
     if (!in_set(&self->name_chars, c)) {
         return 0;
     }
-    Py_ssize_t start = at;
-    while (start > 0 && in_set(&self->name_chars, rd(t, start - 1)) && at - start + 1 < self->name_max) {
-        start--;
+    Py_ssize_t start = at, low = at + 1 - self->name_max > 0 ? at + 1 - self->name_max : 0;
+    if (t->kind == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *data = (const Py_UCS1 *)t->data;
+        while (start > low && in_set(&self->name_chars, data[start - 1])) {
+            start--;
+        }
+    }
+    else {
+        while (start > low && in_set(&self->name_chars, rd(t, start - 1))) {
+            start--;
+        }
     }
     sc->work += (unsigned long long)(at - start + 1);
     *ns = start;
@@ -849,6 +881,9 @@ json_literal(const RedactorObject *self, const Text *t, Py_ssize_t at)
 static Py_ssize_t
 after_scheme(const RedactorObject *self, const Text *t, Py_ssize_t at)
 {
+    if (at >= t->n || !in_set(&self->scheme_first, rd(t, at))) {
+        return at; /* no scheme starts with this character (either case) */
+    }
     for (int w = 0; w < self->auth_schemes.n; w++) {
         Py_ssize_t len = self->auth_schemes.len[w];
         if (starts_folded(t, at, self->auth_schemes.item[w], len) && at + len < t->n && rd(t, at + len) == ' ') {
@@ -1084,6 +1119,10 @@ scan_gap(Scan *sc, Py_ssize_t i, Spans *out)
         if (next >= 128) {                                                                           \
             return 0;                                                                                \
         }                                                                                            \
+        uint32_t bit = trigram(c, next, i + 2 < n ? (Py_UCS4)text[i + 2] : 0);                       \
+        if (!((self->trigrams[bit >> 6] >> (bit & 63)) & 1)) {                                       \
+            return 0;                                                                                \
+        }                                                                                            \
         int pair = (int)((c << 7) | next);                                                           \
         for (int32_t k = self->pair_start[pair]; k < self->pair_start[pair + 1]; k++) {              \
             const TokenRule *rule = &self->tok[self->pair_rules[k]];                                 \
@@ -1213,8 +1252,15 @@ apply_spans(RedactorObject *self, PyObject *text, const Text *t, const Spans *sp
         if (k < spans->size) {
             PyObject *rep = spans->items[k].key ? self->redacted_key : self->redacted;
             const Py_UCS1 *rdata = PyUnicode_1BYTE_DATA(rep);
-            for (Py_ssize_t i = 0; i < PyUnicode_GET_LENGTH(rep); i++) {
-                PyUnicode_WRITE(okind, odata, w++, rdata[i]);
+            Py_ssize_t rlen = PyUnicode_GET_LENGTH(rep);
+            if (okind == PyUnicode_1BYTE_KIND) {
+                memcpy((Py_UCS1 *)odata + w, rdata, (size_t)rlen);
+                w += rlen;
+            }
+            else {
+                for (Py_ssize_t i = 0; i < rlen; i++) {
+                    PyUnicode_WRITE(okind, odata, w++, rdata[i]);
+                }
             }
             pos = spans->items[k].end;
         }
@@ -1803,6 +1849,16 @@ config_tokens(RedactorObject *self, PyObject *config)
         self->pair_rules[self->pair_start[pair] + fill[pair]++] = i;
     }
     PyMem_Free(fill);
+    for (int i = 0; i < self->ntok; i++) {
+        const char *p = self->tok[i].prefix;
+        unsigned a = (unsigned char)p[0], b = (unsigned char)p[1];
+        for (unsigned c = 0; c < 128; c++) {
+            if (self->tok[i].prefix_len == 2 || c == (unsigned char)p[2]) {
+                uint32_t bit = trigram(a, b, c);
+                self->trigrams[bit >> 6] |= (uint64_t)1 << (bit & 63);
+            }
+        }
+    }
     return 0;
 }
 
@@ -1898,6 +1954,18 @@ redactor_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "Redactor config: the PEM marker starts with '-'");
         Py_DECREF(self);
         return NULL;
+    }
+    for (int w = 0; w < self->auth_schemes.n; w++) {
+        unsigned c = (unsigned char)self->auth_schemes.item[w][0];
+        unsigned cases[2] = {c, (c >= 'a' && c <= 'z') ? c - ('a' - 'A') : (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c};
+        for (int k = 0; k < 2; k++) {
+            if (cases[k] < 64) {
+                self->scheme_first.lo |= (uint64_t)1 << cases[k];
+            }
+            else if (cases[k] < 128) {
+                self->scheme_first.hi |= (uint64_t)1 << (cases[k] - 64);
+            }
+        }
     }
     self->first['-'] |= FIRST_SEP;
     self->first[':'] |= FIRST_SEP;

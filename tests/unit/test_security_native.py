@@ -313,6 +313,40 @@ def test_property_same_in_every_unicode_kind(text: str, marker: str) -> None:
     same_text(marker + text)
 
 
+#: names of 1-20 characters (the C engine caches verdicts on names of up to 16 ASCII characters):
+#: secret and harmless ones, one character apart, case and separators varied, some not ASCII
+SEPARATOR_NAMES = st.text(alphabet="keytoknpasswrd_-.AKEYTOK\u00e9", min_size=1, max_size=20)
+
+
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(SEPARATOR_NAMES, st.sampled_from(["=", ": ", "=>", "='", '": "', " = "]),
+                          st.text(alphabet="ab1 &\"'", max_size=4)), min_size=1, max_size=60))
+def test_property_separator_dense_text_same_on_both_paths(pieces: list[tuple[str, str, str]]) -> None:
+    """Text dense with separators whose names repeat, differ by one character, or exceed the cached
+    length: the C engine's name-verdict cache (shared by every call on the engine) never changes an
+    answer, whatever was judged before."""
+    text = "".join(name + sep + value for name, sep, value in pieces)
+    same_text(text)
+    same_text(text.upper())
+    same_text(text * 3)  # the same names again, now answered from the cache
+
+
+#: every token prefix and every shorter piece of one, with what may follow them
+PREFIX_PIECES = [*sorted({p[:k] for rule in redaction.TOKEN_RULES for p in rule.prefixes
+                          for k in range(1, len(p) + 1)}), "=", " ", "A" * 16, "x" * 36, "\u00e9"]
+
+
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PREFIX_PIECES), max_size=30).map("".join))
+def test_property_token_prefix_fragments_same_on_both_paths(text: str) -> None:
+    """Token prefixes whole, cut short and run together (the scan's prefix filter on its first three
+    characters and the whole-prefix check before scan_token): both paths agree, at the end of the text too."""
+    same_text(text)
+    same_text(text + "=")
+
+
 @needs_native
 @pytest.mark.parametrize("text", [
     "\u212aey=hunter2",  # KELVIN SIGN: not ASCII, so never a keyword
