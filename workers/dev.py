@@ -34,15 +34,30 @@ log = structlog.get_logger("jobforge.dev")
 DEMO_TENANT = "demo"
 
 
-def ensure_tenant(url: str, tenant_id: str) -> None:
-    """Create ``tenant_id`` in the database at ``url`` unless it exists."""
+def prepare_database(url: str, tenant_id: str) -> bool:
+    """Migrate the database at ``url`` to the head revision, then create ``tenant_id`` unless it exists.
+
+    A database already at head (read in one statement) is left alone without loading Alembic, which a
+    warm start would otherwise spend a second or more importing. True when the migrations ran.
+    """
     import psycopg
 
     from shared.store import statements
     from shared.store.direct import conninfo
+    from shared.store.schema import HEAD_REVISION
 
     with psycopg.connect(conninfo(url), autocommit=True) as conn:
+        migrated = conn.execute(statements.SCHEMA_MIGRATED).fetchone()
+        row = conn.execute(statements.SCHEMA_REVISION).fetchone() if migrated and migrated[0] else None
+    migrate = row is None or row[0] != HEAD_REVISION
+    if migrate:
+        from shared.store.migrate import upgrade  # Alembic loads while the workers and the API import
+
+        log.info("migrating", database=url)
+        upgrade(url)
+    with psycopg.connect(conninfo(url), autocommit=True) as conn:
         conn.execute(statements.TENANT_CREATE, {"t": tenant_id, "name": tenant_id})
+    return migrate
 
 
 @dataclass(frozen=True)
@@ -114,11 +129,7 @@ class DevStack:
             if self.postgres is not None:
                 self.postgres.start()
             marks["postgres_started"] = time.time()
-            from shared.store.migrate import upgrade  # Alembic loads while the workers and the API import
-
-            log.info("migrating", database=self.database_url)
-            upgrade(self.database_url)
-            ensure_tenant(self.database_url, DEMO_TENANT)
+            prepare_database(self.database_url, DEMO_TENANT)
             marks["migrated"] = time.time()
             self._wait_temporal()
             marks["temporal_ready"] = time.time()

@@ -21,8 +21,9 @@ PING = "SELECT 1"
 #: a transaction's ends as statements, for a pipeline that sends them with its other statements
 TX_BEGIN = "BEGIN"
 TX_COMMIT = "COMMIT"
-SCHEMA_REVISION = ("SELECT CASE WHEN to_regclass('alembic_version') IS NULL THEN NULL "
-                   "ELSE (SELECT version_num FROM alembic_version LIMIT 1) END")
+#: whether the database was ever migrated (a statement naming a missing table fails however it is guarded)
+SCHEMA_MIGRATED = "SELECT to_regclass('alembic_version') IS NOT NULL"
+SCHEMA_REVISION = "SELECT version_num FROM alembic_version LIMIT 1"
 
 # -- runs -----------------------------------------------------------------------------------------
 

@@ -193,6 +193,9 @@ class Store:
     async def schema_revision(self) -> str | None:
         """The Alembic revision the database is at (None = never migrated)."""
         async with self.connection() as conn:
+            migrated = await (await conn.execute(sql.SCHEMA_MIGRATED)).fetchone()
+            if migrated is None or not migrated[0]:
+                return None
             row = await (await conn.execute(sql.SCHEMA_REVISION)).fetchone()
         return str(row[0]) if row is not None and row[0] is not None else None
 
