@@ -9,7 +9,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 class Frozen(BaseModel):
@@ -79,6 +79,17 @@ class AdmissionResult(Frozen):
     trace_id: str = ""
     #: the JobForge search attributes the run must carry (name -> value), set by the workflow
     search_attributes: dict[str, str] = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Fields at their default are left out: the result is recorded in every run's history, and
+        decoding fills them in again."""
+        data: dict[str, Any] = handler(self)
+        for name, field in type(self).model_fields.items():
+            if not field.is_required() and name in data and data[name] == field.get_default(
+                    call_default_factory=True):
+                del data[name]
+        return data
 
 
 class RefusalInput(Frozen):
