@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -401,12 +402,23 @@ def _fresh_dirs(remove: Path | None, create: list[Path]) -> None:
         path.mkdir(parents=True, exist_ok=True)
 
 
+#: environments a run builds inside its tree (tox's and nox's): a step's own copy of the tree links to them
+#: instead of copying hundreds of megabytes
+SHARED_ENV_DIRS = (".tox", ".nox")
+
+
 def step_tree(tree: Path, dest: Path) -> Path:
-    """A copy of the run's tree for one step (``StepSpec.own_tree``); node_modules is shared, not copied."""
+    """A copy of the run's tree for one step (``StepSpec.own_tree``); node_modules and the tox / nox
+    environments are shared, not copied."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(tree, dest, symlinks=True, ignore=shutil.ignore_patterns("node_modules"))
+    top = set(SHARED_ENV_DIRS)
+    shutil.copytree(tree, dest, symlinks=True,
+                    ignore=lambda d, names: {"node_modules"} | (top & set(names) if Path(d) == tree else set()))
+    for name in SHARED_ENV_DIRS:
+        if (tree / name).is_dir() and not (dest / name).exists():
+            (dest / name).symlink_to(tree / name)
     for modules in tree.rglob("node_modules"):
         relative = modules.relative_to(tree)
         if modules.is_dir() and not modules.is_symlink() and "node_modules" not in relative.parts[:-1]:
@@ -420,6 +432,22 @@ def _read_from(path: Path, offset: int, limit: int = 4 << 20) -> str:
     with path.open("rb") as f:
         f.seek(offset)
         return f.read(limit).decode("utf-8", errors="replace")
+
+
+_emptying = threading.Lock()
+
+
+def _empty(trash: Path) -> None:
+    """Delete what is in ``trash`` (one thread at a time; a second caller finds the work done or leaves it to
+    the next call)."""
+    if not _emptying.acquire(blocking=False):
+        return
+    try:
+        with contextlib.suppress(OSError):
+            for entry in list(trash.iterdir()):
+                shutil.rmtree(entry, ignore_errors=True)
+    finally:
+        _emptying.release()
 
 
 def _relative_under(path: Path, parent: Path) -> bool:
@@ -851,6 +879,22 @@ class VerifyActivities:
                  error=plan.error or None)
         return prepared.model_copy(update={"cached": cached})
 
+    def _discard(self, *paths: Path) -> None:
+        """Move a finished run's directories aside at once and delete them in the background: a workspace
+        holding environments takes seconds to delete on a busy machine, which the run's result need not wait
+        for. What a stopped worker left in the trash is deleted by the next discard."""
+        trash = self.base / "trash"
+        trash.mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            with contextlib.suppress(OSError):
+                aside = trash / f"{path.name}-{os.getpid()}-{time.monotonic_ns()}"
+                try:
+                    path.rename(aside)
+                except OSError:  # another filesystem (the short tmp): deleted here, in place
+                    shutil.rmtree(path, ignore_errors=True)
+        thread = threading.Thread(target=_empty, args=(trash,), name="verify-trash", daemon=True)
+        thread.start()
+
     def _identity(self, prepared: Prepared) -> str:
         return prepared.checkout.url if prepared.checkout is not None else prepared.source_dir or prepared.repo_dir
 
@@ -955,8 +999,7 @@ class VerifyActivities:
         if req.workspace:
             workspace = Path(req.workspace)
             if workspace.is_relative_to(self.base / "runs"):
-                await asyncio.to_thread(shutil.rmtree, workspace, True)
-                await asyncio.to_thread(shutil.rmtree, short_tmp(req.workspace), True)
+                await asyncio.to_thread(self._discard, workspace, short_tmp(req.workspace))
         log.info("verify_finished", run_id=req.run_id, tenant_id=req.tenant_id, verdict=report.verdict.value,
                  cached=report.cached, manifest=info.status)
         return report.model_copy(update={"artifacts": artifacts, "manifest": info})

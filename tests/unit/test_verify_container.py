@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.verify import in_container
+from activities.verify import in_container, step_tree
 
 HOST_MOUNTINFO = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n22 27 0:21 / /proc rw - proc proc rw\n"
 OVERLAY_MOUNTINFO = ("512 480 0:64 / / rw,relatime master:1 - overlay overlay rw,lowerdir=/var/lib/docker/l1\n"
@@ -36,3 +36,18 @@ def test_container_markers(tmp_path: Path, files: dict[str, str], environ: dict[
     PID 1's cgroup (v1) or an overlay root filesystem (cgroup v2 shows none) each mean a container; a
     plain host has none of them."""
     assert in_container(_root(tmp_path, files), environ) is expected
+
+
+def test_a_steps_own_tree_links_the_runs_environments(tmp_path: Path) -> None:
+    """A step's own copy of the run's tree copies the code but links tox's and nox's environments and
+    node_modules (built by install, hundreds of megabytes), so the copy takes no time with them."""
+    tree = tmp_path / "tree"
+    for name in ("src/app.py", ".tox/py311/bin/python", ".nox/lint/bin/python", "node_modules/x/index.js",
+                 "docs/.tox-notes.txt"):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text(name)
+    copy = step_tree(tree, tmp_path / "trees" / "lint")
+    assert (copy / "src/app.py").read_text() == "src/app.py" and not (copy / "src").is_symlink()
+    for shared in (".tox", ".nox", "node_modules"):
+        assert (copy / shared).is_symlink() and (copy / shared).resolve() == (tree / shared).resolve()
+    assert (copy / "docs/.tox-notes.txt").is_file()
