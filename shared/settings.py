@@ -80,8 +80,9 @@ class Settings(BaseSettings):
     max_string_chars: int = Field(default=100_000, ge=1)
     #: items in one array
     max_array_items: int = Field(default=10_000, ge=1)
-    #: objects and arrays in one request body, counted before it is parsed (each costs an allocation)
-    max_payload_containers: int = Field(default=100_000, ge=1)
+    #: objects and arrays in one request body, counted before it is parsed (each costs an allocation; a
+    #: plain 1 MB document of records has about 15,000)
+    max_payload_containers: int = Field(default=50_000, ge=1)
     #: event dedupe window on (tenant_id, event_id, event_type)
     dedupe_ttl_seconds: float = Field(default=300.0, gt=0)
     #: per tenant (JOBFORGE_RATE_LIMITING_ENABLED turns it on); burst defaults to the limit

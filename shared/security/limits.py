@@ -47,7 +47,7 @@ class PayloadLimits:
     max_array: int = 10_000
     #: objects and arrays in one request body, counted on its bytes before it is parsed: parsing
     #: allocates one Python object per container, the dearest thing a body can ask for per byte
-    max_containers: int = 100_000
+    max_containers: int = 50_000
 
 
 DEFAULT_LIMITS = PayloadLimits()
