@@ -30,14 +30,16 @@ WORKDIR /src
 # the dependencies first: this layer is rebuilt only when the lock changes
 COPY deploy/requirements.lock ./deploy/
 RUN /opt/jobforge/venv/bin/pip install --no-deps -r deploy/requirements.lock
+# the SDK (distribution `jobforge`, sdk/) holds the wire contract the server imports: its wheel is built too
+COPY sdk ./sdk
 COPY pyproject.toml setup.py README.md ./
 COPY shared ./shared
 COPY workflows ./workflows
 COPY activities ./activities
 COPY workers ./workers
 # the extension is optional for pip; here it must be in the wheel
-RUN pip wheel --no-build-isolation --no-deps --wheel-dir /wheels . \
- && python -c "import glob, sys, zipfile; names = zipfile.ZipFile(glob.glob('/wheels/*.whl')[0]).namelist(); \
+RUN pip wheel --no-build-isolation --no-deps --wheel-dir /wheels ./sdk . \
+ && python -c "import glob, sys, zipfile; names = zipfile.ZipFile(glob.glob('/wheels/jobforge_server-*.whl')[0]).namelist(); \
 sys.exit(not any(n.startswith('shared/_native') and n.endswith('.so') for n in names))" \
  && /opt/jobforge/venv/bin/pip install --no-deps /wheels/*.whl \
  && /opt/jobforge/venv/bin/pip check

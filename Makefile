@@ -9,12 +9,12 @@ STAMP  := $(VENV)/.installed-stamp
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## create .venv and install JobForge with its dev tools
+install: $(STAMP) ## create .venv and install JobForge (the SDK from sdk/, then the server) with its dev tools
 
-$(STAMP): pyproject.toml setup.py shared/_native.c
+$(STAMP): pyproject.toml sdk/pyproject.toml setup.py shared/_native.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e './sdk[temporal]' -e '.[dev]'
 	touch $(STAMP)
 
 run: install ## verify the sample repositories (Python, Node) through the embedded stack, print the verdicts

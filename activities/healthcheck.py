@@ -10,7 +10,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, Describe
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from shared.errors import StoreUnavailable
+from jobforge.errors import StoreUnavailable
 from shared.healthcheck import Check, CheckStatus, HealthcheckInputs
 from shared.settings import Settings
 from shared.store import Store

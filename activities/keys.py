@@ -6,7 +6,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
-from shared.errors import ApiKeyNotFound, InvalidRequest
+from jobforge.errors import ApiKeyNotFound, InvalidRequest
 from shared.keys_rotation import seal
 from shared.store.tenants import TenantStore
 

@@ -7,13 +7,8 @@ from datetime import UTC, datetime
 import structlog
 from temporalio import activity
 
-from shared import metrics, tracing
-from shared.admission import Judged
-from shared.errors import JobForgeError, UnknownWorkflowType
-from shared.flags import Flag, FlagReader
-from shared.gate import JOBS_REQUEST, Gate, ReceiptUse
-from shared.ids import new_trace_id
-from shared.models import (
+from jobforge.errors import JobForgeError, UnknownWorkflowType
+from jobforge.models import (
     AdmissionInput,
     AdmissionResult,
     FinishRunInput,
@@ -22,6 +17,11 @@ from shared.models import (
     RefusalResult,
     RunStatus,
 )
+from shared import metrics, tracing
+from shared.admission import Judged
+from shared.flags import Flag, FlagReader
+from shared.gate import JOBS_REQUEST, Gate, ReceiptUse
+from shared.ids import new_trace_id
 from shared.run_argument import readable_trace, run_attributes
 from shared.security.audit import Decision as AuditDecision
 from shared.security.limits import pg_text

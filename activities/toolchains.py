@@ -46,7 +46,7 @@ import httpx
 import nodesemver  # type: ignore[import-untyped]  # node-semver ships no type information
 import structlog
 
-from shared.errors import ToolchainUnavailable
+from jobforge.errors import ToolchainUnavailable
 from shared.verify.detect import Host
 from shared.verify.models import ProvisionedTool, ToolRequest
 

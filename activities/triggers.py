@@ -12,13 +12,13 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from jobforge.errors import InvalidInputs, JobForgeError, ScheduleMissing, TriggerNotFound
+from jobforge.models import EventEnvelope
 from shared import metrics, tracing
 from shared.client import JobForgeClient
-from shared.errors import InvalidInputs, JobForgeError, ScheduleMissing, TriggerNotFound
 from shared.events import router_shard
 from shared.flags import Flag
 from shared.gate import Gate
-from shared.models import EventEnvelope
 from shared.security.audit import Decision as AuditDecision
 from shared.security.principal import Principal
 from shared.security.redaction import redact, redact_text

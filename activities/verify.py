@@ -47,12 +47,12 @@ from temporalio import activity
 from activities.artifacts import ArtifactStore
 from activities.process import ProcessResult, Progress, kill_stale, run_process
 from activities.toolchains import Toolchains, uv_binary
+from jobforge.errors import JobForgeError, RepoCheckoutFailed, SandboxUnavailable, ToolchainUnavailable
+from jobforge.models import RunStatus
 from shared import metrics
 from shared.canonical import canonical_json
-from shared.errors import JobForgeError, RepoCheckoutFailed, SandboxUnavailable, ToolchainUnavailable
 from shared.flags import Flag, FlagReader
 from shared.manifest import MANIFEST_NAME, build_manifest, manifest_bytes
-from shared.models import RunStatus
 from shared.settings import Settings
 from shared.store import Store
 from shared.temporal import to_application_error

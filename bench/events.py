@@ -67,8 +67,8 @@ from temporalio.worker import Worker
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.templates import bare
+from jobforge.models import EventEnvelope, JobRun
 from shared.flags import Flag
-from shared.models import EventEnvelope, JobRun
 from shared.settings import Settings
 from shared.store.migrate import upgrade
 from shared.temporal import search_attribute_args

@@ -69,9 +69,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.events import FLAGS, start_worker, wait_worker_started
 from bench.templates import bare
+from jobforge.models import EventEnvelope, JobRun
 from shared.events import router_workflow_id
 from shared.flags import Flag
-from shared.models import EventEnvelope, JobRun
 from shared.settings import Settings
 from shared.store.direct import conninfo
 from shared.store.migrate import upgrade

@@ -51,8 +51,8 @@ from temporalio.testing import WorkflowEnvironment
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from jobforge.models import EventEnvelope  # noqa: E402 - as above
 from shared.flags import Flag  # noqa: E402 - importable once the checkout is on sys.path
-from shared.models import EventEnvelope  # noqa: E402 - as above
 from shared.settings import Settings  # noqa: E402 - as above
 from shared.store.migrate import upgrade  # noqa: E402 - as above
 from shared.temporal import search_attribute_args  # noqa: E402 - as above

@@ -29,7 +29,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.errors import JobForgeError
+from jobforge.errors import JobForgeError
 from shared.security._accel import IMPLEMENTATION
 from shared.security.limits import (
     PayloadLimits,
@@ -234,9 +234,9 @@ async def gate_figures(events: int = 2000, concurrency: int = 16) -> dict[str, f
     import psycopg
     from psycopg import sql
 
+    from jobforge.models import EventEnvelope
     from shared.flags import Flag, FlagReader
     from shared.gate import Gate
-    from shared.models import EventEnvelope
     from shared.security.principal import Principal
     from shared.settings import Settings
     from shared.store import Store

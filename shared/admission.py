@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jobforge.errors import InvalidRequest, SecretInInputs
+from jobforge.models import JobRun
 from shared.canonical import input_hash
-from shared.errors import InvalidRequest, SecretInInputs
 from shared.flags import Flag, disabled
 from shared.ids import check_idempotency_key, check_tenant_id, check_trace_id
-from shared.models import JobRun
 from shared.run_argument import check_search_attributes
 from shared.security.limits import PayloadLimits, check_payload, check_storable
 from shared.security.principal import Principal

@@ -4,7 +4,8 @@
   itself (as ``settings.operator_scopes``, ``*:*`` unless configured, or the ``principal`` given)
   and starts the template's workflow with the signed admission receipt. Built without the gate
   (no store), it starts the workflow bare and the admission activity applies the full gate.
-* :class:`shared.client_http.HttpJobForgeClient` — over the HTTP ingress with a tenant API key.
+* :class:`jobforge.JobForgeClient` (the ``jobforge`` distribution, ``sdk/``) — over the HTTP ingress with a
+  tenant API key.
 
 Both implement :class:`JobForgeSDK`: ``submit_event``, ``request_job``, ``get_run``,
 ``list_artifacts``.
@@ -21,13 +22,13 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from jobforge.errors import IdempotencyConflict, RunFailed, StoreUnavailable, typed_error
+from jobforge.models import ArtifactRecord, EventEnvelope, EventReceipt, JobRun, RunHandleInfo, RunRecord
 from shared.canonical import input_hash
-from shared.errors import IdempotencyConflict, RunFailed, StoreUnavailable, typed_error
 from shared.events import route_admitted, wait_routed
 from shared.flags import FlagReader
 from shared.gate import Charge
 from shared.ids import check_idempotency_key, check_tenant_id, check_trace_id, new_trace_id, workflow_id_for
-from shared.models import ArtifactRecord, EventEnvelope, EventReceipt, JobRun, RunHandleInfo, RunRecord
 from shared.outages import typed_outages
 from shared.security.limits import check_storable
 from shared.security.principal import Principal
@@ -42,12 +43,12 @@ from shared.temporal import TRACE
 from shared.triggers.models import RouteEventResult
 
 if TYPE_CHECKING:
-    from shared.client_http import HttpJobForgeClient
+    from jobforge.client import JobForgeClient as HttpClient
     from shared.gate import Gate, JobAdmission
 
 
 class JobForgeSDK(Protocol):
-    """What every transport offers; failures are the typed errors of :mod:`shared.errors`."""
+    """What every transport offers; failures are the typed errors of :mod:`jobforge.errors`."""
 
     async def submit_event(self, event: EventEnvelope) -> EventReceipt: ...
 
@@ -73,11 +74,11 @@ class JobForgeClient:
         self.principal = principal
 
     @staticmethod
-    def http(base_url: str, api_key: str, **options: Any) -> HttpJobForgeClient:
+    def http(base_url: str, api_key: str, **options: Any) -> HttpClient:
         """The same SDK over the HTTP ingress (``jobforge-api``) with a tenant API key."""
-        from shared.client_http import HttpJobForgeClient
+        from jobforge.client import JobForgeClient as HttpClient
 
-        return HttpJobForgeClient(base_url, api_key, **options)
+        return HttpClient(base_url, api_key, **options)
 
     def _principal(self, actor: str) -> Principal:
         return self.principal or Principal.operator(actor, tuple(self.settings.operator_scopes))

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from jobforge.errors import RoutingTimeout, TemporalUnavailable
+from jobforge.models import EventEnvelope, EventReceipt
 from shared import tracing
-from shared.errors import RoutingTimeout, TemporalUnavailable
-from shared.models import EventEnvelope, EventReceipt
 from shared.settings import Settings
 from shared.starts import start_options
 from shared.triggers.models import RouteEventResult, RouteRef, RouterInput

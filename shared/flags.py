@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.errors import FeatureDisabled, UnknownFlag
+from jobforge.errors import FeatureDisabled, UnknownFlag
 
 
 class Flag(enum.StrEnum):
@@ -83,7 +83,7 @@ def parse_switch(text: str) -> bool:
         return True
     if value in _FALSE:
         return False
-    from shared.errors import InvalidRequest
+    from jobforge.errors import InvalidRequest
 
     raise InvalidRequest(f"{text!r} is not a switch value; use on or off")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from shared.errors import InvalidRequest
+from jobforge.errors import InvalidRequest
 
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,255}$")

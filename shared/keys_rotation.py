@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.errors import InvalidRequest, SealedSecretInvalid
+from jobforge.errors import InvalidRequest, SealedSecretInvalid
 
 _INFO = b"jobforge sealed secret v1"
 _NONCE = b"\0" * 12  # every seal uses a fresh ephemeral key, so the derived key is never reused

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from jobforge.models import ArtifactRecord
 from shared.canonical import canonical_json
-from shared.models import ArtifactRecord
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "jobforge.manifest/v1"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from temporalio.common import MetricCounter, MetricGauge, MetricHistogramFloat
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from shared.errors import TelemetryUnavailable
+from jobforge.errors import TelemetryUnavailable
 
 #: counters get ``_total`` appended on the endpoint (OpenMetrics convention)
 EVENTS = "jobforge_events"

@@ -2,7 +2,7 @@
 
 Every surface answers an outage in its own format from the same classification: the HTTP API with a
 problem+json 503 and ``Retry-After``, the CLI with one line and exit 2, the SDK with a typed,
-retryable :class:`~shared.errors.JobForgeError`.
+retryable :class:`~jobforge.errors.JobForgeError`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
-from shared.errors import JobForgeError, StoreUnavailable, TemporalUnavailable
+from jobforge.errors import JobForgeError, StoreUnavailable, TemporalUnavailable
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -1,6 +1,6 @@
 """A run's argument as it arrives through Temporal, and its search attributes (pure: no I/O).
 
-A template workflow takes one argument, a :class:`~shared.models.JobRun`, which anyone may send
+A template workflow takes one argument, a :class:`~jobforge.models.JobRun`, which anyone may send
 through Temporal (``Client.start_workflow``, ``temporal workflow start``, the UI's form). The workflow
 decodes it itself (:func:`parse_job_run`), so a malformed argument becomes a typed failure naming the
 field, not a workflow task failing forever. The search attributes a run was started with are judged
@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from shared.errors import InvalidRequest, InvalidRunArgument, SearchAttributeMismatch
+from jobforge.errors import InvalidRequest, InvalidRunArgument, SearchAttributeMismatch
+from jobforge.models import JobRun
 from shared.ids import check_tenant_id, check_trace_id
-from shared.models import JobRun
 from shared.security.limits import pg_text
 
 M = TypeVar("M", bound=BaseModel)

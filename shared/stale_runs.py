@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from shared.models import RunRecord, RunStatus
+from jobforge.models import RunRecord, RunStatus
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -90,7 +90,7 @@ async def sweep_loop(store: Store, temporal: Client, stop: asyncio.Event, interv
     import psycopg
     from temporalio.service import RPCError
 
-    from shared.errors import JobForgeError
+    from jobforge.errors import JobForgeError
 
     while not stop.is_set():
         try:

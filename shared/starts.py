@@ -17,7 +17,7 @@ from typing import Any
 from temporalio.client import Client, ScheduleActionStartWorkflow, WorkflowHandle
 from temporalio.common import TypedSearchAttributes
 
-from shared.models import JobRun
+from jobforge.models import JobRun
 from shared.temporal import run_search_attributes
 from shared.triggers.models import Trigger, TriggerFireInput
 from shared.triggers.schedules import TRIGGER_FIRE_WORKFLOW

@@ -19,11 +19,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from shared.errors import InvalidInputs, InvalidRequest, TemplateNotFound
+from jobforge.errors import InvalidInputs, InvalidRequest, TemplateNotFound
+from jobforge.models import JobRun
 from shared.flags import Flag
 from shared.healthcheck import HealthcheckInputs, HealthcheckReport
 from shared.keys_rotation import KeyRotationInputs, KeyRotationResult
-from shared.models import JobRun
 from shared.run_argument import TEMPLATE_ATTRIBUTE, TENANT_ATTRIBUTE, TRACE_ATTRIBUTE
 from shared.settings import Settings
 from shared.verify.models import VerifyInputs, VerifyReport

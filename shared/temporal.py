@@ -17,8 +17,8 @@ from temporalio.converter import DataConverter, DefaultFailureConverter, Payload
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
+from jobforge.errors import JobForgeError, TemporalUnavailable
 from shared import metrics, tracing
-from shared.errors import JobForgeError, TemporalUnavailable
 from shared.outages import as_data_error
 from shared.run_argument import TEMPLATE_ATTRIBUTE, TENANT_ATTRIBUTE, TRACE_ATTRIBUTE
 from shared.security.redaction import redact, redact_text

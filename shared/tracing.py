@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from temporalio.client import Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
-from shared.errors import TelemetryUnavailable
+from jobforge.errors import TelemetryUnavailable
 
 #: the span attribute holding JobForge's ``trace_id`` (the one in events, runs, audit entries, logs)
 TRACE_ATTRIBUTE = "jobforge.trace_id"

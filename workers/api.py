@@ -29,8 +29,7 @@ from starlette.requests import ClientDisconnect
 from temporalio.service import RPCError
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from shared import tracing
-from shared.errors import (
+from jobforge.errors import (
     InsufficientScope,
     InvalidRequest,
     JobForgeError,
@@ -38,11 +37,12 @@ from shared.errors import (
     Unauthenticated,
     http_status,
 )
+from jobforge.models import ArtifactRecord, EventEnvelope, EventReceipt, RunHandleInfo, RunRecord
+from shared import tracing
 from shared.events import route_admitted
 from shared.flags import Flag
 from shared.gate import EVENTS_SUBMIT, JOBS_REQUEST, TOKENS_ISSUE_ACTION, Charge
 from shared.logs import configure
-from shared.models import ArtifactRecord, EventEnvelope, EventReceipt, RunHandleInfo, RunRecord
 from shared.outages import as_data_error, as_outage
 from shared.replay.bundle import REPLAY_FILE, tar_bundle
 from shared.replay.service import ReplayService

@@ -14,7 +14,7 @@ import psycopg
 import structlog
 from temporalio.service import RPCError
 
-from shared.errors import JobForgeError
+from jobforge.errors import JobForgeError
 from shared.replay.service import ReplayService
 
 log = structlog.get_logger("jobforge.archiver")

@@ -34,8 +34,8 @@ from workers.cli_group import Lazy, LazyGroup
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from jobforge.models import RunRecord
     from shared.flags import Flag
-    from shared.models import RunRecord
     from shared.settings import Settings
     from shared.store import Store
 
@@ -337,8 +337,8 @@ async def _shown(ident: str, tenant: str | None) -> RunRecord:
     closed before admission: shared/stale_runs.py), unless Temporal cannot be reached."""
     from temporalio.service import RPCError
 
-    from shared.errors import JobForgeError
-    from shared.models import RunStatus
+    from jobforge.errors import JobForgeError
+    from jobforge.models import RunStatus
     from shared.stale_runs import settle
     from shared.temporal import connect
     from workers.runtime import open_runtime
@@ -365,7 +365,7 @@ def runs_show(ident: str = typer.Argument(..., metavar="ID", help="Run id or wor
     else:
         for key, value in _run_row(run).items():
             out.print(f"[bold]{key}[/]: {json.dumps(value) if isinstance(value, dict) else value}", highlight=False)
-    from shared.models import RunStatus
+    from jobforge.models import RunStatus
 
     if wait and run.status is not RunStatus.SUCCEEDED:
         raise NegativeVerdict("" if as_json else f"run {run.run_id} {run.status.value}"

@@ -69,7 +69,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def one_line_error(exc: BaseException) -> str:
     """The CLI's line for an error no command mapped: an outage or a value the store refused as
     typed errors, anything else as its class and redacted first line."""
-    from shared.errors import JobForgeError
+    from jobforge.errors import JobForgeError
     from shared.outages import as_data_error, as_outage
     from shared.security.redaction import redact_text
 
@@ -97,7 +97,7 @@ def command(fn: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
         except Exception as exc:
-            from shared.errors import JobForgeError
+            from jobforge.errors import JobForgeError
 
             if isinstance(exc, JobForgeError):
                 raise fail(f"{exc.code}: {exc.message}") from None
@@ -155,7 +155,7 @@ def input_limit(s: Settings | None = None) -> int:
 def parse_inputs(text: str | None, max_bytes: int | None = None) -> dict[str, Any]:
     """``--inputs``: inline JSON or ``@path`` to a JSON file; must be an object of at most ``max_bytes``
     (:func:`input_limit` by default). A file over the limit is refused without being read whole."""
-    from shared.errors import InvalidRequest
+    from jobforge.errors import InvalidRequest
 
     if not text:
         return {}

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import typer
 from rich.table import Table
 
-from shared.errors import InvalidRequest
+from jobforge.errors import InvalidRequest
 from shared.flags import Flag
 from shared.security.principal import Principal
 from shared.security.scopes import parse_scopes
@@ -177,7 +177,7 @@ async def _sealed_of_run(ident: str, within: float) -> str:
     from temporalio.service import RPCError
 
     from activities.keys import SuccessorResult
-    from shared.errors import RunStillRunning, typed_error
+    from jobforge.errors import RunStillRunning, typed_error
     from shared.keys_rotation import KeyRotationResult
 
     async with open_runtime(settings(), stack_flags=True) as rt:

@@ -12,7 +12,7 @@ import typer
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from shared.errors import JobForgeError, StackNotFound
+from jobforge.errors import JobForgeError, StackNotFound
 from shared.settings import Settings
 from workers.cli_common import NegativeVerdict, command, out, print_json, run_async
 from workers.stack import StackState, effective_settings, where_looked

@@ -11,9 +11,9 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from shared.errors import InvalidRequest, ScheduleMissing
+from jobforge.errors import InvalidRequest, ScheduleMissing
+from jobforge.models import EventEnvelope, EventReceipt
 from shared.ids import check_tenant_id
-from shared.models import EventEnvelope, EventReceipt
 from shared.triggers.models import (
     OverlapPolicy,
     RouteEventResult,

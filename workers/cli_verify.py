@@ -29,7 +29,7 @@ from rich.text import Text
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
-from shared.errors import InvalidInputs, InvalidRequest, VerifyIncomplete
+from jobforge.errors import InvalidInputs, InvalidRequest, VerifyIncomplete
 from shared.logs import configure
 from shared.settings import Settings
 from shared.verify.models import (

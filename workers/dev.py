@@ -14,7 +14,7 @@ from pathlib import Path
 
 import structlog
 
-from shared.errors import StackStartFailed
+from jobforge.errors import StackStartFailed
 from shared.flags import Flag
 from shared.metrics import nth_bind
 from shared.settings import Settings

@@ -12,9 +12,9 @@ from typing import NoReturn
 import structlog
 from temporalio.client import Client
 
+from jobforge.errors import StackNotFound, StackStartFailed
 from shared import metrics, tracing
 from shared.client import JobForgeClient
-from shared.errors import StackNotFound, StackStartFailed
 from shared.flags import FlagReader, this_process
 from shared.gate import Gate
 from shared.ids import check_tenant_id

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import PortInUse, StackNotFound, StackStartFailed
+from jobforge.errors import PortInUse, StackNotFound, StackStartFailed
 
 if TYPE_CHECKING:  # every CLI command reads the state file: psutil, psycopg and Temporal load where used
     from shared.flags import FlagReader, OverrideLoader

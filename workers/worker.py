@@ -21,8 +21,8 @@ from activities.provenance import ProvenanceActivities
 from activities.runs import RunActivities
 from activities.triggers import TriggerActivities
 from activities.verify import VerifyActivities
+from jobforge.errors import JobForgeError
 from shared import metrics
-from shared.errors import JobForgeError
 from shared.logs import configure
 from shared.replay.service import ReplayService
 from shared.settings import Settings

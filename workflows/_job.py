@@ -45,8 +45,8 @@ from temporalio.worker import (
 with workflow.unsafe.imports_passed_through():
     from activities.provenance import CaptureProvenanceInput, ProvenanceActivities
     from activities.runs import RunActivities
-    from shared.errors import InvalidRunArgument, JobForgeError
-    from shared.models import (
+    from jobforge.errors import InvalidRunArgument, JobForgeError
+    from jobforge.models import (
         AdmissionInput,
         AdmissionResult,
         FinishRunInput,

@@ -10,7 +10,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.triggers import TriggerActivities
-    from shared.errors import TriggerInputInvalid
+    from jobforge.errors import TriggerInputInvalid
     from shared.temporal import to_application_error
     from shared.triggers.models import FireContext, FireOutcome, FireRefusal, FireRequest, read_fire_input
     from shared.triggers.schedules import trigger_of_fire_id

@@ -2,7 +2,7 @@
 
 Nothing here is copied by hand: the CLI page comes from the Typer apps, the HTTP page from the FastAPI
 app's OpenAPI document, the settings and flags from ``Settings`` and ``Flag`` (with their ``#:``
-comments), the error codes from ``shared.errors``' registry, the metrics from ``shared.metrics``. A
+comments), the error codes from ``jobforge.errors``' registry, the metrics from ``shared.metrics``. A
 setting, flag or metric without a description fails the build, so the reference stays complete. No
 part of it needs a running stack.
 """
@@ -194,10 +194,10 @@ def settings_page() -> str:
 
 
 def errors_page() -> str:
-    from shared import errors
+    from jobforge import errors
 
     lines = ["# Error codes\n",
-             "Generated from the error registry in `shared/errors.py` (each class declares its code, HTTP status "
+             "Generated from the error registry in `sdk/jobforge/errors.py` (each class declares its code, HTTP status "
              "and retryability). A failure has one stable code: the Temporal "
              "`ApplicationError` type, the first word of the CLI's error line, and the `code` of the HTTP API's "
              "`application/problem+json` answer (with the HTTP status below). **Retryable** errors are "

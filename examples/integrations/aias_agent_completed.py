@@ -9,9 +9,9 @@ import contextlib
 import uuid
 
 from examples.integrations._common import run_example
-from shared.errors import TriggerExists
+from jobforge.errors import TriggerExists
+from jobforge.models import EventEnvelope
 from shared.flags import Flag
-from shared.models import EventEnvelope
 from shared.triggers.models import FireRecord, TriggerKind, TriggerSpec, strict_safety_config
 from shared.triggers.service import TriggerService
 from workers.runtime import Runtime

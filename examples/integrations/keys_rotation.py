@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 
 from examples.integrations._common import run_example
-from shared.errors import TenantExists
+from jobforge.errors import TenantExists
 from shared.flags import Flag
 from shared.keys_rotation import KeyRotationResult, new_keypair, open_sealed
 from shared.security.principal import Principal

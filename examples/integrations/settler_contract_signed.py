@@ -11,9 +11,9 @@ import uuid
 from datetime import UTC, datetime
 
 from examples.integrations._common import run_example
-from shared.errors import TriggerExists
+from jobforge.errors import TriggerExists
+from jobforge.models import EventEnvelope
 from shared.flags import Flag
-from shared.models import EventEnvelope
 from shared.triggers.models import RouteEventResult, SafetyConfig, TriggerKind, TriggerSpec
 from shared.triggers.service import TriggerService
 from workers.runtime import Runtime

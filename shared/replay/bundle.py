@@ -21,8 +21,8 @@ from typing import IO, Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from jobforge.errors import BundleInvalid
 from shared.canonical import canonical_json, sha256_hex
-from shared.errors import BundleInvalid
 from shared.security.redaction import redact, redact_text
 
 BUNDLE_FORMAT = "jobforge.replay/v1"

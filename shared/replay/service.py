@@ -20,8 +20,8 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
+from jobforge.errors import BundleInvalid, ReplayUnavailable, RunStillRunning
 from shared.canonical import canonical_json, sha256_hex, verify_input_hash
-from shared.errors import BundleInvalid, ReplayUnavailable, RunStillRunning
 from shared.flags import Flag, FlagReader
 from shared.replay.bundle import (
     MANIFEST_FILE,

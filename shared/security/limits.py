@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from shared.errors import PayloadLimitExceeded, PayloadTooLarge, UnstorableText
+from jobforge.errors import PayloadLimitExceeded, PayloadTooLarge, UnstorableText
 from shared.security._accel import check_limits as _native_check_limits
 from shared.security._accel import collector_paused
 from shared.security._accel import count_containers as _native_count_containers
@@ -315,7 +315,7 @@ def _too_many_containers(count: int, limits: PayloadLimits) -> PayloadLimitExcee
 def parse_and_check(raw: bytes, limits: PayloadLimits = DEFAULT_LIMITS) -> Any:
     """Parse JSON bytes and check every limit: size and the number of objects and arrays before
     parsing (with the C accelerator; without it, the count is checked right after), then the rest."""
-    from shared.errors import InvalidRequest
+    from jobforge.errors import InvalidRequest
 
     check_size(len(raw), limits)
     # '{' and '[' anywhere bound the containers from above (two C-speed counts); only a body over the

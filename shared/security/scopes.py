@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from shared.errors import InsufficientScope, InvalidRequest
+from jobforge.errors import InsufficientScope, InvalidRequest
 
 _SEGMENT = r"(?:\*|[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})"
 _SCOPE = re.compile(rf"{_SEGMENT}:{_SEGMENT}")

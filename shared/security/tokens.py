@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
+from jobforge.errors import TokenInvalid
 from shared.canonical import canonical_json
-from shared.errors import TokenInvalid
 
 ISSUER = "jobforge"
 POLICY_PREFIX = "jfp_"

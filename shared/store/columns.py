@@ -7,8 +7,8 @@ Each text column of :mod:`shared.store.tables` is one of two kinds:
   and text longer than the column's length (or N for a ``text`` column) keeps its first characters: that
   prefix is all that is lost;
 * **exact** (every other column): an identifier, key, hash or name something is looked up by. Text that
-  does not fit is refused whole, never cut: :class:`~shared.errors.UnstorableText` for NUL or an unpaired
-  surrogate, :class:`~shared.errors.InvalidRequest` (naming the column and its length) for text too long.
+  does not fit is refused whole, never cut: :class:`~jobforge.errors.UnstorableText` for NUL or an unpaired
+  surrogate, :class:`~jobforge.errors.InvalidRequest` (naming the column and its length) for text too long.
 
 Lengths are counted in characters (code points), as PostgreSQL counts ``varchar(n)``.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from shared.errors import InvalidRequest, UnstorableText
+from jobforge.errors import InvalidRequest, UnstorableText
 from shared.security.limits import find_unstorable, pg_text
 
 #: the ``info`` key under which a column declares it is clipped (its value: the most characters, or None)

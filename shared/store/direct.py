@@ -20,8 +20,8 @@ from shared.store import statements as sql
 if TYPE_CHECKING:
     import psycopg
 
+    from jobforge.models import RunRecord
     from shared.flags import Flag
-    from shared.models import RunRecord
     from shared.store.rows import RunFilter
 
 _DRIVER = re.compile(r"^postgres(?:ql)?\+[A-Za-z0-9_]+://")
@@ -55,8 +55,8 @@ async def tenant_exists(conn: psycopg.AsyncConnection[Any], tenant_id: str) -> b
 
 
 async def require_tenant(conn: psycopg.AsyncConnection[Any], tenant_id: str) -> None:
-    """:class:`~shared.errors.UnknownTenant` unless the tenant exists."""
-    from shared.errors import UnknownTenant
+    """:class:`~jobforge.errors.UnknownTenant` unless the tenant exists."""
+    from jobforge.errors import UnknownTenant
 
     if not await tenant_exists(conn, tenant_id):
         raise UnknownTenant(tenant_id)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from psycopg.rows import dict_row
 
-from shared.errors import PolicyTokenInvalid, PolicyTokenReplayed, TokenInvalid
+from jobforge.errors import PolicyTokenInvalid, PolicyTokenReplayed, TokenInvalid
 from shared.store import statements as sql
 from shared.store.columns import fit
 

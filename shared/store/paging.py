@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 
 import orjson
 
-from shared.errors import InvalidRequest
+from jobforge.errors import InvalidRequest
 
 T = TypeVar("T")
 

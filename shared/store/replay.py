@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from shared.models import RunStatus
+from jobforge.models import RunStatus
 from shared.store import statements as sql
 from shared.store.columns import fit
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.models import RunRecord, RunStatus
+from jobforge.models import RunRecord, RunStatus
 
 
 @dataclass(frozen=True, slots=True)

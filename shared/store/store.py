@@ -20,9 +20,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb, set_json_dumps
 
-from shared.errors import RunNotFound, StoreUnavailable
+from jobforge.errors import RunNotFound, StoreUnavailable
+from jobforge.models import ArtifactRecord, RunRecord, RunStatus, VerifyCacheEntry
 from shared.flags import Flag
-from shared.models import ArtifactRecord, RunRecord, RunStatus, VerifyCacheEntry
 from shared.security.limits import find_unstorable, storable
 from shared.store import direct, fast
 from shared.store import statements as sql

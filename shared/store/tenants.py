@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from shared.errors import ApiKeyNotFound, TenantExists, Unauthenticated, UnknownTenant
+from jobforge.errors import ApiKeyNotFound, TenantExists, Unauthenticated, UnknownTenant
 from shared.ids import check_tenant_id
 from shared.security.principal import Principal
 from shared.security.scopes import check_scope

@@ -11,8 +11,8 @@ from psycopg import AsyncCursor
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from shared.errors import InvalidRequest, TriggerExists, TriggerNotFound
-from shared.models import EventEnvelope
+from jobforge.errors import InvalidRequest, TriggerExists, TriggerNotFound
+from jobforge.models import EventEnvelope
 from shared.security.redaction import redact
 from shared.store import statements as sql
 from shared.store.columns import fit

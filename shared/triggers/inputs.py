@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shared.errors import InvalidInputs
+from jobforge.errors import InvalidInputs
 
 
 def resolve_pointer(document: Any, pointer: str) -> Any:

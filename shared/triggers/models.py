@@ -233,7 +233,7 @@ class TriggerFireInput(BaseModel):
 def read_fire_input(args: Sequence[Any]) -> TriggerFireInput:
     """The trigger-fire workflow's input from its decoded arguments, or :class:`TriggerInputInvalid`
     naming what is wrong (a Schedule action replaced outside JobForge passes none or another shape)."""
-    from shared.errors import TriggerInputInvalid
+    from jobforge.errors import TriggerInputInvalid
 
     fix = "; `jobforge triggers repair NAME` restores a Schedule's action"
     if len(args) != 1:

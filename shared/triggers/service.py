@@ -29,7 +29,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from shared.errors import InvalidRequest, ScheduleMissing
+from jobforge.errors import InvalidRequest, ScheduleMissing
 from shared.flags import Flag, FlagReader
 from shared.ids import check_tenant_id
 from shared.settings import Settings

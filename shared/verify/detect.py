@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.errors import VerifyConfigInvalid
+from jobforge.errors import VerifyConfigInvalid
 from shared.verify.models import (
     CHECK_STEPS,
     PACK_STEPS,

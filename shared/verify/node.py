@@ -9,7 +9,7 @@ from typing import Any
 
 import nodesemver  # type: ignore[import-untyped]  # node-semver ships no type information
 
-from shared.errors import VerifyConfigInvalid
+from jobforge.errors import VerifyConfigInvalid
 from shared.verify import detect, pins, sources
 from shared.verify.detect import Host, RepoFacts, Request, none, select, spec
 from shared.verify.models import Plan, StepName, StepSpec, Toolchain, ToolRequest

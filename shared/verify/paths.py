@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from shared.errors import RepoPathRefused
+from jobforge.errors import RepoPathRefused
 
 
 def allowed_roots(roots: Iterable[Path]) -> list[Path]:

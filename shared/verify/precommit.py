@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from shared.errors import VerifyConfigInvalid
+from jobforge.errors import VerifyConfigInvalid
 
 CONFIG_FILE = ".pre-commit-config.yaml"
 #: the hooks a type check runs; they form the ``typecheck`` step when nothing else defines one

@@ -22,8 +22,8 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 from temporalio.testing import WorkflowEnvironment
 
-from shared.client_http import HttpJobForgeClient
-from shared.models import EventEnvelope, RunStatus
+from jobforge.client import JobForgeClient
+from jobforge.models import EventEnvelope, RunStatus
 from tests.support.procs import ROOT, env_with, free_port, jobforge, wait_for
 from workers.stack import terminate
 
@@ -92,7 +92,7 @@ def test_cli_keys_show_the_secret_once(stack: dict[str, Any]) -> None:
 
 async def test_http_sdk_runs_a_job_end_to_end(stack: dict[str, Any]) -> None:
     """Through the API process, a job runs on the worker process; events dedupe; the audit chain verifies."""
-    async with HttpJobForgeClient(stack["base"], stack["key"]["secret"]) as sdk:
+    async with JobForgeClient(stack["base"], stack["key"]["secret"]) as sdk:
         handle = await sdk.request_job(stack["tenant"], "autopilot.jobforge.healthcheck", {})
         deadline = time.monotonic() + 30
         status = (await sdk.get_run(handle.run_id)).status  # readable at once: queued until admitted

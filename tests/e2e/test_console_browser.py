@@ -21,8 +21,8 @@ import psycopg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from jobforge.models import EventEnvelope
 from shared.flags import Flag, FlagReader
-from shared.models import EventEnvelope
 from shared.security.audit import Decision
 from shared.settings import Settings
 from shared.triggers.models import SafetyConfig, TriggerKind, TriggerSpec

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from jobforge.models import EventEnvelope
 from shared.flags import Flag
-from shared.models import EventEnvelope
 from shared.settings import Settings
 from shared.triggers.models import RouteEventResult, TriggerKind, TriggerSpec, Verdict
 from shared.triggers.service import TriggerService

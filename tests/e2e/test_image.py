@@ -242,6 +242,9 @@ def test_lock_pins_every_dependency() -> None:
     for text in declared:
         requirement = Requirement(text)
         name = _canonical(requirement.name)
+        if name == "jobforge":  # the SDK, built from sdk/ in this repository (the Dockerfile's wheel stage)
+            assert (ROOT / "sdk" / "pyproject.toml").is_file()
+            continue
         assert name in pins, f"{requirement.name} is not in deploy/requirements.lock: regenerate it"
         assert requirement.specifier.contains(pins[name], prereleases=True), (
             f"deploy/requirements.lock pins {name}=={pins[name]}, outside {requirement.specifier}: regenerate it")

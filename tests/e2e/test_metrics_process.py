@@ -18,8 +18,8 @@ import pytest
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
+from jobforge.models import RunStatus
 from shared.flags import Flag
-from shared.models import RunStatus
 from shared.settings import Settings
 from shared.triggers.models import TriggerKind, TriggerSpec
 from shared.triggers.service import TriggerService

@@ -20,9 +20,9 @@ import pytest
 from psycopg import sql
 from pydantic import SecretStr
 
-from shared.errors import JobForgeError, SecretInInputs, UnstorableText
+from jobforge.errors import JobForgeError, SecretInInputs, UnstorableText
+from jobforge.models import JobRun
 from shared.flags import Flag
-from shared.models import JobRun
 from shared.settings import Settings
 from shared.store.migrate import upgrade
 from shared.temporal import run_search_attributes

@@ -26,8 +26,8 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 
-from shared.client_http import HttpJobForgeClient
-from shared.models import EventEnvelope, RunRecord, RunStatus
+from jobforge.client import JobForgeClient
+from jobforge.models import EventEnvelope, RunRecord, RunStatus
 from shared.settings import Settings
 from shared.store.audit import AuditRecord
 from shared.temporal import TENANT
@@ -308,7 +308,7 @@ async def test_every_jobforge_start_path_is_under_its_tenant_filter(native: Sett
         # 2. the SDK over Temporal, 3. the SDK over HTTP (the API's handlers in this process)
         await rt.client().request_job(tenant, HEALTHCHECK)
         app = create_app(native, rt)
-        async with HttpJobForgeClient("http://api", key.secret, transport=httpx.ASGITransport(app=app)) as http:
+        async with JobForgeClient("http://api", key.secret, transport=httpx.ASGITransport(app=app)) as http:
             await http.request_job(tenant, HEALTHCHECK)
         # 4. `jobforge triggers fire` (a fire workflow and the run it starts)
         done = await asyncio.to_thread(jobforge, "triggers", "fire", "nightly", "--tenant", tenant,

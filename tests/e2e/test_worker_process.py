@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.models import RunStatus
+from jobforge.models import RunStatus
 from shared.settings import Settings
 from tests.support.procs import ROOT, env_with
 from workers.runtime import open_runtime

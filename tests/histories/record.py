@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowFailureError
 
+from jobforge.models import EventEnvelope, JobRun
 from shared.flags import Flag
-from shared.models import EventEnvelope, JobRun
 from shared.triggers.models import TriggerKind, TriggerSpec
 from shared.triggers.service import TriggerService
 from workers.runtime import Runtime

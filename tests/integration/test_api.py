@@ -9,10 +9,10 @@ import httpx
 import psycopg
 import pytest
 
-from shared.client_http import HttpJobForgeClient
-from shared.errors import FeatureDisabled, InsufficientScope, RunNotFound, Unauthenticated
+from jobforge.client import JobForgeClient
+from jobforge.errors import FeatureDisabled, InsufficientScope, RunNotFound, Unauthenticated
+from jobforge.models import EventEnvelope, RunStatus
 from shared.flags import Flag
-from shared.models import EventEnvelope, RunStatus
 from shared.settings import Settings
 from workers.api import create_app
 from workers.runtime import Runtime
@@ -80,7 +80,7 @@ async def test_job_lifecycle_and_scope_denial(api: httpx.AsyncClient, runtime: R
                              headers=auth(key))
     assert created.status_code == 202, created.text
     handle = created.json()
-    await runtime.client().result(__import__("shared.models", fromlist=["RunHandleInfo"]).RunHandleInfo(**handle))
+    await runtime.client().result(__import__("jobforge.models", fromlist=["RunHandleInfo"]).RunHandleInfo(**handle))
     again = await api.post("/v1/jobs", json={"template_key": HEALTHCHECK}, headers={**auth(key),
                                                                                     "Idempotency-Key": "k1"})
     assert again.status_code == 200 and again.json()["run_id"] == handle["run_id"]
@@ -179,7 +179,7 @@ async def test_http_sdk_raises_the_same_typed_errors(api: httpx.AsyncClient, run
     """The HTTP transport answers runs and raises the same error classes as the Temporal transport."""
     tenant, key = await tenant_with_key(runtime, ["jobs:*", "runs:read", "artifacts:read"])
     transport = api._transport  # the ASGI app under test
-    async with HttpJobForgeClient("http://api", key, transport=transport) as sdk:
+    async with JobForgeClient("http://api", key, transport=transport) as sdk:
         handle = await sdk.request_job(tenant, HEALTHCHECK, {}, trace_id="sdk-trace")
         await runtime.client().result(handle)
         record = await sdk.get_run(handle.run_id)
@@ -193,7 +193,7 @@ async def test_http_sdk_raises_the_same_typed_errors(api: httpx.AsyncClient, run
         with pytest.raises(InsufficientScope) as info:
             await sdk.submit_event(EventEnvelope(tenant_id=tenant, event_id="e1", event_type="a.b"))
         assert info.value.missing == ["events:write"]
-    async with HttpJobForgeClient("http://api", "jfk_bad", transport=transport) as bad:
+    async with JobForgeClient("http://api", "jfk_bad", transport=transport) as bad:
         with pytest.raises(Unauthenticated):
             await bad.get_run(handle.run_id)
 

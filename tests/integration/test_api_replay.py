@@ -12,8 +12,8 @@ import httpx
 import orjson
 import pytest
 
+from jobforge.models import RunHandleInfo
 from shared.flags import Flag
-from shared.models import RunHandleInfo
 from shared.replay.service import verify_bundle
 from workers.api import create_app
 from workers.runtime import Runtime

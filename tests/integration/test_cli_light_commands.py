@@ -12,8 +12,8 @@ from typing import Any
 
 import psycopg
 
+from jobforge.models import RunStatus
 from shared.flags import Flag
-from shared.models import RunStatus
 from shared.store import Store
 from shared.store.direct import conninfo
 from tests.support.procs import env_with

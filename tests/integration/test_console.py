@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
-from shared.errors import RateLimited
+from jobforge.errors import RateLimited
+from jobforge.models import EventEnvelope, RunStatus
 from shared.flags import Flag, FlagReader
 from shared.kill_switch import FLEET_CHAIN, change_override
-from shared.models import EventEnvelope, RunStatus
 from shared.security.audit import Decision
 from shared.security.principal import Principal
 from shared.settings import Settings

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import StackStartFailed
+from jobforge.errors import StackStartFailed
 from tests.support.procs import free_port
 from workers.stack import EmbeddedPostgres
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jobforge.models import EventEnvelope, EventReceipt
 from shared.events import route_key, route_prefix
-from shared.models import EventEnvelope, EventReceipt
 from shared.store import Store
 from shared.store import statements as sql
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from shared.errors import (
+from jobforge.errors import (
     InsufficientScope,
     PayloadLimitExceeded,
     PolicyTokenInvalid,
@@ -19,8 +19,8 @@ from shared.errors import (
     http_status,
     typed_error,
 )
+from jobforge.models import EventEnvelope, JobRun, RunStatus
 from shared.flags import Flag
-from shared.models import EventEnvelope, JobRun, RunStatus
 from shared.security.principal import Principal
 from shared.security.tokens import token_ref
 from shared.settings import Settings

@@ -26,10 +26,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from shared.client_http import HttpJobForgeClient
-from shared.errors import StoreUnavailable, TemporalUnavailable
+from jobforge.client import JobForgeClient
+from jobforge.errors import StoreUnavailable, TemporalUnavailable
+from jobforge.models import RunStatus
 from shared.flags import Flag
-from shared.models import RunStatus
 from shared.settings import Settings
 from shared.temporal import DATA_CONVERTER, ActivityErrors, search_attribute_args
 from tests.integration.test_api import HEALTHCHECK, PROBLEM, auth, tenant_with_key
@@ -314,7 +314,7 @@ async def test_sdk_answers_outages_with_typed_retryable_errors(settings: Setting
         with pytest.raises(StoreUnavailable):
             await direct.get_run("some-run", tenant)
         app = create_app(dead, away)
-        async with HttpJobForgeClient("http://api", key, transport=httpx.ASGITransport(app=app)) as http:
+        async with JobForgeClient("http://api", key, transport=httpx.ASGITransport(app=app)) as http:
             with pytest.raises(StoreUnavailable) as over_http:
                 await http.request_job(tenant, HEALTHCHECK, {})
             assert over_http.value.retryable

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from shared.errors import FeatureDisabled, IdempotencyConflict, InvalidInputs, TemplateNotFound
+from jobforge.errors import FeatureDisabled, IdempotencyConflict, InvalidInputs, TemplateNotFound
+from jobforge.models import JobRun, RunStatus
 from shared.flags import Flag
 from shared.healthcheck import HealthcheckReport
-from shared.models import JobRun, RunStatus
 from shared.temporal import TENANT, run_search_attributes
 from tests.support.tenants import ensure_tenants
 from workers.runtime import Runtime
@@ -123,7 +123,7 @@ async def test_raw_start_meets_admission(runtime: Runtime, worker: None) -> None
     assert runtime.temporal is not None
     from temporalio.client import WorkflowFailureError
 
-    from shared.errors import typed_error
+    from jobforge.errors import typed_error
 
     handle = await runtime.temporal.start_workflow(
         HEALTHCHECK, JobRun(tenant_id="rawco", template_key=HEALTHCHECK), id="raw-start-1",

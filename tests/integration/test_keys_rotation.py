@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from activities.keys import SuccessorResult
-from shared.errors import PolicyTokenRequired, Unauthenticated
+from jobforge.errors import PolicyTokenRequired, Unauthenticated
 from shared.flags import Flag
 from shared.keys_rotation import KeyRotationResult, new_keypair, open_sealed
 from shared.security.principal import Principal

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from shared.client_http import HttpJobForgeClient
+from jobforge.client import JobForgeClient
+from jobforge.models import JobRun, RunRecord, RunStatus
 from shared.flags import Flag
-from shared.models import JobRun, RunRecord, RunStatus
 from shared.stale_runs import settle, sweep
 from shared.temporal import run_search_attributes
 from tests.support.tenants import ensure_tenants, new_tenant
@@ -77,7 +77,7 @@ async def test_a_run_is_readable_at_once_over_http_and_the_sdks(runtime: Runtime
         got = await api.get(f"/v1/runs/{ident}", headers=headers)
         assert got.status_code == 200, got.text
         assert got.json()["status"] == "queued" and got.json()["run_id"] == handle["run_id"]
-    async with HttpJobForgeClient("http://api", key, transport=transport) as sdk:
+    async with JobForgeClient("http://api", key, transport=transport) as sdk:
         assert (await sdk.get_run(handle["run_id"])).status is RunStatus.QUEUED
     record = await runtime.client().get_run(handle["run_id"], tenant)
     assert (record.status, record.trace_id, record.template_key, record.finished_at) == (

@@ -8,9 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from shared.errors import FeatureDisabled
+from jobforge.errors import FeatureDisabled
+from jobforge.models import JobRun
 from shared.flags import Flag
-from shared.models import JobRun
 from shared.replay.service import ReplayService, dry_run_bundle, verify_bundle
 from tests.support.changed_workflows import ChangedHealthcheck
 from tests.support.tenants import ensure_tenants
@@ -78,7 +78,7 @@ async def test_export_verify_round_trip(runtime: Runtime, worker: None, replay_o
 async def test_export_is_tenant_scoped_and_gated(runtime: Runtime, worker: None, replay_on: None,
                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another tenant cannot export the run, and with REPLAY_PACK_ENABLED off export is FeatureDisabled."""
-    from shared.errors import RunNotFound
+    from jobforge.errors import RunNotFound
 
     run_id = await finished_run(runtime, "owner")
     service = ReplayService(runtime.store, runtime.temporal, runtime.flags)

@@ -18,9 +18,9 @@ import orjson
 import pytest
 from temporalio.worker import Worker
 
+from jobforge.models import EventEnvelope, RunStatus
 from shared.canonical import sha256_hex
 from shared.flags import Flag
-from shared.models import EventEnvelope, RunStatus
 from shared.replay.bundle import recorded_activities, task_queues
 from shared.replay.service import DryRunResult, ReplayService, VerifyResult, dry_run_bundle, verify_bundle
 from shared.settings import Settings

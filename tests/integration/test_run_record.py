@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.errors import RunNotFound
-from shared.models import RunStatus
+from jobforge.errors import RunNotFound
+from jobforge.models import RunStatus
 from shared.store.store import Store
 
 pytestmark = pytest.mark.integration

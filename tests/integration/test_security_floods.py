@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from jobforge.errors import RateLimited, Unauthenticated
 from shared import gate as gate_module
-from shared.errors import RateLimited, Unauthenticated
 from shared.flags import Flag, FlagReader
 from shared.gate import EVENTS_SUBMIT, JOBS_REQUEST, RATE_DENY_WINDOW_SECONDS, Gate
 from shared.settings import Settings

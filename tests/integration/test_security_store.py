@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from shared.errors import ApiKeyNotFound, PolicyTokenInvalid, PolicyTokenReplayed, TenantExists, Unauthenticated
+from jobforge.errors import ApiKeyNotFound, PolicyTokenInvalid, PolicyTokenReplayed, TenantExists, Unauthenticated
 from shared.security.audit import AuditFact, Decision
 from shared.security.ratelimit import RatePolicy
 from shared.store import Store

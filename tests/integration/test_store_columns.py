@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
 
-from shared.errors import InvalidRequest, UnstorableText
-from shared.models import RunStatus
+from jobforge.errors import InvalidRequest, UnstorableText
+from jobforge.models import RunStatus
 from shared.security.audit import AuditFact, Decision
 from shared.store import Store
 from shared.store.columns import columns

@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from shared.errors import StoreUnavailable
+from jobforge.errors import StoreUnavailable
 from shared.outages import as_outage
 from shared.store import direct, statements
 from shared.store.fast import FastPool, PoolTimeout

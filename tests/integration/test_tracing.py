@@ -16,9 +16,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
+from jobforge.models import EventReceipt, RunHandleInfo
 from shared import tracing
 from shared.flags import Flag
-from shared.models import EventReceipt, RunHandleInfo
 from shared.settings import Settings
 from shared.triggers.models import RouteEventResult, TriggerKind, TriggerSpec
 from shared.triggers.service import TriggerService

@@ -12,11 +12,11 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from activities.triggers import TriggerActivities
+from jobforge.errors import FeatureDisabled, RoutingTimeout, TemporalUnavailable
+from jobforge.models import EventEnvelope, RunStatus
 from shared.client import JobForgeClient
-from shared.errors import FeatureDisabled, RoutingTimeout, TemporalUnavailable
 from shared.events import router_workflow_id
 from shared.flags import Flag
-from shared.models import EventEnvelope, RunStatus
 from shared.triggers.models import (
     FireOutcome,
     RouteEventResult,
@@ -345,7 +345,7 @@ async def test_event_trigger_is_relaxed_and_tightened_with_update(runtime: Runti
     the next event; an allow list that the event's source does not match then skips it; schedule options are
     refused for it; a stored strict trigger with no allow list (made before create refused one) says every
     fire is skipped."""
-    from shared.errors import InvalidRequest
+    from jobforge.errors import InvalidRequest
     from shared.triggers.models import strict_safety_config
     from shared.triggers.service import TriggerChanges
 

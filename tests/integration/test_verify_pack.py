@@ -14,9 +14,9 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 from activities.verify import probe_sandbox
-from shared.errors import FeatureDisabled, RepoPathRefused, UnstorableText, typed_error
+from jobforge.errors import FeatureDisabled, RepoPathRefused, UnstorableText, typed_error
+from jobforge.models import RunHandleInfo, RunStatus
 from shared.flags import Flag
-from shared.models import RunHandleInfo, RunStatus
 from shared.settings import Settings
 from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, Verdict, VerifyProgress, VerifyReport
 from tests.support.tenants import ensure_tenants

@@ -15,7 +15,7 @@ from temporalio.client import WorkflowFailureError
 
 from activities import verify as verify_activities
 from activities.verify import in_container, probe_sandbox
-from shared.errors import SandboxUnavailable, typed_error
+from jobforge.errors import SandboxUnavailable, typed_error
 from shared.flags import Flag
 from shared.settings import Settings
 from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, Verdict, VerifyReport

@@ -25,9 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.provenance import CaptureProvenanceInput, CaptureProvenanceResult
-from shared.events import ROUTE_SIGNAL
-from shared.healthcheck import Check, CheckStatus, HealthcheckInputs, HealthcheckReport
-from shared.models import (
+from jobforge.models import (
     AdmissionInput,
     AdmissionResult,
     FinishRunInput,
@@ -36,6 +34,8 @@ from shared.models import (
     RefusalResult,
     RunStatus,
 )
+from shared.events import ROUTE_SIGNAL
+from shared.healthcheck import Check, CheckStatus, HealthcheckInputs, HealthcheckReport
 from shared.triggers.models import (
     FireOutcome,
     FireRefusal,

@@ -7,7 +7,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from shared.models import JobRun
+    from jobforge.models import JobRun
 
 
 @workflow.defn(name="autopilot.jobforge.healthcheck")

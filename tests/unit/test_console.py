@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.errors import InvalidRequest
+from jobforge.errors import InvalidRequest
 from shared.store.paging import decode_cursor, encode_cursor, page_size
 from workers.console import charts
 from workers.console.charts import Span

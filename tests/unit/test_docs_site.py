@@ -96,8 +96,8 @@ def test_the_cli_reference_has_every_command_and_option(site: Path) -> None:
 
 def test_the_error_settings_and_metrics_references_are_complete(site: Path) -> None:
     """Every registered error code (with its HTTP status), setting, flag and metric is on its generated page."""
+    from jobforge.errors import ERRORS_BY_CODE
     from shared import metrics
-    from shared.errors import ERRORS_BY_CODE
     from shared.flags import Flag
     from shared.settings import Settings
 
@@ -129,7 +129,7 @@ def test_the_sdk_reference_renders_the_clients_docstrings(site: Path) -> None:
 
     page = _page(site, "sdk")
     words = (JobForgeClient.request_job.__doc__ or "").split("``")[0].strip()  # up to the first literal
-    assert words and "HttpJobForgeClient" in page and "request_job" in page and words in page
+    assert words and "JobForgeClient" in page and "request_job" in page and words in page
 
 
 def test_every_tutorial_and_how_to_is_run_and_every_code_block_in_it_runs() -> None:

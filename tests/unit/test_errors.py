@@ -12,9 +12,9 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
-from shared import errors
-from shared.client_http import HttpJobForgeClient
-from shared.errors import ERRORS_BY_CODE, HTTP_STATUS, JobForgeError, typed_error
+from jobforge import errors
+from jobforge.client import JobForgeClient
+from jobforge.errors import ERRORS_BY_CODE, HTTP_STATUS, JobForgeError, typed_error
 from shared.temporal import DATA_CONVERTER, to_application_error
 from workers.api import error_response
 from workers.cli_common import one_line_error
@@ -87,7 +87,7 @@ async def test_every_code_round_trips_problem_json_through_the_http_sdk(code: st
     def serve(_request: httpx.Request) -> httpx.Response:
         return httpx.Response(answer.status_code, content=bytes(answer.body), headers=dict(answer.headers))
 
-    async with HttpJobForgeClient("http://api.test", "key", transport=httpx.MockTransport(serve)) as client:
+    async with JobForgeClient("http://api.test", "key", transport=httpx.MockTransport(serve)) as client:
         with pytest.raises(JobForgeError) as info:
             await client.get_run("run-1")
     _assert_same(info.value, sent)
@@ -116,7 +116,7 @@ def test_what_carries_no_registered_code_rebuilds_nothing_and_the_http_sdk_falls
     assert typed_error({}) is None and typed_error(None) is None
     assert typed_error(ApplicationError("x", type="ValueError")) is None
     assert typed_error(RuntimeError("x")) is None
-    from shared.client_http import error_from_problem
+    from jobforge.client import error_from_problem
 
     outage = error_from_problem(httpx.Response(502, text="bad gateway"))
     assert type(outage) is errors.TemporalUnavailable and outage.message == "HTTP 502"

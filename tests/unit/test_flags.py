@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from shared.errors import FeatureDisabled, InvalidRequest, UnknownFlag
+from jobforge.errors import FeatureDisabled, InvalidRequest, UnknownFlag
 from shared.flags import Flag, FlagReader, FlagSource, parse_switch, resolve
 
 DESIGN_FLAGS = {

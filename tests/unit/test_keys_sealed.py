@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.errors import InvalidRequest, SealedSecretInvalid
+from jobforge.errors import InvalidRequest, SealedSecretInvalid
 from shared.keys_rotation import (
     new_keypair,
     open_sealed_secret,

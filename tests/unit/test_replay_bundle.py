@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.errors import BundleInvalid
+from jobforge.errors import BundleInvalid
 from shared.replay.bundle import (
     build_bundle,
     bundle_digest,

@@ -7,8 +7,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from shared.errors import InvalidRunArgument, SearchAttributeMismatch
-from shared.models import JobRun
+from jobforge.errors import InvalidRunArgument, SearchAttributeMismatch
+from jobforge.models import JobRun
 from shared.run_argument import (
     argument_count_error,
     check_search_attributes,

@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.admission import judge
-from shared.errors import (
+from jobforge.errors import (
     InvalidInputs,
     InvalidRequest,
     PayloadLimitExceeded,
@@ -21,8 +20,9 @@ from shared.errors import (
     SecretInInputs,
     UnstorableText,
 )
+from jobforge.models import JobRun
+from shared.admission import judge
 from shared.flags import Flag
-from shared.models import JobRun
 from shared.security import limits as limits_module
 from shared.security.limits import (
     PayloadLimits,

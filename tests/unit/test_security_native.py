@@ -25,7 +25,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.errors import PayloadLimitExceeded
+from jobforge.errors import PayloadLimitExceeded
 from shared.security import _accel, limits, redaction
 from shared.security.limits import PayloadLimits, check_structure
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.errors import InsufficientScope, InvalidRequest
+from jobforge.errors import InsufficientScope, InvalidRequest
 from shared.security.scopes import check_scope, grants, missing_scopes, parse_scopes, require_scopes
 
 

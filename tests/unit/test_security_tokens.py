@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import TokenInvalid
+from jobforge.errors import TokenInvalid
 from shared.security import tokens
 
 KEY = b"k" * 32

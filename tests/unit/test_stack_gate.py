@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from shared.errors import StackStartFailed
+from jobforge.errors import StackStartFailed
 from workers.runtime import wait_for_stack
 from workers.stack import STACK_GATE
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio.client import WorkflowExecutionStatus
 
-from shared.models import RunStatus
+from jobforge.models import RunStatus
 from shared.stale_runs import verdict
 
 

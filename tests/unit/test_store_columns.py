@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import String
 
-from shared.errors import InvalidRequest, UnstorableText
+from jobforge.errors import InvalidRequest, UnstorableText
 from shared.security.limits import find_unstorable
 from shared.store.columns import CLIP, columns, fit
 from shared.store.tables import Base

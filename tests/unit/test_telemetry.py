@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 from temporalio.runtime import Runtime
 
+from jobforge.errors import TelemetryUnavailable
 from shared import metrics, tracing
-from shared.errors import TelemetryUnavailable
 from shared.settings import Settings
 
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shared.errors import InvalidInputs
+from jobforge.errors import InvalidInputs
 from shared.triggers.gate import evaluate_trigger_fire, type_matches
 from shared.triggers.inputs import build_inputs, resolve_pointer
 from shared.triggers.models import (

@@ -23,7 +23,7 @@ from temporalio.client import (
 from temporalio.common import TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from shared.errors import InvalidRequest, TriggerInputInvalid
+from jobforge.errors import InvalidRequest, TriggerInputInvalid
 from shared.triggers.models import (
     OverlapPolicy,
     SafetyConfig,

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import yaml
 
-from shared.errors import VerifyConfigInvalid
+from jobforge.errors import VerifyConfigInvalid
 from shared.verify.detect import Host, RepoFacts, Request, plan
 from shared.verify.models import Pack, StepName, Toolchain
 

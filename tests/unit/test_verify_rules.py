@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import RepoPathRefused
+from jobforge.errors import RepoPathRefused
 from shared.verify.environment import StepPaths, step_env
 from shared.verify.fingerprint import CodeState, compose, files_digest, fingerprint_parts, ignored, normalise_command
 from shared.verify.models import (

@@ -23,7 +23,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.errors import (
+from jobforge.errors import (
     InvalidRequest,
     JobForgeError,
     NotFound,
@@ -33,9 +33,9 @@ from shared.errors import (
     Unauthenticated,
     http_status,
 )
+from jobforge.models import RunStatus
 from shared.flags import Flag, parse_switch
 from shared.kill_switch import FLEET_CHAIN, change_override
-from shared.models import RunStatus
 from shared.replay.bundle import tar_bundle
 from shared.replay.service import ReplayService
 from shared.security.audit import Decision

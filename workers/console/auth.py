@@ -26,7 +26,7 @@ import structlog
 from fastapi import Request
 from fastapi.responses import Response
 
-from shared.errors import CsrfRejected, InvalidRequest, TenantForbidden, Unauthenticated
+from jobforge.errors import CsrfRejected, InvalidRequest, TenantForbidden, Unauthenticated
 from shared.ids import check_tenant_id
 from shared.security.principal import Principal
 from shared.security.scopes import missing_scopes, require_scopes

@@ -25,10 +25,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistoryEventFilterType, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
-from shared.errors import NotFound, RunNotFound
+from jobforge.errors import NotFound, RunNotFound
+from jobforge.models import ArtifactRecord, RunRecord
 from shared.flags import Flag, FlagReader, FlagValue
 from shared.manifest import MANIFEST_NAME
-from shared.models import ArtifactRecord, RunRecord
 from shared.replay.bundle import recorded_outcome, workflow_input
 from shared.security.redaction import redact, redact_text
 from shared.triggers.service import TriggerService

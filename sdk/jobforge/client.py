@@ -1,4 +1,5 @@
-"""The JobForge SDK over the HTTP ingress: same methods and typed errors as the Temporal transport."""
+"""The JobForge SDK over the HTTP ingress (`jobforge-api`, a tenant API key): the same methods and typed errors
+as the server's Temporal-direct operator client (`shared.client`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 import httpx
 from pydantic import TypeAdapter
 
-from shared.errors import JobForgeError, StoreUnavailable, TemporalUnavailable, typed_error
-from shared.models import ArtifactRecord, EventEnvelope, EventReceipt, RunHandleInfo, RunRecord
+from jobforge.errors import JobForgeError, StoreUnavailable, TemporalUnavailable, typed_error
+from jobforge.models import ArtifactRecord, EventEnvelope, EventReceipt, RunHandleInfo, RunRecord
 
 _ARTIFACTS = TypeAdapter(list[ArtifactRecord])
 
@@ -30,7 +31,7 @@ def error_from_problem(response: httpx.Response) -> JobForgeError:
     return kind(message or f"HTTP {response.status_code}")
 
 
-class HttpJobForgeClient:
+class JobForgeClient:
     """``JobForgeSDK`` over ``jobforge-api`` with a tenant API key (``Authorization: Bearer``)."""
 
     def __init__(self, base_url: str, api_key: str, *, timeout: float = 30.0,
@@ -38,7 +39,7 @@ class HttpJobForgeClient:
         self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
                                        headers={"Authorization": f"Bearer {api_key}"})
 
-    async def __aenter__(self) -> HttpJobForgeClient:
+    async def __aenter__(self) -> JobForgeClient:
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -23,7 +23,7 @@ HTTP_STATUS: dict[str, int] = {}
 def _register(cls: type[JobForgeError]) -> None:
     for name in ("code", "status"):
         if name not in vars(cls):
-            raise TypeError(f"{cls.__qualname__} must declare its own {name} (see shared/errors.py)")
+            raise TypeError(f"{cls.__qualname__} must declare its own {name} (see sdk/jobforge/errors.py)")
     if not (isinstance(cls.status, int) and 400 <= cls.status <= 599):
         raise TypeError(f"{cls.__qualname__}.status must be an HTTP error status, not {cls.status!r}")
     taken = ERRORS_BY_CODE.get(cls.code)
