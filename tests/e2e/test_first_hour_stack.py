@@ -38,7 +38,10 @@ def stack(stack_tmp_path: Path) -> Iterator[tuple[dict[str, str], StackState]]:
                  "the state file")
         state = StackState.read(home / "state.json")
         assert proc.poll() is None and state is not None, log.read_text()[-3000:]
-        assert "flags on      : JOBFORGE_AUTOPILOT_JOBS_ENABLED" in log.read_text()
+        # the banner follows the state file: wait for it rather than read the log at once
+        banner = "flags on      : JOBFORGE_AUTOPILOT_JOBS_ENABLED"
+        wait_for(lambda: banner in log.read_text() or proc.poll() is not None, 30, "the banner")
+        assert banner in log.read_text(), log.read_text()[-3000:]
         yield env, state
     finally:
         stop_dev(proc, log)
