@@ -1,27 +1,22 @@
-"""What every integration example shares: find the running stack, turn on the flags it needs."""
+"""What the SDK-only examples share: a JobForgeClient for the API named by the environment.
+
+    JOBFORGE_API_URL   the running `jobforge-api` (e.g. http://127.0.0.1:8000)
+    JOBFORGE_API_KEY   a tenant API key (`jobforge keys create --tenant T --scopes jobs:*,runs:read --json`)
+
+These examples import nothing but the SDK (`pip install jobforge`).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Awaitable, Callable, Iterable
 
-from shared.flags import Flag
-from workers.runtime import Runtime, open_runtime
-from workers.stack import effective_settings
+from jobforge import JobForgeClient
+from jobforge.errors import InvalidRequest
 
 
-def run_example(main: Callable[[Runtime], Awaitable[object]], flags: Iterable[Flag]) -> None:
-    """Run ``main`` against the running dev stack (`jobforge dev`) or JOBFORGE_* addresses.
-
-    The flags are turned on for this process only; the workers must have them too (set them fleet-wide
-    with `jobforge flags set NAME on`, or start the stack with `jobforge dev --enable NAME ...`).
-    """
-    for flag in flags:
-        os.environ.setdefault(flag.value, "1")
-
-    async def go() -> None:
-        async with open_runtime(effective_settings()) as rt:
-            await main(rt)
-
-    asyncio.run(go())
+def api_client() -> JobForgeClient:
+    """The SDK client for JOBFORGE_API_URL with JOBFORGE_API_KEY; a missing one is a clear error."""
+    missing = [name for name in ("JOBFORGE_API_URL", "JOBFORGE_API_KEY") if not os.environ.get(name)]
+    if missing:
+        raise InvalidRequest(f"set {' and '.join(missing)} (the running jobforge-api and a tenant API key)")
+    return JobForgeClient(os.environ["JOBFORGE_API_URL"], os.environ["JOBFORGE_API_KEY"])

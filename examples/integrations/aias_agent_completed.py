@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 
-from examples.integrations._common import run_example
+from examples.integrations._operator import run_example
 from jobforge.errors import TriggerExists
 from jobforge.models import EventEnvelope
 from shared.flags import Flag

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 
-from examples.integrations._common import run_example
+from examples.integrations._operator import run_example
 from jobforge.errors import TenantExists
 from shared.flags import Flag
 from shared.keys_rotation import KeyRotationResult, new_keypair, open_sealed

@@ -1,38 +1,47 @@
 """ReadyLayer: ask JobForge to verify a repository (lint, typecheck, build, test) and read the verdict.
 
-    .venv/bin/python -m examples.integrations.readylayer_verify [PATH]    (default: examples/python-sample)
+Only the SDK is needed (`pip install jobforge`): the request goes to `jobforge-api` with the tenant's key.
+
+    export JOBFORGE_API_URL=http://127.0.0.1:8000 JOBFORGE_API_KEY=jfk_...   # a key of tenant readylayer
+    python -m examples.integrations.readylayer_verify [PATH] [--pack fast|full]   (default: examples/python-sample)
+
+PATH is read by the worker, so it names a repository on the worker's machine.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import asyncio
 from pathlib import Path
 
-from pydantic import BaseModel
-
-from examples.integrations._common import run_example
-from shared.flags import Flag
-from workers.runtime import Runtime
+from examples.integrations._common import api_client
+from jobforge import JobForgeClient, RunRecord
 
 TENANT = "readylayer"
-FLAGS = (Flag.AUTOPILOT_JOBS, Flag.VERIFY_PACK)
+TEMPLATE = "autopilot.readylayer.verify_pack"
 SAMPLE = Path(__file__).resolve().parents[1] / "python-sample"
 
 
-async def main(rt: Runtime, tenant: str = TENANT, repo: Path = SAMPLE, pack: str = "full") -> BaseModel:
-    await rt.gate.tenants.ensure_tenant(tenant)  # a first run of the example makes its tenant
-    client = rt.client()
-    handle = await client.request_job(tenant, "autopilot.readylayer.verify_pack",
-                                      {"repo_path": str(repo), "pack": pack}, actor="readylayer")
-    print(f"verifying {repo} ({pack}): run {handle.workflow_id}")
-    report = await client.result(handle)
-    data = report.model_dump(mode="json")
-    print(f"verdict: {data.get('verdict')}")
-    for step in data.get("steps", []):
-        print(f"  {step.get('name'):10s} {step.get('status'):10s} {step.get('duration_seconds', 0):6.2f}s")
-    return report
+async def main(client: JobForgeClient, tenant: str = TENANT, repo: Path = SAMPLE, pack: str = "full",
+               within: float = 600.0) -> RunRecord:
+    handle = await client.request_job(tenant, TEMPLATE, {"repo_path": str(repo), "pack": pack}, actor="readylayer")
+    print(f"verifying {repo} ({pack}): run {handle.run_id}")
+    record = await client.wait_run(handle.run_id, within=within)
+    print(f"run {record.status.value}; verdict: {record.summary.get('verdict')}")
+    for name, status in dict(record.summary.get("steps", {})).items():
+        print(f"  {name:10s} {status}")
+    return record
+
+
+async def _cli(repo: Path, pack: str, tenant: str) -> None:
+    async with api_client() as client:
+        await main(client, tenant, repo, pack)
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else SAMPLE
-    run_example(lambda rt: main(rt, repo=target), FLAGS)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path", nargs="?", type=Path, default=SAMPLE)
+    parser.add_argument("--pack", choices=("fast", "full"), default="full")
+    parser.add_argument("--tenant", default=TENANT)
+    args = parser.parse_args()
+    asyncio.run(_cli(args.path.resolve(), args.pack, args.tenant))

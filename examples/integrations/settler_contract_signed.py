@@ -10,7 +10,7 @@ import contextlib
 import uuid
 from datetime import UTC, datetime
 
-from examples.integrations._common import run_example
+from examples.integrations._operator import run_example
 from jobforge.errors import TriggerExists
 from jobforge.models import EventEnvelope
 from shared.flags import Flag

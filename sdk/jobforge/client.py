@@ -3,6 +3,8 @@ as the server's Temporal-direct operator client (`shared.client`)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -10,7 +12,14 @@ from typing import Any
 import httpx
 from pydantic import TypeAdapter
 
-from jobforge.errors import JobForgeError, StoreUnavailable, TemporalUnavailable, typed_error
+from jobforge.errors import (
+    InvalidRequest,
+    JobForgeError,
+    RunStillRunning,
+    StoreUnavailable,
+    TemporalUnavailable,
+    typed_error,
+)
 from jobforge.models import ArtifactRecord, EventEnvelope, EventReceipt, RunHandleInfo, RunRecord
 
 _ARTIFACTS = TypeAdapter(list[ArtifactRecord])
@@ -73,6 +82,22 @@ class JobForgeClient:
 
     async def get_run(self, ident: str, tenant_id: str | None = None) -> RunRecord:
         return RunRecord.model_validate(await self._call("GET", f"/v1/runs/{ident}"))
+
+    async def wait_run(self, run_id: str, *, within: float = 600.0, interval: float = 0.5) -> RunRecord:
+        """The run's record once its status is final (succeeded, failed, rejected, cancelled, timed out),
+        read with ``get_run`` every ``interval`` seconds; :class:`~jobforge.errors.RunStillRunning` when it is
+        not final after ``within`` seconds. A failed run is answered, not raised: read ``status`` and ``error``."""
+        if not (within > 0 and interval > 0):
+            raise InvalidRequest("within and interval must be positive", within=within, interval=interval)
+        deadline = time.monotonic() + within
+        while True:
+            record = await self.get_run(run_id)
+            if record.status.is_final:
+                return record
+            if time.monotonic() >= deadline:
+                raise RunStillRunning(f"run {run_id} is still {record.status.value} after {within:g}s",
+                                      run_id=run_id, status=record.status.value)
+            await asyncio.sleep(interval)
 
     async def list_artifacts(self, run_id: str, tenant_id: str | None = None) -> Sequence[ArtifactRecord]:
         return _ARTIFACTS.validate_python(await self._call("GET", f"/v1/runs/{run_id}/artifacts"))

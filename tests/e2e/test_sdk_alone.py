@@ -1,0 +1,144 @@
+"""The SDK (sdk/, distribution `jobforge`) installed alone into a fresh virtualenv: its wheel needs only
+httpx + pydantic (temporalio under the `temporal` extra), none of the server's packages come with it, and
+the SDK-only integration examples run with that interpreter against a live `jobforge-api` + worker."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+import venv
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from packaging.requirements import Requirement
+from temporalio.testing import WorkflowEnvironment
+
+from tests.support.procs import ROOT, env_with, free_port, jobforge, wait_for
+from workers.stack import terminate
+
+pytestmark = pytest.mark.e2e
+
+#: the examples that import nothing but the SDK (the others run with the server, tests/integration)
+SDK_ONLY_EXAMPLES = ("_common.py", "readylayer_verify.py")
+
+
+def _run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, check=False,
+                          **kwargs)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sdk-wheel")
+    built = _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT / "sdk")])
+    assert built.returncode == 0, built.stderr
+    (path,) = out.glob("jobforge-*.whl")
+    return path
+
+
+@pytest.fixture(scope="module")
+def sdk_python(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtualenv (no system site-packages) with the SDK wheel and what pip resolves for it."""
+    home = tmp_path_factory.mktemp("sdk-venv")
+    venv.EnvBuilder(with_pip=True, clear=True).create(home / "venv")
+    python = home / "venv" / "bin" / "python"
+    installed = _run([str(python), "-m", "pip", "install", "-q", str(wheel)])
+    assert installed.returncode == 0, installed.stderr
+    return python
+
+
+def test_the_wheel_depends_on_httpx_and_pydantic_only(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        lines = archive.read(metadata).decode().splitlines()
+        packages = {n.split("/")[0] for n in archive.namelist() if not n.split("/")[0].endswith(".dist-info")}
+    requirements = [Requirement(line.split(":", 1)[1].strip()) for line in lines if line.startswith("Requires-Dist:")]
+    plain = {r.name for r in requirements if r.marker is None}
+    extra = {r.name for r in requirements if r.marker is not None and r.marker.evaluate({"extra": "temporal"})}
+    assert plain == {"httpx", "pydantic"}
+    assert extra == {"temporalio"}
+    assert packages == {"jobforge"}
+
+
+def test_the_fresh_venv_has_the_sdk_and_no_server_package(sdk_python: Path, tmp_path: Path) -> None:
+    probe = ("import importlib.util, json, jobforge; "
+             "print(json.dumps({n: importlib.util.find_spec(n) is not None for n in "
+             "('shared', 'workers', 'workflows', 'activities', 'fastapi', 'sqlalchemy', 'temporalio')}))")
+    done = _run([str(sdk_python), "-c", probe], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == dict.fromkeys(
+        ("shared", "workers", "workflows", "activities", "fastapi", "sqlalchemy", "temporalio"), False)
+    # the public names an app imports
+    names = _run([str(sdk_python), "-c", "from jobforge import JobForgeClient, RunRecord, EventEnvelope; "
+                  "from jobforge.errors import typed_error, RunNotFound; "
+                  "print(type(typed_error({'code': 'run_not_found', 'detail': 'x'})).__name__)"], cwd=tmp_path)
+    assert names.stdout.strip() == "RunNotFound", names.stderr
+
+
+@pytest.fixture(scope="module")
+def stack(pg_url: str, temporal_env: WorkflowEnvironment,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """An API process and a worker process (the server's interpreter), a tenant and its key."""
+    home = tmp_path_factory.mktemp("sdk-api-home")
+    port = free_port()
+    env = env_with({
+        "JOBFORGE_TEMPORAL_ADDRESS": str(temporal_env.client.service_client.config.target_host),
+        "JOBFORGE_DATABASE_URL": pg_url, "JOBFORGE_HOME": str(home),
+        "JOBFORGE_TASK_QUEUE": f"sdk-e2e-{uuid.uuid4().hex[:8]}",
+        "JOBFORGE_AUTOPILOT_JOBS_ENABLED": "1", "VERIFY_PACK_ENABLED": "1",
+    })
+    procs = []
+    for name, cmd in (("api", [sys.executable, "-m", "workers.api", "--port", str(port)]),
+                      ("worker", [sys.executable, "-m", "workers.worker"])):
+        with (home / f"{name}.log").open("ab") as out:
+            procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True))
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(healthy, 60, "the API")
+        wait_for(lambda: "worker_started" in (home / "worker.log").read_text(), 60, "the worker")
+        tenant = f"rl-{uuid.uuid4().hex[:6]}"
+        assert jobforge("tenants", "create", tenant, env=env).returncode == 0
+        made = jobforge("keys", "create", "--tenant", tenant, "--scopes", "jobs:*,runs:read", "--json", env=env)
+        assert made.returncode == 0, made.stderr
+        yield {"base": base, "tenant": tenant, "key": json.loads(made.stdout)["secret"], "home": home}
+    finally:
+        for proc in procs:
+            terminate(proc, 10)
+
+
+def test_the_sdk_only_examples_run_from_the_fresh_venv(sdk_python: Path, stack: dict[str, Any],
+                                                       tmp_path: Path) -> None:
+    """The examples are copied out of the checkout (so nothing of the server is importable next to them) and run
+    with the fresh venv's interpreter against the live API with the tenant's key."""
+    package = tmp_path / "examples" / "integrations"
+    package.mkdir(parents=True)
+    (tmp_path / "examples" / "__init__.py").touch()
+    (package / "__init__.py").touch()
+    for name in SDK_ONLY_EXAMPLES:
+        shutil.copy(ROOT / "examples" / "integrations" / name, package / name)
+    env = {**env_with({"JOBFORGE_API_URL": stack["base"], "JOBFORGE_API_KEY": stack["key"]})}
+    done = _run([str(sdk_python), "-m", "examples.integrations.readylayer_verify",
+                 str(ROOT / "examples" / "python-sample"), "--pack", "fast", "--tenant", stack["tenant"]],
+                cwd=tmp_path, env=env)
+    logs = (stack["home"] / "worker.log").read_text()[-3000:]
+    assert done.returncode == 0, done.stdout + done.stderr + logs
+    assert "run succeeded; verdict: passed" in done.stdout, done.stdout + logs
+    # without the key's variables the example says what is missing
+    bare = _run([str(sdk_python), "-m", "examples.integrations.readylayer_verify"], cwd=tmp_path,
+                env=env_with({}))
+    assert bare.returncode != 0 and "JOBFORGE_API_URL and JOBFORGE_API_KEY" in bare.stderr
