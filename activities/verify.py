@@ -11,7 +11,8 @@ in a fresh clone, and builds its environments there and in its workspace. On dis
 
 * ``runs/<tenant>/<run_id>/`` the run's workspace: ``tree/`` (the copy, or the clone of a URL),
   ``env/`` (its Python environment), ``home/`` and ``tmp/`` of the steps, ``dist/`` of the build,
-  ``logs/``, ``steps/`` pid files; removed when the run is finalised (logs live on in the artifact store);
+  ``logs/``, ``steps/`` pid files; moved to ``trash/`` when the run is finalised and deleted there in the
+  background (logs live on in the artifact store);
 * ``stamps/<tenant>/<repo key>.json`` what the last successful install of a repository installed
   (tool versions), so a cached verdict can be found before installing again.
 
