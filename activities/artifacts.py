@@ -15,8 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from jobforge.ids import check_tenant_id
 from jobforge.models import ArtifactRecord
-from shared.ids import check_tenant_id
 from shared.store import Store
 from shared.verify.models import ArtifactRef
 

@@ -8,6 +8,7 @@ import structlog
 from temporalio import activity
 
 from jobforge.errors import JobForgeError, UnknownWorkflowType
+from jobforge.ids import new_trace_id
 from jobforge.models import (
     AdmissionInput,
     AdmissionResult,
@@ -21,7 +22,6 @@ from shared import metrics, tracing
 from shared.admission import Judged
 from shared.flags import Flag, FlagReader
 from shared.gate import JOBS_REQUEST, Gate, ReceiptUse
-from shared.ids import new_trace_id
 from shared.run_argument import readable_trace, run_attributes
 from shared.security.audit import Decision as AuditDecision
 from shared.security.limits import pg_text

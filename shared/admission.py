@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobforge.errors import InvalidRequest, SecretInInputs
+from jobforge.ids import check_idempotency_key, check_tenant_id, check_trace_id
 from jobforge.models import JobRun
 from shared.canonical import input_hash
 from shared.flags import Flag, disabled
-from shared.ids import check_idempotency_key, check_tenant_id, check_trace_id
 from shared.run_argument import check_search_attributes
 from shared.security.limits import PayloadLimits, check_payload, check_storable
 from shared.security.principal import Principal

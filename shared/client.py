@@ -23,12 +23,12 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from jobforge.errors import IdempotencyConflict, RunFailed, StoreUnavailable, typed_error
+from jobforge.ids import check_idempotency_key, check_tenant_id, check_trace_id, new_trace_id, workflow_id_for
 from jobforge.models import ArtifactRecord, EventEnvelope, EventReceipt, JobRun, RunHandleInfo, RunRecord
 from shared.canonical import input_hash
 from shared.events import route_admitted, wait_routed
 from shared.flags import FlagReader
 from shared.gate import Charge
-from shared.ids import check_idempotency_key, check_tenant_id, check_trace_id, new_trace_id, workflow_id_for
 from shared.outages import typed_outages
 from shared.security.limits import check_storable
 from shared.security.principal import Principal

@@ -28,13 +28,13 @@ from jobforge.errors import (
     TokenInvalid,
     UnknownTenant,
 )
+from jobforge.ids import check_tenant_id, check_trace_id, new_trace_id
 from jobforge.models import EventEnvelope, EventReceipt, JobRun
 from shared import metrics
 from shared.admission import Judged, judge
 from shared.canonical import input_hash
 from shared.events import route_prefix
 from shared.flags import Flag, FlagReader, FlagSnapshot, disabled
-from shared.ids import check_tenant_id, check_trace_id, new_trace_id
 from shared.security import tokens
 from shared.security.audit import AuditFact, Decision
 from shared.security.limits import PayloadLimits, check_payload, check_storable, pg_text

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from jobforge.errors import InvalidRequest, InvalidRunArgument, SearchAttributeMismatch
+from jobforge.ids import check_tenant_id, check_trace_id
 from jobforge.models import JobRun
-from shared.ids import check_tenant_id, check_trace_id
 from shared.security.limits import pg_text
 
 M = TypeVar("M", bound=BaseModel)

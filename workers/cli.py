@@ -287,7 +287,7 @@ def runs_list(tenant: str = typer.Option(..., "--tenant", "-t"), limit: int = ty
               wide: bool = typer.Option(False, "--wide", help="Whole ids and template keys on a terminal too (they "
                                         "are whole in a pipe or file).")) -> None:
     """A tenant's runs, newest first."""
-    from shared.ids import check_tenant_id
+    from jobforge.ids import check_tenant_id
     from shared.store import direct
     from workers.stack import database_url
 

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from jobforge.errors import InvalidRequest, ScheduleMissing
+from jobforge.ids import check_tenant_id
 from jobforge.models import EventEnvelope, EventReceipt
-from shared.ids import check_tenant_id
 from shared.triggers.models import (
     OverlapPolicy,
     RouteEventResult,

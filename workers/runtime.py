@@ -13,11 +13,11 @@ import structlog
 from temporalio.client import Client
 
 from jobforge.errors import StackNotFound, StackStartFailed
+from jobforge.ids import check_tenant_id
 from shared import metrics, tracing
 from shared.client import JobForgeClient
 from shared.flags import FlagReader, this_process
 from shared.gate import Gate
-from shared.ids import check_tenant_id
 from shared.settings import Settings
 from shared.store import Store
 from shared.templates import Registry, load_registry

@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from jobforge.errors import ApiKeyNotFound, TenantExists, Unauthenticated, UnknownTenant
-from shared.ids import check_tenant_id
+from jobforge.ids import check_tenant_id
 from shared.security.principal import Principal
 from shared.security.scopes import check_scope
 from shared.store import direct

@@ -30,8 +30,8 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobforge.errors import InvalidRequest, ScheduleMissing
+from jobforge.ids import check_tenant_id
 from shared.flags import Flag, FlagReader
-from shared.ids import check_tenant_id
 from shared.settings import Settings
 from shared.starts import trigger_fire_start
 from shared.store.triggers import TriggerStore

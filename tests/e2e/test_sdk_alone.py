@@ -20,6 +20,8 @@ import pytest
 from packaging.requirements import Requirement
 from temporalio.testing import WorkflowEnvironment
 
+from jobforge.errors import InvalidRequest, UnknownTenant
+from jobforge.temporal import TemporalJobForgeClient
 from tests.support.procs import ROOT, env_with, free_port, jobforge, wait_for
 from workers.stack import terminate
 
@@ -115,7 +117,8 @@ def stack(pg_url: str, temporal_env: WorkflowEnvironment,
         assert jobforge("tenants", "create", tenant, env=env).returncode == 0
         made = jobforge("keys", "create", "--tenant", tenant, "--scopes", "jobs:*,runs:read", "--json", env=env)
         assert made.returncode == 0, made.stderr
-        yield {"base": base, "tenant": tenant, "key": json.loads(made.stdout)["secret"], "home": home}
+        yield {"base": base, "tenant": tenant, "key": json.loads(made.stdout)["secret"], "home": home,
+               "temporal": env["JOBFORGE_TEMPORAL_ADDRESS"], "task_queue": env["JOBFORGE_TASK_QUEUE"]}
     finally:
         for proc in procs:
             terminate(proc, 10)
@@ -142,3 +145,18 @@ def test_the_sdk_only_examples_run_from_the_fresh_venv(sdk_python: Path, stack: 
     bare = _run([str(sdk_python), "-m", "examples.integrations.readylayer_verify"], cwd=tmp_path,
                 env=env_with({}))
     assert bare.returncode != 0 and "JOBFORGE_API_URL and JOBFORGE_API_KEY" in bare.stderr
+
+
+async def test_the_temporal_transport_is_admitted_by_the_gate_inside_the_workflow(stack: dict[str, Any]) -> None:
+    """jobforge.temporal starts the template with its typed argument and no receipt: admission on the worker
+    runs the job for a known tenant and refuses an unknown one, whose error comes back typed."""
+    sdk = await TemporalJobForgeClient.connect(stack["temporal"], task_queue=stack["task_queue"])
+    handle = await sdk.request_job(stack["tenant"], "autopilot.jobforge.healthcheck", {}, actor="sdk-temporal")
+    assert handle.workflow_id.startswith(f"jobforge/{stack['tenant']}/autopilot.jobforge.healthcheck/")
+    result = await sdk.result(handle)
+    assert isinstance(result, dict) and "healthy" in result
+    refused = await sdk.request_job(f"nobody-{uuid.uuid4().hex[:6]}", "autopilot.jobforge.healthcheck", {})
+    with pytest.raises(UnknownTenant):
+        await sdk.result(refused)
+    with pytest.raises(InvalidRequest):
+        await sdk.request_job("Not A Tenant", "autopilot.jobforge.healthcheck")

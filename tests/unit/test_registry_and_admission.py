@@ -6,12 +6,12 @@ import pytest
 from pydantic import BaseModel
 
 from jobforge.errors import FeatureDisabled, InvalidInputs, InvalidRequest, JobForgeError, TemplateNotFound
+from jobforge.ids import check_idempotency_key, check_tenant_id, workflow_id_for
 from jobforge.models import JobRun
 from shared.admission import judge
 from shared.canonical import canonical_json, input_hash, verify_input_hash
 from shared.flags import Flag
 from shared.healthcheck import HealthcheckInputs, HealthcheckReport
-from shared.ids import check_idempotency_key, check_tenant_id, workflow_id_for
 from shared.settings import Settings
 from shared.templates import BUILTIN_TEMPLATES, Registry, TemplateSpec, load_registry
 

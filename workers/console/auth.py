@@ -27,7 +27,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from jobforge.errors import CsrfRejected, InvalidRequest, TenantForbidden, Unauthenticated
-from shared.ids import check_tenant_id
+from jobforge.ids import check_tenant_id
 from shared.security.principal import Principal
 from shared.security.scopes import missing_scopes, require_scopes
 from shared.settings import Settings

@@ -18,7 +18,7 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-#: the tenant id rule of shared/ids.py (a rejected run may carry any text as its tenant)
+#: the tenant id rule of sdk/jobforge/ids.py (a rejected run may carry any text as its tenant)
 _VALID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
