@@ -15,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from jobforge.errors import InvalidInputs, JobForgeError, ScheduleMissing, TriggerNotFound
 from jobforge.models import EventEnvelope
 from shared import metrics, tracing
-from shared.client import JobForgeClient
+from shared.client import OperatorClient
 from shared.events import router_shard
 from shared.flags import Flag
 from shared.gate import Gate
@@ -235,7 +235,7 @@ class TriggerActivities:
         if record.verdict is not Verdict.FIRE or record.start_error:
             return outcome
         inputs = build_inputs(trigger.inputs, trigger.input_pointers, req.event)
-        client = JobForgeClient(self.temporal, self.settings, self.registry, store=self.store,
+        client = OperatorClient(self.temporal, self.settings, self.registry, store=self.store,
                                 flags=self.gate.flags, gate=self.gate, principal=Principal.operator(actor))
         try:
             # a record decided just now has a key no run can hold yet: no store lookup needed

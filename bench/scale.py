@@ -4,7 +4,7 @@ Against one Temporal dev server (SQLite file + WAL, started here) and a throwawa
 on 127.0.0.1:5432, for each worker count k (a fresh task queue each round, so rounds never share
 workers) this measures:
 
-1. event → run throughput: N events through ``JobForgeClient.submit_event`` (C concurrent; the gate
+1. event → run throughput: N events through ``OperatorClient.submit_event`` (C concurrent; the gate
    runs in this process, as in an API replica), each matching one event trigger whose template is
    ``autopilot.jobforge.healthcheck``; events/s from the first submit until the N-th run succeeded;
 2. verify-pack concurrency: V verify runs of a tiny generated Python repository (explicit

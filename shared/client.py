@@ -1,6 +1,6 @@
 """The JobForge SDK: one interface, two transports with the same methods and the same errors.
 
-* :class:`JobForgeClient` — Temporal-direct. Trusted operator access: it runs the security gate
+* :class:`OperatorClient` — Temporal-direct. Trusted operator access: it runs the security gate
   itself (as ``settings.operator_scopes``, ``*:*`` unless configured, or the ``principal`` given)
   and starts the template's workflow with the signed admission receipt. Built without the gate
   (no store), it starts the workflow bare and the admission activity applies the full gate.
@@ -61,7 +61,7 @@ class JobForgeSDK(Protocol):
     async def list_artifacts(self, run_id: str, tenant_id: str | None = None) -> Sequence[ArtifactRecord]: ...
 
 
-class JobForgeClient:
+class OperatorClient:
     def __init__(self, temporal: Client, settings: Settings, registry: Registry, *,
                  store: Store | None = None, flags: FlagReader | None = None, gate: Gate | None = None,
                  principal: Principal | None = None) -> None:

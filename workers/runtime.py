@@ -15,7 +15,7 @@ from temporalio.client import Client
 from jobforge.errors import StackNotFound, StackStartFailed
 from jobforge.ids import check_tenant_id
 from shared import metrics, tracing
-from shared.client import JobForgeClient
+from shared.client import OperatorClient
 from shared.flags import FlagReader, this_process
 from shared.gate import Gate
 from shared.settings import Settings
@@ -43,10 +43,10 @@ class Runtime:
             self._gate = Gate(self.store, self.settings, self.flags, self.registry)
         return self._gate
 
-    def client(self) -> JobForgeClient:
+    def client(self) -> OperatorClient:
         """The SDK over Temporal-direct, with the gate: trusted operator access (``operator_scopes``)."""
         assert self.temporal is not None, "runtime opened without Temporal"
-        return JobForgeClient(self.temporal, self.settings, self.registry, store=self.store, flags=self.flags,
+        return OperatorClient(self.temporal, self.settings, self.registry, store=self.store, flags=self.flags,
                               gate=self.gate)
 
 

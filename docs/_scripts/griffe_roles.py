@@ -1,6 +1,6 @@
 """A Griffe extension (mkdocs.yml, mkdocstrings ``extensions``): Sphinx roles in docstrings read as code.
 
-JobForge's docstrings name other objects the Sphinx way (``:class:`JobForgeClient```, ``:func:`~x.y```);
+JobForge's docstrings name other objects the Sphinx way (``:class:`OperatorClient```, ``:func:`~x.y```);
 mkdocstrings renders Markdown, where such a role would show its colons and backticks. Each role becomes a
 code span of the name it points at (the last part of it with ``~``).
 """

@@ -152,10 +152,10 @@ async def test_store_override_reaches_a_running_worker(runtime: Runtime, worker:
     """`flags set` in the store flips admission in an already-running worker within 5 seconds."""
     from temporalio.client import WorkflowFailureError
 
-    from shared.client import JobForgeClient
+    from shared.client import OperatorClient
 
     # a client without the store does no pre-check: only the worker's admission decides
-    bare = JobForgeClient(runtime.temporal, runtime.settings, runtime.registry)  # type: ignore[arg-type]
+    bare = OperatorClient(runtime.temporal, runtime.settings, runtime.registry)  # type: ignore[arg-type]
     await runtime.store.set_flag_override(Flag.AUTOPILOT_JOBS, True, "test")
     try:
         loop = asyncio.get_running_loop()

@@ -14,7 +14,7 @@ from temporalio.client import WorkflowExecutionStatus
 from activities.triggers import TriggerActivities
 from jobforge.errors import FeatureDisabled, RoutingTimeout, TemporalUnavailable
 from jobforge.models import EventEnvelope, RunStatus
-from shared.client import JobForgeClient
+from shared.client import OperatorClient
 from shared.events import router_workflow_id
 from shared.flags import Flag
 from shared.triggers.models import (
@@ -329,7 +329,7 @@ async def test_sharded_routers_route_each_event_once(runtime: Runtime, worker: N
     t, svc = await tenant(runtime), service(runtime)
     await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True))
     assert runtime.temporal is not None
-    client = JobForgeClient(runtime.temporal, runtime.settings.model_copy(update={"event_router_shards": 3}),
+    client = OperatorClient(runtime.temporal, runtime.settings.model_copy(update={"event_router_shards": 3}),
                             runtime.registry, store=runtime.store, flags=runtime.flags, gate=runtime.gate)
     receipts = await asyncio.gather(*(client.submit_event(EventEnvelope(
         tenant_id=t, event_id=f"s{i}", event_type="contract.signed", payload={"queues": ["q"]})) for i in range(30)))

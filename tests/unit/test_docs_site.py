@@ -125,10 +125,10 @@ def test_the_http_reference_has_every_operation_of_the_openapi_document(site: Pa
 
 def test_the_sdk_reference_renders_the_clients_docstrings(site: Path) -> None:
     """mkdocstrings rendered both transports of the SDK from their docstrings."""
-    from shared.client import JobForgeClient
+    from shared.client import OperatorClient
 
     page = _page(site, "sdk")
-    words = (JobForgeClient.request_job.__doc__ or "").split("``")[0].strip()  # up to the first literal
+    words = (OperatorClient.request_job.__doc__ or "").split("``")[0].strip()  # up to the first literal
     assert words and "JobForgeClient" in page and "request_job" in page and words in page
 
 
