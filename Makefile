@@ -40,7 +40,7 @@ docs: install ## build the documentation site into site/ (strict: a broken link 
 DOCS_ADDR ?= 127.0.0.1:8000
 
 docs-serve: install ## serve the site on 127.0.0.1:8000 (DOCS_ADDR=host:port), rebuilt as docs/ and the code change
-	$(DOCS_ENV) $(BIN)/mkdocs serve --strict --dev-addr $(DOCS_ADDR) --watch shared --watch workers
+	$(DOCS_ENV) $(BIN)/mkdocs serve --strict --dev-addr $(DOCS_ADDR) --watch sdk --watch shared --watch workers
 
 screenshots: install ## run the console's browser tests, saving a screenshot of each page in docs/screenshots/
 	JOBFORGE_SCREENSHOTS=docs/screenshots $(BIN)/python -m tests.support.run_pytest -q tests/e2e/test_console_browser.py
