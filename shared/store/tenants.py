@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,10 +27,6 @@ if TYPE_CHECKING:
 
 KEY_PREFIX = "jfk_"
 _KNOWN_MAX = 10_000
-#: how long a verified API key is trusted without reading its row again: a key revoked by another
-#: process stops working within this many seconds (at once when revoked through this store)
-KEY_CACHE_SECONDS = 5.0
-_KEY_CACHE_MAX = 10_000
 _KEY = re.compile(r"jfk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
 
@@ -70,12 +65,6 @@ class TenantStore:
         self._store = store
         #: tenants seen to exist (a bounded set; cleared when full)
         self._known: set[str] = set()
-        #: verified keys: key id -> (monotonic time it is trusted until, SHA-256 of the secret, principal)
-        self._verified: dict[str, tuple[float, str, Principal]] = {}
-        #: keys revoked through this store: refused at once, whatever a read in flight still saw
-        self._revoked: set[str] = set()
-        #: the clock of the cache (tests move it)
-        self.clock = time.monotonic
 
     async def _one(self, statement: str, params: dict[str, object]) -> dict[str, Any] | None:
         async with self._store.connection() as conn:
@@ -147,46 +136,23 @@ class TenantStore:
         row = await self._one(sql.API_KEY_REVOKE, {"key_id": key_id})
         if row is None:
             raise ApiKeyNotFound(key_id)
-        if len(self._revoked) >= _KEY_CACHE_MAX:
-            self._revoked.clear()  # the rows say revoked; the set only covers reads in flight
-        self._revoked.add(key_id)
-        self._verified.pop(key_id, None)
         return _key(row)
 
     async def authenticate(self, presented: str) -> Principal:
         """The principal of a presented key; :class:`Unauthenticated` for anything else (same message).
 
-        A key verified against its row is trusted for :data:`KEY_CACHE_SECONDS` without reading the row
-        again (the secret's digest is still compared on every call): a flood of requests with one key
-        costs one primary-key read per key and window. Revoking the key through this store ends that
-        at once; a revocation by another process takes effect here within the window.
+        Every call reads the key's row (one primary-key read), so a revocation by any process takes
+        effect on the next request.
         """
         key = presented.strip()
         match = _KEY.fullmatch(key)
         if match is None:
             raise Unauthenticated()
-        if match[1] in self._revoked:
-            raise Unauthenticated()
-        digest = _digest(key)
-        now = self.clock()
-        cached = self._verified.get(match[1])
-        if cached is not None:
-            until, known, principal = cached
-            if now < until:
-                if not hmac.compare_digest(known, digest):
-                    raise Unauthenticated()
-                return principal
-            del self._verified[match[1]]
         row = await self._one(sql.API_KEY_GET, {"key_id": match[1]})
-        if (row is None or row["revoked_at"] is not None or match[1] in self._revoked
-                or not hmac.compare_digest(row["secret_sha256"], digest)):
+        if row is None or row["revoked_at"] is not None or not hmac.compare_digest(row["secret_sha256"],
+                                                                                   _digest(key)):
             raise Unauthenticated()
-        principal = _principal(row)
-        if len(self._verified) >= _KEY_CACHE_MAX:
-            self._verified = {k: v for k, v in self._verified.items() if v[0] > now}
-        if len(self._verified) < _KEY_CACHE_MAX:
-            self._verified[match[1]] = (now + KEY_CACHE_SECONDS, row["secret_sha256"], principal)
-        return principal
+        return _principal(row)
 
     async def principal_of_key(self, key_id: str) -> Principal:
         """The principal of a key authenticated earlier (a console session), with the key's current scopes.

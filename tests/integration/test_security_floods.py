@@ -1,5 +1,5 @@
-"""What a flood of refused requests costs the gate: verified API keys are trusted for a bounded time
-(revocation semantics), and rate-limit refusals are audited as counted entries on an intact chain."""
+"""What a flood of refused requests costs the gate: revocation still takes effect at once, and
+rate-limit refusals are audited as counted entries on an intact chain."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from shared.flags import Flag, FlagReader
 from shared.gate import EVENTS_SUBMIT, JOBS_REQUEST, RATE_DENY_WINDOW_SECONDS, Gate
 from shared.settings import Settings
 from shared.store import Store
-from shared.store.tenants import KEY_CACHE_SECONDS
 from shared.templates import load_registry
 
 pytestmark = pytest.mark.integration
@@ -41,34 +40,23 @@ async def new_tenant(store: Store) -> str:
     return tenant
 
 
-async def test_a_key_revoked_elsewhere_stops_working_within_the_cache_window(pg_url: str, store: Store) -> None:
-    """Another process's revocation takes effect here once the verified key's window is over; a
-    revocation through this store at once; a wrong secret for a cached key id is refused meanwhile."""
+async def test_a_key_revoked_by_another_process_stops_working_at_once(pg_url: str, store: Store) -> None:
+    """Another process's revocation takes effect on this store's next authentication; a wrong secret for
+    a key id just verified is refused."""
     tenant = await new_tenant(store)
     issued = await store.tenants.create_key(tenant, ["events:write"])
     tenants = store.tenants
-    now = [1000.0]
-    tenants.clock = lambda: now[0]
     assert (await tenants.authenticate(issued.secret)).tenant_id == tenant
     forged = issued.secret[:-4] + ("AAAA" if not issued.secret.endswith("AAAA") else "BBBB")
     with pytest.raises(Unauthenticated):
-        await tenants.authenticate(forged)  # the key id is cached: its secret is still compared
+        await tenants.authenticate(forged)
     other = Store.from_url(pg_url)  # another process
     try:
         await other.tenants.revoke_key(issued.key.key_id)
     finally:
         await other.close()
-    now[0] += KEY_CACHE_SECONDS / 2
-    assert (await tenants.authenticate(issued.secret)).key_id == issued.key.key_id  # within the window
-    now[0] += KEY_CACHE_SECONDS
     with pytest.raises(Unauthenticated):
         await tenants.authenticate(issued.secret)
-
-    second = await store.tenants.create_key(tenant, ["events:write"])
-    assert (await tenants.authenticate(second.secret)).key_id == second.key.key_id
-    await tenants.revoke_key(second.key.key_id)
-    with pytest.raises(Unauthenticated):
-        await tenants.authenticate(second.secret)  # revoked here: at once
 
 
 async def refuse(gate: Gate, tenant: str, action: str = JOBS_REQUEST) -> None:
