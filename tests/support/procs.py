@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from workers.stack import free_port as stack_free_port
+from workers.stack import pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -35,7 +36,7 @@ def free_port() -> int:
                 holder = int(claim.read_text() or "0")
             except (OSError, ValueError):
                 continue
-            if holder and _alive(holder):
+            if holder and pid_alive(holder):
                 continue
             claim.unlink(missing_ok=True)  # its process is gone: the port is free to claim again
             continue
@@ -43,16 +44,6 @@ def free_port() -> int:
             out.write(str(os.getpid()))
         return port
     raise RuntimeError(f"no unclaimed free port after 100 tries (claims in {_CLAIMS})")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def env_with(extra: Mapping[str, str]) -> dict[str, str]:
