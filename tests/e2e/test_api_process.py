@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,8 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from jobforge.client import JobForgeClient
 from jobforge.models import EventEnvelope, RunStatus
-from tests.support.procs import ROOT, env_with, free_port, jobforge, wait_for
-from workers.stack import terminate
+from tests.support.procs import api_and_worker, env_with, free_port, jobforge
 
 pytestmark = pytest.mark.e2e
 
@@ -45,23 +42,7 @@ def stack(pg_url: str, temporal_env: WorkflowEnvironment,
                          "JOBFORGE_AUDIT_LOGGING_ENABLED", "JOBFORGE_RATE_LIMITING_ENABLED",
                          "JOBFORGE_SECURITY_VALIDATION_ENABLED"), "1"),
     })
-    procs = []
-    for name, cmd in (("api", [sys.executable, "-m", "workers.api", "--port", str(port)]),
-                      ("worker", [sys.executable, "-m", "workers.worker"])):
-        with (home / f"{name}.log").open("ab") as out:
-            procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True))
-    try:
-        base = f"http://127.0.0.1:{port}"
-
-        def healthy() -> bool:
-            try:
-                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(healthy, 30, "the API")
-        wait_for(lambda: "worker_started" in (home / "worker.log").read_text(), 30, "the worker")
+    with api_and_worker(env, home, port, 30) as base:
         tenant = f"e2e-{uuid.uuid4().hex[:6]}"
         assert jobforge("tenants", "create", tenant, env=env).returncode == 0
         made = jobforge("keys", "create", "--tenant", tenant, "--scopes", "jobs:*,events:write,runs:read,"
@@ -69,9 +50,6 @@ def stack(pg_url: str, temporal_env: WorkflowEnvironment,
         assert made.returncode == 0, made.stderr
         key = json.loads(made.stdout)
         yield {"base": base, "env": env, "tenant": tenant, "key": key, "home": home, "port": port, "pg_url": pg_url}
-    finally:
-        for proc in procs:
-            terminate(proc, 10)
 
 
 def test_cli_keys_show_the_secret_once(stack: dict[str, Any]) -> None:

@@ -15,15 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from packaging.requirements import Requirement
 from temporalio.testing import WorkflowEnvironment
 
 from jobforge.errors import InvalidRequest, UnknownTenant
 from jobforge.temporal import TemporalJobForgeClient
-from tests.support.procs import ROOT, env_with, free_port, jobforge, wait_for
-from workers.stack import terminate
+from tests.support.procs import ROOT, api_and_worker, env_with, free_port, jobforge
 
 pytestmark = pytest.mark.e2e
 
@@ -96,32 +94,13 @@ def stack(pg_url: str, temporal_env: WorkflowEnvironment,
         "JOBFORGE_TASK_QUEUE": f"sdk-e2e-{uuid.uuid4().hex[:8]}",
         "JOBFORGE_AUTOPILOT_JOBS_ENABLED": "1", "VERIFY_PACK_ENABLED": "1",
     })
-    procs = []
-    for name, cmd in (("api", [sys.executable, "-m", "workers.api", "--port", str(port)]),
-                      ("worker", [sys.executable, "-m", "workers.worker"])):
-        with (home / f"{name}.log").open("ab") as out:
-            procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True))
-    try:
-        base = f"http://127.0.0.1:{port}"
-
-        def healthy() -> bool:
-            try:
-                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(healthy, 60, "the API")
-        wait_for(lambda: "worker_started" in (home / "worker.log").read_text(), 60, "the worker")
+    with api_and_worker(env, home, port, 60) as base:
         tenant = f"rl-{uuid.uuid4().hex[:6]}"
         assert jobforge("tenants", "create", tenant, env=env).returncode == 0
         made = jobforge("keys", "create", "--tenant", tenant, "--scopes", "jobs:*,runs:read", "--json", env=env)
         assert made.returncode == 0, made.stderr
         yield {"base": base, "tenant": tenant, "key": json.loads(made.stdout)["secret"], "home": home,
                "temporal": env["JOBFORGE_TEMPORAL_ADDRESS"], "task_queue": env["JOBFORGE_TASK_QUEUE"]}
-    finally:
-        for proc in procs:
-            terminate(proc, 10)
 
 
 def test_the_sdk_only_examples_run_from_the_fresh_venv(sdk_python: Path, stack: dict[str, Any],

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from workers.stack import free_port as stack_free_port
@@ -107,3 +108,35 @@ def stop_dev(proc: subprocess.Popen[bytes], log: Path, sig: int = signal.SIGINT)
         proc.kill()
         raise AssertionError("jobforge dev did not stop within 60 s: " + log.read_text()[-2000:]) from None
     assert code == 0, log.read_text()[-2000:]
+
+
+@contextlib.contextmanager
+def api_and_worker(env: Mapping[str, str], home: Path, port: int, timeout: float = 60) -> Iterator[str]:
+    """A ``jobforge-api`` on ``port`` and a ``jobforge-worker`` (this interpreter, logs in ``home``), both
+    ready; yields the API's base URL and stops both afterwards."""
+    from workers.stack import terminate
+
+    procs = []
+    try:
+        for name, cmd in (("api", [sys.executable, "-m", "workers.api", "--port", str(port)]),
+                          ("worker", [sys.executable, "-m", "workers.worker"])):
+            with (home / f"{name}.log").open("ab") as out:
+                procs.append(subprocess.Popen(cmd, cwd=ROOT, env=dict(env), stdout=out,
+                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                              start_new_session=True))
+        base = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            import httpx
+
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(healthy, timeout, "the API")
+        wait_for(lambda: "worker_started" in (home / "worker.log").read_text(), timeout, "the worker")
+        yield base
+    finally:
+        for proc in procs:
+            terminate(proc, 10)
