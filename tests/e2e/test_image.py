@@ -238,7 +238,11 @@ def test_lock_pins_every_dependency() -> None:
         specs = list(requirement.specifier)
         assert len(specs) == 1 and specs[0].operator == "==", f"not pinned: {line}"
         pins[_canonical(requirement.name)] = Version(specs[0].version)
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    sdk = tomllib.loads((ROOT / "sdk" / "pyproject.toml").read_text())["project"]
+    # the server's dependencies, and the SDK's (its own and its `temporal` extra, which the server asks for)
+    declared = [*project["project"]["dependencies"], *sdk["dependencies"], *sdk["optional-dependencies"]["temporal"]]
+    assert project["tool"]["uv"]["sources"]["jobforge"] == {"path": "sdk"}, "uv must resolve the SDK from sdk/"
     for text in declared:
         requirement = Requirement(text)
         name = _canonical(requirement.name)
@@ -250,6 +254,8 @@ def test_lock_pins_every_dependency() -> None:
             f"deploy/requirements.lock pins {name}=={pins[name]}, outside {requirement.specifier}: regenerate it")
     header = LOCK.read_text().splitlines()[1]
     assert "uv pip compile pyproject.toml" in header and "-o deploy/requirements.lock" in header
+    assert "--no-emit-package jobforge" in header, "the SDK is built from sdk/, not installed from the lock"
+    assert "jobforge" not in pins
 
 
 def _canonical(name: str) -> str:
