@@ -14,7 +14,7 @@ install: $(STAMP) ## create .venv and install JobForge (the SDK from sdk/, then 
 $(STAMP): pyproject.toml sdk/pyproject.toml setup.py shared/_native.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e './sdk[temporal]' -e '.[dev]'
+	$(BIN)/pip install -q -e './sdk[temporal,keys]' -e '.[dev]'
 	touch $(STAMP)
 
 run: install ## verify the sample repositories (Python, Node) through the embedded stack, print the verdicts

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
 from jobforge.errors import ApiKeyNotFound, InvalidRequest
-from shared.keys_rotation import seal
+from jobforge.sealed import seal
 from shared.store.tenants import TenantStore
 
 log = structlog.get_logger("jobforge.activities.keys")

@@ -142,7 +142,7 @@ def keys_keypair(private_key: Path = typer.Option(..., "--private-key", help="Wh
                  force: bool = typer.Option(False, "--force", help="Overwrite an existing file.")) -> None:
     """Make an X25519 keypair to receive a rotated key's secret: the private key goes to a file, the
     public key (the rotation's ``recipient_public_key``) to stdout."""
-    from shared.keys_rotation import new_keypair, private_key_pem
+    from jobforge.sealed import new_keypair, private_key_pem
 
     private, public = new_keypair()
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
@@ -218,7 +218,7 @@ def keys_open_sealed(
     timeout: float = typer.Option(60.0, "--timeout", min=0.1, help="With --run: seconds to wait for the new key."),
 ) -> None:
     """Open a rotated key's sealed secret (``autopilot.keys.rotation``) and print the new key."""
-    from shared.keys_rotation import open_sealed_secret, read_private_key, sealed_from_text
+    from jobforge.sealed import open_sealed_secret, read_private_key, sealed_from_text
 
     if (sealed is None) == (run is None):
         raise InvalidRequest("give the sealed secret (SEALED, @FILE or -) or --run RUN, one of them")

@@ -11,8 +11,9 @@ import contextlib
 
 from examples.integrations._operator import run_example
 from jobforge.errors import TenantExists
+from jobforge.sealed import new_keypair, open_sealed
 from shared.flags import Flag
-from shared.keys_rotation import KeyRotationResult, new_keypair, open_sealed
+from shared.keys_rotation import KeyRotationResult
 from shared.security.principal import Principal
 from workers.runtime import Runtime
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.keys_rotation import seal
+from jobforge.sealed import seal
 from tests.support.procs import BIN, env_with, jobforge
 
 pytestmark = pytest.mark.e2e

@@ -1,6 +1,7 @@
 """The SDK (sdk/, distribution `jobforge`) installed alone into a fresh virtualenv: its wheel needs only
-httpx + pydantic (temporalio under the `temporal` extra), none of the server's packages come with it, and
-the SDK-only integration examples run with that interpreter against a live `jobforge-api` + worker."""
+httpx + pydantic (temporalio under the `temporal` extra, cryptography under `keys`), none of the server's
+packages come with it, and the integration examples run with that interpreter against a live `jobforge-api`
++ worker."""
 
 from __future__ import annotations
 
@@ -61,9 +62,13 @@ def test_the_wheel_depends_on_httpx_and_pydantic_only(wheel: Path) -> None:
         packages = {n.split("/")[0] for n in archive.namelist() if not n.split("/")[0].endswith(".dist-info")}
     requirements = [Requirement(line.split(":", 1)[1].strip()) for line in lines if line.startswith("Requires-Dist:")]
     plain = {r.name for r in requirements if r.marker is None}
-    extra = {r.name for r in requirements if r.marker is not None and r.marker.evaluate({"extra": "temporal"})}
+
+    def extra(name: str) -> set[str]:
+        return {r.name for r in requirements if r.marker is not None and r.marker.evaluate({"extra": name})}
+
     assert plain == {"httpx", "pydantic"}
-    assert extra == {"temporalio"}
+    assert extra("temporal") == {"temporalio"}
+    assert extra("keys") == {"cryptography"}
     assert packages == {"jobforge"}
 
 

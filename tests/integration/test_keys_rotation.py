@@ -9,8 +9,9 @@ import pytest
 
 from activities.keys import SuccessorResult
 from jobforge.errors import PolicyTokenRequired, Unauthenticated
+from jobforge.sealed import new_keypair, open_sealed
 from shared.flags import Flag
-from shared.keys_rotation import KeyRotationResult, new_keypair, open_sealed
+from shared.keys_rotation import KeyRotationResult
 from shared.security.principal import Principal
 from workers.runtime import Runtime
 

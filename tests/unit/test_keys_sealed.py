@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -13,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobforge.errors import InvalidRequest, SealedSecretInvalid
-from shared.keys_rotation import (
+from jobforge.sealed import (
     new_keypair,
     open_sealed_secret,
     private_key_pem,
@@ -81,3 +83,12 @@ def test_any_text_opens_or_is_refused_typed(text: str) -> None:
     except SealedSecretInvalid:
         return
     raise AssertionError("a box sealed to nobody opened")
+
+
+def test_the_core_sdk_names_the_keys_extra_when_cryptography_is_missing() -> None:
+    """Without cryptography (the SDK's `keys` extra not installed), importing jobforge.sealed says which extra to
+    install instead of failing on a module name the app never asked for."""
+    probe = ("import sys; sys.modules['cryptography'] = None\n"
+             "try:\n    import jobforge.sealed\nexcept ImportError as exc:\n    print(exc)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert "pip install 'jobforge[keys]'" in done.stdout
