@@ -52,10 +52,19 @@ def start_options(workflow: str, arg: Any, *, tenant_id: str, id: str, task_queu
                         search_attributes=run_search_attributes(tenant_id, template or workflow, trace_id), memo=memo)
 
 
+#: the memo key by which a template run's starter tells the workflow its bookkeeping steps are local
+#: activities (value :data:`LOCAL`): the run then skips the ``jobforge.bookkeeping-local`` patch check,
+#: whose marker and ``TemporalChangeVersion`` upsert would cost two history events and a visibility write.
+#: Runs started before local bookkeeping never carry it (their histories take the patch's old path).
+BOOKKEEPING_MEMO = "bookkeeping"
+LOCAL = "local"
+
+
 def job_start(job: JobRun, *, id: str, task_queue: str, memo: Mapping[str, Any] | None = None) -> StartOptions:
-    """A template run: the workflow type is the template key, the argument the JobRun."""
+    """A template run: the workflow type is the template key, the argument the JobRun; the memo also says
+    the run's bookkeeping is local (:data:`BOOKKEEPING_MEMO`)."""
     return start_options(job.template_key, job, tenant_id=job.tenant_id, trace_id=job.trace_id, id=id,
-                         task_queue=task_queue, memo=memo)
+                         task_queue=task_queue, memo={**(memo or {}), BOOKKEEPING_MEMO: LOCAL})
 
 
 def trigger_fire_start(trigger: Trigger, *, source: str, actor: str, id: str, task_queue: str) -> StartOptions:

@@ -7,7 +7,10 @@ with one activity runs in two workflow tasks, as a bare Temporal workflow does).
 is the same unlimited, backed-off one. Histories recorded when they were regular activities take that
 path (``workflow.patched("jobforge.bookkeeping-local")``): JobForge keeps runs' histories beyond
 Temporal's retention (``run_histories``) and verifies bundles by replaying them against this code, so
-the branch stays (``tests/unit/test_recorded_histories.py`` replays such histories).
+the branch stays (``tests/unit/test_recorded_histories.py`` replays such histories). A run JobForge
+starts says in its memo that its bookkeeping is local (``shared.starts.BOOKKEEPING_MEMO``), so it
+records neither the patch's marker nor the ``TemporalChangeVersion`` upsert that comes with it; a raw
+start without that memo takes the patched path, marker included.
 
 A template workflow takes its argument undecoded (``job: RawValue``) and :func:`run_job` decodes it,
 so whatever a user sends through Temporal is answered: a malformed argument (or none, or several:
@@ -63,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
         readable_tenant,
         readable_trace,
     )
+    from shared.starts import BOOKKEEPING_MEMO, LOCAL
     from shared.temporal import SEARCH_ATTRIBUTES, to_application_error
 
 T = TypeVar("T")
@@ -76,10 +80,17 @@ SET_SEARCH_ATTRIBUTES = "jobforge.admission-search-attributes"
 CANCELLED_THROUGH_ACTIVITY = "jobforge.cancelled-through-activity"
 
 
+def _local_bookkeeping() -> bool:
+    """Whether the run's bookkeeping steps are local activities: always when its starter said so in the
+    memo (:data:`shared.starts.BOOKKEEPING_MEMO`, which no run started before local bookkeeping carries:
+    such runs record no patch marker), else on the patched path (a raw start records the marker)."""
+    return workflow.memo_value(BOOKKEEPING_MEMO, None) == LOCAL or workflow.patched(LOCAL_BOOKKEEPING)
+
+
 async def _bookkeeping(method: Callable[..., Awaitable[Any]], arg: Any,
                        start_to_close: timedelta = BOOKKEEPING_TIMEOUT) -> Any:
     """Run a bookkeeping activity: local on current histories, a regular activity on older ones."""
-    if workflow.patched(LOCAL_BOOKKEEPING):
+    if _local_bookkeeping():
         return await workflow.execute_local_activity_method(method, arg, start_to_close_timeout=start_to_close,
                                                             retry_policy=BOOKKEEPING_RETRY)
     return await workflow.execute_activity_method(method, arg, start_to_close_timeout=start_to_close,
@@ -209,7 +220,7 @@ async def run_job(argument: RawValue | JobRun, body: Callable[[dict[str, Any]], 
     try:
         # current histories skip the step when admission found JOBFORGE_REPLAY_PACK_ENABLED off; a
         # provenance step that fails for good fails the run (recorded) instead of leaving it running
-        if admission.capture_provenance or not workflow.patched(LOCAL_BOOKKEEPING):
+        if admission.capture_provenance or not _local_bookkeeping():
             await capture_provenance(job, admission.inputs, code_path(admission.inputs) if code_path else None)
         result = await body(admission.inputs)
     except (asyncio.CancelledError, CancelledError):

@@ -182,3 +182,44 @@ async def test_store_override_reaches_a_running_worker(runtime: Runtime, worker:
         raise
     finally:
         await runtime.store.delete_flag_override(Flag.AUTOPILOT_JOBS)
+
+
+def markers_and_upserts(history: Any) -> tuple[list[str], int]:
+    """The marker names a history records, and how many search-attribute upserts."""
+    from temporalio.api.enums.v1 import EventType
+
+    names = [e.marker_recorded_event_attributes.marker_name for e in history.events
+             if e.HasField("marker_recorded_event_attributes")]
+    return names, sum(e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES for e in history.events)
+
+
+async def test_jobforge_started_run_records_no_patch_marker(runtime: Runtime, worker: None,
+                                                            autopilot_on: None) -> None:
+    """A run JobForge starts (its memo says its bookkeeping is local) records its bookkeeping as local-activity
+    markers without the bookkeeping patch's marker and upsert, and its history replays; a raw start of the
+    same template without that memo takes the patched path (marker and TemporalChangeVersion upsert)."""
+    from temporalio.worker import Replayer
+
+    from shared.temporal import DATA_CONVERTER
+    from workers.worker import WORKFLOW_RUNNER
+    from workflows import discover
+    from workflows._job import JobArguments
+
+    assert runtime.temporal is not None
+    client = runtime.client()
+    handle = await client.request_job("acme", HEALTHCHECK, {})
+    await client.result(handle)
+    history = await runtime.temporal.get_workflow_handle(handle.workflow_id).fetch_history()
+    names, upserts = markers_and_upserts(history)
+    assert names == ["core_local_activity", "core_local_activity"] and upserts == 0, (names, upserts)
+    replayer = Replayer(workflows=discover(), data_converter=DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER,
+                        interceptors=[JobArguments(frozenset({HEALTHCHECK}))])
+    replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert replayed.replay_failure is None, replayed.replay_failure
+
+    raw = await runtime.temporal.start_workflow(
+        HEALTHCHECK, JobRun(tenant_id="rawco", template_key=HEALTHCHECK), id=f"raw-memo-less-{handle.run_id}",
+        task_queue=runtime.settings.task_queue, search_attributes=run_search_attributes("rawco", HEALTHCHECK, "t"))
+    await raw.result()  # admitted as an operator's request, on the patched path
+    names, upserts = markers_and_upserts(await raw.fetch_history())
+    assert names[:2] == ["core_patch", "core_local_activity"] and upserts >= 1, (names, upserts)
