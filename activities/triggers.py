@@ -13,7 +13,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from jobforge.errors import InvalidInputs, JobForgeError, ScheduleMissing, TriggerNotFound
-from jobforge.models import EventEnvelope
+from jobforge.models import EventEnvelope, FireOutcome, RouteEventResult, Trigger, TriggerKind, Verdict
 from shared import metrics, tracing
 from shared.client import OperatorClient
 from shared.events import router_shard
@@ -31,21 +31,16 @@ from shared.triggers.inputs import build_inputs
 from shared.triggers.models import (
     Decision,
     FireContext,
-    FireOutcome,
     FireRefusal,
     FireRequest,
     RouteBatchInput,
     RouteBatchResult,
-    RouteEventResult,
     RouteRef,
     StoredEvent,
     StoreEventInput,
-    Trigger,
-    TriggerKind,
     TriggerState,
     UnroutedInput,
     UnroutedResult,
-    Verdict,
 )
 from shared.triggers.schedules import schedule_id
 

@@ -29,10 +29,10 @@ from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from jobforge.models import TriggerKind, TriggerSpec
 from shared.security.audit import AuditFact, Decision
 from shared.settings import Settings
 from shared.store.paging import encode_cursor
-from shared.triggers.models import TriggerKind, TriggerSpec
 from tests.support.procs import BIN, ROOT, env_with, free_port
 from workers.console.reads import triggers as trigger_service
 from workers.runtime import open_runtime

@@ -24,7 +24,15 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from jobforge.errors import IdempotencyConflict, RunFailed, StoreUnavailable, typed_error
 from jobforge.ids import check_idempotency_key, check_tenant_id, check_trace_id, new_trace_id, workflow_id_for
-from jobforge.models import ArtifactRecord, EventEnvelope, EventReceipt, JobRun, RunHandleInfo, RunRecord
+from jobforge.models import (
+    ArtifactRecord,
+    EventEnvelope,
+    EventReceipt,
+    JobRun,
+    RouteEventResult,
+    RunHandleInfo,
+    RunRecord,
+)
 from shared.canonical import input_hash
 from shared.events import route_admitted, wait_routed
 from shared.flags import FlagReader
@@ -40,7 +48,6 @@ from shared.starts import job_start
 from shared.store import Store
 from shared.templates import Registry
 from shared.temporal import TRACE
-from shared.triggers.models import RouteEventResult
 
 if TYPE_CHECKING:
     from jobforge.client import JobForgeClient as HttpClient

@@ -12,11 +12,11 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from jobforge.errors import RoutingTimeout, TemporalUnavailable
-from jobforge.models import EventEnvelope, EventReceipt
+from jobforge.models import EventEnvelope, EventReceipt, RouteEventResult
 from shared import tracing
 from shared.settings import Settings
 from shared.starts import start_options
-from shared.triggers.models import RouteEventResult, RouteRef, RouterInput
+from shared.triggers.models import RouteRef, RouterInput
 from shared.triggers.schedules import EVENT_ROUTER_WORKFLOW
 
 if TYPE_CHECKING:

@@ -17,9 +17,9 @@ from typing import Any
 from temporalio.client import Client, ScheduleActionStartWorkflow, WorkflowHandle
 from temporalio.common import TypedSearchAttributes
 
-from jobforge.models import JobRun
+from jobforge.models import JobRun, Trigger
 from shared.temporal import run_search_attributes
-from shared.triggers.models import Trigger, TriggerFireInput
+from shared.triggers.models import TriggerFireInput
 from shared.triggers.schedules import TRIGGER_FIRE_WORKFLOW
 
 

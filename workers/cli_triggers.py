@@ -13,16 +13,17 @@ from rich.table import Table
 
 from jobforge.errors import InvalidRequest, ScheduleMissing
 from jobforge.ids import check_tenant_id
-from jobforge.models import EventEnvelope, EventReceipt
-from shared.triggers.models import (
+from jobforge.models import (
+    EventEnvelope,
+    EventReceipt,
     OverlapPolicy,
     RouteEventResult,
     SafetyConfig,
-    StoredEvent,
     TriggerKind,
     TriggerSpec,
     strict_safety_config,
 )
+from shared.triggers.models import StoredEvent
 from shared.triggers.schedules import seconds_text
 from shared.triggers.service import TriggerChanges, TriggerService, TriggerView
 from workers.cli_common import command, out, parse_inputs, print_json, print_table, run_async, settings

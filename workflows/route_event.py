@@ -30,7 +30,8 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.triggers import TriggerActivities
-    from shared.triggers.models import RouteEventInput, RouteEventResult, StoreEventInput
+    from jobforge.models import RouteEventResult
+    from shared.triggers.models import RouteEventInput, StoreEventInput
 
 from workflows._job import read_argument
 

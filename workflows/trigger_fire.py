@@ -11,8 +11,9 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.triggers import TriggerActivities
     from jobforge.errors import TriggerInputInvalid
+    from jobforge.models import FireOutcome
     from shared.temporal import to_application_error
-    from shared.triggers.models import FireContext, FireOutcome, FireRefusal, FireRequest, read_fire_input
+    from shared.triggers.models import FireContext, FireRefusal, FireRequest, read_fire_input
     from shared.triggers.schedules import trigger_of_fire_id
 
 FIRE_TIMEOUT = timedelta(seconds=15)

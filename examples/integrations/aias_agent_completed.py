@@ -10,9 +10,8 @@ import uuid
 
 from examples.integrations._operator import run_example
 from jobforge.errors import TriggerExists
-from jobforge.models import EventEnvelope
+from jobforge.models import EventEnvelope, FireRecord, TriggerKind, TriggerSpec, strict_safety_config
 from shared.flags import Flag
-from shared.triggers.models import FireRecord, TriggerKind, TriggerSpec, strict_safety_config
 from shared.triggers.service import TriggerService
 from workers.runtime import Runtime
 

@@ -12,9 +12,8 @@ from datetime import UTC, datetime
 
 from examples.integrations._operator import run_example
 from jobforge.errors import TriggerExists
-from jobforge.models import EventEnvelope
+from jobforge.models import EventEnvelope, RouteEventResult, SafetyConfig, TriggerKind, TriggerSpec
 from shared.flags import Flag
-from shared.triggers.models import RouteEventResult, SafetyConfig, TriggerKind, TriggerSpec
 from shared.triggers.service import TriggerService
 from workers.runtime import Runtime
 

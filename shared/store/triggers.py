@@ -12,23 +12,13 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from jobforge.errors import InvalidRequest, TriggerExists, TriggerNotFound
-from jobforge.models import EventEnvelope
+from jobforge.models import EventEnvelope, FireRecord, RouteEventResult, Trigger, TriggerKind, TriggerSpec
 from shared.security.redaction import redact
 from shared.store import statements as sql
 from shared.store.columns import fit
 from shared.store.paging import Page, decode_cursor, encode_cursor, page_size
 from shared.triggers.gate import type_matches
-from shared.triggers.models import (
-    Decision,
-    FireContext,
-    FireRecord,
-    RouteEventResult,
-    StoredEvent,
-    Trigger,
-    TriggerKind,
-    TriggerSpec,
-    TriggerState,
-)
+from shared.triggers.models import Decision, FireContext, StoredEvent, TriggerState
 
 if TYPE_CHECKING:
     from shared.store.store import Store

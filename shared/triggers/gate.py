@@ -6,7 +6,8 @@ import fnmatch
 from collections.abc import Iterable
 from datetime import datetime
 
-from shared.triggers.models import Decision, FireContext, Trigger, TriggerState, Verdict
+from jobforge.models import Trigger, Verdict
+from shared.triggers.models import Decision, FireContext, TriggerState
 
 
 def type_matches(pattern: str, event_type: str) -> bool:

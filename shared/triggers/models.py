@@ -1,138 +1,15 @@
-"""Triggers and their safety configuration."""
+"""Triggers: the server's models (what crosses Temporal boundaries, the stored event). The trigger spec,
+its safety configuration, fire records and routing results are the SDK's wire contract (:mod:`jobforge.models`)."""
 
 from __future__ import annotations
 
-import enum
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-_PATTERN = re.compile(r"^[A-Za-z0-9_*-]+(\.[A-Za-z0-9_*-]+)*$")
-
-
-class TriggerKind(enum.StrEnum):
-    CRON = "cron"
-    EVENT = "event"
-
-
-class OverlapPolicy(enum.StrEnum):
-    """What a cron trigger's Schedule does when the previous fire is still running (Temporal's names)."""
-
-    SKIP = "skip"
-    BUFFER_ONE = "buffer_one"
-    BUFFER_ALL = "buffer_all"
-    CANCEL_OTHER = "cancel_other"
-    TERMINATE_OTHER = "terminate_other"
-    ALLOW_ALL = "allow_all"
-
-
-class SafetyConfig(BaseModel):
-    """What the safety gate checks before a trigger may fire."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    dry_run: bool = False
-    cooldown_seconds: float = Field(default=0, ge=0)
-    max_runs: int | None = Field(default=None, ge=1)
-    window_seconds: float = Field(default=3600, gt=0)
-    #: entries like ``template:autopilot.x.y``, ``event_type:contract.*``, ``source_app:settler``, ``actor:bob``
-    allow: tuple[str, ...] = ()
-    deny: tuple[str, ...] = ()
-    #: when true, a fire must match at least one allow entry (an empty allow list then refuses all)
-    allow_required: bool = False
-
-    @field_validator("allow", "deny")
-    @classmethod
-    def _entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for entry in value:
-            field, _, pattern = entry.partition(":")
-            if field not in ALLOW_FIELDS or not pattern:
-                raise ValueError(f"{entry!r}: use FIELD:PATTERN with FIELD one of {', '.join(sorted(ALLOW_FIELDS))}")
-        return value
-
-
-ALLOW_FIELDS = frozenset({"template", "event_type", "source_app", "actor"})
-
-
-def strict_safety_config() -> SafetyConfig:
-    """A conservative default: dry-run on, cooldown 1 h, 1 run per day, an allow list required."""
-    return SafetyConfig(dry_run=True, cooldown_seconds=3600, max_runs=1, window_seconds=86400, allow_required=True)
-
-
-class TriggerSpec(BaseModel):
-    """What a user asks for when creating a trigger."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    tenant_id: str
-    name: str
-    kind: TriggerKind
-    template_key: str
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    #: event triggers: inputs taken from the event (input name → JSON pointer into the envelope, e.g. /payload/id)
-    input_pointers: dict[str, str] = Field(default_factory=dict)
-    cron: str | None = None
-    interval_seconds: float | None = Field(default=None, gt=0)
-    timezone: str = "UTC"
-    event_pattern: str | None = None
-    enabled: bool = True
-    safety: SafetyConfig = Field(default_factory=SafetyConfig)
-    overlap: OverlapPolicy = OverlapPolicy.SKIP
-    catchup_window_seconds: float = Field(default=60, ge=1)
-    jitter_seconds: float = Field(default=0, ge=0)
-    actor: str = "trigger"
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("trigger names are 1-63 chars of lowercase letters, digits, '.', '_' or '-'")
-        return value
-
-    @field_validator("input_pointers")
-    @classmethod
-    def _pointers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, pointer in value.items():
-            if pointer and not pointer.startswith("/"):
-                raise ValueError(f"input {name!r}: {pointer!r} is not a JSON pointer (it must start with '/')")
-        return value
-
-    @model_validator(mode="after")
-    def _kind_fields(self) -> TriggerSpec:
-        if self.kind is TriggerKind.CRON:
-            if bool(self.cron) == bool(self.interval_seconds):
-                raise ValueError("a cron trigger needs exactly one of cron (an expression) or interval_seconds")
-            if self.event_pattern:
-                raise ValueError("a cron trigger takes no event pattern")
-            if self.input_pointers:
-                raise ValueError("input pointers read from an event; a cron trigger has none")
-        else:
-            if not self.event_pattern or not _PATTERN.match(self.event_pattern):
-                raise ValueError("an event trigger needs an event pattern like 'contract.*' or 'contract.signed'")
-            if self.cron or self.interval_seconds:
-                raise ValueError("an event trigger takes no cron expression or interval")
-        return self
-
-
-class Trigger(TriggerSpec):
-    """A stored trigger."""
-
-    trigger_id: str
-    created_at: datetime
-    updated_at: datetime
-    paused: bool = False
-    #: cron triggers: the Schedule's times as JobForge last wrote or adopted them, in Temporal's form
-    #: (``shared.triggers.schedules.spec_text``), so an edit made in Temporal since shows
-    schedule_spec: str = ""
-
-    @property
-    def strict(self) -> bool:
-        """Whether every fire must match an allow-list entry (``--strict``)."""
-        return self.safety.allow_required
+from jobforge.models import RouteEventResult, Verdict
 
 
 class FireContext(BaseModel):
@@ -156,12 +33,6 @@ class TriggerState(BaseModel):
     fires_in_window: int = 0
 
 
-class Verdict(enum.StrEnum):
-    FIRE = "fire"
-    SKIP = "skip"
-    DRY_RUN = "dry_run"
-
-
 class Decision(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -169,29 +40,6 @@ class Decision(BaseModel):
     reasons: list[str]
     #: seconds until a fire would pass the cooldown/max-runs checks (0 when not held by them)
     retry_after: float = 0.0
-
-
-class FireRecord(BaseModel):
-    """A stored gate decision about one fire."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: int
-    tenant_id: str
-    trigger_id: str
-    trigger_name: str
-    fire_key: str
-    source: str
-    verdict: Verdict
-    reasons: list[str]
-    event_type: str | None
-    event_id: str | None
-    inputs: dict[str, Any]
-    run_workflow_id: str | None
-    start_error: str
-    fired_at: datetime
-    #: False when this record was found (a retry), not made by this call
-    created: bool = True
 
 
 class StoredEvent(BaseModel):
@@ -272,17 +120,6 @@ class FireRequest(BaseModel):
     event: dict[str, Any] | None = None
 
 
-class FireOutcome(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    trigger_name: str
-    verdict: Verdict
-    reasons: list[str]
-    fire_id: int
-    run_workflow_id: str | None = None
-    start_error: str = ""
-
-
 class RouteEventInput(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -290,14 +127,6 @@ class RouteEventInput(BaseModel):
     trace_id: str
     #: who submitted the event (for the triggers' actor allow/deny lists)
     actor: str = ""
-
-
-class RouteEventResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    event_row_id: int
-    matched: int
-    fires: list[FireOutcome]
 
 
 class StoreEventInput(BaseModel):

@@ -25,7 +25,8 @@ from temporalio.client import (
 )
 from temporalio.converter import PayloadConverter
 
-from shared.triggers.models import OverlapPolicy, Trigger, TriggerFireInput
+from jobforge.models import OverlapPolicy, Trigger
+from shared.triggers.models import TriggerFireInput
 
 TRIGGER_FIRE_WORKFLOW = "jobforge.trigger.fire"
 EVENT_ROUTER_WORKFLOW = "jobforge.event.router"

@@ -29,16 +29,10 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+import jobforge.models
 from jobforge.errors import InvalidRequest, ScheduleMissing
 from jobforge.ids import check_tenant_id
-from shared.flags import Flag, FlagReader
-from shared.settings import Settings
-from shared.starts import trigger_fire_start
-from shared.store.triggers import TriggerStore
-from shared.templates import Registry
-from shared.triggers.gate import evaluate_trigger_fire
-from shared.triggers.models import (
-    FireContext,
+from jobforge.models import (
     FireOutcome,
     FireRecord,
     OverlapPolicy,
@@ -46,10 +40,16 @@ from shared.triggers.models import (
     Trigger,
     TriggerKind,
     TriggerSpec,
-    TriggerState,
     Verdict,
     strict_safety_config,
 )
+from shared.flags import Flag, FlagReader
+from shared.settings import Settings
+from shared.starts import trigger_fire_start
+from shared.store.triggers import TriggerStore
+from shared.templates import Registry
+from shared.triggers.gate import evaluate_trigger_fire
+from shared.triggers.models import FireContext, TriggerState
 from shared.triggers.schedules import (
     LiveSchedule,
     adopt,
@@ -65,30 +65,15 @@ from shared.triggers.schedules import (
 )
 
 
-class TriggerView(BaseModel):
-    """A trigger as JobForge shows it: the stored spec plus, for a cron trigger, its Schedule as Temporal has it."""
+class TriggerView(jobforge.models.TriggerView):
+    """A trigger as JobForge shows it (the SDK's :class:`jobforge.models.TriggerView`) with, for a cron trigger
+    whose Schedule exists, the live Schedule (the CLI and the console show it; the HTTP API leaves it out)."""
 
-    model_config = ConfigDict(frozen=True)
-
-    trigger: Trigger
-    #: active | paused | disabled | drifted | schedule_missing
-    state: str
-    schedule_id: str | None = None
-    schedule_note: str = ""
-    next_fires: list[datetime] = Field(default_factory=list)
-    recent_fires: int = 0
-    #: the live Schedule (cron triggers whose Schedule exists)
     live: LiveSchedule | None = None
-    #: what of the Schedule differs so that its fires cannot work (repair puts it back)
-    drift: list[str] = Field(default_factory=list)
-    #: what was changed in Temporal that is valid (kept by repair and update)
-    edited: list[str] = Field(default_factory=list)
-    #: why every fire (of a cron trigger: every scheduled fire) is skipped by the safety gate, if it is
-    skips: str = ""
-    #: strict: every fire must match an allow-list entry
-    strict: bool = False
-    #: the command that puts a drifted or missing Schedule right
-    fix: str = ""
+
+    def public(self) -> jobforge.models.TriggerView:
+        """What the HTTP API answers: the view without the live Schedule."""
+        return jobforge.models.TriggerView.model_validate(self.model_dump(exclude={"live"}))
 
 
 class TriggerChanges(BaseModel):

@@ -21,11 +21,10 @@ import psycopg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from jobforge.models import EventEnvelope
+from jobforge.models import EventEnvelope, SafetyConfig, TriggerKind, TriggerSpec
 from shared.flags import Flag, FlagReader
 from shared.security.audit import Decision
 from shared.settings import Settings
-from shared.triggers.models import SafetyConfig, TriggerKind, TriggerSpec
 from shared.verify.models import TEMPLATE_KEY as VERIFY
 from tests.support.procs import ROOT, env_with, free_port, wait_for
 from tests.support.verify_repos import explicit_repo

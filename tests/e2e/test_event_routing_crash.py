@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from jobforge.models import EventEnvelope
+from jobforge.models import EventEnvelope, RouteEventResult, TriggerKind, TriggerSpec, Verdict
 from shared.flags import Flag
 from shared.settings import Settings
-from shared.triggers.models import RouteEventResult, TriggerKind, TriggerSpec, Verdict
 from shared.triggers.service import TriggerService
 from tests.support.procs import start_worker
 from workers.runtime import open_runtime

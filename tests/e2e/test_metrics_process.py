@@ -18,10 +18,9 @@ import pytest
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
-from jobforge.models import RunStatus
+from jobforge.models import RunStatus, TriggerKind, TriggerSpec
 from shared.flags import Flag
 from shared.settings import Settings
-from shared.triggers.models import TriggerKind, TriggerSpec
 from shared.triggers.service import TriggerService
 from shared.verify.models import TEMPLATE_KEY as VERIFY
 from tests.support.procs import ROOT, env_with, free_port, wait_for

@@ -27,11 +27,10 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 
 from jobforge.client import JobForgeClient
-from jobforge.models import EventEnvelope, RunRecord, RunStatus
+from jobforge.models import EventEnvelope, RunRecord, RunStatus, TriggerKind, TriggerSpec
 from shared.settings import Settings
 from shared.store.audit import AuditRecord
 from shared.temporal import TENANT
-from shared.triggers.models import TriggerKind, TriggerSpec
 from shared.triggers.schedules import schedule_id
 from shared.triggers.service import TriggerService
 from tests.support.procs import BIN, env_with, jobforge, start_worker, wait_for

@@ -24,9 +24,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from jobforge.models import EventEnvelope, JobRun
+from jobforge.models import EventEnvelope, JobRun, TriggerKind, TriggerSpec
 from shared.flags import Flag
-from shared.triggers.models import TriggerKind, TriggerSpec
 from shared.triggers.service import TriggerService
 from workers.runtime import Runtime
 

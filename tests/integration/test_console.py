@@ -14,14 +14,13 @@ import pytest
 from pydantic import SecretStr
 
 from jobforge.errors import RateLimited
-from jobforge.models import EventEnvelope, RunStatus
+from jobforge.models import EventEnvelope, RunStatus, TriggerKind, TriggerSpec
 from shared.flags import Flag, FlagReader
 from shared.kill_switch import FLEET_CHAIN, change_override
 from shared.security.audit import Decision
 from shared.security.principal import Principal
 from shared.settings import Settings
 from shared.store.sessions import digest
-from shared.triggers.models import TriggerKind, TriggerSpec
 from workers.api import create_app
 from workers.console.reads import triggers as trigger_service
 from workers.runtime import Runtime

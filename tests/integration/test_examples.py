@@ -7,8 +7,8 @@ import uuid
 import pytest
 
 from examples.integrations import aias_agent_completed, keys_rotation, settler_contract_signed
+from jobforge.models import Verdict
 from shared.flags import Flag
-from shared.triggers.models import Verdict
 from workers.runtime import Runtime
 
 pytestmark = pytest.mark.integration

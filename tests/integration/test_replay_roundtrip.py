@@ -18,13 +18,12 @@ import orjson
 import pytest
 from temporalio.worker import Worker
 
-from jobforge.models import EventEnvelope, RunStatus
+from jobforge.models import EventEnvelope, RouteEventResult, RunStatus, TriggerKind, TriggerSpec, Verdict
 from shared.canonical import sha256_hex
 from shared.flags import Flag
 from shared.replay.bundle import recorded_activities, task_queues
 from shared.replay.service import DryRunResult, ReplayService, VerifyResult, dry_run_bundle, verify_bundle
 from shared.settings import Settings
-from shared.triggers.models import RouteEventResult, TriggerKind, TriggerSpec, Verdict
 from shared.triggers.service import TriggerService
 from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, VerifyReport
 from tests.support import replay_templates

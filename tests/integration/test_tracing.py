@@ -16,11 +16,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
-from jobforge.models import EventReceipt, RunHandleInfo
+from jobforge.models import EventReceipt, RouteEventResult, RunHandleInfo, TriggerKind, TriggerSpec
 from shared import tracing
 from shared.flags import Flag
 from shared.settings import Settings
-from shared.triggers.models import RouteEventResult, TriggerKind, TriggerSpec
 from shared.triggers.service import TriggerService
 from workers.api import create_app
 from workers.runtime import Runtime, open_runtime

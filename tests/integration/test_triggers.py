@@ -13,19 +13,20 @@ from temporalio.client import WorkflowExecutionStatus
 
 from activities.triggers import TriggerActivities
 from jobforge.errors import FeatureDisabled, RoutingTimeout, TemporalUnavailable
-from jobforge.models import EventEnvelope, RunStatus
-from shared.client import OperatorClient
-from shared.events import router_workflow_id
-from shared.flags import Flag
-from shared.triggers.models import (
+from jobforge.models import (
+    EventEnvelope,
     FireOutcome,
     RouteEventResult,
+    RunStatus,
     SafetyConfig,
-    StoredEvent,
     TriggerKind,
     TriggerSpec,
     Verdict,
 )
+from shared.client import OperatorClient
+from shared.events import router_workflow_id
+from shared.flags import Flag
+from shared.triggers.models import StoredEvent
 from shared.triggers.schedules import schedule_id
 from shared.triggers.service import TriggerService
 from tests.support.tenants import new_tenant
@@ -346,7 +347,7 @@ async def test_event_trigger_is_relaxed_and_tightened_with_update(runtime: Runti
     refused for it; a stored strict trigger with no allow list (made before create refused one) says every
     fire is skipped."""
     from jobforge.errors import InvalidRequest
-    from shared.triggers.models import strict_safety_config
+    from jobforge.models import strict_safety_config
     from shared.triggers.service import TriggerChanges
 
     t, svc = await tenant(runtime), service(runtime)

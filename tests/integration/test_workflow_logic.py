@@ -29,15 +29,16 @@ from jobforge.models import (
     AdmissionInput,
     AdmissionResult,
     FinishRunInput,
+    FireOutcome,
     JobRun,
     RefusalInput,
     RefusalResult,
     RunStatus,
+    Verdict,
 )
 from shared.events import ROUTE_SIGNAL
 from shared.healthcheck import Check, CheckStatus, HealthcheckInputs, HealthcheckReport
 from shared.triggers.models import (
-    FireOutcome,
     FireRefusal,
     FireRequest,
     RouteBatchInput,
@@ -47,7 +48,6 @@ from shared.triggers.models import (
     TriggerFireInput,
     UnroutedInput,
     UnroutedResult,
-    Verdict,
 )
 from workers.worker import WORKFLOW_RUNNER
 from workflows._job import JobArguments

@@ -6,7 +6,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.triggers import TriggerActivities
-    from shared.triggers.models import FireContext, FireOutcome, FireRequest, TriggerFireInput
+    from jobforge.models import FireOutcome
+    from shared.triggers.models import FireContext, FireRequest, TriggerFireInput
     from workflows.trigger_fire import FIRE_RETRY, FIRE_TIMEOUT
 
 

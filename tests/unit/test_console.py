@@ -204,7 +204,7 @@ def test_trigger_page_shows_the_live_schedule_and_its_drift_when_the_view_has_th
     """A view with a live Schedule and drift shows both and the fix; a view without them renders as before."""
     from types import SimpleNamespace
 
-    from shared.triggers.models import Trigger, TriggerKind
+    from jobforge.models import Trigger, TriggerKind
     from shared.triggers.service import TriggerView
 
     trigger = Trigger(tenant_id="acme", name="nightly", kind=TriggerKind.CRON, cron="0 3 * * *",
@@ -225,7 +225,7 @@ def test_trigger_page_shows_the_live_schedule_and_its_drift_when_the_view_has_th
 def test_trigger_page_renders_the_services_own_views() -> None:
     """The views TriggerService builds (a drifted live Schedule; a missing one) render with the drift, the edits,
     the recent actions and the fix."""
-    from shared.triggers.models import Trigger, TriggerKind
+    from jobforge.models import Trigger, TriggerKind
     from shared.triggers.schedules import LiveSchedule, ScheduleActionTaken
     from shared.triggers.service import TriggerView
 

@@ -11,21 +11,19 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from jobforge.errors import InvalidInputs
-from shared.triggers.gate import evaluate_trigger_fire, type_matches
-from shared.triggers.inputs import build_inputs, resolve_pointer
-from shared.triggers.models import (
-    FireContext,
+from jobforge.models import (
     FireOutcome,
     RouteEventResult,
     SafetyConfig,
-    StoredEvent,
     Trigger,
     TriggerKind,
     TriggerSpec,
-    TriggerState,
     Verdict,
     strict_safety_config,
 )
+from shared.triggers.gate import evaluate_trigger_fire, type_matches
+from shared.triggers.inputs import build_inputs, resolve_pointer
+from shared.triggers.models import FireContext, StoredEvent, TriggerState
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 EVENT = FireContext(source="event", event_type="contract.signed", source_app="settler", actor="alice")

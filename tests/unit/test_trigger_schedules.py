@@ -24,14 +24,8 @@ from temporalio.common import TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from jobforge.errors import InvalidRequest, TriggerInputInvalid
-from shared.triggers.models import (
-    OverlapPolicy,
-    SafetyConfig,
-    Trigger,
-    TriggerKind,
-    read_fire_input,
-    strict_safety_config,
-)
+from jobforge.models import OverlapPolicy, SafetyConfig, Trigger, TriggerKind, strict_safety_config
+from shared.triggers.models import read_fire_input
 from shared.triggers.schedules import (
     LiveSchedule,
     adopt,

@@ -33,7 +33,7 @@ from jobforge.errors import (
     Unauthenticated,
     http_status,
 )
-from jobforge.models import RunStatus
+from jobforge.models import RunStatus, TriggerKind
 from shared.flags import Flag, parse_switch
 from shared.kill_switch import FLEET_CHAIN, change_override
 from shared.replay.bundle import tar_bundle
@@ -41,7 +41,6 @@ from shared.replay.service import ReplayService
 from shared.security.audit import Decision
 from shared.security.redaction import redact, redact_text
 from shared.store.store import RunFilter, unreachable
-from shared.triggers.models import TriggerKind
 from workers.console import reads
 from workers.console.auth import (
     ARTIFACTS_READ,
