@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 import zlib
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from temporalio.client import Client
@@ -30,8 +31,12 @@ ROUTE_SIGNAL = "route"
 def route_key(receipt: EventReceipt) -> str:
     """One key per admitted copy (a copy admitted again after the TTL gets its own): the event row's
     ``route_workflow_id`` and the prefix of its fires' keys."""
-    seen = int(receipt.first_seen_at.timestamp() * 1_000_000)
-    return route_prefix(receipt.tenant_id, receipt.event_type, receipt.event_id) + str(seen)
+    return route_key_at(receipt.tenant_id, receipt.event_type, receipt.event_id, receipt.first_seen_at)
+
+
+def route_key_at(tenant_id: str, event_type: str, event_id: str, first_seen_at: datetime) -> str:
+    """:func:`route_key` of the copy of an event first seen at ``first_seen_at`` (a time zone-aware time)."""
+    return route_prefix(tenant_id, event_type, event_id) + str(int(first_seen_at.timestamp() * 1_000_000))
 
 
 def route_prefix(tenant_id: str, event_type: str, event_id: str) -> str:

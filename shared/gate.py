@@ -61,6 +61,7 @@ TOKENS_ISSUE = "tokens:issue"
 JOBS_REQUEST = "jobs.request"
 EVENTS_SUBMIT = "events.submit"
 TOKENS_ISSUE_ACTION = "tokens.issue"
+TRIGGERS_CREATE = "triggers.create"
 #: rate-limit refusals of one (tenant, actor, action, resource) are audited at most once per this many
 #: seconds; each entry counts the refusals it stands for (``details.refusals``)
 RATE_DENY_WINDOW_SECONDS = 1.0

@@ -30,6 +30,7 @@ from temporalio.service import RPCError
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from jobforge.errors import (
+    EventNotFound,
     InsufficientScope,
     InvalidRequest,
     JobForgeError,
@@ -37,15 +38,28 @@ from jobforge.errors import (
     Unauthenticated,
     http_status,
 )
-from jobforge.models import ArtifactRecord, EventEnvelope, EventReceipt, RunHandleInfo, RunRecord
+from jobforge.models import (
+    ArtifactRecord,
+    EventEnvelope,
+    EventReceipt,
+    EventRouting,
+    FireRecord,
+    RunHandleInfo,
+    RunRecord,
+    SealedSecret,
+    TriggerSpec,
+    TriggerView,
+)
 from shared import tracing
-from shared.events import route_admitted
+from shared.events import route_admitted, route_key_at
 from shared.flags import Flag
-from shared.gate import EVENTS_SUBMIT, JOBS_REQUEST, TOKENS_ISSUE_ACTION, Charge
+from shared.gate import EVENTS_SUBMIT, JOBS_REQUEST, TOKENS_ISSUE_ACTION, TRIGGERS_CREATE, Charge
+from shared.key_rotation_runs import ROTATION, sealed_secret_of
 from shared.logs import configure
 from shared.outages import as_data_error, as_outage
 from shared.replay.bundle import REPLAY_FILE, tar_bundle
 from shared.replay.service import ReplayService
+from shared.security.audit import Decision
 from shared.security.limits import HARD_CAP_FACTOR, PayloadLimits, check_storable, parse_and_check
 from shared.security.principal import Principal
 from shared.security.ratelimit import RateDecision, RatePolicy, headers
@@ -54,6 +68,7 @@ from shared.security.scopes import require_scopes
 from shared.settings import Settings
 from shared.stale_runs import settle
 from shared.store.fast import PoolTimeout
+from shared.triggers.service import TriggerService
 from workers.console import mount as mount_console
 from workers.runtime import (
     Runtime,
@@ -67,6 +82,10 @@ from workers.runtime import (
 log = structlog.get_logger("jobforge.api")
 
 PROBLEM = "application/problem+json"
+#: the scopes of the trigger and event-routing routes (those of the console, workers/console/auth.py)
+TRIGGERS_READ = "triggers:read"
+TRIGGERS_WRITE = "triggers:write"
+EVENTS_READ = "events:read"
 ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[dict[str, Any]]],
                     Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
 #: what a 503 (the store or Temporal away) tells the caller to wait before retrying
@@ -396,17 +415,22 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> ProblemGua
     async def body_limit() -> int:
         return (await limits()).max_bytes
 
-    async def parse(request: Request, model: type[BaseModel]) -> Any:
+    async def parse_value(request: Request) -> Any:
         raw = await request.body()
         body_limits = await limits()
         # the envelope adds one level around inputs/payload, which the gate then checks exactly
-        value = parse_and_check(raw, dataclasses.replace(body_limits, max_depth=body_limits.max_depth + 1))
+        return parse_and_check(raw, dataclasses.replace(body_limits, max_depth=body_limits.max_depth + 1))
+
+    def validated(model: type[BaseModel], value: Any) -> Any:
         try:
             return model.model_validate(value)
         except ValidationError as exc:
             problems = [f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}"
                         for e in exc.errors(include_url=False, include_input=False)]
             raise InvalidRequest("the body is invalid: " + "; ".join(problems), problems=problems) from None
+
+    async def parse(request: Request, model: type[BaseModel]) -> Any:
+        return validated(model, await parse_value(request))
 
     def tenant_of(caller: Principal, claimed: str | None) -> str:
         assert caller.tenant_id is not None
@@ -556,6 +580,20 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> ProblemGua
         return Response(data, media_type="application/gzip",
                         headers={**etag, "Content-Disposition": f'attachment; filename="{root}.tar.gz"'})
 
+    @app.get("/v1/runs/{ident:path}/sealed-secret", response_model=SealedSecret, tags=["runs"])
+    async def get_sealed_secret(ident: str, caller: Caller) -> SealedSecret:
+        """The new key of one of the tenant's key rotation runs (``autopilot.keys.rotation``), its secret sealed
+        to the rotation's recipient key; there from the grace period on, 409 ``run_still_running`` before
+        (scopes ``runs:read`` + the template's; the template's flags)."""
+        runtime = rt()
+        spec = runtime.registry.get(ROTATION)
+        require_scopes(caller.scopes, ("runs:read", *spec.required_scopes))
+        for flag in spec.flags:
+            await runtime.flags.require(flag)
+        assert caller.tenant_id is not None and runtime.temporal is not None
+        run = await runtime.store.get_run(stored_id(ident, "run"), caller.tenant_id)
+        return await sealed_secret_of(runtime.temporal, run)
+
     @app.get("/v1/runs/{ident:path}", response_model=RunRecord, tags=["runs"])
     async def get_run(ident: str, caller: Caller) -> RunRecord:
         """One of the tenant's runs, by run id or workflow id (scope ``runs:read``)."""
@@ -573,6 +611,97 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> ProblemGua
         assert caller.tenant_id is not None
         records = await rt().gate.audit.list(caller.tenant_id, limit=limit, before_seq=before_seq)
         return [AuditEntryOut(**record.to_json()) for record in records]
+
+    @app.get("/v1/events/{event_type}/{event_id}", response_model=EventRouting, tags=["events"])
+    async def get_event(event_type: str, event_id: str, caller: Caller,
+                        first_seen_at: Annotated[datetime, Query(
+                            description="the receipt's first_seen_at (RFC 3339, with a time zone)")]) -> EventRouting:
+        """Where one of the tenant's events is: received, and once routed, each trigger it matched and what each
+        fire decided (scope ``events:read``, JOBFORGE_EVENTS_ENABLED). The event is the copy a receipt names:
+        its type, id and ``first_seen_at``."""
+        require_scopes(caller.scopes, (EVENTS_READ,))
+        await rt().flags.require(Flag.EVENTS)
+        assert caller.tenant_id is not None
+        try:
+            EventEnvelope(tenant_id=caller.tenant_id, event_id=event_id, event_type=event_type)
+        except ValidationError as exc:
+            problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                        for e in exc.errors(include_url=False, include_input=False)]
+            raise InvalidRequest("the event is named wrongly: " + "; ".join(problems), problems=problems) from None
+        if first_seen_at.utcoffset() is None:
+            raise InvalidRequest("first_seen_at needs a time zone (the receipt's carries one)", field="first_seen_at")
+        stored = await rt().store.triggers.event(
+            caller.tenant_id, route_key_at(caller.tenant_id, event_type, event_id, first_seen_at))
+        if stored is None:
+            raise EventNotFound(event_type, event_id)
+        return EventRouting(tenant_id=stored.tenant_id, event_id=stored.event_id, event_type=stored.event_type,
+                            trace_id=stored.trace_id, first_seen_at=first_seen_at, received_at=stored.received_at,
+                            routed_at=stored.routed_at, routing=stored.routing)
+
+    def triggers() -> TriggerService:
+        runtime = rt()
+        assert runtime.temporal is not None
+        return TriggerService(runtime.store.triggers, runtime.temporal, runtime.settings, runtime.registry,
+                              runtime.flags)
+
+    @app.post("/v1/triggers", status_code=201, response_model=TriggerView, tags=["triggers"],
+              openapi_extra=_body_schema(TriggerSpec))
+    async def post_trigger(request: Request, caller: Caller,
+                           _charge: Annotated[Charge, Depends(charged(TRIGGERS_CREATE))]) -> TriggerView:
+        """Create a cron or event trigger of the key's tenant (scope ``triggers:write`` + the scopes of the
+        template it runs; JOBFORGE_TRIGGERS_ENABLED). ``tenant_id`` and ``actor`` (who its scheduled fires run
+        as) default to the key's and may only name them; an event trigger's fires run as the event's submitter."""
+        runtime = rt()
+        assert caller.tenant_id is not None
+        flags = await runtime.gate.flag_values()
+        name = ""
+        try:
+            require_scopes(caller.scopes, (TRIGGERS_WRITE,))
+            await runtime.flags.require(Flag.TRIGGERS)
+            value = await parse_value(request)
+            if not isinstance(value, dict):
+                raise InvalidRequest("the body must be a JSON object (a trigger spec)")
+            name = str(value.get("name", ""))[:63]
+            for field, own in (("tenant_id", caller.tenant_id), ("actor", caller.actor)):
+                if value.setdefault(field, own) != own:
+                    raise InvalidRequest(f"{field} must be the API key's ({own!r}) or left out", field=field)
+            spec: TriggerSpec = validated(TriggerSpec, value)
+            require_scopes(caller.scopes, runtime.registry.get(spec.template_key).required_scopes)
+        except JobForgeError as err:
+            await runtime.gate.record(flags, caller.tenant_id, caller.actor, TRIGGERS_CREATE, name, Decision.DENY,
+                                      err.message)
+            raise
+        view = await triggers().create(spec)
+        await runtime.gate.record(flags, caller.tenant_id, caller.actor, TRIGGERS_CREATE, spec.name, Decision.ALLOW,
+                                  f"{spec.kind.value} trigger of {spec.template_key} created over the API",
+                                  details={"template_key": spec.template_key, "kind": spec.kind.value})
+        return view.public()
+
+    @app.get("/v1/triggers", response_model=list[TriggerView], tags=["triggers"])
+    async def get_triggers(caller: Caller) -> list[TriggerView]:
+        """The tenant's triggers (scope ``triggers:read``, JOBFORGE_TRIGGERS_ENABLED)."""
+        require_scopes(caller.scopes, (TRIGGERS_READ,))
+        await rt().flags.require(Flag.TRIGGERS)
+        assert caller.tenant_id is not None
+        return [view.public() for view in await triggers().list(caller.tenant_id)]
+
+    @app.get("/v1/triggers/{name}", response_model=TriggerView, tags=["triggers"])
+    async def get_trigger(name: str, caller: Caller) -> TriggerView:
+        """One of the tenant's triggers (scope ``triggers:read``, JOBFORGE_TRIGGERS_ENABLED)."""
+        require_scopes(caller.scopes, (TRIGGERS_READ,))
+        await rt().flags.require(Flag.TRIGGERS)
+        assert caller.tenant_id is not None
+        return (await triggers().show(caller.tenant_id, stored_id(name, "name"))).public()
+
+    @app.get("/v1/triggers/{name}/dry-runs", response_model=list[FireRecord], tags=["triggers"])
+    async def get_dry_runs(name: str, caller: Caller,
+                           limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[FireRecord]:
+        """What the trigger would have run, newest first: its dry-run fire records (scope ``triggers:read``,
+        JOBFORGE_TRIGGERS_ENABLED)."""
+        require_scopes(caller.scopes, (TRIGGERS_READ,))
+        await rt().flags.require(Flag.TRIGGERS)
+        assert caller.tenant_id is not None
+        return list(await triggers().dry_runs(caller.tenant_id, stored_id(name, "name"), limit=limit))
 
     mount_console(app, rt)  # the web console at /ui (workers/console)
     return ProblemGuard(BodyLimit(app, body_limit, settings.max_payload_bytes * HARD_CAP_FACTOR))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 import time
@@ -34,8 +33,6 @@ from workers.cli_common import (
 from workers.runtime import Runtime, open_runtime
 
 R = TypeVar("R")
-
-ROTATION = "autopilot.keys.rotation"
 
 tenants_app = typer.Typer(no_args_is_help=True, help="Tenants: isolated customer/app accounts.")
 keys_app = typer.Typer(no_args_is_help=True, help="Tenant API keys (the secret is shown once).")
@@ -173,37 +170,19 @@ def _read_text(source: str, what: str) -> str:
 
 async def _sealed_of_run(ident: str, within: float) -> str:
     """The sealed secret of a rotation run: queried while it waits out its grace period, else its result."""
-    from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError
-    from temporalio.service import RPCError
-
-    from activities.keys import SuccessorResult
-    from jobforge.errors import RunStillRunning, typed_error
-    from shared.keys_rotation import KeyRotationResult
+    from jobforge.errors import RunStillRunning
+    from shared.key_rotation_runs import sealed_secret_of
 
     async with open_runtime(settings(), stack_flags=True) as rt:
         run = await rt.store.get_run(ident)
-        if run.template_key != ROTATION:
-            raise InvalidRequest(f"run {run.run_id} is a run of {run.template_key}, not of {ROTATION}")
         assert rt.temporal is not None
-        handle = rt.temporal.get_workflow_handle(run.workflow_id, run_id=run.run_id, result_type=KeyRotationResult)
         deadline = time.monotonic() + within
         while True:
-            with contextlib.suppress(WorkflowQueryFailedError, RPCError):  # not started yet, or gone
-                successor = await handle.query("successor", result_type=SuccessorResult | None)  # type: ignore[arg-type]
-                if successor is not None:
-                    return str(successor.sealed_secret)
-            description = await handle.describe()
-            if description.close_time is not None:
-                try:
-                    result = await handle.result()
-                except WorkflowFailureError as exc:
-                    typed = typed_error(exc)
-                    raise (typed or RunStillRunning(f"run {run.run_id} failed: {exc.cause or exc}")) from None
-                assert isinstance(result, KeyRotationResult)
-                return result.sealed_secret
-            if time.monotonic() > deadline:
-                raise RunStillRunning(f"run {run.run_id} has not made the new key within {within:g}s "
-                                      f"(status {description.status.name if description.status else 'unknown'})")
+            try:
+                return (await sealed_secret_of(rt.temporal, run)).sealed_secret
+            except RunStillRunning:
+                if time.monotonic() > deadline:
+                    raise RunStillRunning(f"run {run.run_id} has not made the new key within {within:g}s") from None
             await asyncio.sleep(0.2)
 
 

@@ -1,9 +1,10 @@
-"""What the SDK-only examples share: a JobForgeClient for the API named by the environment.
+"""What the examples share: a JobForgeClient for the API named by the environment.
 
     JOBFORGE_API_URL   the running `jobforge-api` (e.g. http://127.0.0.1:8000)
-    JOBFORGE_API_KEY   a tenant API key (`jobforge keys create --tenant T --scopes jobs:*,runs:read --json`)
+    JOBFORGE_API_KEY   a tenant API key (`jobforge keys create --tenant T --scopes ... --json`; each example's
+                       docstring names the scopes it needs)
 
-These examples import nothing but the SDK (`pip install jobforge`).
+The examples import nothing but the SDK (`pip install jobforge`; `jobforge[keys]` for the key rotation).
 """
 
 from __future__ import annotations

@@ -466,6 +466,17 @@ class BundleInvalid(JobForgeError):
 # -- events and triggers ----------------------------------------------------------------------------
 
 
+class EventNotFound(JobForgeError):
+    """No event of the tenant has this type and id first seen at this time."""
+
+    code = "event_not_found"
+    status = 404
+
+    def __init__(self, event_type: str = "", event_id: str = "") -> None:
+        super().__init__(f"no event {event_type}/{event_id} first seen at that time", event_type=event_type,
+                         event_id=event_id)
+
+
 class TriggerNotFound(JobForgeError):
     """No trigger has this name."""
 

@@ -10,6 +10,7 @@ from jobforge.errors import InvalidRequest
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,255}$")
 _TRACE = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
+_API_KEY = re.compile(r"jfk_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
 
 
 def check_tenant_id(tenant_id: str) -> str:
@@ -31,6 +32,15 @@ def check_trace_id(trace_id: str) -> str:
     if not _TRACE.fullmatch(trace_id):
         raise InvalidRequest("trace id must be 1-128 characters of [A-Za-z0-9._:/-]", field="trace_id")
     return trace_id
+
+
+def api_key_id(api_key: str) -> str:
+    """The key id inside an API key (``jfk_<key id>_<secret>``): what ``autopilot.keys.rotation`` takes as
+    ``key_id``; :class:`~jobforge.errors.InvalidRequest` when ``api_key`` is not shaped like one."""
+    match = _API_KEY.fullmatch(api_key.strip())
+    if match is None:
+        raise InvalidRequest("this is not a JobForge API key (jfk_<12 hex>_<43 characters>)", field="api_key")
+    return match[1]
 
 
 def new_trace_id() -> str:

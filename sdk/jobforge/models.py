@@ -182,6 +182,18 @@ class ArtifactRecord(Frozen):
     created_at: datetime
 
 
+class SealedSecret(Frozen):
+    """A key rotation's new key (``autopilot.keys.rotation``, ``GET /v1/runs/{id}/sealed-secret``), its secret
+    sealed to the recipient's public key: open it with :func:`jobforge.sealed.open_sealed_secret`."""
+
+    run_id: str
+    new_key_id: str
+    #: the new key's scopes (the rotated key's)
+    scopes: list[str]
+    #: base64 sealed box holding the new key's full secret
+    sealed_secret: str
+
+
 class VerifyCacheEntry(Frozen):
     """A passed verify-pack verdict, keyed by (tenant, code fingerprint)."""
 
