@@ -26,8 +26,13 @@ from tests.support.procs import ROOT, api_and_worker, env_with, free_port, jobfo
 
 pytestmark = pytest.mark.e2e
 
-#: the examples that import nothing but the SDK (the others run with the server, tests/integration)
-SDK_ONLY_EXAMPLES = ("_common.py", "readylayer_verify.py")
+#: the integration examples, each of which imports nothing but the SDK
+EXAMPLES = ("_common.py", "readylayer_verify.py", "settler_contract_signed.py", "aias_agent_completed.py",
+            "keys_rotation.py")
+#: the scopes each example's docstring names for its key
+SCOPES = {"settler_contract_signed": "triggers:write,jobs:request,events:write,events:read,runs:read",
+          "aias_agent_completed": "triggers:*,jobs:request,events:*",
+          "keys_rotation": "tokens:issue,keys:rotate,runs:read"}
 
 
 def _run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -46,11 +51,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def sdk_python(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtualenv (no system site-packages) with the SDK wheel and what pip resolves for it."""
+    """A fresh virtualenv (no system site-packages) with the SDK wheel and its `keys` extra, and what pip
+    resolves for them."""
     home = tmp_path_factory.mktemp("sdk-venv")
     venv.EnvBuilder(with_pip=True, clear=True).create(home / "venv")
     python = home / "venv" / "bin" / "python"
-    installed = _run([str(python), "-m", "pip", "install", "-q", str(wheel)])
+    installed = _run([str(python), "-m", "pip", "install", "-q", f"{wheel}[keys]"])
     assert installed.returncode == 0, installed.stderr
     return python
 
@@ -97,27 +103,37 @@ def stack(pg_url: str, temporal_env: WorkflowEnvironment,
         "JOBFORGE_TEMPORAL_ADDRESS": str(temporal_env.client.service_client.config.target_host),
         "JOBFORGE_DATABASE_URL": pg_url, "JOBFORGE_HOME": str(home),
         "JOBFORGE_TASK_QUEUE": f"sdk-e2e-{uuid.uuid4().hex[:8]}",
-        "JOBFORGE_AUTOPILOT_JOBS_ENABLED": "1", "VERIFY_PACK_ENABLED": "1",
+        "JOBFORGE_AUTOPILOT_JOBS_ENABLED": "1", "VERIFY_PACK_ENABLED": "1", "JOBFORGE_EVENTS_ENABLED": "1",
+        "JOBFORGE_TRIGGERS_ENABLED": "1", "JOBFORGE_ACTION_JOBS_ENABLED": "1",
     })
     with api_and_worker(env, home, port, 60) as base:
         tenant = f"rl-{uuid.uuid4().hex[:6]}"
         assert jobforge("tenants", "create", tenant, env=env).returncode == 0
-        made = jobforge("keys", "create", "--tenant", tenant, "--scopes", "jobs:*,runs:read", "--json", env=env)
-        assert made.returncode == 0, made.stderr
-        yield {"base": base, "tenant": tenant, "key": json.loads(made.stdout)["secret"], "home": home,
+        keys = {}
+        for example, scopes in {"readylayer_verify": "jobs:*,runs:read", **SCOPES}.items():
+            made = jobforge("keys", "create", "--tenant", tenant, "--scopes", scopes, "--json", env=env)
+            assert made.returncode == 0, made.stderr
+            keys[example] = json.loads(made.stdout)["secret"]
+        yield {"base": base, "tenant": tenant, "key": keys["readylayer_verify"], "keys": keys, "home": home,
                "temporal": env["JOBFORGE_TEMPORAL_ADDRESS"], "task_queue": env["JOBFORGE_TASK_QUEUE"]}
 
 
-def test_the_sdk_only_examples_run_from_the_fresh_venv(sdk_python: Path, stack: dict[str, Any],
-                                                       tmp_path: Path) -> None:
-    """The examples are copied out of the checkout (so nothing of the server is importable next to them) and run
-    with the fresh venv's interpreter against the live API with the tenant's key."""
+@pytest.fixture
+def examples_dir(tmp_path: Path) -> Path:
+    """The examples copied out of the checkout, so nothing of the server is importable next to them."""
     package = tmp_path / "examples" / "integrations"
     package.mkdir(parents=True)
     (tmp_path / "examples" / "__init__.py").touch()
     (package / "__init__.py").touch()
-    for name in SDK_ONLY_EXAMPLES:
+    for name in EXAMPLES:
         shutil.copy(ROOT / "examples" / "integrations" / name, package / name)
+    return tmp_path
+
+
+def test_the_readylayer_example_runs_from_the_fresh_venv(sdk_python: Path, stack: dict[str, Any],
+                                                         examples_dir: Path) -> None:
+    """ReadyLayer's example runs with the fresh venv's interpreter against the live API with the tenant's key."""
+    tmp_path = examples_dir
     env = {**env_with({"JOBFORGE_API_URL": stack["base"], "JOBFORGE_API_KEY": stack["key"]})}
     done = _run([str(sdk_python), "-m", "examples.integrations.readylayer_verify",
                  str(ROOT / "examples" / "python-sample"), "--pack", "fast", "--tenant", stack["tenant"]],
@@ -144,3 +160,22 @@ async def test_the_temporal_transport_is_admitted_by_the_gate_inside_the_workflo
         await sdk.result(refused)
     with pytest.raises(InvalidRequest):
         await sdk.request_job("Not A Tenant", "autopilot.jobforge.healthcheck")
+
+
+@pytest.mark.parametrize(("example", "args", "expected"), [
+    ("settler_contract_signed", (), ("trigger contract-signed-check: fire", "run succeeded: healthy=")),
+    ("aias_agent_completed", (), ("dry run: would run",)),
+    ("keys_rotation", ("--grace", "3"), ("read the run with it: succeeded", "revoked after 3s")),
+])
+def test_the_trigger_and_key_examples_run_from_the_fresh_venv(
+        sdk_python: Path, stack: dict[str, Any], examples_dir: Path, example: str, args: tuple[str, ...],
+        expected: tuple[str, ...]) -> None:
+    """Settler's, AIAS's and Keys' examples run with the fresh venv's interpreter (the SDK and its `keys` extra,
+    nothing of the server) against the live API, each with a key holding the scopes its docstring names."""
+    env = env_with({"JOBFORGE_API_URL": stack["base"], "JOBFORGE_API_KEY": stack["keys"][example]})
+    done = _run([str(sdk_python), "-m", f"examples.integrations.{example}", "--tenant", stack["tenant"], *args],
+                cwd=examples_dir, env=env)
+    logs = (stack["home"] / "worker.log").read_text()[-3000:]
+    assert done.returncode == 0, done.stdout + done.stderr + logs
+    for text in expected:
+        assert text in done.stdout, done.stdout + logs
