@@ -19,7 +19,7 @@ named ``<commit>_<what>.json`` after the commit whose code ran it on a dev serve
   after its back-off timer; still open when exported: routers never finish) and trigger fires (decided;
   unreadable input recorded as skipped), with the same doubles. Routers continue as new for ever, so
   any change to their steps must replay these.
-- ``fcaa184``: a run JobForge started with the memo that says its bookkeeping is local
+- ``e751c9c``: a run JobForge started with the memo that says its bookkeeping is local
   (``shared.starts.BOOKKEEPING_MEMO``): local-activity markers and no patch marker or upsert.
 """
 
@@ -48,7 +48,7 @@ REPLAYABLE = [
     "a9aeb4a_healthcheck", "a9aeb4a_healthcheck_refused", "a9aeb4a_healthcheck_invalid_argument",
     "bff6e19_healthcheck_cancelled", "19e09c0_healthcheck_cancelled",
     "22d8e08_event_router", "22d8e08_trigger_fire", "22d8e08_trigger_fire_invalid_input",
-    "fcaa184_healthcheck_memo",
+    "e751c9c_healthcheck_memo",
 ]
 
 
