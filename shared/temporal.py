@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,8 +11,16 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client, TLSConfig
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadCodec, PayloadConverter
+from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter, PydanticPayloadConverter
+from temporalio.converter import (
+    CompositePayloadConverter,
+    DataConverter,
+    DefaultFailureConverter,
+    DefaultPayloadConverter,
+    JSONPlainPayloadConverter,
+    PayloadCodec,
+    PayloadConverter,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
@@ -79,9 +86,31 @@ class RedactingCodec(PayloadCodec):
         return list(payloads)
 
 
+#: the pydantic JSON converter every :class:`SharedPydanticPayloadConverter` uses (its type adapters: up to
+#: 256, the hot ones being the models of ``jobforge.models`` and the templates' passed-through models)
+_PYDANTIC_JSON = PydanticJSONPlainPayloadConverter(max_cached_type_adapters=256)
+
+
+class SharedPydanticPayloadConverter(PydanticPayloadConverter):
+    """Temporal's pydantic payload converter, whose JSON converter (and its cache of pydantic type adapters)
+    is one per process.
+
+    The SDK builds a payload converter for every workflow instance and every activation's command-aware
+    converter, a few per run; the stock class builds a fresh JSON converter each time, with an empty cache,
+    so every run built a ``TypeAdapter`` for each type it decoded (its argument, each activity's result)
+    again. The JSON converter holds nothing but that cache, so sharing it changes no payload.
+    """
+
+    def __init__(self) -> None:
+        CompositePayloadConverter.__init__(self, *(
+            _PYDANTIC_JSON if isinstance(c, JSONPlainPayloadConverter) else c
+            for c in DefaultPayloadConverter.default_encoding_payload_converters))
+
+
 #: every JobForge process converts with this: pydantic models, safe failures, redacted payloads
-DATA_CONVERTER: DataConverter = dataclasses.replace(
-    pydantic_data_converter, payload_codec=RedactingCodec(), failure_converter_class=SafeFailureConverter)
+DATA_CONVERTER: DataConverter = DataConverter(
+    payload_converter_class=SharedPydanticPayloadConverter, payload_codec=RedactingCodec(),
+    failure_converter_class=SafeFailureConverter)
 
 
 async def connect(settings: Settings, *, address: str | None = None) -> Client:
