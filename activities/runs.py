@@ -9,17 +9,10 @@ from temporalio import activity
 
 from jobforge.errors import JobForgeError, UnknownWorkflowType
 from jobforge.ids import new_trace_id
-from jobforge.models import (
-    AdmissionInput,
-    AdmissionResult,
-    FinishRunInput,
-    JobRun,
-    RefusalInput,
-    RefusalResult,
-    RunStatus,
-)
+from jobforge.models import JobRun, RunStatus
 from shared import metrics, tracing
 from shared.admission import Judged
+from shared.bookkeeping import AdmissionInput, AdmissionResult, FinishRunInput, RefusalInput, RefusalResult
 from shared.flags import Flag, FlagReader
 from shared.gate import JOBS_REQUEST, Gate, ReceiptUse
 from shared.run_argument import readable_trace, run_attributes

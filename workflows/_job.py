@@ -49,15 +49,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.provenance import CaptureProvenanceInput, ProvenanceActivities
     from activities.runs import RunActivities
     from jobforge.errors import InvalidRunArgument, JobForgeError
-    from jobforge.models import (
-        AdmissionInput,
-        AdmissionResult,
-        FinishRunInput,
-        JobRun,
-        RefusalInput,
-        RefusalResult,
-        RunStatus,
-    )
+    from jobforge.models import JobRun, RunStatus
+    from shared.bookkeeping import AdmissionInput, AdmissionResult, FinishRunInput, RefusalInput, RefusalResult
     from shared.run_argument import (
         argument_count_error,
         parse_argument,

@@ -1,4 +1,5 @@
-"""The typed objects that cross process and Temporal boundaries.
+"""The wire contract: the typed objects that cross between an app and JobForge (HTTP bodies and answers, the
+argument of a template run started through Temporal).
 
 New fields always get defaults so that histories recorded by older code still decode.
 """
@@ -14,9 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     field_validator,
-    model_serializer,
     model_validator,
 )
 
@@ -61,78 +60,6 @@ class JobRun(Frozen):
     #: for action jobs started without a receipt: the one-way reference (``sha256:...``) of a policy
     #: token, never the token itself (docs/security.md)
     policy_ref: str = ""
-
-
-class AdmissionInput(Frozen):
-    run: JobRun
-    workflow_id: str
-    run_id: str
-    #: the workflow type the run was started as; must match the template key
-    workflow_type: str
-    #: the JobForge search attributes the run was started with (name -> value); must not contradict ``run``
-    search_attributes: dict[str, str] = Field(default_factory=dict)
-
-
-class AdmissionResult(Frozen):
-    admitted: bool
-    reason: str = ""
-    error_code: str = ""
-    error_details: dict[str, Any] = Field(default_factory=dict)
-    #: the template inputs after validation against the template's model (defaults filled in)
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    #: empty: the run record keeps the input hash (histories recorded before admission left it out hold it)
-    input_hash: str = ""
-    #: whether the run should capture its provenance (JOBFORGE_REPLAY_PACK_ENABLED at admission)
-    capture_provenance: bool = True
-    #: empty: the trace id is the JobForgeTrace attribute's in ``search_attributes`` (older histories hold it)
-    trace_id: str = ""
-    #: the JobForge search attributes the run must carry (name -> value), set by the workflow
-    search_attributes: dict[str, str] = Field(default_factory=dict)
-
-    @model_serializer(mode="wrap")
-    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Fields at their default are left out: the result is recorded in every run's history, and
-        decoding fills them in again."""
-        data: dict[str, Any] = handler(self)
-        for name, field in type(self).model_fields.items():
-            if not field.is_required() and name in data and data[name] == field.get_default(
-                    call_default_factory=True):
-                del data[name]
-        return data
-
-
-class RefusalInput(Frozen):
-    """A run refused before admission could read it: a malformed argument or an unknown workflow type."""
-
-    workflow_type: str
-    task_queue: str
-    workflow_id: str
-    run_id: str
-    #: the tenant as far as the argument (or its JobForgeTenant attribute) tells; "" when unreadable
-    tenant_id: str = ""
-    trace_id: str = ""
-    actor: str = "unknown"
-    #: the error found by the workflow; "" for an unknown workflow type (the activity names the templates)
-    error_code: str = ""
-    reason: str = ""
-    error_details: dict[str, Any] = Field(default_factory=dict)
-
-
-class RefusalResult(Frozen):
-    error_code: str
-    reason: str
-    error_details: dict[str, Any] = Field(default_factory=dict)
-    #: the JobForge search attributes the refused run should carry (name -> value)
-    search_attributes: dict[str, str] = Field(default_factory=dict)
-
-
-class FinishRunInput(Frozen):
-    tenant_id: str
-    workflow_id: str
-    run_id: str
-    status: RunStatus
-    summary: dict[str, Any] = Field(default_factory=dict)
-    error: str = ""
 
 
 class RunRecord(Frozen):
@@ -192,17 +119,6 @@ class SealedSecret(Frozen):
     scopes: list[str]
     #: base64 sealed box holding the new key's full secret
     sealed_secret: str
-
-
-class VerifyCacheEntry(Frozen):
-    """A passed verify-pack verdict, keyed by (tenant, code fingerprint)."""
-
-    tenant_id: str
-    fingerprint: str
-    verdict: str
-    report: dict[str, Any]
-    run_id: str
-    created_at: datetime
 
 
 class EventEnvelope(Frozen):

@@ -21,7 +21,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb, set_json_dumps
 
 from jobforge.errors import RunNotFound, StoreUnavailable
-from jobforge.models import ArtifactRecord, RunRecord, RunStatus, VerifyCacheEntry
+from jobforge.models import ArtifactRecord, RunRecord, RunStatus
 from shared.flags import Flag
 from shared.security.limits import find_unstorable, storable
 from shared.store import direct, fast
@@ -29,6 +29,7 @@ from shared.store import statements as sql
 from shared.store.columns import fit
 from shared.store.paging import Page, decode_cursor, encode_cursor, page_size
 from shared.store.rows import RunFilter, run_record
+from shared.verify.models import VerifyCacheEntry
 
 if TYPE_CHECKING:
     from shared.store.audit import AuditLog

@@ -378,3 +378,16 @@ class VerifyProgress(Frozen):
     steps: list[StepProgress] = Field(default_factory=list)
     sandboxed: bool | None = None
     cached: bool = False
+
+
+class VerifyCacheEntry(BaseModel):
+    """A passed verify-pack verdict, keyed by (tenant, code fingerprint): the store's record of the verify cache."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tenant_id: str
+    fingerprint: str
+    verdict: str
+    report: dict[str, Any]
+    run_id: str
+    created_at: datetime

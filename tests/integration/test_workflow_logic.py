@@ -25,17 +25,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.provenance import CaptureProvenanceInput, CaptureProvenanceResult
-from jobforge.models import (
-    AdmissionInput,
-    AdmissionResult,
-    FinishRunInput,
-    FireOutcome,
-    JobRun,
-    RefusalInput,
-    RefusalResult,
-    RunStatus,
-    Verdict,
-)
+from jobforge.models import FireOutcome, JobRun, RunStatus, Verdict
+from shared.bookkeeping import AdmissionInput, AdmissionResult, FinishRunInput, RefusalInput, RefusalResult
 from shared.events import ROUTE_SIGNAL
 from shared.healthcheck import Check, CheckStatus, HealthcheckInputs, HealthcheckReport
 from shared.triggers.models import (

@@ -6,7 +6,7 @@ import json
 
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from jobforge.models import AdmissionResult
+from shared.bookkeeping import AdmissionResult
 
 CONVERTER = pydantic_data_converter.payload_converter
 
