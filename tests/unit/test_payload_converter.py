@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from jobforge.models import AdmissionResult, EventEnvelope, JobRun
+from jobforge.models import EventEnvelope, JobRun
+from shared.bookkeeping import AdmissionResult
 from shared.temporal import DATA_CONVERTER, SharedPydanticPayloadConverter
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
