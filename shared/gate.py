@@ -62,6 +62,8 @@ JOBS_REQUEST = "jobs.request"
 EVENTS_SUBMIT = "events.submit"
 TOKENS_ISSUE_ACTION = "tokens.issue"
 TRIGGERS_CREATE = "triggers.create"
+#: a paced key's request refused because too many are waiting (workers/api.py, shared/security/pacing.py)
+PACED_ACTION = "requests.paced"
 #: rate-limit refusals of one (tenant, actor, action, resource) are audited at most once per this many
 #: seconds; each entry counts the refusals it stands for (``details.refusals``)
 RATE_DENY_WINDOW_SECONDS = 1.0
@@ -221,6 +223,10 @@ class Gate:
                 metrics.job_admission("gate", allowed=False, reason=err.code, retryable=err.retryable)
             await self._deny(flags, tenant_id, principal.actor, action, "", err, "")
             raise
+
+    async def deny(self, principal: Principal, tenant_id: str, action: str, err: JobForgeError) -> None:
+        """Audit a refusal decided outside the gate's own steps (a rate-limit refusal coalesced as usual)."""
+        await self._deny(await self.flag_values(), tenant_id, principal.actor, action, "", err, "")
 
     async def record(self, flags: Mapping[Flag, bool], tenant_id: str, actor: str, action: str, resource: str,
                      decision: Decision, reason: str = "", trace_id: str = "",

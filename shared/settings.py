@@ -91,6 +91,17 @@ class Settings(BaseSettings):
     rate_limit_burst: int | None = Field(default=None, ge=1)
     #: optional second limit per (tenant, actor)
     rate_limit_actor_per_minute: int | None = Field(default=None, ge=1)
+    #: refused answers (4xx) a caller (API key, else client address) gets at once in a row before its
+    #: refusals are paced (docs/security.md, "Pacing refused callers")
+    refusal_pacing_burst: int = Field(default=20, ge=1)
+    #: refused answers per minute a caller gets at once after that burst
+    refusal_pacing_per_minute: float = Field(default=600.0, gt=0)
+    #: the longest a paced caller's refusal is held before it is answered (while paced, the caller's
+    #: requests are also served one at a time); 0 turns pacing off
+    refusal_pacing_max_hold_seconds: float = Field(default=2.0, ge=0, le=60)
+    #: refusals held plus paced requests waiting, at most, per jobforge-api process (each holds a
+    #: connection); over it a refusal is answered at once and its connection closed
+    refusal_pacing_max_held: int = Field(default=256, ge=0)
     #: HMAC key of policy tokens and admission receipts; unset = ``home/signing.key`` (created once)
     signing_key: SecretStr | None = None
     #: how long an admission receipt (gate judged, run not yet admitted) stays valid

@@ -102,11 +102,13 @@ def temporal_address(temporal_env: WorkflowEnvironment) -> str:
 
 @pytest.fixture
 def settings(pg_url: str, temporal_address: str, tmp_path: Path) -> Settings:
-    """Settings pointing at the session's services, with a task queue of this test's own."""
+    """Settings pointing at the session's services, with a task queue of this test's own. Refusal pacing
+    is off: tests of other behaviours send refused requests in bulk from one key (hypothesis);
+    tests/integration/test_refusal_pacing.py turns it on."""
     return Settings(
         home=tmp_path / "home", temporal_address=temporal_address, database_url=SecretStr(pg_url),
         task_queue=f"test-{uuid.uuid4().hex[:12]}", flag_override_ttl_seconds=0.5,
-        worker_graceful_shutdown_seconds=5,
+        worker_graceful_shutdown_seconds=5, refusal_pacing_max_hold_seconds=0,
     )
 
 

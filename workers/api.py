@@ -53,7 +53,7 @@ from jobforge.models import (
 from shared import tracing
 from shared.events import route_admitted, route_key_at
 from shared.flags import Flag
-from shared.gate import EVENTS_SUBMIT, JOBS_REQUEST, TOKENS_ISSUE_ACTION, TRIGGERS_CREATE, Charge
+from shared.gate import EVENTS_SUBMIT, JOBS_REQUEST, PACED_ACTION, TOKENS_ISSUE_ACTION, TRIGGERS_CREATE, Charge
 from shared.key_rotation_runs import ROTATION, sealed_secret_of
 from shared.logs import configure
 from shared.outages import as_data_error, as_outage
@@ -61,6 +61,7 @@ from shared.replay.bundle import REPLAY_FILE, tar_bundle
 from shared.replay.service import ReplayService
 from shared.security.audit import Decision
 from shared.security.limits import HARD_CAP_FACTOR, PayloadLimits, check_storable, parse_and_check
+from shared.security.pacing import REFUSED_STATUSES, HeldFull, Pacer, PacingPolicy
 from shared.security.principal import Principal
 from shared.security.ratelimit import RateDecision, RatePolicy, headers
 from shared.security.redaction import redact, redact_text
@@ -217,10 +218,12 @@ class ProblemGuard:
     """The outermost ASGI layer: whatever fails before an answer started is answered as problem+json
     (503 with Retry-After when the store or Temporal is away), never as the server's plain text."""
 
-    def __init__(self, app: BodyLimit) -> None:
+    def __init__(self, app: RefusalPacing) -> None:
         self.app = app
         #: the FastAPI app inside (its OpenAPI document, its routes)
         self.fastapi = app.fastapi
+        #: the refusal pacing of this app
+        self.pacer = app.pacer
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
                        send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
@@ -342,6 +345,56 @@ class BodyLimit:
             await self._refuse(send, limit, None)
 
 
+#: the ASGI scope key of a request's :class:`Offense` (who its refusals are counted against)
+OFFENSE = "jobforge.offense"
+
+
+@dataclasses.dataclass(slots=True)
+class Offense:
+    """Who a request's refusal is counted against (the client address until an API key authenticates it),
+    and the end of its offender's turn when the offender is paced."""
+
+    offender: str
+    end_turn: Callable[[], None] | None = None
+
+
+class RefusalPacing:
+    """Pure ASGI middleware pacing refused callers (:mod:`shared.security.pacing`): a refused answer (4xx)
+    of a caller over its allowance is held before it is sent, at most the policy's ``max_hold``; over the
+    cap of held answers it is sent at once with ``Connection: close``. The ``principal`` dependency names
+    the API key as the offender and, while the key is paced, waits for its turn (ended here, after the
+    answer is sent)."""
+
+    def __init__(self, app: BodyLimit, pacer: Pacer) -> None:
+        self.app = app
+        self.fastapi = app.fastapi
+        self.pacer = pacer
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if scope["type"] != "http" or not self.pacer.policy.enabled:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        offense = Offense(f"address:{client[0] if client else 'unknown'}")
+        scope[OFFENSE] = offense
+
+        async def paced_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] in REFUSED_STATUSES:
+                hold = self.pacer.refused(offense.offender)
+                if hold > 0 and not await self.pacer.hold(hold):
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+                    log.warning("refusal_pacing_full", held=self.pacer.held)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, paced_send)
+        finally:
+            if offense.end_turn is not None:
+                offense.end_turn()
+
+
+
 # -- the app -------------------------------------------------------------------------------------
 
 bearer = HTTPBearer(auto_error=False, description="A tenant API key: `jobforge keys create --tenant T`.")
@@ -353,7 +406,21 @@ async def principal(request: Request,
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated()
     runtime: Runtime = request.app.state.runtime
-    return await runtime.gate.tenants.authenticate(credentials.credentials)
+    caller = await runtime.gate.tenants.authenticate(credentials.credentials)
+    offense: Offense | None = request.scope.get(OFFENSE)
+    if offense is not None:  # refusals count against the key from here on; a paced key waits for its turn
+        offense.offender = f"key:{caller.key_id or caller.actor}"
+        pacer: Pacer = request.app.state.pacer
+        try:
+            offense.end_turn = await pacer.turn(offense.offender)
+        except HeldFull:
+            err = RateLimited("this API key's requests keep being refused and too many of them are waiting; "
+                              f"retry after {pacer.policy.max_hold:g}s", retry_after=pacer.policy.max_hold,
+                              limit=runtime.settings.rate_limit_per_minute, bucket="refusal pacing")
+            assert caller.tenant_id is not None
+            await runtime.gate.deny(caller, caller.tenant_id, PACED_ACTION, err)
+            raise err from None
+    return caller
 
 
 Caller = Annotated[Principal, Depends(principal)]
@@ -385,15 +452,24 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> ProblemGua
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runtime is not None:
-            yield
+            try:
+                yield
+            finally:
+                pacer.release_all()
             return
         async with open_runtime(settings, process="jobforge-api") as opened:
             app.state.runtime = opened
             log.info("api_started", host=settings.api_host, port=settings.api_port)
-            yield
+            try:
+                yield
+            finally:
+                pacer.release_all()  # held refusals are answered now, not after the grace period
 
+    pacer = Pacer(PacingPolicy(settings.refusal_pacing_burst, settings.refusal_pacing_per_minute,
+                               settings.refusal_pacing_max_hold_seconds, settings.refusal_pacing_max_held))
     app = FastAPI(title="JobForge", version="1", lifespan=lifespan,
                   description="Events and job requests behind JobForge's security gate.")
+    app.state.pacer = pacer
     traced = tracing.current()
     if traced is not None:  # tracing on: a server span per request, parent of the Temporal spans it causes
         app.add_middleware(tracing.IngressSpans, tracer=traced.tracer)
@@ -704,7 +780,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> ProblemGua
         return list(await triggers().dry_runs(caller.tenant_id, stored_id(name, "name"), limit=limit))
 
     mount_console(app, rt)  # the web console at /ui (workers/console)
-    return ProblemGuard(BodyLimit(app, body_limit, settings.max_payload_bytes * HARD_CAP_FACTOR))
+    return ProblemGuard(RefusalPacing(BodyLimit(app, body_limit, settings.max_payload_bytes * HARD_CAP_FACTOR), pacer))
 
 
 # -- the process ---------------------------------------------------------------------------------
