@@ -290,19 +290,27 @@ HOSTILE_JOB = orjson.dumps({"template_key": "autopilot.jobforge.healthcheck",
                             "inputs": {f"s{i}": "key" * 33_000 for i in range(10)}})
 
 
-def attacker(url: str, key: str, stop: Any, counts: Any) -> None:
-    """Send the hostile job request as fast as one client can until told to stop; report the answers."""
+#: refusals a key gets at once before it is paced (``Settings.refusal_pacing_burst``'s default)
+PACING_BURST = 20
+
+
+def attacker(url: str, key: str, stop: Any, counts: Any, answered: Any) -> None:
+    """Send the hostile job request as fast as one client can until told to stop; report each answer's
+    status, when it came (``time.monotonic``, one clock for every process) and how long it took."""
     import httpx
 
-    seen: dict[int, int] = {}
+    seen: list[tuple[int, float, float]] = []
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     with httpx.Client(base_url=url, timeout=120) as client:
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 status = client.post("/v1/jobs", content=HOSTILE_JOB, headers=headers).status_code
             except httpx.TransportError:
                 status = 0
-            seen[status] = seen.get(status, 0) + 1
+            seen.append((status, time.monotonic(), time.monotonic() - started))
+            with answered.get_lock():
+                answered.value += 1
     counts.put(seen)
 
 
@@ -332,12 +340,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def neighbour_figures(requests: int = 150, attackers: int = 4) -> dict[str, float]:
+def neighbour_figures(requests: int = 150, attackers: int = 4, unpaced: bool = True) -> dict[str, float]:
     """A ``jobforge-api`` process (PostgreSQL of ENV-NOTES, a Temporal dev server on free ports): a
     tenant's ``GET /v1/audit`` latency idle, then while ``attackers`` processes send the hostile job
     request as fast as they can, first with the default rate limit (refusals turn into 429s before
     the body is read), then with a budget they never exhaust (every request is parsed, checked and
-    refused by validation: the worst case)."""
+    refused by validation: the worst case). Both with the default refusal pacing (the attackers'
+    refusals past its burst are held and their requests served one at a time), and, with ``unpaced``,
+    again with pacing off as the reference. Also reports what the attackers got: their answers, how
+    many came while the victim was measured and how long each took."""
     import multiprocessing
     import signal
     import socket
@@ -398,7 +409,9 @@ def neighbour_figures(requests: int = 150, attackers: int = 4) -> dict[str, floa
                         (await tenants.create_key("hostile", ["*:*"])).secret)
 
         calm_key, hostile_key = asyncio.run(keys())
-        for label, per_minute in (("default rate limit", 100), ("unlimited budget", 10**9)):
+        configs = [(label, per_minute, paced) for paced in ((True, False) if unpaced else (True,))
+                   for label, per_minute in (("default rate limit", 100), ("unlimited budget", 10**9))]
+        for label, per_minute, paced in configs:
             port = free_port()
             env = {k: v for k, v in os.environ.items() if not k.startswith("JOBFORGE_")}
             env.update({
@@ -409,6 +422,8 @@ def neighbour_figures(requests: int = 150, attackers: int = 4) -> dict[str, floa
                 "JOBFORGE_SECURITY_VALIDATION_ENABLED": "1", "JOBFORGE_RATE_LIMITING_ENABLED": "1",
                 "JOBFORGE_AUDIT_LOGGING_ENABLED": "1", "JOBFORGE_AUTOPILOT_JOBS_ENABLED": "1",
             })
+            if not paced:
+                env["JOBFORGE_REFUSAL_PACING_MAX_HOLD_SECONDS"] = "0"
             api = subprocess.Popen([sys.executable, "-m", "workers.api"], env=env, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=(work / f"api-{port}.log").open("wb"))
             procs.append(api)
@@ -419,41 +434,62 @@ def neighbour_figures(requests: int = 150, attackers: int = 4) -> dict[str, floa
             idle = victim_latencies(url, calm_key, requests)
             cpu_victim = (cpu_seconds(api.pid) - cpu_before) / requests
             ctx = multiprocessing.get_context("spawn")
-            stop, counts = ctx.Event(), ctx.Queue()
-            hostile = [ctx.Process(target=attacker, args=(url, hostile_key, stop, counts)) for _ in range(attackers)]
+            stop, counts, answered = ctx.Event(), ctx.Queue(), ctx.Value("i", 0)
+            hostile = [ctx.Process(target=attacker, args=(url, hostile_key, stop, counts, answered))
+                       for _ in range(attackers)]
             for proc in hostile:
                 proc.start()
             try:
-                time.sleep(3)  # the attackers are up and sending
+                # the attackers are up and past the first refusals, which pacing answers at once (its burst):
+                # the victim is measured in the attack's steady state
+                deadline = time.monotonic() + 120
+                while answered.value < PACING_BURST + attackers and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                time.sleep(1)
                 cpu_before = cpu_seconds(api.pid)
+                window = time.monotonic()
                 loaded = victim_latencies(url, calm_key, requests)
+                window_end = time.monotonic()
                 cpu_loaded = cpu_seconds(api.pid) - cpu_before
             finally:
                 stop.set()
-                answers: dict[int, int] = {}
+                seen: list[tuple[int, float, float]] = []
                 for _ in hostile:
-                    for status, count in counts.get(True, 180).items():
-                        answers[status] = answers.get(status, 0) + count
+                    seen += counts.get(True, 180)
                 for proc in hostile:
                     proc.join(30)
+            answers: dict[int, int] = {}
+            for status, _, _ in seen:
+                answers[status] = answers.get(status, 0) + 1
+            # the attackers' answers while the victim was measured, and how long each took to come
+            during_victim = [(status, took) for status, at, took in seen if window <= at <= window_end]
+            attacker_waits = [took for _, took in during_victim] or [0.0]
+            # idle again once the attackers are gone: the machine's other load drifts, so the idle figure is
+            # the one of both idle stretches, before and after the attack
+            idle += victim_latencies(url, calm_key, requests)
             api.send_signal(signal.SIGTERM)
             api.wait(30)
             ratio = percentile(loaded, 0.5) / percentile(idle, 0.5)
-            during = sum(loaded)
-            refused_rate = sum(answers.values()) / (during + 3)  # answers over the whole attack, about
-            cpu_refused = max(cpu_loaded - cpu_victim * requests, 0.0) / max(refused_rate * during, 1)
+            during = window_end - window
+            cpu_refused = max(cpu_loaded - cpu_victim * requests, 0.0) / max(len(during_victim), 1)
             print(f"well-behaved tenant's GET /v1/audit, {attackers} attackers sending the hostile job request, "
-                  f"{label}: p50 {percentile(idle, 0.5) * 1e3:.1f} ms idle -> {percentile(loaded, 0.5) * 1e3:.1f} ms "
+                  f"{label}{'' if paced else ', pacing off'}: p50 {percentile(idle, 0.5) * 1e3:.1f} ms idle -> "
+                  f"{percentile(loaded, 0.5) * 1e3:.1f} ms "
                   f"= {ratio:.2f}x (target <= 2x); p95 {percentile(idle, 0.95) * 1e3:.1f} -> "
-                  f"{percentile(loaded, 0.95) * 1e3:.1f} ms; attackers' answers {dict(sorted(answers.items()))}; "
-                  f"API CPU per victim request {cpu_victim * 1e3:.1f} ms, per refused request about "
-                  f"{cpu_refused * 1e3:.1f} ms; API busy {cpu_loaded / during:.0%} while loaded")
-            key = "default" if per_minute == 100 else "unlimited"
+                  f"{percentile(loaded, 0.95) * 1e3:.1f} ms; attackers' answers {dict(sorted(answers.items()))} in "
+                  f"all, {len(during_victim)} while the victim was measured ({len(during_victim) / during:.1f}/s, "
+                  f"each after {percentile(attacker_waits, 0.5) * 1e3:.0f} ms p50, "
+                  f"{max(attacker_waits) * 1e3:.0f} ms max); API CPU per victim request {cpu_victim * 1e3:.1f} ms, "
+                  f"per refused request about {cpu_refused * 1e3:.1f} ms; API busy {cpu_loaded / during:.0%} "
+                  "while loaded")
+            key = ("default" if per_minute == 100 else "unlimited") + ("" if paced else "_unpaced")
             figures.update({f"neighbour_{key}_idle_p50_ms": percentile(idle, 0.5) * 1e3,
                             f"neighbour_{key}_loaded_p50_ms": percentile(loaded, 0.5) * 1e3,
                             f"neighbour_{key}_p50_ratio": ratio,
                             f"neighbour_{key}_cpu_ms_per_refused": cpu_refused * 1e3,
-                            f"neighbour_{key}_cpu_ms_per_victim_request": cpu_victim * 1e3})
+                            f"neighbour_{key}_cpu_ms_per_victim_request": cpu_victim * 1e3,
+                            f"neighbour_{key}_attacker_answers_per_s": len(during_victim) / during,
+                            f"neighbour_{key}_attacker_wait_p50_ms": percentile(attacker_waits, 0.5) * 1e3})
         return figures
     finally:
         for proc in procs:

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     #: refusals are paced (docs/security.md, "Pacing refused callers")
     refusal_pacing_burst: int = Field(default=20, ge=1)
     #: refused answers per minute a caller gets at once after that burst
-    refusal_pacing_per_minute: float = Field(default=600.0, gt=0)
+    refusal_pacing_per_minute: float = Field(default=60.0, gt=0)
     #: the longest a paced caller's refusal is held before it is answered (while paced, the caller's
     #: requests are also served one at a time); 0 turns pacing off
     refusal_pacing_max_hold_seconds: float = Field(default=2.0, ge=0, le=60)

@@ -36,7 +36,7 @@ class PacingPolicy:
     ``max_hold`` 0 turns pacing off."""
 
     burst: int = 20
-    per_minute: float = 600.0
+    per_minute: float = 60.0
     max_hold: float = 2.0
     max_held: int = 256
 
