@@ -134,15 +134,21 @@ class OperatorClient:
         """
         inputs = dict(inputs or {})
         check_tenant_id(tenant_id)
-        check_storable(inputs, "the inputs")  # before hashing them: a lone surrogate has no bytes to hash
         trace_id = check_trace_id(trace_id) if trace_id else new_trace_id()
         if idempotency_key is not None:
             check_idempotency_key(idempotency_key)
         spec = self.registry.get(template_key)
         principal = self._principal(actor)
-        digest = input_hash(inputs)
+        lookup = idempotency_key is not None and self.store is not None and not known_new
+        # the gate checks the inputs' text and hashes them once, after the rate limit; here only to look
+        # an idempotency key up first, or without a gate
+        digest = ""
+        if lookup or self.gate is None:
+            check_storable(inputs, "the inputs")  # before hashing them: a lone surrogate has no bytes to hash
+            digest = input_hash(inputs)
 
-        if idempotency_key is not None and self.store is not None and not known_new:
+        if lookup:
+            assert idempotency_key is not None and self.store is not None
             existing = await self.store.find_by_idempotency_key(tenant_id, idempotency_key)
             if existing is not None:
                 require_scopes(principal.scopes, spec.required_scopes)
@@ -158,7 +164,8 @@ class OperatorClient:
         if self.gate is not None:
             admission = await self.gate.admit_job(job, principal, workflow_id=workflow_id, policy_token=policy_token,
                                                   charged=charged)
-            job = job.model_copy(update={"receipt": admission.receipt})
+            digest = admission.judged.input_hash
+            job = job.model_copy(update={"receipt": admission.receipt, "input_hash": digest})
         else:
             if self.flags is not None:
                 await self.flags.require(*spec.flags)
