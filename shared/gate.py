@@ -463,7 +463,12 @@ class Gate:
         """The gate for one event, cheapest first: who may act for the tenant, the rate limit (unless
         ``charged`` already), flag and scopes, then limits and text the store cannot hold; then the
         dedupe claim, whose statement also stores the admitted copy (redacted). A duplicate
-        points at the original."""
+        points at the original.
+
+        When the request is charged to one bucket (no per-actor limit) the charge is made by the claim's
+        statement (:meth:`~shared.store.dedupe.EventDeduper.claim_charged`), after the checks that read no
+        database; a request those checks refuse is charged on its own first, so every request is charged
+        as before and a spent budget still answers :class:`RateLimited` ahead of any other refusal."""
         flags = await self.flag_values()
         trace_id = event.trace_id or new_trace_id()
         resource = f"{event.event_type}:{event.event_id}"
@@ -472,22 +477,43 @@ class Gate:
             if not principal.may_act_for(event.tenant_id):
                 raise InvalidRequest("these credentials belong to another tenant", field="tenant_id")
             await self.require_tenant(principal, event.tenant_id)
-            rate = charged.decision if charged is not None else await self.charge(flags, event.tenant_id,
-                                                                                  principal.actor)
-            if not flags.get(Flag.EVENTS, False):
-                raise disabled(flags, Flag.EVENTS)
-            require_scopes(principal.scopes, (EVENTS_WRITE,))
-            check_trace_id(trace_id)
-            for name in ("source_app", "source_module"):
-                check_storable(getattr(event, name), "the event", f"$.{name}")
-            if flags.get(Flag.SECURITY_VALIDATION, False):
-                check_payload(event.payload, self.limits)
-            check_storable(event.payload, "the event payload")
-            outcome = await self.deduper.claim(
-                event.tenant_id, event.event_type, event.event_id, ttl_seconds=self.settings.dedupe_ttl_seconds,
-                trace_id=trace_id, payload_hash=input_hash(event.payload),
-                event_row=self.events.claim_row(event, trace_id, route_prefix(event.tenant_id, event.event_type,
-                                                                              event.event_id), principal.actor))
+            buckets = self._buckets(event.tenant_id, principal.actor)
+            folded = charged is None and flags.get(Flag.RATE_LIMITING, False) and len(buckets) == 1
+            rate = None
+            if charged is not None:
+                rate = charged.decision
+            elif not folded:
+                rate = await self.charge(flags, event.tenant_id, principal.actor)
+            try:
+                if not flags.get(Flag.EVENTS, False):
+                    raise disabled(flags, Flag.EVENTS)
+                require_scopes(principal.scopes, (EVENTS_WRITE,))
+                check_trace_id(trace_id)
+                for name in ("source_app", "source_module"):
+                    check_storable(getattr(event, name), "the event", f"$.{name}")
+                if flags.get(Flag.SECURITY_VALIDATION, False):
+                    check_payload(event.payload, self.limits)
+                check_storable(event.payload, "the event payload")
+            except JobForgeError:
+                if folded:
+                    await self.charge(flags, event.tenant_id, principal.actor)  # RateLimited comes first
+                raise
+            row = self.events.claim_row(event, trace_id, route_prefix(event.tenant_id, event.event_type,
+                                                                      event.event_id), principal.actor)
+            if folded:
+                (bucket, policy), = buckets
+                rate, claimed = await self.deduper.claim_charged(
+                    self.limiter, bucket, policy, event.tenant_id, event.event_type, event.event_id,
+                    ttl_seconds=self.settings.dedupe_ttl_seconds, trace_id=trace_id,
+                    payload_hash=input_hash(event.payload), event_row=row)
+                if claimed is None:
+                    raise RateLimited(retry_after=round(rate.retry_after, 3), limit=policy.limit,
+                                      period=policy.period)
+                outcome = claimed
+            else:
+                outcome = await self.deduper.claim(
+                    event.tenant_id, event.event_type, event.event_id, ttl_seconds=self.settings.dedupe_ttl_seconds,
+                    trace_id=trace_id, payload_hash=input_hash(event.payload), event_row=row)
         except JobForgeError as err:
             metrics.event_denied(err.code, retryable=err.retryable)
             if isinstance(err, RateLimited):

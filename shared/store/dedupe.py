@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
 
+from shared.security.ratelimit import RateDecision, RatePolicy, decide, refused
 from shared.store import statements as sql
 from shared.store.columns import fit
 
 if TYPE_CHECKING:
+    from shared.store.ratelimits import RateLimiter
     from shared.store.store import Store
 
 
@@ -66,6 +68,41 @@ class EventDeduper:
                 assert claimed is not None, "a duplicate's original claim vanished"
         return DedupeOutcome(duplicate, claimed["first_seen_at"], claimed["expires_at"], claimed["trace_id"],
                              claimed["payload_hash"])
+
+    async def claim_charged(self, limiter: RateLimiter, bucket: str, policy: RatePolicy, tenant_id: str,
+                            event_type: str, event_id: str, *, ttl_seconds: float, trace_id: str,
+                            payload_hash: str, event_row: Mapping[str, Any],
+                            ) -> tuple[RateDecision, DedupeOutcome | None]:
+        """Charge the request to ``bucket`` (the one rate-limit bucket of ``limiter`` it is charged to) and, if
+        the charge is allowed, claim the event's key and store its copy as :meth:`claim` does, in one statement.
+        The charge's answer, and the claim's outcome (None when refused: nothing is claimed). A refusal is
+        remembered by ``limiter`` as its own are (and a remembered one costs no statement)."""
+        stored = limiter.stored(bucket)
+        remembered = limiter.remembered((stored,))
+        if remembered is not None:
+            return remembered, None
+        row = fit("event_dedupe", {"tenant_id": tenant_id, "event_type": event_type, "event_id": event_id,
+                                   "trace_id": trace_id, "payload_hash": payload_hash})
+        params = {"tenant": row["tenant_id"], "etype": row["event_type"], "eid": row["event_id"], "ttl": ttl_seconds,
+                  "trace": row["trace_id"], "hash": row["payload_hash"], "bucket": stored, "t": policy.interval,
+                  "window": policy.window, "at": None}
+        async with self._store.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            charged = await (await cur.execute(sql.RATE_HIT_DEDUPE_CLAIM_STORING, {**event_row, **params})).fetchone()
+            if charged is None:
+                current = await (await cur.execute(sql.RATE_READ, {"bucket": stored, "at": None})).fetchone()
+                assert current is not None, "a refused bucket's row vanished"
+                answer = refused(current["tat"], current["now"], policy)
+                limiter.remember((stored,), answer)
+                return answer, None
+            decision = decide(charged["tat"], charged["now"], policy)
+            duplicate = charged["first_seen_at"] is None
+            claimed: dict[str, Any] | None = charged
+            if duplicate:  # the duplicate counter only counts: one atomic statement of its own
+                claimed = await (await cur.execute(sql.DEDUPE_COUNT_DUPLICATE, params)).fetchone()
+            assert claimed is not None, "a duplicate's original claim vanished"
+        return decision, DedupeOutcome(duplicate, claimed["first_seen_at"], claimed["expires_at"], claimed["trace_id"],
+                                       claimed["payload_hash"])
 
     async def release(self, tenant_id: str, event_type: str, event_id: str, first_seen_at: datetime) -> None:
         """Forget the claim made at ``first_seen_at`` (its event could not be routed; a retry may claim again)."""

@@ -47,6 +47,24 @@ class RateLimiter:
         #: buckets -> (monotonic time until which they refuse, the refusal as answered)
         self._refusing: dict[tuple[str, ...], tuple[float, RateDecision]] = {}
 
+    @staticmethod
+    def stored(name: str) -> str:
+        """The stored key of bucket ``name`` (clipped to its column)."""
+        return _bucket(name)
+
+    def remembered(self, key: tuple[str, ...]) -> RateDecision | None:
+        """The refusal remembered for the stored buckets ``key``, its wait counted down; None when there is
+        none (or it has passed): the buckets must be charged in the database."""
+        if key not in self._refusing:
+            return None
+        until, answer = self._refusing[key]
+        left = until - time.monotonic()
+        if left > 0:
+            elapsed = answer.retry_after - left
+            return dataclasses.replace(answer, retry_after=left, reset=max(answer.reset - elapsed, 0.0))
+        del self._refusing[key]
+        return None
+
     async def hit(self, buckets: Sequence[tuple[str, RatePolicy]], *, at: datetime | None = None) -> RateDecision:
         """Charge one request to every bucket, all or nothing; the tightest answer comes back.
 
@@ -54,19 +72,19 @@ class RateLimiter:
         """
         buckets = [(_bucket(bucket), policy) for bucket, policy in buckets]
         key = tuple(bucket for bucket, _ in buckets)
-        if at is None and key in self._refusing:
-            until, answer = self._refusing[key]
-            left = until - time.monotonic()
-            if left > 0:
-                elapsed = answer.retry_after - left
-                return dataclasses.replace(answer, retry_after=left, reset=max(answer.reset - elapsed, 0.0))
-            del self._refusing[key]
+        if at is None and (answer := self.remembered(key)) is not None:
+            return answer
         try:
             return await self._hit(buckets, at)
         except _Refused as refusal:
             if at is None:
                 self._remember(key, refusal.answer)
             return refusal.answer
+
+    def remember(self, key: tuple[str, ...], answer: RateDecision) -> None:
+        """Refuse the stored buckets ``key`` from memory until ``answer``'s wait has passed (a refusal the
+        database answered to a statement that charged them along with other work)."""
+        self._remember(key, answer)
 
     def _remember(self, key: tuple[str, ...], answer: RateDecision) -> None:
         now = time.monotonic()

@@ -178,12 +178,13 @@ ROUTE_MICROS = ("trunc((((extract(epoch FROM {ts}) * 1000000)::bigint)::float8 /
 #: the dedupe claim that also stores the admitted copy, in one statement (atomic: never a claim without its
 #: event). The event's route key is ``%(route_prefix)s`` followed by the claim's first sighting in
 #: microseconds (:data:`ROUTE_MICROS`), as :func:`shared.events.route_key` makes it. No row back = a duplicate
-DEDUPE_CLAIM_STORING = f"""
-WITH claim AS (
-INSERT INTO event_dedupe AS d (tenant_id, event_type, event_id, first_seen_at, expires_at, trace_id,
+_CLAIM_INTO = """INSERT INTO event_dedupe AS d (tenant_id, event_type, event_id, first_seen_at, expires_at, trace_id,
                                payload_hash, duplicates)
 SELECT %(tenant)s, %(etype)s, %(eid)s, c.now, c.now + make_interval(secs => %(ttl)s), %(trace)s, %(hash)s, 0
-  FROM (SELECT clock_timestamp() AS now) AS c
+  FROM (SELECT clock_timestamp() AS now) AS c"""
+DEDUPE_CLAIM_STORING = f"""
+WITH claim AS (
+{_CLAIM_INTO}
 ON CONFLICT (tenant_id, event_type, event_id) DO UPDATE
    SET first_seen_at = excluded.first_seen_at, expires_at = excluded.expires_at, trace_id = excluded.trace_id,
        payload_hash = excluded.payload_hash, duplicates = 0
@@ -223,15 +224,16 @@ GATE_REFUSALS = ("SELECT minute, duplicates, rate_limited FROM event_gate_minute
 # The whole GCRA step is this one statement: a fresh bucket is admitted with TAT = now + T; an
 # existing one moves to max(TAT, now) + T only WHERE that stays within the window (capacity x T),
 # else no row comes back and the request is refused. ``now`` is read once, in VALUES.
-RATE_HIT = """
-INSERT INTO rate_limits AS r (bucket, tat)
+RATE_HIT_BODY = """INSERT INTO rate_limits AS r (bucket, tat)
 VALUES (%(bucket)s, coalesce(CAST(%(at)s AS timestamptz), clock_timestamp()) + make_interval(secs => %(t)s))
 ON CONFLICT (bucket) DO UPDATE
    SET tat = greatest(r.tat, excluded.tat - make_interval(secs => %(t)s)) + make_interval(secs => %(t)s)
  WHERE greatest(r.tat, excluded.tat - make_interval(secs => %(t)s)) + make_interval(secs => %(t)s)
        <= excluded.tat - make_interval(secs => %(t)s) + make_interval(secs => %(window)s)
 RETURNING extract(epoch FROM r.tat)::float8 AS tat,
-          extract(epoch FROM coalesce(CAST(%(at)s AS timestamptz), clock_timestamp()))::float8 AS now
+          extract(epoch FROM coalesce(CAST(%(at)s AS timestamptz), clock_timestamp()))::float8 AS now"""
+RATE_HIT = f"""
+{RATE_HIT_BODY}
 """
 RATE_READ = """
 SELECT extract(epoch FROM tat)::float8 AS tat,
@@ -239,6 +241,31 @@ SELECT extract(epoch FROM tat)::float8 AS tat,
   FROM rate_limits WHERE bucket = %(bucket)s
 """
 RATE_RESET = "DELETE FROM rate_limits WHERE bucket = %(bucket)s"
+#: the gate's rate-limit charge of one bucket (:data:`RATE_HIT`'s) and :data:`DEDUPE_CLAIM_STORING` in one
+#: statement: the claim (and the stored copy) only when the charge is allowed. No row back = refused (nothing
+#: claimed); a row whose claim columns are NULL = charged, and a duplicate
+RATE_HIT_DEDUPE_CLAIM_STORING = f"""
+WITH charge AS (
+{RATE_HIT_BODY}
+), claim AS (
+{_CLAIM_INTO}
+ WHERE EXISTS (SELECT 1 FROM charge)
+ON CONFLICT (tenant_id, event_type, event_id) DO UPDATE
+   SET first_seen_at = excluded.first_seen_at, expires_at = excluded.expires_at, trace_id = excluded.trace_id,
+       payload_hash = excluded.payload_hash, duplicates = 0
+ WHERE d.expires_at <= excluded.first_seen_at
+RETURNING first_seen_at, expires_at, trace_id, payload_hash
+), stored AS (
+INSERT INTO events (tenant_id, event_id, event_type, trace_id, source_app, source_module, payload, occurred_at,
+                    route_workflow_id, actor)
+SELECT %(tenant_id)s, %(event_id)s, %(event_type)s, %(trace_id)s, %(source_app)s, %(source_module)s, %(payload)s,
+       %(occurred_at)s, %(route_prefix)s || {ROUTE_MICROS.format(ts="claim.first_seen_at")}, %(actor)s
+  FROM claim
+ON CONFLICT (route_workflow_id) DO NOTHING
+)
+SELECT charge.tat, charge.now, claim.first_seen_at, claim.expires_at, claim.trace_id, claim.payload_hash
+  FROM charge LEFT JOIN claim ON true
+"""
 
 # -- the audit chain ----------------------------------------------------------------------------------
 

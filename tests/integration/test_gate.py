@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -9,6 +10,7 @@ from temporalio.client import WorkflowFailureError
 
 from jobforge.errors import (
     InsufficientScope,
+    InvalidRequest,
     PayloadLimitExceeded,
     PolicyTokenInvalid,
     PolicyTokenReplayed,
@@ -194,3 +196,50 @@ async def test_a_known_tenant_costs_one_lookup_per_process(runtime: Runtime, ten
     await runtime.gate.require_tenant(operator, later)
     # a key's own tenant needs no lookup at all
     await runtime.gate.require_tenant(Principal(actor="k", scopes=(), tenant_id="never-made"), "never-made")
+
+
+async def _stored_events(runtime: Runtime, tenant: str) -> list[str]:
+    async with runtime.store.connection() as conn:
+        rows = await (await conn.execute("SELECT event_id FROM events WHERE tenant_id = %s ORDER BY event_id",
+                                         (tenant,))).fetchall()
+    return [row[0] for row in rows]
+
+
+async def test_concurrent_events_are_charged_exactly_and_only_charged_ones_are_claimed(
+        runtime: Runtime, tenant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With 2/min and one bucket (the charge made by the claim's statement), twelve events submitted at once:
+    exactly two are admitted, claimed and stored; the other ten are RateLimited and leave no claim or row, so
+    each can be sent again later; a duplicate of an admitted event is charged too, and refused while spent."""
+    flags_on(monkeypatch, Flag.EVENTS, Flag.RATE_LIMITING)
+    principal = Principal.operator("tester")
+    events = [EventEnvelope(tenant_id=tenant, event_id=f"e-{i:02d}", event_type="order.paid", payload={"i": i})
+              for i in range(12)]
+    answers = await asyncio.gather(*(runtime.gate.admit_event(e, principal) for e in events), return_exceptions=True)
+    admitted = sorted(a.receipt.event_id for a in answers if not isinstance(a, BaseException))
+    assert len(admitted) == 2, answers
+    assert all(isinstance(a, RateLimited) and a.retry_after > 0 for a in answers if isinstance(a, BaseException))
+    assert await _stored_events(runtime, tenant) == admitted
+    async with runtime.store.connection() as conn:
+        claims = await (await conn.execute("SELECT count(*) FROM event_dedupe WHERE tenant_id = %s",
+                                           (tenant,))).fetchone()
+    assert claims is not None and claims[0] == 2
+    with pytest.raises(RateLimited):  # remembered from the refusals: no statement, still refused
+        await runtime.gate.admit_event(events[int(admitted[0][2:])], principal)
+
+
+async def test_an_event_the_checks_refuse_is_still_charged_and_a_spent_budget_answers_first(
+        runtime: Runtime, tenant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event refused by a check that reads no database (a trace id that is not one) still spends the budget,
+    as every request does; once spent, the same bad event is answered RateLimited, not its own refusal."""
+    flags_on(monkeypatch, Flag.EVENTS, Flag.RATE_LIMITING)
+    principal = Principal.operator("tester")
+    bad = EventEnvelope(tenant_id=tenant, event_id="bad", event_type="order.paid", trace_id="no spaces allowed")
+    for _ in range(2):
+        with pytest.raises(InvalidRequest):
+            await runtime.gate.admit_event(bad, principal)
+    with pytest.raises(RateLimited):
+        await runtime.gate.admit_event(bad, principal)
+    with pytest.raises(RateLimited):
+        await runtime.gate.admit_event(EventEnvelope(tenant_id=tenant, event_id="good", event_type="order.paid"),
+                                       principal)
+    assert await _stored_events(runtime, tenant) == []
