@@ -165,7 +165,7 @@ async def test_the_temporal_transport_is_admitted_by_the_gate_inside_the_workflo
 @pytest.mark.parametrize(("example", "args", "expected"), [
     ("settler_contract_signed", (), ("trigger contract-signed-check: fire", "run succeeded: healthy=")),
     ("aias_agent_completed", (), ("dry run: would run",)),
-    ("keys_rotation", ("--grace", "5"), ("read the run with it: succeeded", "revoked after 5s")),
+    ("keys_rotation", ("--grace", "10"), ("read the run with it: succeeded", "revoked after 10s")),
 ])
 def test_the_trigger_and_key_examples_run_from_the_fresh_venv(
         sdk_python: Path, stack: dict[str, Any], examples_dir: Path, example: str, args: tuple[str, ...],

@@ -71,7 +71,7 @@ async def test_keys_example(connect: Connect, runtime: Runtime, worker: None) ->
     is a working key of the tenant with the old key's scopes, and the old key is refused after the grace."""
     tenant = unique("keys")
     client, old = await connect(tenant, ["tokens:issue", "keys:rotate", "runs:read"])
-    record, secret = await keys_rotation.main(client, tenant, api_key_id(old), grace_seconds=5)
+    record, secret = await keys_rotation.main(client, tenant, api_key_id(old), grace_seconds=10)
     assert record.status is RunStatus.SUCCEEDED
     assert record.summary["old_key_id"] == api_key_id(old) != record.summary["new_key_id"] == api_key_id(secret)
     principal = await runtime.gate.tenants.authenticate(secret)
