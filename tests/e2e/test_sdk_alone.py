@@ -42,8 +42,16 @@ def _run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from a copy of sdk/'s tracked files: setuptools' in-tree build/ directory (left by an earlier
+    build) could otherwise still package a module deleted from sdk/jobforge."""
     out = tmp_path_factory.mktemp("sdk-wheel")
-    built = _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT / "sdk")])
+    tracked = _run(["git", "-C", str(ROOT), "ls-files", "-z", "sdk"])
+    assert tracked.returncode == 0, tracked.stderr
+    source = tmp_path_factory.mktemp("sdk-source")
+    for name in filter(None, tracked.stdout.split("\0")):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, source / name)
+    built = _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source / "sdk")])
     assert built.returncode == 0, built.stderr
     (path,) = out.glob("jobforge-*.whl")
     return path
