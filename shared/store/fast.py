@@ -5,7 +5,10 @@ of CPU per checkout and statement on top of psycopg's 0.15 ms (greenlet hand-off
 return), and an event's path runs a dozen or so single statements.
 
 A :class:`FastPool` keeps, per event loop that uses it, up to ``size`` autocommit connections open
-between uses (reused LIFO) and opens up to ``overflow`` more for a burst, closed when returned; a
+between uses (reused LIFO) and opens up to ``overflow`` more for a burst, kept too until they have been
+idle for :data:`OVERFLOW_IDLE_SECONDS` (a worker's bursts, a router batch firing its events at once, come
+every few hundred milliseconds under load: closing the extra connections after each burst made every
+burst open them again, a connection and a PostgreSQL backend each time); a
 caller that finds all of them in use waits up to ``timeout`` seconds for one, then gets
 :class:`PoolTimeout` (503 ``store_unavailable``, "too busy", at the API). A
 connection that broke (its server restarted) or was left inside a transaction is closed instead of
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -32,6 +36,9 @@ Conn = psycopg.AsyncConnection[Any]
 OVERFLOW = 10
 #: seconds a caller waits for a connection when all are in use (SQLAlchemy's pool default)
 TIMEOUT = 30.0
+#: seconds a connection beyond the pool's size stays open unused before it is closed (when a connection is
+#: next returned)
+OVERFLOW_IDLE_SECONDS = 30.0
 
 
 class PoolTimeout(TimeoutError):
@@ -41,7 +48,8 @@ class PoolTimeout(TimeoutError):
 @dataclass
 class _LoopPool:
     gate: asyncio.Semaphore
-    idle: list[Conn] = field(default_factory=list)
+    #: open connections not in use, each with when it was returned (monotonic), least recently used first
+    idle: list[tuple[Conn, float]] = field(default_factory=list)
 
 
 class FastPool:
@@ -77,7 +85,7 @@ class FastPool:
         try:
             conn: Conn | None = None
             while pool.idle and conn is None:
-                candidate = pool.idle.pop()
+                candidate, _ = pool.idle.pop()
                 if not candidate.closed:
                     conn = candidate
             if conn is None:
@@ -86,10 +94,13 @@ class FastPool:
                 yield conn
             finally:
                 healthy = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
-                if healthy and not self.closed and len(pool.idle) < self.size:
-                    pool.idle.append(conn)
+                now = time.monotonic()
+                if healthy and not self.closed and len(pool.idle) < self.size + self.overflow:
+                    pool.idle.append((conn, now))
                 else:
                     await conn.close()
+                while len(pool.idle) > self.size and now - pool.idle[0][1] > OVERFLOW_IDLE_SECONDS:
+                    await pool.idle.pop(0)[0].close()
         finally:
             pool.gate.release()
 
@@ -99,6 +110,6 @@ class FastPool:
         self.closed = True
         for pool in list(self._loops.values()):
             while pool.idle:
-                conn = pool.idle.pop()
+                conn, _ = pool.idle.pop()
                 if not conn.closed:
                     conn.pgconn.finish()

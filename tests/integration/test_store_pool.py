@@ -9,7 +9,7 @@ import pytest
 
 from jobforge.errors import StoreUnavailable
 from shared.outages import as_outage
-from shared.store import direct, statements
+from shared.store import direct, fast, statements
 from shared.store.fast import FastPool, PoolTimeout
 
 pytestmark = pytest.mark.integration
@@ -61,4 +61,27 @@ async def test_a_connection_left_in_a_transaction_is_not_reused(pg_url: str) -> 
     async with pool.connection() as conn:
         assert conn.info.backend_pid != first
         assert await (await conn.execute(statements.PING)).fetchone() == (1,)
+    pool.close()
+
+
+async def _pids_of_a_burst(pool: FastPool, size: int) -> set[int]:
+    """The backends of ``size`` connections held at once (a burst), all returned afterwards."""
+    async with contextlib.AsyncExitStack() as held:
+        conns = [await held.enter_async_context(pool.connection()) for _ in range(size)]
+        return {conn.info.backend_pid for conn in conns}
+
+
+async def test_a_burst_beyond_the_size_reuses_its_connections_until_they_idle_out(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connections opened beyond the pool's size for a burst serve the next burst (no new backends); once they
+    have idled longer than OVERFLOW_IDLE_SECONDS, returning a connection closes them down to the size."""
+    pool = FastPool(direct.conninfo(pg_url), size=1, overflow=2)
+    first = await _pids_of_a_burst(pool, 3)
+    assert len(first) == 3
+    assert await _pids_of_a_burst(pool, 3) == first
+    monkeypatch.setattr(fast, "OVERFLOW_IDLE_SECONDS", 0.0)
+    async with pool.connection():
+        pass  # the return finds the others idle for longer than 0 s
+    kept = await _pids_of_a_burst(pool, 3)
+    assert len(kept & first) == 1 and len(kept) == 3
     pool.close()
