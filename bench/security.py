@@ -447,10 +447,12 @@ def neighbour_figures(requests: int = 150, attackers: int = 4, unpaced: bool = T
                     time.sleep(0.1)
                 time.sleep(1)
                 cpu_before = cpu_seconds(api.pid)
+                attackers_before = sum(cpu_seconds(proc.pid or 0) for proc in hostile)
                 window = time.monotonic()
                 loaded = victim_latencies(url, calm_key, requests)
                 window_end = time.monotonic()
                 cpu_loaded = cpu_seconds(api.pid) - cpu_before
+                cpu_attackers = sum(cpu_seconds(proc.pid or 0) for proc in hostile) - attackers_before
             finally:
                 stop.set()
                 seen: list[tuple[int, float, float]] = []
@@ -480,8 +482,10 @@ def neighbour_figures(requests: int = 150, attackers: int = 4, unpaced: bool = T
                   f"all, {len(during_victim)} while the victim was measured ({len(during_victim) / during:.1f}/s, "
                   f"each after {percentile(attacker_waits, 0.5) * 1e3:.0f} ms p50, "
                   f"{max(attacker_waits) * 1e3:.0f} ms max); API CPU per victim request {cpu_victim * 1e3:.1f} ms, "
-                  f"per refused request about {cpu_refused * 1e3:.1f} ms; API busy {cpu_loaded / during:.0%} "
-                  "while loaded")
+                  + (f"per refused request about {cpu_refused * 1e3:.1f} ms" if len(during_victim) >= 5 else
+                     "per refused request: too few refusals to tell")
+                  + f"; API busy {cpu_loaded / during:.0%}, the attackers' processes {cpu_attackers / during:.0%} "
+                  "of a core while loaded")
             key = ("default" if per_minute == 100 else "unlimited") + ("" if paced else "_unpaced")
             figures.update({f"neighbour_{key}_idle_p50_ms": percentile(idle, 0.5) * 1e3,
                             f"neighbour_{key}_loaded_p50_ms": percentile(loaded, 0.5) * 1e3,
@@ -489,7 +493,9 @@ def neighbour_figures(requests: int = 150, attackers: int = 4, unpaced: bool = T
                             f"neighbour_{key}_cpu_ms_per_refused": cpu_refused * 1e3,
                             f"neighbour_{key}_cpu_ms_per_victim_request": cpu_victim * 1e3,
                             f"neighbour_{key}_attacker_answers_per_s": len(during_victim) / during,
-                            f"neighbour_{key}_attacker_wait_p50_ms": percentile(attacker_waits, 0.5) * 1e3})
+                            f"neighbour_{key}_attacker_wait_p50_ms": percentile(attacker_waits, 0.5) * 1e3,
+                            f"neighbour_{key}_api_busy": cpu_loaded / during,
+                            f"neighbour_{key}_attackers_busy": cpu_attackers / during})
         return figures
     finally:
         for proc in procs:
