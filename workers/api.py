@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -27,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from temporalio.service import RPCError
+from uvicorn import Config as ServerConfig
+from uvicorn import Server
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from jobforge.errors import (
@@ -785,6 +788,20 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> ProblemGua
 
 # -- the process ---------------------------------------------------------------------------------
 
+
+class ApiServer(Server):
+    """uvicorn's server, answering the refusals pacing holds as soon as it starts to shut down: held, they
+    would keep their connections open through the graceful shutdown (or be cut off at its end)."""
+
+    def __init__(self, config: ServerConfig, pacer: Pacer) -> None:
+        super().__init__(config)
+        self.pacer = pacer
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.pacer.release_all()
+        await super().shutdown(sockets)
+
+
 cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="Run JobForge's HTTP ingress.")
 
 
@@ -805,11 +822,12 @@ def run(host: str | None = typer.Option(None, help="Address to bind (default: JO
     try:
         require_database(settings, "jobforge-api")
         configure_telemetry(settings, "jobforge-api", settings.api_metrics_bind)
-        config = uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
+        app = create_app(settings)
+        config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port,
                                 log_config=None, proxy_headers=False, server_header=False, lifespan="on",
                                 http=ProblemH11Protocol)
         wait_for_stack("jobforge-api")
-        asyncio.run(uvicorn.Server(config).serve())
+        asyncio.run(ApiServer(config, app.pacer).serve())
     except JobForgeError as err:
         log.error("api_failed", error_code=err.code, error=err.message)
         raise typer.Exit(2) from None

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
@@ -21,7 +22,8 @@ from shared.gate import PACED_ACTION
 from shared.security.pacing import Pacer
 from shared.settings import Settings
 from tests.integration.test_api import HEALTHCHECK, PROBLEM, auth, tenant_with_key
-from workers.api import create_app
+from tests.support.procs import free_port
+from workers.api import ApiServer, create_app
 from workers.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -149,3 +151,29 @@ async def test_unauthenticated_floods_are_paced_by_address_not_the_keys_behind_i
         assert not held.done()
         pacer.release_all()
         assert (await held).status_code == 401
+
+
+async def test_a_stopping_server_answers_held_refusals_at_once(runtime: Runtime) -> None:
+    """When the API server starts to shut down, a refusal held for up to a minute is answered (422) at
+    once, instead of being cut off when a one-second graceful shutdown runs out."""
+    _, flooding = await tenant_with_key(runtime, ["*:*"])
+    app = create_app(runtime.settings, runtime)
+    app.pacer.clock = lambda: 0.0
+    port = free_port()
+    server = ApiServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on",
+                                      timeout_graceful_shutdown=1), app.pacer)
+    serving = asyncio.ensure_future(server.serve())
+    try:
+        await until(lambda: server.started)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+            send = refused_job(flooding, {"nope": 1})
+            for _ in range(BURST):
+                assert (await send(client)).status_code == 422
+            held = asyncio.ensure_future(send(client))
+            await until(lambda: app.pacer.held == 1)
+            server.should_exit = True
+            answer = await held
+            assert answer.status_code == 422 and answer.json()["code"] == "invalid_inputs"
+    finally:
+        server.should_exit = True
+        await serving
