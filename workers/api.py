@@ -397,7 +397,6 @@ class RefusalPacing:
                 offense.end_turn()
 
 
-
 # -- the app -------------------------------------------------------------------------------------
 
 bearer = HTTPBearer(auto_error=False, description="A tenant API key: `jobforge keys create --tenant T`.")
