@@ -362,11 +362,11 @@ class Offense:
 
 
 class RefusalPacing:
-    """Pure ASGI middleware pacing refused callers (:mod:`shared.security.pacing`): a refused answer (4xx)
-    of a caller over its allowance is held before it is sent, at most the policy's ``max_hold``; over the
-    cap of held answers it is sent at once with ``Connection: close``. The ``principal`` dependency names
-    the API key as the offender and, while the key is paced, waits for its turn (ended here, after the
-    answer is sent)."""
+    """Pure ASGI middleware pacing refused callers of the HTTP API (``/v1/``, see
+    :mod:`shared.security.pacing`): a refused answer (4xx) of a caller over its allowance is held before
+    it is sent, at most the policy's ``max_hold``; over the cap of held answers it is sent at once with
+    ``Connection: close``. The ``principal`` dependency names the API key as the offender and, while the
+    key is paced, waits for its turn (ended here, after the answer is sent)."""
 
     def __init__(self, app: BodyLimit, pacer: Pacer) -> None:
         self.app = app
@@ -375,8 +375,8 @@ class RefusalPacing:
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
                        send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        if scope["type"] != "http" or not self.pacer.policy.enabled:
-            await self.app(scope, receive, send)
+        if scope["type"] != "http" or not self.pacer.policy.enabled or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)  # the console (/ui) signs its users in by session, not by key
             return
         client = scope.get("client")
         offense = Offense(f"address:{client[0] if client else 'unknown'}")

@@ -177,3 +177,14 @@ async def test_a_stopping_server_answers_held_refusals_at_once(runtime: Runtime)
     finally:
         server.should_exit = True
         await serving
+
+
+async def test_the_console_is_not_paced(runtime: Runtime) -> None:
+    """The console (``/ui``) signs its users in by session: its refusals (an expired sign-in form, 403)
+    are answered at once however many come from one address."""
+    async with paced_api(runtime) as (api, pacer):
+        for _ in range(2 * BURST):
+            refused = asyncio.ensure_future(api.post("/ui/login", data={"token": "wrong"}))
+            await until(lambda task=refused: task.done() or pacer.held > 0)
+            assert pacer.held == 0
+            assert (await refused).status_code == 403
