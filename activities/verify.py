@@ -37,15 +37,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
 from temporalio import activity
 
 from activities.artifacts import ArtifactStore
+from activities.envcache import EnvCache
 from activities.process import ProcessResult, Progress, kill_stale, run_process
 from activities.toolchains import Toolchains, uv_binary
 from jobforge.errors import JobForgeError, RepoCheckoutFailed, SandboxUnavailable, ToolchainUnavailable
@@ -57,7 +58,7 @@ from shared.manifest import MANIFEST_NAME, build_manifest, manifest_bytes
 from shared.settings import Settings
 from shared.store import Store
 from shared.temporal import to_application_error
-from shared.verify import detect, pins
+from shared.verify import detect, envcache, pins
 from shared.verify.environment import StepPaths, step_env
 from shared.verify.fingerprint import (
     IGNORED_DIRS,
@@ -112,6 +113,7 @@ _GIT_IDENTITY = {"GIT_AUTHOR_NAME": "jobforge", "GIT_AUTHOR_EMAIL": "verify@jobf
                  "GIT_COMMITTER_NAME": "jobforge", "GIT_COMMITTER_EMAIL": "verify@jobforge.invalid"}
 
 _sandbox_probe: dict[str, SandboxInfo] = {}
+_T = TypeVar("_T")
 
 
 # -- helpers (I/O) ------------------------------------------------------------------------------------
@@ -479,6 +481,7 @@ class VerifyActivities:
         self.base = settings.home.resolve() / "verify"
         self.cache = (settings.verify_cache_dir or self.base / "cache").resolve()
         self.toolchains = Toolchains(self.cache / "toolchains")
+        self.envs = EnvCache(self.cache / "envs", settings.verify_env_cache_max_mb << 20)
 
     # -- layout
 
@@ -641,7 +644,7 @@ class VerifyActivities:
                 return f"{head} ({real}) is hidden inside the sandbox"
         return ""
 
-    async def _execute(self, req: StepInput, spec: StepSpec, install: bool) -> StepResult:
+    async def _execute(self, req: StepInput, spec: StepSpec, install: bool, note: str = "") -> StepResult:
         """Run a step's commands in turn (sandboxed when possible), store its log, say how it went."""
         prepared = req.prepared
         ws = Path(prepared.workspace)
@@ -686,7 +689,8 @@ class VerifyActivities:
         machine = retried = ""  # the line saying the machine, not the code, failed the check (transient_failure)
         with log_path.open("w", encoding="utf-8") as sink:
             sink.write(f"# jobforge verify step {name} (attempt {attempt})\n# cwd: {repo}\n# origin: {spec.origin}\n"
-                       f"# sandbox: {prepared.sandbox.tool if sandbox else 'none (' + prepared.sandbox.reason + ')'}\n")
+                       f"# sandbox: {prepared.sandbox.tool if sandbox else 'none (' + prepared.sandbox.reason + ')'}\n"
+                       + (f"# {note}\n" if note else ""))
             try:
                 for round_ in (1, 2):
                     start = sink.tell()
@@ -941,7 +945,19 @@ class VerifyActivities:
         if not spec.runnable:
             result = StepResult(name=StepName.INSTALL, status=StepStatus.SKIPPED, reason=spec.reason)
             return InstallResult(result=result, tool_versions=prepared.tool_versions)
-        result = await self._execute(req, spec, install=True)
+        dirs = envcache.env_dirs(plan, str(tree))
+        started = time.monotonic()
+        restored = await self._heartbeating(
+            "restore", self.envs.restore, req.tenant_id, plan.install_key, dirs, prepared.workspace)
+        run_spec = spec
+        if restored.hit:  # the environments are complete: only what puts the run's own code in place runs
+            commands = envcache.warm_commands(spec.commands())
+            run_spec = spec.model_copy(update={"argv": commands[0] if commands else [], "extra": commands[1:]})
+        if run_spec.runnable:
+            result = await self._execute(req, run_spec, install=True, note=restored.reason)
+        else:
+            result = StepResult(name=StepName.INSTALL, status=StepStatus.PASSED, exit_code=0, command=spec.display,
+                                origin=spec.origin, attempt=activity.info().attempt)
         base = {k: v for k, v in prepared.tool_versions.items() if k not in ("packages", "node_modules")}
         installed = await asyncio.to_thread(installed_versions, plan, tree)
         if result.status is StepStatus.PASSED:
@@ -949,7 +965,23 @@ class VerifyActivities:
             await asyncio.to_thread(stamp.parent.mkdir, parents=True, exist_ok=True)
             await asyncio.to_thread(stamp.write_bytes, orjson.dumps({
                 "install_key": plan.install_key, "installed": installed, "run_id": req.run_id}))
+            if not restored.hit:
+                await self._heartbeating("store", self.envs.store, req.tenant_id, plan.install_key, dirs,
+                                         prepared.workspace)
+        # the install's time is all of it: restoring and storing environments as well as its commands
+        result = result.model_copy(update={
+            "command": spec.display, "duration_seconds": round(time.monotonic() - started, 3),
+            "reason": result.reason or (restored.reason if restored.hit else "")})
         return InstallResult(result=result, tool_versions={**base, **installed})
+
+    async def _heartbeating(self, phase: str, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` in a thread, heartbeating while it runs (a large environment takes a while to copy)."""
+        task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=5.0)
+            if done:
+                return task.result()
+            activity.heartbeat({"phase": phase})
 
     # -- steps
 

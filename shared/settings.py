@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     verify_sandbox: str = Field(default="auto", pattern="^(auto|off|required)$")
     #: download caches (pip, npm) shared by verify installs; unset = ``home/verify/cache``
     verify_cache_dir: Path | None = None
+    #: the environments verify installs built, kept per install key under ``<verify cache>/envs`` so that a
+    #: warm run starts from them; least recently used entries go beyond this size; 0 = keep none
+    verify_env_cache_max_mb: int = Field(default=8192, ge=0)
     #: the artifact store (content-addressed, tenant-scoped); unset = ``home/artifacts``
     artifact_dir: Path | None = None
 
