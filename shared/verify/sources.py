@@ -121,7 +121,9 @@ def _nox(facts: RepoFacts, python_version: str, out: Defined) -> None:
                                        session]], f"noxfile.py session {session}")
     if chosen:
         out.tool(ToolRequest(kind="pypi", name="nox", version=">=2024.4.15", why="noxfile.py"))
-        out.prepare.append(["nox", "--install-only", *backend, "-s", *dict.fromkeys(chosen.values())])
+        # an environment restored from the cache (activities.envcache) is brought up to date, not rebuilt
+        out.prepare.append(["nox", "--install-only", "--reuse-existing-virtualenvs", *backend, "-s",
+                            *dict.fromkeys(chosen.values())])
 
 
 def _hatch(facts: RepoFacts, pyproject: Mapping[str, Any], req: Request, out: Defined, uv: str) -> None:

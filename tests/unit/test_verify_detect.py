@@ -229,7 +229,8 @@ def test_project_runners_define_steps_before_detection() -> None:
     n = plan(facts({"pyproject.toml": PYPROJECT, "noxfile.py": nox}, {"tests"}), REQ, HOST)
     assert commands(n)["test"] == ("nox --no-install --reuse-existing-virtualenvs --default-venv-backend uv "
                                    "-s tests-3.11")
-    assert ["nox", "--install-only", "--default-venv-backend", "uv", "-s", "lint", "tests-3.11"] in n.install.commands()
+    assert ["nox", "--install-only", "--reuse-existing-virtualenvs", "--default-venv-backend", "uv", "-s", "lint",
+            "tests-3.11"] in n.install.commands()
     make = "lint:\n\truff check .\ntest: build\n\tpytest\n.PHONY: lint test\n"
     m = plan(facts({"pyproject.toml": PYPROJECT, "Makefile": make}, {"tests"}), REQ, HOST)
     assert commands(m)["lint"] == "make lint" and m.step(StepName.LINT).origin == "Makefile target lint"
