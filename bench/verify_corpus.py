@@ -79,6 +79,7 @@ class Outcome:
     by_hand: float | None = None
     by_hand_install: float | None = None
     by_hand_statuses: dict[str, str] = field(default_factory=dict)
+    phases: list[Phase] = field(default_factory=list)
 
     def status(self, step: str) -> str:
         if self.report is None:
@@ -319,7 +320,7 @@ def establish(case: Case, work: Path, cache: Path) -> dict[str, str]:
 # -- the pack ----------------------------------------------------------------------------------------
 
 
-async def run_pack(settings: Settings, tenant: str, repo: Path) -> tuple[float, VerifyReport]:
+async def run_pack(settings: Settings, tenant: str, repo: Path) -> tuple[float, VerifyReport, list[Phase]]:
     async with open_runtime(settings) as rt:
         await rt.gate.tenants.ensure_tenant(tenant)  # requests name tenants that exist
         client = rt.client()
@@ -327,8 +328,50 @@ async def run_pack(settings: Settings, tenant: str, repo: Path) -> tuple[float, 
         handle = await client.request_job(tenant, TEMPLATE_KEY, {"repo_path": str(repo),
                                                                  "options": {"no_cache": True}})
         report = await asyncio.wait_for(client.result(handle), CASE_TIMEOUT)
+        wall = time.perf_counter() - started
+        assert rt.temporal is not None
+        history = await rt.temporal.get_workflow_handle(handle.workflow_id, run_id=handle.run_id).fetch_history()
     assert isinstance(report, VerifyReport)
-    return time.perf_counter() - started, report
+    return wall, report, phases(history)
+
+
+@dataclass
+class Phase:
+    """One activity of a run, from its workflow history: queued (scheduled to started) and run times."""
+
+    name: str
+    step: str
+    scheduled: float
+    queued: float
+    ran: float
+
+
+def phases(history: Any) -> list[Phase]:
+    """Each activity of the run: how long it waited for a worker and how long it ran, in history order."""
+    from temporalio.api.enums.v1 import EventType
+
+    t0 = None
+    scheduled: dict[int, tuple[str, str, float]] = {}
+    started: dict[int, float] = {}
+    out: list[Phase] = []
+    for event in history.events:
+        at = event.event_time.ToDatetime().timestamp()
+        t0 = at if t0 is None else t0
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attrs = event.activity_task_scheduled_event_attributes
+            step = ""
+            with contextlib.suppress(Exception):
+                step = json.loads(attrs.input.payloads[0].data).get("step", "") or ""
+            scheduled[event.event_id] = (attrs.activity_type.name, step, at)
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started[event.activity_task_started_event_attributes.scheduled_event_id] = at
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            sid = event.activity_task_completed_event_attributes.scheduled_event_id
+            name, step, when = scheduled[sid]
+            begin = started.get(sid, when)
+            out.append(Phase(name=name.removeprefix("verify."), step=step, scheduled=round(when - t0, 3),
+                             queued=round(begin - when, 3), ran=round(at - begin, 3)))
+    return out
 
 
 # -- the corpus file ---------------------------------------------------------------------------------
@@ -377,7 +420,7 @@ async def run_cases(settings: Settings, cases: list[Case], work: Path, hand: boo
         tenant = f"corpus-{case.repo}"
         try:
             repo = materialise(case, work / "pack")
-            outcome.wall, outcome.report = await run_pack(settings, tenant, repo)
+            outcome.wall, outcome.report, outcome.phases = await run_pack(settings, tenant, repo)
         except Exception as exc:  # a harness reports every case, whatever broke in it
             outcome.error = f"{type(exc).__name__}: {exc}"[:500]
         print(_line(outcome) + (f"  [{outcome.error}]" if outcome.error else ""), flush=True)
@@ -390,6 +433,11 @@ async def run_cases(settings: Settings, cases: list[Case], work: Path, hand: boo
                           f"{step.reason[:200]} | {' | '.join(step.tail[-4:])[:400]}", flush=True)
             if report.error:
                 print(f"    error: {report.error[:400]}", flush=True)
+            steps = {r.name.value: r.duration_seconds for r in report.steps}
+            print("    phases: " + ", ".join(
+                f"{p.step or p.name} {p.ran:.1f}s" + (f" (its process {steps[p.step]:.1f}s)" if p.step in steps else "")
+                + (f" after {p.queued:.2f}s queued" if p.queued >= 0.05 else "") for p in outcome.phases)
+                + f"; wall {outcome.wall:.1f}s", flush=True)
         if hand and report is not None and case.name == "intact":
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(by_hand, outcome, settings, tenant, work)
@@ -427,6 +475,7 @@ def summarise(outcomes: list[Outcome], skipped: list[str]) -> dict[str, Any]:
         "repo": o.case.repo, "case": o.case.name, "verdict": o.verdict, "expected": o.case.expect.get("verdict"),
         "wall_s": round(o.wall, 1), "install_s": o.install_seconds, "by_hand_s": o.by_hand,
         "by_hand_install_s": o.by_hand_install, "error": o.error or (o.report.error if o.report else ""),
+        "phases": [vars(p) for p in o.phases],
         "steps": [{"step": r.name.value, "status": r.status.value, "expected": o.case.expect.get(r.name.value),
                    "seconds": r.duration_seconds, "command": r.command, "origin": r.origin}
                   for r in (o.report.steps if o.report else [])],
