@@ -1,7 +1,7 @@
 """``autopilot.readylayer.verify_pack``: lint, typecheck, build and test a repository, step by step.
 
-prepare (locate or clone, plan, fingerprint, cache lookup) → install → lint ∥ typecheck → build and
-test (in the plan's stages) → finalize (report.json, manifest, cache). Each step is an activity on
+prepare (locate or clone, plan, fingerprint, cache lookup) → install → the checks in the plan's stages
+(Python: lint ∥ typecheck ∥ test, then build) → finalize (report.json, manifest, cache). Each step is an activity on
 the verify task queue that heartbeats while its process group runs; a worker that dies mid-step
 is noticed by the heartbeat timeout and the step is retried elsewhere, while the steps that had
 finished are taken from history, not run again.

@@ -291,13 +291,16 @@ def plan(facts: RepoFacts, req: Request, host: Host) -> Plan:
                      f"(choose the commands in {detect.EXPLICIT_FILE})")
     if version:
         notes.append(f"Python {version} ({interpreter})" + (f" for requires-python {requires!r}" if requires else ""))
-    order = [[StepName.LINT, StepName.TYPECHECK], [StepName.BUILD, StepName.TEST]]
+    # the tests start at once beside the checks that read the code (in CI each is a job of its own), so the two
+    # long steps (type checker, tests) overlap; the build, which writes its metadata (egg-info) into the
+    # tree, comes after the checks that read the tree
+    order = [[StepName.LINT, StepName.TYPECHECK, StepName.TEST], [StepName.BUILD]]
     workers = mypy_workers(facts, pyproject)
     typecheck = next(s for s in steps if s.name is StepName.TYPECHECK)
     if workers > 1 and typecheck.runnable:
         # mypy's own worker pool gives each worker a few seconds to start: beside another CPU-bound step on a
         # small worker it can miss that, failing a check that passes in CI, where each job has its runner
-        order = [[StepName.LINT], [StepName.TYPECHECK], [StepName.BUILD, StepName.TEST]]
+        order = [[StepName.LINT, StepName.TEST], [StepName.TYPECHECK], [StepName.BUILD]]
         notes.append(f"typecheck runs alone: mypy starts {workers} worker processes of its own (num_workers)")
     envs, _, _ = runners.tox_envs(facts.files, pyproject)
     sessions = [p for _, pythons in runners.nox_sessions(facts.files.get("noxfile.py", "")) for p in pythons]

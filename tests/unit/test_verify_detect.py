@@ -66,7 +66,8 @@ def test_python_project_uses_ruff_mypy_build_and_pytest() -> None:
         "lint": "ruff check .", "typecheck": "mypy src",
         "build": "python -m build --no-isolation --outdir /ws/dist .", "test": "python -m pytest",
     }
-    assert p.stages == [[StepName.LINT, StepName.TYPECHECK], [StepName.BUILD, StepName.TEST]]
+    # the tests beside lint and typecheck (the two long steps overlap); the build, writing into the tree, after
+    assert p.stages == [[StepName.LINT, StepName.TYPECHECK, StepName.TEST], [StepName.BUILD]]
     install = p.install.commands()
     assert install[0] == ["uv", "venv", "--clear", "--python", "/py311/bin/python3.11", "/ws/env"]
     pip = install[1]
@@ -273,17 +274,17 @@ def test_precommit_hooks_run_on_the_newest_admitted_interpreter_unless_the_confi
 
 
 def test_mypy_with_its_own_worker_pool_typechecks_alone() -> None:
-    """mypy configured with num_workers > 1 (pyproject or mypy.ini) runs in a stage of its own, not beside lint;
-    without it lint and typecheck share a stage."""
+    """mypy configured with num_workers > 1 (pyproject or mypy.ini) runs in a stage of its own, not beside lint
+    and the tests; without it lint, typecheck and the tests share a stage."""
     p = plan(facts({"pyproject.toml": PYPROJECT + "num_workers = 4\n"}, {"tests"}), REQ, HOST)
-    assert p.stages == [[StepName.LINT], [StepName.TYPECHECK], [StepName.BUILD, StepName.TEST]]
+    assert p.stages == [[StepName.LINT, StepName.TEST], [StepName.TYPECHECK], [StepName.BUILD]]
     assert any("mypy starts 4 worker processes" in n for n in p.notes)
     ini = plan(facts({"pyproject.toml": PYPROJECT.replace("[tool.mypy]\nstrict = true\n", ""),
                       "mypy.ini": "[mypy]\nnum_workers = 2\n[mypy-foo.*]\nignore_errors = True\n"},
                      {"tests"}), REQ, HOST)
-    assert ini.stages[:2] == [[StepName.LINT], [StepName.TYPECHECK]]
+    assert ini.stages[:2] == [[StepName.LINT, StepName.TEST], [StepName.TYPECHECK]]
     plain = plan(facts({"pyproject.toml": PYPROJECT}, {"tests"}), REQ, HOST)
-    assert plain.stages == [[StepName.LINT, StepName.TYPECHECK], [StepName.BUILD, StepName.TEST]]
+    assert plain.stages == [[StepName.LINT, StepName.TYPECHECK, StepName.TEST], [StepName.BUILD]]
 
 
 def node_facts(package: dict[str, object], present: set[str] | None = None,
