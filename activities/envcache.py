@@ -10,7 +10,8 @@ Layout under ``<verify cache>/envs``:
 * ``<tenant>/<key>.lock`` the entry's lock: restoring holds it shared, replacing or evicting exclusive;
 * ``.trash/`` entries on their way out.
 
-Restoring copies each directory to the run's own path (``cp -a``), then writes the run's workspace
+Storing and restoring copy each directory (installed packages' files as hard links, see :func:`shareable`;
+everything else as copies), then restoring writes the run's workspace
 path wherever the build's path stood (environments hold absolute paths: scripts' shebangs, the
 editable project's ``.pth``, tox's records); an entry whose files do not add up to what ``meta.json``
 says (half deleted, truncated) is a miss, deleted, and rebuilt by that run's full install. The cache is
@@ -85,14 +86,50 @@ def _flock(path: Path, mode: int, blocking: bool = True) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def shareable(relative: str) -> bool:
+    """Whether a file of an environment may be a hard link shared with the cache: installed packages' own files
+    (``site-packages/<package>/...`` and top-level modules), which installers replace and never write in
+    place (uv already links them from its cache into every environment). Scripts, records, ``.pth`` files and
+    whatever else lies outside packages are copied."""
+    parts = relative.split("/")
+    if "site-packages" not in parts:
+        return False
+    rest = parts[parts.index("site-packages") + 1:]
+    if not rest or rest[0].endswith((".dist-info", ".egg-info", ".pth", ".egg-link")):
+        return False
+    return len(rest) > 1 or rest[0].endswith((".py", ".so", ".pyi"))
+
+
 def _copy(src: Path, dst: Path) -> None:
-    """``src`` to ``dst`` (which must not exist), symlinks as they are, hard links kept, reflinks where the
-    filesystem has them."""
+    """``src`` to ``dst`` (which must not exist): packages' files hard-linked (:func:`shareable`), the rest
+    copied with their mode and times, symlinks as they are."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["cp", "-a", "--reflink=auto", "--", str(src), str(dst)], capture_output=True, text=True,
-                          timeout=COPY_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
-    if done.returncode != 0:
-        raise OSError(f"cp -a {src} {dst} failed: {done.stderr.strip()[-300:]}")
+    root = str(src)
+    dirs: list[tuple[str, str]] = []
+    for current, names, files in os.walk(root):
+        relative = os.path.relpath(current, root)
+        target = str(dst) if relative == "." else os.path.join(dst, relative)
+        os.mkdir(target)
+        dirs.append((current, target))
+        for name in [*names, *files]:
+            source = os.path.join(current, name)
+            if os.path.islink(source):
+                os.symlink(os.readlink(source), os.path.join(target, name))
+        names[:] = [n for n in names if not os.path.islink(os.path.join(current, n))]
+        prefix = "" if relative == "." else relative + "/"
+        for name in files:
+            source = os.path.join(current, name)
+            if os.path.islink(source):
+                continue
+            if shareable(prefix + name):
+                try:
+                    os.link(source, os.path.join(target, name))
+                    continue
+                except OSError:  # another filesystem, a link limit: a copy
+                    pass
+            shutil.copy2(source, os.path.join(target, name))
+    for source, target in reversed(dirs):
+        shutil.copystat(source, target)
 
 
 def _files_holding(root: Path, needle: str) -> list[Path]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -429,6 +430,19 @@ def step_tree(tree: Path, dest: Path) -> Path:
             if target.parent.is_dir() and not target.exists():
                 target.symlink_to(modules)
     return dest
+
+
+def _workspace_locked(workspace: str, fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)`` holding the run's environment lock: two attempts of one install (a retry started while the
+    first still copies) never restore or store the run's environments at once."""
+    lock = Path(workspace) / "steps" / "environments.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            return fn(*args)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _read_from(path: Path, offset: int, limit: int = 4 << 20) -> str:
@@ -947,8 +961,8 @@ class VerifyActivities:
             return InstallResult(result=result, tool_versions=prepared.tool_versions)
         dirs = envcache.env_dirs(plan, str(tree))
         started = time.monotonic()
-        restored = await self._heartbeating(
-            "restore", self.envs.restore, req.tenant_id, plan.install_key, dirs, prepared.workspace)
+        restored = await self._heartbeating("restore", _workspace_locked, prepared.workspace, self.envs.restore,
+                                            req.tenant_id, plan.install_key, dirs, prepared.workspace)
         run_spec = spec
         if restored.hit:  # the environments are complete: only what puts the run's own code in place runs
             commands = envcache.warm_commands(spec.commands())
@@ -966,8 +980,8 @@ class VerifyActivities:
             await asyncio.to_thread(stamp.write_bytes, orjson.dumps({
                 "install_key": plan.install_key, "installed": installed, "run_id": req.run_id}))
             if not restored.hit:
-                await self._heartbeating("store", self.envs.store, req.tenant_id, plan.install_key, dirs,
-                                         prepared.workspace)
+                await self._heartbeating("store", _workspace_locked, prepared.workspace, self.envs.store,
+                                         req.tenant_id, plan.install_key, dirs, prepared.workspace)
         # the install's time is all of it: restoring and storing environments as well as its commands
         result = result.model_copy(update={
             "command": spec.display, "duration_seconds": round(time.monotonic() - started, 3),
@@ -975,13 +989,20 @@ class VerifyActivities:
         return InstallResult(result=result, tool_versions={**base, **installed})
 
     async def _heartbeating(self, phase: str, fn: Callable[..., _T], *args: Any) -> _T:
-        """``fn(*args)`` in a thread, heartbeating while it runs (a large environment takes a while to copy)."""
+        """``fn(*args)`` in a thread, heartbeating every second while it runs (a large environment takes a while
+        to copy). A thread cannot be stopped: when the activity is cancelled, it is waited for before the
+        cancellation goes on, so a retried attempt never finds this one still writing its workspace."""
         task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
         while True:
-            done, _ = await asyncio.wait({task}, timeout=5.0)
+            activity.heartbeat({"phase": phase})
+            try:
+                done, _ = await asyncio.wait({task}, timeout=1.0)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(task)
+                raise
             if done:
                 return task.result()
-            activity.heartbeat({"phase": phase})
 
     # -- steps
 

@@ -89,6 +89,11 @@ def test_a_restored_environment_points_at_the_restoring_runs_paths(tmp_path: Pat
     entry = cache.entry("acme", KEY)
     assert (entry / "env" / "lib" / "python3.11" / "site-packages" / "_project.pth").read_text() == (
         f"{first}/tree/src\n")
+    # packages' files are shared with the entry; a script written in place by the run leaves the entry alone
+    assert (site / "pkg3.py").stat().st_ino == (entry / "env" / "lib" / "python3.11" / "site-packages" /
+                                                "pkg3.py").stat().st_ino
+    (second / "env" / "bin" / "tool").write_text("changed by the run\n")
+    assert (entry / "env" / "bin" / "tool").read_text().startswith(f"#!{first}/env/bin/python\n")
 
 
 def test_a_workspace_of_another_length_gets_text_patched_and_bytecode_dropped(tmp_path: Path) -> None:
@@ -123,8 +128,7 @@ def test_a_damaged_entry_is_a_miss_and_is_replaced(tmp_path: Path, damage: str) 
     writes a complete one that restores again."""
     cache = EnvCache(tmp_path / "envs", 1 << 30)
     first = _workspace(tmp_path, "run-aaaa")
-    dirs = _build_env(first)
-    assert cache.store("acme", KEY, dirs, str(first))
+    assert cache.store("acme", KEY, _build_env(first), str(first))
     entry = cache.entry("acme", KEY)
     site = entry / "env" / "lib" / "python3.11" / "site-packages"
     if damage == "delete a file":
@@ -137,7 +141,8 @@ def test_a_damaged_entry_is_a_miss_and_is_replaced(tmp_path: Path, damage: str) 
     restored = cache.restore("acme", KEY, _dirs(second), str(second))
     assert not restored.hit
     assert (not (second / "env").exists() and not entry.exists()) or damage == "meta.json cut short"
-    assert cache.store("acme", KEY, dirs, str(first))
+    rebuilt = _workspace(tmp_path, "run-dddd")  # the run that missed installs from scratch
+    assert cache.store("acme", KEY, _build_env(rebuilt), str(rebuilt))
     third = _workspace(tmp_path, "run-cccc")
     assert cache.restore("acme", KEY, _dirs(third), str(third)).hit
     assert (third / "env" / "lib" / "python3.11" / "site-packages" / "pkg7.py").read_text() == "VALUE = 7\n"
