@@ -716,6 +716,7 @@ class VerifyActivities:
                                                    kill_grace=prepared.kill_grace_seconds, sink=sink, on_tick=tick,
                                                    pidfile=pidfile)
                         results.append(result)
+                        sink.write(f"# exit {result.exit_code} after {result.duration:.2f} s\n")
                         timeout = max(1.0, timeout - result.duration)
                         if result.error:
                             sink.write(f"[jobforge: {result.error}]\n")

@@ -433,6 +433,12 @@ async def run_cases(settings: Settings, cases: list[Case], work: Path, hand: boo
                           f"{step.reason[:200]} | {' | '.join(step.tail[-4:])[:400]}", flush=True)
             if report.error:
                 print(f"    error: {report.error[:400]}", flush=True)
+            install = report.step(StepName.INSTALL)
+            if install.log is not None and case.name != "intact":  # a warm install: where its time went
+                with contextlib.suppress(OSError):
+                    lines = (await asyncio.to_thread(Path(install.log.location).read_text)).splitlines()
+                    print("    install: " + (install.reason or "not restored") + " | " + " | ".join(
+                        line[:90] for line in lines if line.startswith(("$ ", "# exit", "# env"))), flush=True)
             steps = {r.name.value: r.duration_seconds for r in report.steps}
             print("    phases: " + ", ".join(
                 f"{p.step or p.name} {p.ran:.1f}s" + (f" (its process {steps[p.step]:.1f}s)" if p.step in steps else "")
