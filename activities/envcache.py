@@ -11,11 +11,11 @@ Layout under ``<verify cache>/envs``:
 * ``.trash/`` entries on their way out.
 
 Storing and restoring copy each directory (installed packages' files as hard links, see :func:`shareable`;
-everything else as copies), then restoring writes the run's workspace
-path wherever the build's path stood (environments hold absolute paths: scripts' shebangs, the
-editable project's ``.pth``, tox's records); an entry whose files do not add up to what ``meta.json``
-says (half deleted, truncated) is a miss, deleted, and rebuilt by that run's full install. The cache is
-bounded by ``JOBFORGE_VERIFY_ENV_CACHE_MAX_MB``: after each store, the least recently used entries go
+everything else as copies), then restoring writes the run's workspace path wherever the build's path
+stood in the copied files (scripts' shebangs, the editable project's ``.pth``, tox's records) and
+symlinks; an entry whose files do not add up to what ``meta.json`` says (half deleted, truncated) is a
+miss, deleted, and rebuilt by that run's full install. The cache is bounded by
+``JOBFORGE_VERIFY_ENV_CACHE_MAX_MB``: after each store, the least recently used entries go
 until the rest fit.
 """
 
@@ -100,9 +100,10 @@ def shareable(relative: str) -> bool:
     return len(rest) > 1 or rest[0].endswith((".py", ".so", ".pyi"))
 
 
-def _copy(src: Path, dst: Path) -> None:
+def _copy(src: Path, dst: Path) -> list[Path]:
     """``src`` to ``dst`` (which must not exist): packages' files hard-linked (:func:`shareable`), the rest
-    copied with their mode and times, symlinks as they are."""
+    copied with their mode and times, symlinks as they are; the files copied (not linked)."""
+    copied: list[Path] = []
     dst.parent.mkdir(parents=True, exist_ok=True)
     root = str(src)
     dirs: list[tuple[str, str]] = []
@@ -128,8 +129,10 @@ def _copy(src: Path, dst: Path) -> None:
                 except OSError:  # another filesystem, a link limit: a copy
                     pass
             shutil.copy2(source, os.path.join(target, name))
+            copied.append(Path(target, name))
     for source, target in reversed(dirs):
         shutil.copystat(source, target)
+    return copied
 
 
 def _files_holding(root: Path, needle: str) -> list[Path]:
@@ -141,17 +144,19 @@ def _files_holding(root: Path, needle: str) -> list[Path]:
     return [Path(p.decode()) for p in done.stdout.split(b"\0") if p]
 
 
-def relocate(root: Path, old: str, new: str, links: Sequence[str] = ()) -> int:
-    """Write ``new`` wherever ``old`` stands in ``root``'s files and in its symlinks ``links``; the number
-    of files changed. Files are replaced, never written in place. Where the two paths differ in length,
-    binary files cannot be patched: compiled bytecode holding the old path is deleted (Python writes it
-    again), other binary files are left as they are."""
+def relocate(root: Path, old: str, new: str, links: Sequence[str] = (), files: Sequence[Path] | None = None) -> int:
+    """Write ``new`` wherever ``old`` stands in ``root``'s files (or only in ``files``) and in its symlinks
+    ``links``; the number of files changed. Files are replaced, never written in place. Where the two paths
+    differ in length, binary files cannot be patched: compiled bytecode holding the old path is deleted
+    (Python writes it again), other binary files are left as they are."""
     old_b, new_b = old.encode(), new.encode()
     changed = 0
-    for path in _files_holding(root, old):
+    for path in _files_holding(root, old) if files is None else files:
         if path.is_symlink() or not path.is_file():
             continue
         data = path.read_bytes()
+        if old_b not in data:
+            continue
         if len(old_b) != len(new_b) and b"\0" in data:
             if path.suffix == ".pyc":
                 path.unlink()
@@ -248,16 +253,19 @@ class EnvCache:
                 self._discard(entry, problem)
                 return Restored(False, f"the cached environment was damaged ({problem}); rebuilt")
             try:
+                copied: dict[str, list[Path]] = {}
                 for d in dirs:
                     target = Path(d.path)
                     if target.is_symlink() or target.is_file():
                         target.unlink()
                     elif target.exists():
                         shutil.rmtree(target)
-                    _copy(entry / d.name, target)
+                    copied[d.name] = _copy(entry / d.name, target)
+                # the copied files only: packages' own files (linked) name the build's path in compiled
+                # bytecode alone, where it is what tracebacks show, never what Python checks
                 for d in dirs:
                     if old and old != workspace:
-                        relocate(Path(d.path), old, workspace, tallies[d.name].links)
+                        relocate(Path(d.path), old, workspace, tallies[d.name].links, copied[d.name])
             except (OSError, subprocess.TimeoutExpired) as exc:
                 for d in dirs:
                     shutil.rmtree(d.path, ignore_errors=True)
