@@ -226,8 +226,8 @@ async def test_step_output_secrets_reach_no_surface(settings: Settings, repos: P
         plain = await asyncio.to_thread(jobforge, "verify", str(repo), env=env, timeout=300)  # the text report
         async with open_runtime(private) as rt:
             assert rt.temporal is not None
-            with pytest.raises(UnstorableText):
-                await rt.client().request_job("canary", "autopilot.jobforge.healthcheck",
+            with pytest.raises(UnstorableText):  # an existing tenant's request: the gate gets to the text check
+                await rt.client().request_job("demo", "autopilot.jobforge.healthcheck",
                                               {"task_queues": [f"a\u0000b password={NUL_CANARY}"]})
             record = await rt.store.get_run(report.run_id)
             history = readable((await rt.temporal.get_workflow_handle(record.workflow_id).fetch_history()).to_json())

@@ -126,3 +126,18 @@ def test_the_session_points_temporal_at_its_stack_and_can_activate_the_venv(tmp_
     report = session.run()
     assert [r.outcome for r in report.results] == [Outcome.PASSED], report.explain()
     assert report.results[0].stdout.startswith(f"127.0.0.1:{session.ports['temporal']} {sys.prefix}/bin/")
+
+
+def test_a_python_block_that_aborts_in_temporals_known_way_at_exit_passes_on_its_output(tmp_path: Path) -> None:
+    """The Temporal SDK's abort while the interpreter finalizes (temporalio/sdk-python#300) after the program
+    printed what the page expects counts as a pass; without that output, or any other abort, the block fails."""
+    fatal = ("import os, sys\nprint('healthy: True', flush=True)\n"
+             "sys.stderr.write('Fatal Python error: PyGILState_Release: thread state 0x1 must be current when "
+             "releasing\\nPython runtime state: finalizing (tstate=0x2)\\n')\nsys.stderr.flush()\nos.abort()\n")
+    passed = (f"<!-- docrun: run -->\n<!-- docrun: expect healthy: True -->\n```python\n{fatal}```\n"
+              "```sh\necho after\n```\n")
+    assert run(tmp_path, passed) == [(3, Outcome.PASSED), (10, Outcome.PASSED)]
+    unexpected = f"<!-- docrun: run -->\n<!-- docrun: expect healthy: False -->\n```python\n{fatal}```\n"
+    assert run(tmp_path, unexpected) == [(3, Outcome.FAILED)]
+    other = "<!-- docrun: run -->\n```python\nimport os\nprint('done', flush=True)\nos.abort()\n```\n"
+    assert run(tmp_path, other) == [(2, Outcome.FAILED)]
