@@ -182,10 +182,8 @@ _CLAIM_INTO = """INSERT INTO event_dedupe AS d (tenant_id, event_type, event_id,
                                payload_hash, duplicates)
 SELECT %(tenant)s, %(etype)s, %(eid)s, c.now, c.now + make_interval(secs => %(ttl)s), %(trace)s, %(hash)s, 0
   FROM (SELECT clock_timestamp() AS now) AS c"""
-DEDUPE_CLAIM_STORING = f"""
-WITH claim AS (
-{_CLAIM_INTO}
-ON CONFLICT (tenant_id, event_type, event_id) DO UPDATE
+#: the rest of a claim's CTE (a lapsed claim is taken over) and the stored copy's CTE, made from the claim
+_CLAIM_REST = f"""ON CONFLICT (tenant_id, event_type, event_id) DO UPDATE
    SET first_seen_at = excluded.first_seen_at, expires_at = excluded.expires_at, trace_id = excluded.trace_id,
        payload_hash = excluded.payload_hash, duplicates = 0
  WHERE d.expires_at <= excluded.first_seen_at
@@ -197,7 +195,11 @@ SELECT %(tenant_id)s, %(event_id)s, %(event_type)s, %(trace_id)s, %(source_app)s
        %(occurred_at)s, %(route_prefix)s || {ROUTE_MICROS.format(ts="claim.first_seen_at")}, %(actor)s
   FROM claim
 ON CONFLICT (route_workflow_id) DO NOTHING
-)
+)"""
+DEDUPE_CLAIM_STORING = f"""
+WITH claim AS (
+{_CLAIM_INTO}
+{_CLAIM_REST}
 SELECT first_seen_at, expires_at, trace_id, payload_hash FROM claim
 """
 #: the duplicate is counted on its original's row and in the tenant's minute (one statement)
@@ -250,19 +252,7 @@ WITH charge AS (
 ), claim AS (
 {_CLAIM_INTO}
  WHERE EXISTS (SELECT 1 FROM charge)
-ON CONFLICT (tenant_id, event_type, event_id) DO UPDATE
-   SET first_seen_at = excluded.first_seen_at, expires_at = excluded.expires_at, trace_id = excluded.trace_id,
-       payload_hash = excluded.payload_hash, duplicates = 0
- WHERE d.expires_at <= excluded.first_seen_at
-RETURNING first_seen_at, expires_at, trace_id, payload_hash
-), stored AS (
-INSERT INTO events (tenant_id, event_id, event_type, trace_id, source_app, source_module, payload, occurred_at,
-                    route_workflow_id, actor)
-SELECT %(tenant_id)s, %(event_id)s, %(event_type)s, %(trace_id)s, %(source_app)s, %(source_module)s, %(payload)s,
-       %(occurred_at)s, %(route_prefix)s || {ROUTE_MICROS.format(ts="claim.first_seen_at")}, %(actor)s
-  FROM claim
-ON CONFLICT (route_workflow_id) DO NOTHING
-)
+{_CLAIM_REST}
 SELECT charge.tat, charge.now, claim.first_seen_at, claim.expires_at, claim.trace_id, claim.payload_hash
   FROM charge LEFT JOIN claim ON true
 """
