@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import psycopg
@@ -42,6 +43,15 @@ async def tenant_with_key(runtime: Runtime, scopes: list[str]) -> tuple[str, str
     await runtime.gate.tenants.create_tenant(tenant)
     issued = await runtime.gate.tenants.create_key(tenant, scopes)
     return tenant, issued.secret
+
+
+def is_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The answer is a problem+json ``status`` with ``code``: its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code, body
+    return body
 
 
 def auth(key: str) -> dict[str, str]:

@@ -19,7 +19,7 @@ from jobforge.errors import EventNotFound, FeatureDisabled, InsufficientScope, T
 from jobforge.ids import api_key_id
 from jobforge.models import EventEnvelope, SafetyConfig, TriggerKind, TriggerSpec, Verdict
 from shared.flags import Flag
-from tests.integration.test_api import HEALTHCHECK, PROBLEM, auth, tenant_with_key
+from tests.integration.test_api import HEALTHCHECK, PROBLEM, auth, is_problem, tenant_with_key
 from workers.api import create_app
 from workers.runtime import Runtime
 
@@ -44,14 +44,6 @@ def sdk(api: httpx.AsyncClient, key: str) -> JobForgeClient:
 def event_trigger(tenant: str, name: str = "on-signed", **update: Any) -> TriggerSpec:
     return TriggerSpec(tenant_id=tenant, name=name, kind=TriggerKind.EVENT, event_pattern="contract.signed",
                        template_key=HEALTHCHECK, safety=SafetyConfig(dry_run=True), **update)
-
-
-def is_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code, body
-    return body
 
 
 async def test_a_trigger_made_over_http_is_listed_shown_and_records_its_dry_runs(

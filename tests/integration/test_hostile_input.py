@@ -32,7 +32,7 @@ from jobforge.models import RunStatus
 from shared.flags import Flag
 from shared.settings import Settings
 from shared.temporal import DATA_CONVERTER, ActivityErrors, search_attribute_args
-from tests.integration.test_api import HEALTHCHECK, PROBLEM, auth, tenant_with_key
+from tests.integration.test_api import HEALTHCHECK, PROBLEM, auth, is_problem, tenant_with_key
 from tests.unit.test_security_limits import bad_text, documents, first_unstorable
 from workers.api import create_app
 from workers.runtime import Runtime, open_runtime
@@ -54,14 +54,6 @@ async def api(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     app = create_app(runtime.settings, runtime)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
         yield client
-
-
-def is_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code, body
-    return body
 
 
 async def test_refused_requests_are_charged_before_the_body_is_read(api: httpx.AsyncClient, runtime: Runtime,
