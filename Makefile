@@ -9,7 +9,12 @@ STAMP  := $(VENV)/.installed-stamp
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+# the project's own packages, compiled to bytecode by `make install` as pip compiles a wheel's at install time
+# (the editable install leaves that to the first import, which PYTHONDONTWRITEBYTECODE turns off)
+PACKAGES := workers shared activities workflows sdk/jobforge
+
 install: $(STAMP) ## create .venv and install JobForge (the SDK from sdk/, then the server) with its dev tools
+	$(BIN)/python -m compileall -q $(PACKAGES)
 
 $(STAMP): pyproject.toml sdk/pyproject.toml setup.py shared/_native.c
 	$(PYTHON) -m venv $(VENV)

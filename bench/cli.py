@@ -40,6 +40,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bytecode import bytecode
 from shared.store.migrate import upgrade
 from tests.support.procs import BIN, env_with, free_port
 from workers.stack import temporal_binary, temporal_dev_command, wait_for_port
@@ -117,6 +118,7 @@ def main() -> None:
     parser.add_argument("-n", "--rounds", type=int, default=11, help="counted rounds (default 11)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a ratio misses its target")
     args = parser.parse_args()
+    compiled = bytecode()  # before the rounds: without PYTHONDONTWRITEBYTECODE the first one writes what is missing
 
     jobforge = str(BIN / "jobforge")
     baseline = Command("temporal --help", [str(temporal_binary()), "--help"], 0)
@@ -135,7 +137,7 @@ def main() -> None:
         for round_ in range(args.rounds + 1):
             for command in (baseline, *commands):
                 measure(command, env, cwd)
-            if round_ == 0:  # the warm-up round: page cache, .pyc files
+            if round_ == 0:  # the warm-up round: page cache (and .pyc files, when imports write them)
                 for command in (baseline, *commands):
                     command.walls.clear()
                     command.cpus.clear()
@@ -144,6 +146,7 @@ def main() -> None:
     base_wall, base_cpu = statistics.median(baseline.walls), statistics.median(baseline.cpus)
     print(f"{args.rounds} rounds, interleaved, after a warm-up round; {os.cpu_count()} CPUs, load average "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(compiled.describe())
     print(f"{'command':<44} {'wall s':>8} {'cpu s':>7} {'wall x':>7} {'cpu x':>7} {'target':>7}")
     print(f"{baseline.label:<44} {base_wall:8.3f} {base_cpu:7.3f} {1:7.2f} {1:7.2f} {'':>7}")
     missed = []

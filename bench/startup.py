@@ -33,6 +33,7 @@ from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bytecode import bytecode
 from shared.settings import Settings
 from tests.support.procs import BIN, env_with, free_port
 from workers.runtime import open_runtime
@@ -156,6 +157,7 @@ def launch(home: Path) -> Launch:
 
 def main() -> None:
     os.environ["JOBFORGE_AUTOPILOT_JOBS_ENABLED"] = "1"  # the client pre-checks the flag too
+    compiled = bytecode()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         base = min(baseline_temporal(root / f"baseline{i}") for i in range(2))
@@ -166,6 +168,7 @@ def main() -> None:
         rss = warm_runs[-1].rss
         shutil.rmtree(root, ignore_errors=True)
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(compiled.describe())
     print(f"baseline: bare temporal dev server to port open   {base:6.2f} s")
     print(f"jobforge dev → first job accepted, cold             {cold:6.2f} s  ({cold / base:.2f}x baseline)")
     print(f"jobforge dev → first job accepted, warm             {warm:6.2f} s  ({warm / base:.2f}x baseline)"
