@@ -1,0 +1,32 @@
+"""What the stack's processes import to start: what they do not need with every feature at its default stays out
+(docs/performance.md, start-up)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def _imported(module: str) -> set[str]:
+    """Every module a fresh interpreter holds after importing ``module``."""
+    probe = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _of(modules: set[str], packages: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in packages))
+
+
+@pytest.mark.parametrize(("module", "forbidden"), [
+    # the worker checks the schema against shared.store.schema.HEAD_REVISION, not Alembic's scripts
+    ("workers.worker", ("alembic", "sqlalchemy")),
+])
+def test_a_process_starts_without_what_it_does_not_use(module: str, forbidden: tuple[str, ...]) -> None:
+    """Importing a process's entry point leaves the packages it does not use unimported."""
+    modules = _imported(module)
+    assert module in modules
+    assert _of(modules, forbidden) == []
