@@ -2,32 +2,36 @@
 
 Layout under ``<verify cache>/envs``:
 
-* ``<tenant>/<key>/`` an entry: one directory per environment (``env``, ``hatch``, ``tox``, ``nox``) and
-  ``meta.json``, written last, that names the workspace the environments were built in and, per
-  directory, how many files it holds and their size. An entry is only ever made complete: it is built
-  under ``.tmp/`` and renamed into place, so a worker killed while building one leaves no entry, only
-  a ``.tmp/`` directory that the next store deletes (its builder's lock is gone);
+* ``<tenant>/<key>/`` an entry: one directory per environment (``env``, ``hatch``, ``tox``, ``nox``, and a
+  Node install's ``node_modules`` directories as ``tree-<place in the tree>``) and ``meta.json``, written last,
+  that names the workspace the environments were built in and, per directory, how many files it holds, their
+  size, and a digest of every file's path, size and modification time and every symlink's target. An entry
+  is only ever made complete: it is built under ``.tmp/`` and renamed into place, so a worker killed while
+  building one leaves no entry, only a ``.tmp/`` directory that the next store deletes (its builder's lock
+  is gone);
 * ``<tenant>/<key>.lock`` the entry's lock: restoring holds it shared, replacing or evicting exclusive;
 * ``.trash/`` entries on their way out.
 
-Storing and restoring copy each directory (installed packages' files as hard links, see :func:`shareable`;
-everything else as copies), then restoring writes the run's workspace path wherever the build's path
-stood in the copied files (scripts' shebangs, the editable project's ``.pth``, tox's records) and
-symlinks; an entry whose files do not add up to what ``meta.json`` says (half deleted, truncated) is a
-miss, deleted, and rebuilt by that run's full install. The cache is bounded by
-``JOBFORGE_VERIFY_ENV_CACHE_MAX_MB``: after each store, the least recently used entries go
-until the rest fit.
+Storing and restoring copy each directory (installed packages' files as hard links, see :func:`shareable`
+and :func:`shareable_node`; everything else as copies), then restoring writes the run's workspace path
+wherever the build's path stood in the copied files (scripts' shebangs, the editable project's ``.pth``,
+tox's records, pnpm's ``.bin`` shims) and symlinks; an entry whose files do not add up to what ``meta.json``
+says (half deleted, truncated, or written in place through a link by a run's step, which changes the file's
+modification time) is a miss, deleted, and rebuilt by that run's full install. The cache is bounded by
+``JOBFORGE_VERIFY_ENV_CACHE_MAX_MB``: after each store, the least recently used entries go until the rest
+fit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +39,7 @@ from typing import Any
 import orjson
 import structlog
 
-from shared.verify.envcache import FORMAT, EntryInfo, EnvDir, entry_name, to_evict
+from shared.verify.envcache import FORMAT, EntryInfo, EnvDir, entry_name, shares_files, to_evict, tree_dir
 
 log = structlog.get_logger("jobforge.activities.envcache")
 
@@ -44,31 +48,42 @@ COPY_TIMEOUT = 600.0
 
 @dataclass(frozen=True)
 class Tally:
-    """What a directory holds: regular files, their bytes, and symlinks pointing into a given path."""
+    """What a directory holds: regular files, their bytes, a digest of every file's path, size and modification
+    time and every symlink's target, and the symlinks pointing into a given path."""
 
     files: int
     size: int
     links: tuple[str, ...] = ()
+    digest: str = ""
 
 
 def tally(root: Path, inside: str = "") -> Tally:
-    """Count ``root``'s regular files and bytes; list its symlinks whose target starts with ``inside``."""
+    """Count ``root``'s regular files and bytes and digest what it holds; list its symlinks whose target starts
+    with ``inside``."""
     files = size = 0
     links: list[str] = []
+    lines: list[str] = []
+    skip = len(str(root)) + 1
     stack = [root]
     while stack:
         directory = stack.pop()
         with os.scandir(directory) as entries:
             for entry in entries:
                 if entry.is_symlink():
-                    if inside and os.readlink(entry.path).startswith(inside):
-                        links.append(os.path.relpath(entry.path, root))
+                    target = os.readlink(entry.path)
+                    lines.append(f"{entry.path[skip:]}\0->{target}")
+                    if inside and target.startswith(inside):
+                        links.append(entry.path[skip:])
                 elif entry.is_dir():
                     stack.append(Path(entry.path))
                 elif entry.is_file():
+                    st = entry.stat(follow_symlinks=False)
                     files += 1
-                    size += entry.stat(follow_symlinks=False).st_size
-    return Tally(files=files, size=size, links=tuple(sorted(links)))
+                    size += st.st_size
+                    lines.append(f"{entry.path[skip:]}\0{st.st_size}\0{st.st_mtime_ns}")
+    lines.sort()
+    digest = hashlib.sha256("\n".join(lines).encode(errors="surrogateescape")).hexdigest()
+    return Tally(files=files, size=size, links=tuple(sorted(links)), digest=digest)
 
 
 @contextlib.contextmanager
@@ -100,9 +115,23 @@ def shareable(relative: str) -> bool:
     return len(rest) > 1 or rest[0].endswith((".py", ".so", ".pyi"))
 
 
-def _copy(src: Path, dst: Path) -> list[Path]:
-    """``src`` to ``dst`` (which must not exist): packages' files hard-linked (:func:`shareable`), the rest
-    copied with their mode and times, symlinks as they are; the files copied (not linked)."""
+def shareable_node(relative: str) -> bool:
+    """Whether a file of a ``node_modules`` directory (``relative`` to it) may be a hard link shared with the
+    cache: a package's own files (``<package>/...``, ``@scope/<package>/...``, pnpm's
+    ``.pnpm/<id>/node_modules/<package>/...``, which pnpm itself links from its store). Package managers replace
+    such files and never write them in place. Copied: the managers' own records (``.modules.yaml``,
+    ``.package-lock.json``, ``.yarn-state.yml``, ``.yarn-integrity``, ``.pnpm/lock.yaml``), ``.bin`` shims, and
+    tools' caches (``.cache``, ``.vite``), which steps write."""
+    parts = relative.split("/")
+    inner = len(parts) - 1 - parts[::-1].index("node_modules") if "node_modules" in parts else -1
+    rest = parts[inner + 1:]
+    return len(rest) > 1 and not rest[0].startswith(".") and ".cache" not in rest
+
+
+def _copy(src: Path, dst: Path, share: Callable[[str], bool] = shareable,
+          own: frozenset[str] = frozenset()) -> list[Path]:
+    """``src`` to ``dst`` (which must not exist): the files ``share`` says may be, hard-linked, the rest (and
+    every file in ``own``) copied with their mode and times, symlinks as they are; the files copied."""
     copied: list[Path] = []
     dst.parent.mkdir(parents=True, exist_ok=True)
     root = str(src)
@@ -122,7 +151,7 @@ def _copy(src: Path, dst: Path) -> list[Path]:
             source = os.path.join(current, name)
             if os.path.islink(source):
                 continue
-            if shareable(prefix + name):
+            if share(prefix + name) and prefix + name not in own:
                 try:
                     os.link(source, os.path.join(target, name))
                     continue
@@ -177,6 +206,11 @@ def relocate(root: Path, old: str, new: str, links: Sequence[str] = (), files: S
     return changed
 
 
+def _share(name: str) -> Callable[[str], bool]:
+    """Which files of the entry directory ``name`` may be hard links: packages' own files."""
+    return shareable_node if shares_files(name) else shareable
+
+
 @dataclass(frozen=True)
 class Restored:
     """How a restore went: ``hit`` when the run's environments now come from the entry."""
@@ -215,14 +249,18 @@ class EnvCache:
 
     # -- restore
 
-    def restore(self, tenant_id: str, install_key: str, dirs: Sequence[EnvDir], workspace: str) -> Restored:
-        """The run's environments (``dirs``, in the run at ``workspace``) from the key's entry, or why not.
+    def restore(self, tenant_id: str, install_key: str, dirs: Sequence[EnvDir], workspace: str, tree: str = "",
+                check: Callable[[], str] | None = None) -> Restored:
+        """The run's environments (``dirs``, in the run at ``workspace``; with ``tree``, also the tree's
+        directories the entry holds: a Node install's ``node_modules``) from the key's entry, or why not.
+        ``check``, called once they are in place, says why they cannot serve ("" when they can): the entry is
+        then a miss, deleted.
 
         On a miss nothing of the run is left half restored: its directories are removed again."""
         started = time.monotonic()
         if not self.enabled:
             return Restored(False, "the environment cache is off (JOBFORGE_VERIFY_ENV_CACHE_MAX_MB=0)")
-        if not dirs:
+        if not dirs and not tree:
             return Restored(False, "the install builds no environment")
         entry = self.entry(tenant_id, install_key)
         with _flock(self._lock(entry), fcntl.LOCK_SH):
@@ -230,7 +268,10 @@ class EnvCache:
             if meta is None:
                 return Restored(False, "no cached environment for this install key")
             recorded: dict[str, Any] = meta["dirs"]
-            if set(recorded) != {d.name for d in dirs}:
+            if tree:
+                found = [tree_dir(name, tree) for name in sorted(recorded) if name not in {d.name for d in dirs}]
+                dirs = [*dirs, *(d for d in found if d is not None)]
+            if set(recorded) != {d.name for d in dirs} or not dirs:
                 self._discard(entry, "its directories are not this install's")
                 return Restored(False, "the cached environment was built differently; rebuilt")
             old = str(meta.get("workspace", ""))
@@ -248,6 +289,9 @@ class EnvCache:
                     problem = (f"{d.name} holds {counted.files} files, {counted.size} bytes; "
                                f"{want.get('files')} files, {want.get('size')} bytes were stored")
                     break
+                if counted.digest != want.get("digest"):
+                    problem = f"{d.name}: a file was changed, replaced or relinked since it was stored"
+                    break
                 tallies[d.name] = counted
             if problem:
                 self._discard(entry, problem)
@@ -260,22 +304,32 @@ class EnvCache:
                         target.unlink()
                     elif target.exists():
                         shutil.rmtree(target)
-                    copied[d.name] = _copy(entry / d.name, target)
+                    own = frozenset(str(p) for p in recorded[d.name].get("own", []))
+                    copied[d.name] = _copy(entry / d.name, target, _share(d.name), own)
                 # the copied files only: packages' own files (linked) name the build's path in compiled
-                # bytecode alone, where it is what tracebacks show, never what Python checks
+                # bytecode alone, where it is what tracebacks show, never what Python checks; in node_modules,
+                # the files that held it when stored (``own``) are copies
                 for d in dirs:
                     if old and old != workspace:
                         relocate(Path(d.path), old, workspace, tallies[d.name].links, copied[d.name])
+                unfit = check() if check is not None else ""
             except (OSError, subprocess.TimeoutExpired) as exc:
                 for d in dirs:
                     shutil.rmtree(d.path, ignore_errors=True)
                 log.warning("env_cache_restore_failed", entry=entry.name, tenant_id=tenant_id, error=str(exc))
                 return Restored(False, f"restoring the cached environment failed ({exc}); rebuilt")
+            if unfit:
+                for d in dirs:
+                    shutil.rmtree(d.path, ignore_errors=True)
+                self._discard(entry, unfit)
+                return Restored(False, f"the cached environment does not fit this run ({unfit}); rebuilt")
         with contextlib.suppress(OSError):
             os.utime(entry)  # last used: what eviction goes by
         seconds = round(time.monotonic() - started, 3)
         log.info("env_cache_restored", entry=entry.name, tenant_id=tenant_id, seconds=seconds)
-        return Restored(True, f"environment restored from the cache (install key {install_key[:19]}…)", seconds)
+        what = ", ".join(d.path.rsplit("/", 1)[-1] if d.name.startswith("tree-") else d.name for d in dirs)
+        return Restored(True, f"environment restored from the cache ({what}; install key {install_key[:19]}…)",
+                        seconds)
 
     # -- store
 
@@ -297,13 +351,17 @@ class EnvCache:
         with _flock(build.with_name(build.name + ".lock"), fcntl.LOCK_EX):
             try:
                 build.mkdir()
-                recorded: dict[str, dict[str, int]] = {}
+                recorded: dict[str, dict[str, Any]] = {}
                 for d in dirs:
                     if not Path(d.path).is_dir():
                         raise OSError(f"{d.path} was not built")
-                    _copy(Path(d.path), build / d.name)
+                    # files an install script wrote the run's path into: copied (and relocated) on restore
+                    own = sorted(os.path.relpath(p, d.path) for p in _files_holding(Path(d.path), workspace)) if (
+                        shares_files(d.name)) else []
+                    _copy(Path(d.path), build / d.name, _share(d.name), frozenset(own))
                     counted = tally(build / d.name)
-                    recorded[d.name] = {"files": counted.files, "size": counted.size}
+                    recorded[d.name] = {"files": counted.files, "size": counted.size, "digest": counted.digest,
+                                        **({"own": own} if own else {})}
                 (build / "meta.json").write_bytes(orjson.dumps({
                     "format": FORMAT, "install_key": install_key, "workspace": workspace, "dirs": recorded,
                     "created": time.time()}))

@@ -28,6 +28,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -89,6 +90,7 @@ from shared.verify.models import (
     Toolchain,
     VerifyReport,
 )
+from shared.verify.node import npm_tree_mismatch
 from shared.verify.paths import check_repo_path, file_url_path
 from shared.verify.sandbox import (
     SECRET_DIRS,
@@ -392,6 +394,40 @@ def installed_versions(plan: Plan, tree: Path) -> dict[str, str]:
         if (tree / lock).is_file():
             out["node_modules"] = "sha256:" + _file_digest(tree / lock)
     return out
+
+
+def node_modules_dirs(tree: Path, depth: int = 6) -> list[envcache.EnvDir]:
+    """The ``node_modules`` directories a Node install left in ``tree`` (the root's and each workspace package's;
+    none inside another ``node_modules`` or ``.git``), as environment-cache directories."""
+    out: list[envcache.EnvDir] = []
+    root = str(tree)
+    for current, names, _files in os.walk(root):
+        relative = os.path.relpath(current, root)
+        level = 0 if relative == "." else relative.count("/") + 1
+        for name in names:
+            here = name if relative == "." else f"{relative}/{name}"
+            if envcache.is_tree_dir(here) and not os.path.islink(os.path.join(current, name)):
+                out.append(envcache.EnvDir(envcache.tree_dir_name(here), os.path.join(current, name)))
+        names[:] = [] if level >= depth else [n for n in names if n not in ("node_modules", ".git")
+                                              and not os.path.islink(os.path.join(current, n))]
+    return sorted(out, key=lambda d: d.name)
+
+
+def npm_restored_mismatch(tree: Path) -> str:
+    """Why the ``node_modules`` restored into ``tree`` is not what ``npm ci`` installs from its lockfile ("" when
+    it is): npm's hidden lockfile (``node_modules/.package-lock.json``) against the repository's."""
+    lockfile = next((tree / n for n in ("npm-shrinkwrap.json", "package-lock.json") if (tree / n).is_file()), None)
+    if lockfile is None:
+        return "the repository has no package-lock.json"
+    try:
+        locked = orjson.loads(lockfile.read_bytes())
+        hidden = orjson.loads((tree / "node_modules" / ".package-lock.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        return f"npm's record of node_modules cannot be read: {exc}"
+    if not isinstance(locked, dict) or not isinstance(hidden, dict):
+        return "a lockfile that is not a JSON object"
+    mismatch = npm_tree_mismatch(locked, hidden)
+    return f"node_modules does not match {lockfile.name}: {mismatch}" if mismatch else ""
 
 
 def short_tmp(workspace: str) -> Path:
@@ -961,15 +997,22 @@ class VerifyActivities:
             result = StepResult(name=StepName.INSTALL, status=StepStatus.SKIPPED, reason=spec.reason)
             return InstallResult(result=result, tool_versions=prepared.tool_versions)
         dirs = envcache.env_dirs(plan, str(tree))
+        keeps_node = envcache.keeps_node_modules(plan)
+        check = functools.partial(npm_restored_mismatch, tree) if plan.warm_install is not None else None
         started = time.monotonic()
         restored = await self._heartbeating("restore", _workspace_locked, prepared.workspace, self.envs.restore,
-                                            req.tenant_id, plan.install_key, dirs, prepared.workspace)
+                                            req.tenant_id, plan.install_key, dirs, prepared.workspace,
+                                            str(tree) if keeps_node else "", check)
         run_spec = spec
         if restored.hit:  # the environments are complete: only what puts the run's own code in place runs
-            commands = envcache.warm_commands(spec.commands())
+            commands = envcache.warm_commands(plan)
             run_spec = spec.model_copy(update={"argv": commands[0] if commands else [], "extra": commands[1:]})
+        note = restored.reason
+        if restored.hit and plan.warm_install is not None:
+            note += (f"; it matches the lockfile, so `{shlex.join(spec.argv)}` (which would delete it) is skipped "
+                     "and npm's own sync check and the root package's install scripts run instead")
         if run_spec.runnable:
-            result = await self._execute(req, run_spec, install=True, note=restored.reason)
+            result = await self._execute(req, run_spec, install=True, note=note)
         else:
             result = StepResult(name=StepName.INSTALL, status=StepStatus.PASSED, exit_code=0, command=spec.display,
                                 origin=spec.origin, attempt=activity.info().attempt)
@@ -981,12 +1024,14 @@ class VerifyActivities:
             await asyncio.to_thread(stamp.write_bytes, orjson.dumps({
                 "install_key": plan.install_key, "installed": installed, "run_id": req.run_id}))
             if not restored.hit:
+                if keeps_node:
+                    dirs = [*dirs, *await asyncio.to_thread(node_modules_dirs, tree)]
                 await self._heartbeating("store", _workspace_locked, prepared.workspace, self.envs.store,
                                          req.tenant_id, plan.install_key, dirs, prepared.workspace)
         # the install's time is all of it: restoring and storing environments as well as its commands
         result = result.model_copy(update={
             "command": spec.display, "duration_seconds": round(time.monotonic() - started, 3),
-            "reason": result.reason or (restored.reason if restored.hit else "")})
+            "reason": result.reason or (note if restored.hit else "")})
         return InstallResult(result=result, tool_versions={**base, **installed})
 
     async def _heartbeating(self, phase: str, fn: Callable[..., _T], *args: Any) -> _T:

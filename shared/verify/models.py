@@ -228,6 +228,9 @@ class Plan(Frozen):
     #: the newest Python version the repository says it supports (classifiers, tox envs, nox sessions), "" when
     #: it names none: a check that cannot parse the code on an older interpreter is the worker's shortfall
     declared_python: str = ""
+    #: what a run whose environments were restored from the environment cache runs instead of ``install``'s
+    #: commands (None: those commands, except the ones creating an environment from nothing)
+    warm_install: list[list[str]] | None = None
 
     def step(self, name: StepName) -> StepSpec:
         if name is StepName.INSTALL:

@@ -102,6 +102,50 @@ def install_command(facts: RepoFacts, manager: pins.PackageManager) -> list[str]
     return ["npm", "install", "--no-package-lock"]
 
 
+#: the root package's scripts ``npm ci`` (like ``npm install``) runs after installing, in this order
+NPM_INSTALL_SCRIPTS = ("preinstall", "install", "postinstall", "prepublish", "preprepare", "prepare", "postprepare")
+
+
+def npm_warm_install(package: Mapping[str, Any]) -> list[list[str]]:
+    """What replaces ``npm ci`` when ``node_modules`` was restored from the environment cache and matches the
+    lockfile: ``npm ci --dry-run --ignore-scripts``, npm's own check that package.json and the lockfile are in
+    sync (what ``npm ci`` refuses to install otherwise; the dry run neither deletes nor writes anything), then
+    the root package's install scripts that ``npm ci`` runs after installing, each on its own as ``npm ci`` runs
+    them (``--ignore-scripts`` keeps ``npm run`` from adding their pre- and post-scripts a second time)."""
+    raw = package.get("scripts")
+    scripts = raw if isinstance(raw, dict) else {}
+    present = [s for s in NPM_INSTALL_SCRIPTS if isinstance(scripts.get(s), str) and scripts[s].strip()]
+    return [["npm", "ci", "--dry-run", "--ignore-scripts"], *(["npm", "run", "--ignore-scripts", s] for s in present)]
+
+
+def npm_tree_mismatch(lockfile: Mapping[str, Any], hidden: Mapping[str, Any]) -> str:
+    """Why an installed ``node_modules`` (its hidden lockfile, ``node_modules/.package-lock.json``) is not what
+    ``npm ci`` installs from ``lockfile`` ("" when it is): a locked package missing (unless optional: another
+    platform's), at another version or with other contents (integrity), or a package the lockfile does not
+    lock."""
+    locked = lockfile.get("packages")
+    installed = hidden.get("packages")
+    if not isinstance(locked, dict) or not isinstance(installed, dict):
+        return "no packages section (a lockfile older than lockfileVersion 2, or no hidden lockfile)"
+    for path, entry in locked.items():
+        if "node_modules/" not in f"{path}" or not isinstance(entry, dict):
+            continue
+        got = installed.get(path)
+        if not isinstance(got, dict):
+            if entry.get("optional") or entry.get("devOptional"):
+                continue
+            return f"{path} is locked but not installed"
+        for key in ("version", "link", "integrity"):
+            if key == "integrity" and not (entry.get(key) and got.get(key)):
+                continue  # a linked or git package has none
+            if entry.get(key) != got.get(key):
+                return f"{path}: {key} {got.get(key)!r} installed, {entry.get(key)!r} locked"
+    extra = [p for p in installed if "node_modules/" in f"{p}" and p not in locked]
+    if extra:
+        return f"{extra[0]} is installed but not locked"
+    return ""
+
+
 def manager_env(manager: pins.PackageManager, cache: str) -> dict[str, str]:
     """Where each manager keeps its downloads (shared by runs), and no version switching of its own."""
     env = {"npm_config_cache": f"{cache}/npm"}
@@ -185,6 +229,7 @@ def plan(facts: RepoFacts, req: Request, host: Host) -> Plan:
     declared = [package.get(k) for k in ("dependencies", "devDependencies", "optionalDependencies")]
     # yarn 2+ runs no script before an install has written its state, dependencies or not
     needs_install = manager.berry or any(isinstance(d, dict) and d for d in declared)
+    warm_install: list[list[str]] | None = None
     if not req.install:
         install = none(StepName.INSTALL, "options.install is off: node_modules is used as it is")
     elif not needs_install and not defined.prepare:
@@ -193,12 +238,18 @@ def plan(facts: RepoFacts, req: Request, host: Host) -> Plan:
         commands = [install_command(facts, manager), *defined.prepare] if needs_install else list(defined.prepare)
         origin = f"{manager.name}{' ' + manager.version if manager.version else ''} ({manager.why})"
         install = spec(StepName.INSTALL, commands, origin, network=True)
+        if commands and commands[0] == ["npm", "ci"]:
+            instead = npm_warm_install(package)
+            warm_install = [*instead, *commands[1:]]
+            notes.append("install: when node_modules is restored from the environment cache and matches the "
+                         "lockfile, `npm ci` (which deletes node_modules) is skipped; instead: "
+                         + " && ".join(" ".join(a) for a in instead))
     order = [[StepName.LINT, StepName.TYPECHECK], [StepName.BUILD], [StepName.TEST]]
     label = f"{manager.name}{'@' + manager.version if manager.version else ''}"
     return Plan(toolchain=Toolchain.NODE, source=f"node ({label}): " + _source(steps), package_manager=label,
                 install=install, steps=steps, stages=detect.stages(order, steps),
                 timeout_minutes=detect.timeout(req, None), path_prefix=["node_modules/.bin"], notes=notes,
-                tools=tools, env=env, files=defined.files)
+                tools=tools, env=env, files=defined.files, warm_install=warm_install)
 
 
 def _source(steps: list[StepSpec]) -> str:

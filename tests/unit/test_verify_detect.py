@@ -307,6 +307,10 @@ def test_node_package_manager_and_scripts() -> None:
     assert p.stages == [[StepName.LINT, StepName.TYPECHECK], [StepName.BUILD], [StepName.TEST]]
     npm = plan(node_facts(package, {"package-lock.json"}), REQ, HOST)
     assert npm.install.argv == ["npm", "ci"] and npm.tools == []
+    # npm ci deletes node_modules: a run that restored it runs npm's sync check instead, and the plan says so
+    assert npm.warm_install == [["npm", "ci", "--dry-run", "--ignore-scripts"]]
+    assert any("`npm ci` (which deletes node_modules) is skipped" in n for n in npm.notes), npm.notes
+    assert p.warm_install is None  # pnpm install finds the restored node_modules up to date itself
     declared = plan(node_facts({**package, "packageManager": "pnpm@9.1.0+sha512.abcdef"}), REQ, HOST)
     assert [(t.name, t.version, t.integrity) for t in declared.tools] == [("pnpm", "9.1.0", "abcdef")]
     assert declared.install.argv == ["pnpm", "install"]  # no lockfile: never --frozen-lockfile, never a lock written

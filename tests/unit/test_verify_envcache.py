@@ -7,8 +7,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.verify.envcache import EntryInfo, EnvDir, entry_name, env_dirs, to_evict, warm_commands
+from activities.envcache import shareable_node
+from shared.verify.envcache import (
+    EntryInfo,
+    EnvDir,
+    entry_name,
+    env_dirs,
+    is_tree_dir,
+    keeps_node_modules,
+    to_evict,
+    tree_dir,
+    tree_dir_name,
+    warm_commands,
+)
 from shared.verify.models import Plan, StepName, StepSpec, Toolchain
+from shared.verify.node import npm_tree_mismatch, npm_warm_install
 
 
 def _plan(commands: list[list[str]], env: dict[str, str] | None = None, env_dir: str = "/ws/env") -> Plan:
@@ -50,7 +63,90 @@ def test_the_directories_an_install_builds() -> None:
 def test_a_warm_run_skips_only_the_commands_that_create_an_environment() -> None:
     """``uv venv --clear`` would wipe the restored environment; everything else runs again."""
     commands = [["uv", "venv", "--clear", "/ws/env"], ["uv", "sync", "--locked"], ["tox", "-e", "py", "--notest"]]
-    assert warm_commands(commands) == [["uv", "sync", "--locked"], ["tox", "-e", "py", "--notest"]]
+    assert warm_commands(_plan(commands)) == [["uv", "sync", "--locked"], ["tox", "-e", "py", "--notest"]]
+
+
+def _node_plan(commands: list[list[str]], warm: list[list[str]] | None = None) -> Plan:
+    install = StepSpec(name=StepName.INSTALL, argv=commands[0], extra=commands[1:])
+    return Plan(toolchain=Toolchain.NODE, source="node", install=install, steps=[], stages=[], warm_install=warm)
+
+
+def test_a_warm_node_run_runs_the_plans_warm_install_where_it_has_one() -> None:
+    """npm's plan replaces ``npm ci`` (which deletes node_modules); pnpm and yarn run their install again,
+    which finds node_modules up to date."""
+    npm = _node_plan([["npm", "ci"], ["pre-commit", "install-hooks"]],
+                     warm=[["npm", "ci", "--dry-run", "--ignore-scripts"], ["pre-commit", "install-hooks"]])
+    assert warm_commands(npm) == [["npm", "ci", "--dry-run", "--ignore-scripts"], ["pre-commit", "install-hooks"]]
+    pnpm = _node_plan([["pnpm", "install", "--frozen-lockfile"]])
+    assert warm_commands(pnpm) == [["pnpm", "install", "--frozen-lockfile"]]
+    assert keeps_node_modules(pnpm) and not keeps_node_modules(_plan([["uv", "sync"]]))
+    assert env_dirs(pnpm, "/ws/tree") == []  # found in the tree after the install
+
+
+def test_npm_ci_is_replaced_by_its_check_and_the_root_install_scripts_in_npms_order() -> None:
+    """What ``npm ci`` runs after installing: the root's install scripts that exist, in npm's order, each
+    without its pre/post scripts (they are in the list themselves)."""
+    package = {"scripts": {"prepare": "husky", "postinstall": "node x.js", "test": "vitest", "preinstall": " "}}
+    assert npm_warm_install(package) == [["npm", "ci", "--dry-run", "--ignore-scripts"],
+                                         ["npm", "run", "--ignore-scripts", "postinstall"],
+                                         ["npm", "run", "--ignore-scripts", "prepare"]]
+    assert npm_warm_install({"scripts": "not a mapping"}) == [["npm", "ci", "--dry-run", "--ignore-scripts"]]
+
+
+def test_a_tree_directory_name_round_trips_and_only_names_node_modules_inside_the_tree() -> None:
+    for relative in ("node_modules", "packages/a/node_modules", "@x/y z/node_modules"):
+        name = tree_dir_name(relative)
+        assert "/" not in name
+        assert tree_dir(name, "/ws/tree") == EnvDir(name, f"/ws/tree/{relative}")
+    for hostile in ("../node_modules", "/etc/node_modules", "a/../../node_modules", "src", "", "a//node_modules"):
+        assert tree_dir(tree_dir_name(hostile), "/ws/tree") is None
+    assert tree_dir("env", "/ws/tree") is None
+
+
+@given(st.text(max_size=60))
+def test_a_recorded_tree_directory_never_leaves_the_tree(name: str) -> None:
+    """Whatever an entry's ``meta.json`` names, a restore writes only into a ``node_modules`` under the tree."""
+    found = tree_dir(name, "/ws/tree")
+    if found is not None:
+        relative = found.path.removeprefix("/ws/tree/")
+        assert found.path.startswith("/ws/tree/") and ".." not in relative.split("/")
+        assert relative.split("/")[-1] == "node_modules"
+
+
+def test_the_node_modules_kept_are_outside_other_node_modules_and_git() -> None:
+    assert is_tree_dir("node_modules") and is_tree_dir("packages/a/node_modules")
+    assert not is_tree_dir("node_modules/a/node_modules") and not is_tree_dir(".git/node_modules")
+    assert not is_tree_dir("src")
+
+
+def test_packages_files_are_shared_and_the_managers_records_copied() -> None:
+    """Links: files of a package (scoped, nested, in pnpm's virtual store). Copies: what the managers and the
+    steps write (records, shims, tools' caches)."""
+    for shared in ("kleur/index.js", "@scope/pkg/lib/a.js", "a/node_modules/b/index.js",
+                   ".pnpm/kleur@4.1.5/node_modules/kleur/index.js"):
+        assert shareable_node(shared), shared
+    for own in (".package-lock.json", ".modules.yaml", ".yarn-integrity", ".pnpm/lock.yaml", ".bin/tsc",
+                ".cache/babel/x.json", "kleur/.cache/x", "a/node_modules/.bin/x", ".vite/deps/a.js"):
+        assert not shareable_node(own), own
+
+
+LOCK = {"packages": {"": {"name": "x"}, "node_modules/a": {"version": "1.0.0", "integrity": "sha512-a"},
+                     "node_modules/b": {"version": "2.0.0", "optional": True},
+                     "node_modules/w": {"link": True, "resolved": "packages/w"}, "packages/w": {"version": "0.1.0"}}}
+
+
+def test_an_installed_tree_matches_its_lockfile_or_says_why_not() -> None:
+    hidden = {"packages": {"node_modules/a": {"version": "1.0.0", "integrity": "sha512-a"},
+                           "node_modules/w": {"link": True, "resolved": "packages/w"}}}
+    assert npm_tree_mismatch(LOCK, hidden) == ""  # b is optional (another platform's): absent is fine
+    older = {"packages": {**hidden["packages"], "node_modules/a": {"version": "0.9.0"}}}
+    assert "version" in npm_tree_mismatch(LOCK, older)
+    tampered = {"packages": {**hidden["packages"], "node_modules/a": {"version": "1.0.0", "integrity": "sha512-z"}}}
+    assert "integrity" in npm_tree_mismatch(LOCK, tampered)
+    assert "not installed" in npm_tree_mismatch(LOCK, {"packages": {"node_modules/w": {"link": True}}})
+    extra = {"packages": {**hidden["packages"], "node_modules/evil": {"version": "1.0.0"}}}
+    assert "not locked" in npm_tree_mismatch(LOCK, extra)
+    assert "no packages" in npm_tree_mismatch({"lockfileVersion": 1}, hidden)
 
 
 def test_eviction_goes_least_recently_used_first_and_keeps_the_new_entry() -> None:
