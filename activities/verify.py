@@ -367,9 +367,13 @@ def _exe_identity(path: str) -> str:
     return f"{real}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def base_versions(plan: Plan, host_node: str, uv_version: str, interpreters: Mapping[str, str]) -> dict[str, str]:
-    """The toolchains a plan runs with, known before anything is installed."""
+def base_versions(plan: Plan, host_node: str, uv_version: str, interpreters: Mapping[str, str],
+                  host_npm: str = "") -> dict[str, str]:
+    """The toolchains a plan runs with, known before anything is installed (the worker's own npm, for a Node
+    plan that installs with it: another npm may lay out node_modules differently)."""
     out: dict[str, str] = {f"tool:{t.name}": t.version for t in plan.provisioned}
+    if plan.toolchain is Toolchain.NODE and plan.package_manager.split("@")[0] == "npm" and "tool:npm" not in out:
+        out["npm"] = host_npm or "missing"
     if plan.interpreter:
         out["python"] = interpreters.get(plan.interpreter, plan.interpreter)
     if plan.toolchain is Toolchain.PYTHON:
@@ -903,7 +907,8 @@ class VerifyActivities:
         await asyncio.to_thread(_write_files, plan.files, ws)
         lockfiles = await asyncio.to_thread(dependency_hashes, source, plan)
         uv_version = Path(host.uv_bin_dir).parent.name if host.uv_bin_dir else ""
-        versions = base_versions(plan, host.node_version, uv_version, {p: v for v, p in host.interpreters})
+        versions = base_versions(plan, host.node_version, uv_version, {p: v for v, p in host.interpreters},
+                                 host.npm_version)
         install_key = "sha256:" + sha256_hex(canonical_json({
             "files": lockfiles, "commands": [normalise_command(a, str(ws)) for a in plan.install.commands()],
             "tools": versions,

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from activities.envcache import shareable_node
+from activities.verify import base_versions
 from shared.verify.envcache import (
     EntryInfo,
     EnvDir,
@@ -168,3 +169,13 @@ def test_what_eviction_leaves_fits_the_bound(sizes: list[tuple[int, float]], bou
     if gone:
         last = next(e for e in entries if e.name == gone[-1])
         assert left + last.size > bound
+
+
+def test_the_workers_npm_is_part_of_an_npm_installs_key() -> None:
+    """Another npm may lay node_modules out differently: its version is among the versions the install key
+    hashes when the install runs the worker's own npm, and absent where another manager installs."""
+    npm = _node_plan([["npm", "ci"]]).model_copy(update={"package_manager": "npm"})
+    assert base_versions(npm, "20.20.2", "", {}, "11.19.1") == {"npm": "11.19.1", "node": "20.20.2"}
+    assert base_versions(npm, "20.20.2", "", {}, "")["npm"] == "missing"
+    pnpm = _node_plan([["pnpm", "install"]]).model_copy(update={"package_manager": "pnpm@9.12.3"})
+    assert "npm" not in base_versions(pnpm, "20.20.2", "", {}, "11.19.1")
