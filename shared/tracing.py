@@ -7,7 +7,8 @@ every client (workers built on a client inherit it), so a StartWorkflow span car
 the workflow's headers and the RunWorkflow / StartActivity / RunActivity spans become its children.
 jobforge-api wraps its app in :class:`IngressSpans`, whose server span continues a caller's
 ``traceparent``; JobForge's own trace id is put on it as the attribute ``jobforge.trace_id``.
-Unconfigured, no provider, interceptor or exporter exists, and :func:`interceptors` is empty.
+Unconfigured, no provider, interceptor or exporter exists, :func:`interceptors` is empty, and neither
+OpenTelemetry nor Temporal's interceptor for it is imported.
 """
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
-
-from opentelemetry import propagate, trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
-from temporalio.client import Interceptor
-from temporalio.contrib.opentelemetry import TracingInterceptor
+from typing import TYPE_CHECKING, Any
 
 from jobforge.errors import TelemetryUnavailable
+
+if TYPE_CHECKING:  # OpenTelemetry is imported when tracing is turned on (build), not by a process without it
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from temporalio.client import Interceptor
+    from temporalio.contrib.opentelemetry import TracingInterceptor
 
 #: the span attribute holding JobForge's ``trace_id`` (the one in events, runs, audit entries, logs)
 TRACE_ATTRIBUTE = "jobforge.trace_id"
@@ -66,6 +67,11 @@ def otlp_exporter(endpoint: str) -> SpanExporter:
 
 def build(service: str, exporter: SpanExporter, *, batch: bool = True) -> Tracing:
     """A tracer provider for ``service`` exporting through ``exporter`` (batched, or span by span)."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    from temporalio.contrib.opentelemetry import TracingInterceptor
+
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     provider.add_span_processor(BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("jobforge")
@@ -109,6 +115,10 @@ def interceptors() -> list[Interceptor]:
 
 def tag_trace(trace_id: str) -> None:
     """Put JobForge's trace id on the current span (the ingress span, an activity's span) when one records."""
+    if _current is None:  # off: no JobForge span exists to record it
+        return
+    from opentelemetry import trace
+
     span = trace.get_current_span()
     if trace_id and span.is_recording():
         span.set_attribute(TRACE_ATTRIBUTE, trace_id)
@@ -118,6 +128,8 @@ def carrier() -> dict[str, str]:
     """The current trace context as W3C headers, to carry it across a batching hop (empty when off)."""
     headers: dict[str, str] = {}
     if _current is not None:
+        from opentelemetry import propagate
+
         propagate.inject(headers)
     return headers
 
@@ -128,6 +140,8 @@ def continued(name: str, headers: Mapping[str, str], trace_id: str = "") -> Iter
     if _current is None or not headers:
         yield
         return
+    from opentelemetry import propagate
+
     with _current.tracer.start_as_current_span(name, context=propagate.extract(dict(headers))) as span:
         if trace_id:
             span.set_attribute(TRACE_ATTRIBUTE, trace_id)
@@ -145,6 +159,8 @@ class IngressSpans:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        from opentelemetry import propagate, trace
+
         carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope.get("headers", [])}
         method = str(scope.get("method", "GET"))
         status = 0

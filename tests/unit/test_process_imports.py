@@ -9,6 +9,9 @@ import sys
 
 import pytest
 
+#: what tracing imports when it is on (FastAPI imports OpenTelemetry's API itself, so that is not listed)
+TRACING = ("opentelemetry.sdk", "opentelemetry.exporter", "temporalio.contrib.opentelemetry")
+
 
 def _imported(module: str) -> set[str]:
     """Every module a fresh interpreter holds after importing ``module``."""
@@ -22,8 +25,10 @@ def _of(modules: set[str], packages: tuple[str, ...]) -> list[str]:
 
 
 @pytest.mark.parametrize(("module", "forbidden"), [
-    # the worker checks the schema against shared.store.schema.HEAD_REVISION, not Alembic's scripts
-    ("workers.worker", ("alembic", "sqlalchemy")),
+    # the worker checks the schema against shared.store.schema.HEAD_REVISION, not Alembic's scripts; tracing
+    # (OpenTelemetry's SDK and Temporal's interceptor for it) is imported when JOBFORGE_OTLP_ENDPOINT turns it on
+    ("workers.worker", ("alembic", "sqlalchemy", *TRACING)),
+    ("workers.api", ("alembic", "sqlalchemy", *TRACING)),
 ])
 def test_a_process_starts_without_what_it_does_not_use(module: str, forbidden: tuple[str, ...]) -> None:
     """Importing a process's entry point leaves the packages it does not use unimported."""
