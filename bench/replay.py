@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT))
 from shared.flags import Flag  # noqa: E402 - importable once the checkout is on sys.path
 from shared.logs import configure  # noqa: E402 - as above
 from shared.replay.service import ReplayService, verify_bundle  # noqa: E402 - as above
+from shared.search_attributes import search_attribute_args  # noqa: E402 - as above
 from shared.settings import Settings  # noqa: E402 - as above
 from shared.store.migrate import upgrade  # noqa: E402 - as above
 from shared.templates import import_template_module  # noqa: E402 - as above
-from shared.temporal import search_attribute_args  # noqa: E402 - as above
 from workers.runtime import open_runtime  # noqa: E402 - as above
 from workers.stack import temporal_binary  # noqa: E402 - as above
 from workers.worker import build_workers  # noqa: E402 - as above

@@ -72,10 +72,10 @@ from bench.templates import bare
 from jobforge.models import EventEnvelope, JobRun, TriggerKind, TriggerSpec
 from shared.events import router_workflow_id
 from shared.flags import Flag
+from shared.search_attributes import search_attribute_args
 from shared.settings import Settings
 from shared.store.direct import conninfo
 from shared.store.migrate import upgrade
-from shared.temporal import search_attribute_args
 from shared.triggers.service import TriggerService
 from workers.runtime import open_runtime
 from workers.stack import temporal_binary

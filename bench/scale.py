@@ -53,9 +53,9 @@ sys.path.insert(0, str(ROOT))
 
 from jobforge.models import EventEnvelope, SafetyConfig, TriggerKind, TriggerSpec  # noqa: E402 - as above
 from shared.flags import Flag  # noqa: E402 - importable once the checkout is on sys.path
+from shared.search_attributes import search_attribute_args  # noqa: E402 - as above
 from shared.settings import Settings  # noqa: E402 - as above
 from shared.store.migrate import upgrade  # noqa: E402 - as above
-from shared.temporal import search_attribute_args  # noqa: E402 - as above
 from shared.triggers.service import TriggerService  # noqa: E402 - as above
 from shared.verify.models import TEMPLATE_KEY as VERIFY  # noqa: E402 - as above
 from shared.verify.models import VerifyReport  # noqa: E402 - as above

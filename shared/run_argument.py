@@ -17,14 +17,10 @@ from pydantic import BaseModel, ValidationError
 from jobforge.errors import InvalidRequest, InvalidRunArgument, SearchAttributeMismatch
 from jobforge.ids import check_tenant_id, check_trace_id
 from jobforge.models import JobRun
+from shared.search_attributes import TEMPLATE_ATTRIBUTE, TENANT_ATTRIBUTE, TRACE_ATTRIBUTE
 from shared.security.limits import pg_text
 
 M = TypeVar("M", bound=BaseModel)
-
-#: JobForge's search attributes (Keyword); shared/temporal.py builds the typed keys from these names
-TENANT_ATTRIBUTE = "JobForgeTenant"
-TEMPLATE_ATTRIBUTE = "JobForgeTemplate"
-TRACE_ATTRIBUTE = "JobForgeTrace"
 
 #: the smallest argument a template run accepts (``template_key`` defaults to the workflow type)
 EXAMPLE_ARGUMENT = '{"tenant_id": "demo", "inputs": {}}'

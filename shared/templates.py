@@ -24,7 +24,7 @@ from jobforge.models import JobRun
 from shared.flags import Flag
 from shared.healthcheck import HealthcheckInputs, HealthcheckReport
 from shared.keys_rotation import KeyRotationInputs, KeyRotationResult
-from shared.run_argument import TEMPLATE_ATTRIBUTE, TENANT_ATTRIBUTE, TRACE_ATTRIBUTE
+from shared.search_attributes import TEMPLATE_ATTRIBUTE, TENANT_ATTRIBUTE, TRACE_ATTRIBUTE
 from shared.settings import Settings
 from shared.verify.models import VerifyInputs, VerifyReport
 

@@ -27,7 +27,7 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 from jobforge.errors import JobForgeError, TemporalUnavailable
 from shared import metrics, tracing
 from shared.outages import as_data_error
-from shared.run_argument import TEMPLATE_ATTRIBUTE, TENANT_ATTRIBUTE, TRACE_ATTRIBUTE
+from shared.search_attributes import TEMPLATE_ATTRIBUTE, TENANT_ATTRIBUTE, TRACE_ATTRIBUTE
 from shared.security.redaction import redact, redact_text
 from shared.settings import Settings
 
@@ -35,11 +35,6 @@ TENANT = SearchAttributeKey.for_keyword(TENANT_ATTRIBUTE)
 TEMPLATE = SearchAttributeKey.for_keyword(TEMPLATE_ATTRIBUTE)
 TRACE = SearchAttributeKey.for_keyword(TRACE_ATTRIBUTE)
 SEARCH_ATTRIBUTES = (TENANT, TEMPLATE, TRACE)
-
-
-def search_attribute_args() -> list[str]:
-    """``--search-attribute`` values for ``temporal server start-dev`` / ``operator search-attribute``."""
-    return [f"{key.name}=Keyword" for key in SEARCH_ATTRIBUTES]
 
 
 def run_search_attributes(tenant_id: str, template_key: str, trace_id: str) -> TypedSearchAttributes:

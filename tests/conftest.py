@@ -22,9 +22,9 @@ from pydantic import SecretStr
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from shared.search_attributes import search_attribute_args
 from shared.settings import Settings
 from shared.store.migrate import upgrade
-from shared.temporal import search_attribute_args
 from workers.runtime import Runtime, open_runtime
 from workers.stack import temporal_binary
 from workers.worker import build_workers

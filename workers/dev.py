@@ -16,7 +16,6 @@ import structlog
 
 from jobforge.errors import StackStartFailed
 from shared.flags import Flag
-from shared.metrics import nth_bind
 from shared.settings import Settings
 from workers.stack import (
     STACK_GATE,
@@ -186,6 +185,8 @@ class DevStack:
     def _start_worker(self, index: int) -> subprocess.Popen[bytes]:
         env = self.worker_env()
         if self.settings.metrics_bind:  # one Prometheus endpoint per worker process: consecutive ports
+            from shared.metrics import nth_bind  # imports Temporal's runtime: only when metrics are served
+
             env["JOBFORGE_METRICS_BIND"] = nth_bind(self.settings.metrics_bind, index)
         with (self.logs / f"worker{index}.log").open("ab") as out:
             return subprocess.Popen([sys.executable, "-m", "workers.worker"], stdout=out, stderr=subprocess.STDOUT,

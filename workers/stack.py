@@ -345,7 +345,7 @@ class EmbeddedPostgres:
 
 
 def temporal_dev_command(home: Path, port: int, ui_port: int, namespace: str, headless: bool = False) -> list[str]:
-    from shared.temporal import search_attribute_args
+    from shared.search_attributes import search_attribute_args
 
     cmd = [str(temporal_binary()), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
            "--db-filename", str((home / "temporal.db").resolve()), "--log-level", "warn",

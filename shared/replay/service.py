@@ -41,9 +41,9 @@ from shared.replay.bundle import (
     workflow_input,
     write_bundle,
 )
+from shared.search_attributes import search_attribute_args
 from shared.security.redaction import redact
 from shared.store import Store
-from shared.temporal import search_attribute_args
 
 
 class ExportResult(BaseModel):

@@ -30,8 +30,9 @@ from jobforge.client import JobForgeClient
 from jobforge.errors import StoreUnavailable, TemporalUnavailable
 from jobforge.models import RunStatus
 from shared.flags import Flag
+from shared.search_attributes import search_attribute_args
 from shared.settings import Settings
-from shared.temporal import DATA_CONVERTER, ActivityErrors, search_attribute_args
+from shared.temporal import DATA_CONVERTER, ActivityErrors
 from tests.integration.test_api import HEALTHCHECK, PROBLEM, auth, is_problem, tenant_with_key
 from tests.unit.test_security_limits import bad_text, documents, first_unstorable
 from workers.api import create_app

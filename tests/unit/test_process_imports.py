@@ -29,6 +29,9 @@ def _of(modules: set[str], packages: tuple[str, ...]) -> list[str]:
     # (OpenTelemetry's SDK and Temporal's interceptor for it) is imported when JOBFORGE_OTLP_ENDPOINT turns it on
     ("workers.worker", ("alembic", "sqlalchemy", *TRACING)),
     ("workers.api", ("alembic", "sqlalchemy", *TRACING)),
+    # `jobforge dev` launches the Temporal dev server, the workers and the API before it imports psycopg (to
+    # check the database while they import); Temporal's SDK is for the processes it launches, not for it
+    ("workers.dev", ("temporalio", "psycopg", "alembic", "sqlalchemy", "fastapi", "opentelemetry")),
 ])
 def test_a_process_starts_without_what_it_does_not_use(module: str, forbidden: tuple[str, ...]) -> None:
     """Importing a process's entry point leaves the packages it does not use unimported."""
