@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from shared.security import redaction
 from shared.security.redaction import REDACTED, REDACTED_KEY, StreamRedactor, redact_text
+from tests.support.depth import examples
 
 GITHUB = "ghp_" + "a1B2c3D4e5F6g7H8i9J0" * 2
 TOKENS = {
@@ -154,7 +155,7 @@ def shapes(name: str, secret: str) -> list[str]:
 output_lines = st.lists(st.text(st.characters(codec="utf-8", exclude_characters="\x00\r"), max_size=30), max_size=4)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(ci=100, deep=300), deadline=None)
 @given(names, secret_values, st.integers(0, 9), output_lines, output_lines)
 @example("password", "hunter2xyz", 9, [], [])
 def test_property_no_secret_shape_survives(name: str, secret: str, shape: int, before: list[str],
@@ -169,7 +170,7 @@ def test_property_no_secret_shape_survives(name: str, secret: str, shape: int, b
     assert secret not in streamed
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(ci=100, deep=300), deadline=None)
 @given(st.sampled_from(sorted(TOKENS.values())), output_lines, output_lines)
 def test_property_tokens_never_survive(token: str, before: list[str], after: list[str]) -> None:
     """A known token separated from other output by a space never survives."""
@@ -188,7 +189,7 @@ json_docs = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(ci=100, deep=400), deadline=None)
 @given(json_docs, st.booleans(), st.booleans())
 def test_property_json_stays_json(doc: Any, indent: bool, json_keys: bool) -> None:
     """Redacting serialised JSON (compact or indented, any nesting of escapes) leaves valid JSON
@@ -203,7 +204,7 @@ def test_property_json_stays_json(doc: Any, indent: bool, json_keys: bool) -> No
     json.loads(redact_text(again, json_keys=json_keys))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(ci=100, deep=300), deadline=None)
 @given(st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=80)
        | st.lists(st.sampled_from(["password", "=", ":", " ", '"', "'", "\\", "\n", "--", "token", "Bearer ",
                                    "-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----", "://u:", "@", "abc",
@@ -220,7 +221,7 @@ stream_text = st.lists(st.sampled_from([
 ]), max_size=25).map("".join)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(ci=100, deep=300), deadline=None)
 @given(stream_text, st.integers(1, 40))
 def test_property_streaming_equals_whole_text(text: str, chunk: int) -> None:
     """Streamed in chunks of any size, output is exactly the redaction of the whole text."""
@@ -273,7 +274,7 @@ ADVERSARIAL = {
 
 
 @pytest.mark.skipif(redaction.NATIVE is None, reason="the work counter is the C engine's")
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(ci=100, deep=200), deadline=None)
 @given(st.sampled_from(sorted(ADVERSARIAL)), st.integers(1, 4),
        st.text(st.sampled_from("ak=:\"'\\- .eyJAKIPbr/@_"), max_size=200))
 def test_property_work_is_linear(name: str, repeat: int, noise: str) -> None:
@@ -302,7 +303,7 @@ keyword_dense = st.builds(
 
 
 @pytest.mark.skipif(redaction.NATIVE is None, reason="the work counter is the C engine's")
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(ci=100, deep=300), deadline=None)
 @given(keyword_dense, st.booleans())
 def test_property_keyword_dense_work_is_linear(text: str, json_keys: bool) -> None:
     """A string of n characters made of the engine's own keywords and the glue between them, in any

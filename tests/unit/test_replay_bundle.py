@@ -30,6 +30,7 @@ from shared.replay.bundle import (
 )
 from shared.replay.provenance import env_fingerprint, input_snapshot
 from shared.security.redaction import redact
+from tests.support.depth import examples
 
 ENC = base64.b64encode(b"json/plain").decode()
 CANARY = "ghp_" + "A" * 36
@@ -192,7 +193,7 @@ def test_a_tarball_past_the_size_limit_is_refused_while_read() -> None:
         untar_bundle(io.BytesIO(data), max_bytes=4096)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(ci=100, deep=200), deadline=None)
 @given(st.binary(max_size=4096))
 def test_any_bytes_give_files_or_bundle_invalid(data: bytes) -> None:
     """Whatever the bytes (garbage, truncated or damaged gzip), the answer is files or BundleInvalid."""

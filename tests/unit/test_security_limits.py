@@ -38,6 +38,7 @@ from shared.security.limits import (
 )
 from shared.settings import Settings
 from shared.templates import load_registry
+from tests.support.depth import examples
 
 SMALL = PayloadLimits(max_bytes=1000, max_depth=3, max_string=10, max_array=4)
 
@@ -165,7 +166,7 @@ def reference(value: Any, limits: PayloadLimits, depth: int = 0) -> str | None:
     return None
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(ci=100, deep=300), deadline=None)
 @given(json_values)
 def test_property_fast_walk_agrees_with_the_reference(value: Any) -> None:
     """For any JSON value, the checker refuses exactly when the recursive reference finds a violation."""
@@ -229,7 +230,7 @@ def first_unstorable(node: Any, path: Any = None) -> str | None:
     return None
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(ci=100, deep=400), deadline=None)
 @given(documents)
 def test_property_unstorable_text_is_found_with_its_path(doc: Any) -> None:
     """NUL or an unpaired surrogate anywhere (a value, a key, any depth) is found, with the JSON path of
@@ -305,7 +306,7 @@ bracket_values = st.recursive(
 
 
 @pytest.mark.skipif(limits_module._native_count_containers is None, reason="the C accelerator is not built")
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(ci=100, deep=400), deadline=None)
 @given(bracket_values, st.booleans())
 def test_property_containers_counted_on_the_bytes(value: Any, indent: bool) -> None:
     """The C count on a document's bytes equals its objects and arrays, whatever brackets, quotes and

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from jobforge.errors import PayloadLimitExceeded
 from shared.security import _accel, limits, redaction
 from shared.security.limits import PayloadLimits, check_structure
+from tests.support.depth import examples
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -163,7 +164,7 @@ limit_sets = st.builds(PayloadLimits, max_bytes=st.just(10**9), max_depth=st.int
 
 
 @needs_native
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(ci=100, deep=400), deadline=None)
 @given(values | plain_values, limit_sets)
 def test_property_native_limits_precheck_agrees(value: Any, lim: PayloadLimits) -> None:
     """The native pre-check says "within limits" exactly when the pure-Python one does, and never
@@ -175,7 +176,7 @@ def test_property_native_limits_precheck_agrees(value: Any, lim: PayloadLimits) 
         assert limits._find_violation(value, lim) is None
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(ci=100, deep=300), deadline=None)
 @given(values | plain_values, limit_sets)
 def test_property_check_structure_same_on_both_paths(value: Any, lim: PayloadLimits) -> None:
     """check_structure accepts, or refuses with the same message, limit and path, on both paths."""
@@ -288,7 +289,7 @@ def same_text(text: str) -> None:
 
 
 @needs_native
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(ci=100, deep=400), deadline=None)
 @given(texts)
 def test_property_redact_text_same_on_both_paths(text: str) -> None:
     """redact_text gives exactly the same output with and without the accelerator."""
@@ -296,7 +297,7 @@ def test_property_redact_text_same_on_both_paths(text: str) -> None:
 
 
 @needs_native
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(ci=100, deep=300), deadline=None)
 @given(st.text(alphabet=st.characters(codec="utf-8"), max_size=60))
 def test_property_redact_text_arbitrary_unicode(text: str) -> None:
     """Any Unicode text (every PyUnicode kind), both paths agree."""
@@ -304,7 +305,7 @@ def test_property_redact_text_arbitrary_unicode(text: str) -> None:
 
 
 @needs_native
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(ci=100, deep=300), deadline=None)
 @given(st.lists(st.sampled_from(FRAGMENTS), max_size=12).map("".join), st.sampled_from(["", "\u00e9", "\u0100",
                                                                                       "\U0001f600"]))
 def test_property_same_in_every_unicode_kind(text: str, marker: str) -> None:
@@ -319,7 +320,7 @@ SEPARATOR_NAMES = st.text(alphabet="keytoknpasswrd_-.AKEYTOK\u00e9", min_size=1,
 
 
 @needs_native
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(ci=100, deep=300), deadline=None)
 @given(st.lists(st.tuples(SEPARATOR_NAMES, st.sampled_from(["=", ": ", "=>", "='", '": "', " = "]),
                           st.text(alphabet="ab1 &\"'", max_size=4)), min_size=1, max_size=60))
 def test_property_separator_dense_text_same_on_both_paths(pieces: list[tuple[str, str, str]]) -> None:
@@ -338,7 +339,7 @@ PREFIX_PIECES = [*sorted({p[:k] for rule in redaction.TOKEN_RULES for p in rule.
 
 
 @needs_native
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(ci=100, deep=300), deadline=None)
 @given(st.lists(st.sampled_from(PREFIX_PIECES), max_size=30).map("".join))
 def test_property_token_prefix_fragments_same_on_both_paths(text: str) -> None:
     """Token prefixes whole, cut short and run together (the scan's prefix filter on its first three
@@ -390,7 +391,7 @@ NAMES = st.text(alphabet=st.sampled_from("aAbcdeEkKlnoprsStTuwyY_-. \t0\u00e9\u2
 
 
 @needs_native
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(ci=100, deep=500), deadline=None)
 @given(NAMES)
 def test_property_field_names_same_on_both_paths(name: str) -> None:
     """is_secret_field and holds_secret_value agree between C and Python for any name."""
@@ -400,7 +401,7 @@ def test_property_field_names_same_on_both_paths(name: str) -> None:
 
 
 @needs_native
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(ci=100, deep=300), deadline=None)
 @given(values | plain_values, st.booleans())
 def test_property_redact_same_on_both_paths(value: Any, keep_types: bool) -> None:
     """redact gives the same output, type for type, with and without the accelerator."""
@@ -409,7 +410,7 @@ def test_property_redact_same_on_both_paths(value: Any, keep_types: bool) -> Non
 
 
 @needs_native
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(ci=100, deep=300), deadline=None)
 @given(values | plain_values)
 def test_property_find_secret_same_on_both_paths(value: Any) -> None:
     """find_secret names the same path and reason with and without the accelerator."""

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.security.redaction import REDACTED, find_secret, is_secret_field, redact, redact_text
+from tests.support.depth import examples
 
 AWS = "AKIAIOSFODNN7EXAMPLE"
 GITHUB = "ghp_" + "a1B2c3D4e5" * 4
@@ -99,14 +100,14 @@ secrets_st = st.sampled_from([AWS, GITHUB, STRIPE, SLACK, JWT, JFK])
 filler = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(ci=100, deep=200), deadline=None)
 @given(filler, secrets_st, filler)
 def test_property_secret_never_survives(before: str, secret: str, after: str) -> None:
     """A known secret separated by spaces from any text never survives redaction."""
     assert secret not in redact_text(f"{before} {secret} {after}")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(ci=100, deep=200), deadline=None)
 @given(filler)
 def test_property_idempotent(text: str) -> None:
     """Redacting twice is the same as redacting once."""
@@ -122,7 +123,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(ci=100, deep=200), deadline=None)
 @given(json_values)
 def test_property_structures_keep_no_secret(value: Any) -> None:
     """After deep redaction no known secret appears anywhere, and secret-named fields hold the marker only."""
