@@ -29,6 +29,7 @@ from shared.settings import Settings
 from shared.stale_runs import sweep_loop
 from shared.templates import import_template_module
 from shared.temporal import ActivityErrors
+from workers import payload_visits
 from workers.archiver import archive_histories
 from workers.queue_depth import watch_queue_depth
 from workers.runtime import (
@@ -89,6 +90,7 @@ def build_workers(rt: Runtime, queues: list[str] | None = None) -> list[Worker]:
     workflows, activities = collect(rt)
     queues = queues or settings.worker_task_queues or rt.registry.task_queues(settings)
     identity = f"jobforge-worker@{socket.gethostname()}:{os.getpid()}"
+    payload_visits.install()  # one walk per activation and per completion instead of three (workers.payload_visits)
     return [
         Worker(rt.temporal, task_queue=queue, workflows=workflows, activities=activities,
                identity=identity,
