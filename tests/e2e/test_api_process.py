@@ -38,6 +38,10 @@ def stack(pg_url: str, temporal_env: WorkflowEnvironment,
         "JOBFORGE_DATABASE_URL": pg_url, "JOBFORGE_HOME": str(home),
         "JOBFORGE_TASK_QUEUE": f"api-e2e-{uuid.uuid4().hex[:8]}", "JOBFORGE_LOG_FORMAT": "json",
         "JOBFORGE_RATE_LIMIT_PER_MINUTE": "100000", "JOBFORGE_MAX_PAYLOAD_BYTES": "65536",
+        # the fuzz draws hundreds of refusals (404, 422, feature_disabled) from one key: past the default burst
+        # of 20 each would be held about a second (refusal pacing, tested in tests/integration/test_refusal_pacing.py);
+        # the pacer still counts every refusal here, it just never reaches its burst
+        "JOBFORGE_REFUSAL_PACING_BURST": "100000",
         **dict.fromkeys(("JOBFORGE_AUTOPILOT_JOBS_ENABLED", "JOBFORGE_EVENTS_ENABLED",
                          "JOBFORGE_AUDIT_LOGGING_ENABLED", "JOBFORGE_RATE_LIMITING_ENABLED",
                          "JOBFORGE_SECURITY_VALIDATION_ENABLED"), "1"),
