@@ -7,7 +7,6 @@ from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 
 from jobforge.errors import ApiKeyNotFound, InvalidRequest
-from jobforge.sealed import seal
 from shared.store.tenants import TenantStore
 
 log = structlog.get_logger("jobforge.activities.keys")
@@ -45,6 +44,10 @@ class KeyActivities:
     @activity.defn(name="keys.create_successor")
     async def create_successor(self, req: SuccessorInput) -> SuccessorResult:
         """A new key with the old key's scopes; its secret leaves this activity only sealed."""
+        # cryptography loads with the first rotation, not in every process that reads this module's models
+        # (the HTTP API reads SuccessorResult)
+        from jobforge.sealed import seal
+
         keys = {k.key_id: k for k in await self.tenants.list_keys(req.tenant_id)}
         old = keys.get(req.key_id)
         if old is None:

@@ -8,8 +8,10 @@ The breakdown of the best warm start comes from the step times ``jobforge dev`` 
 file (``StackState.startup``): CLI import (launch → the command runs), PostgreSQL start, migrations (and
 the demo tenant), the wait for Temporal's port (its process starts first, alongside PostgreSQL), the
 API's start (the workers are launched just before it), then this bench's own steps: reading the state
-file, opening a client (store + Temporal) and the first job's request. When the worker logs
-``worker_started`` is printed beside it (the first job is accepted by Temporal without it).
+file, opening a client (store + Temporal) and the first job's request. Printed beside it, from the
+processes' own logs: when the API and the worker had finished importing (they log ``stack_gate_waiting``
+and wait there until the stack releases them), when the stack released them, and when the worker logged
+``worker_started`` (the first job is accepted by Temporal without it).
 """
 
 from __future__ import annotations
@@ -63,13 +65,13 @@ async def first_job(state: StackState, marks: dict[str, float]) -> None:
         marks["first_job"] = time.time()
 
 
-def worker_started_at(log: Path, timeout: float = 30) -> float | None:
-    """When the worker logged ``worker_started`` (seconds since the epoch), waiting for it up to ``timeout``."""
+def logged_at(log: Path, event: str, timeout: float = 30) -> float | None:
+    """When ``log`` (a JSON log) first has ``event`` (seconds since the epoch), waiting for it up to ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError):
             for line in log.read_text(errors="replace").splitlines():
-                if '"worker_started"' in line:
+                if f'"{event}"' in line:
                     with contextlib.suppress(ValueError, KeyError):
                         stamp = json.loads(line)["timestamp"]
                         return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
@@ -121,15 +123,21 @@ class Launch:
     steps: list[tuple[str, float]]
     #: launch → the worker logged ``worker_started`` (None: not within the wait)
     worker_ready: float | None
+    #: launch → the API and the worker reached the stack's gate, their imports done (None: not logged), and
+    #: launch → the stack released them (database migrated, Temporal listening)
+    api_imported: float | None
+    worker_imported: float | None
+    released: float | None
 
 
 def launch(home: Path) -> Launch:
     env = env_with({"JOBFORGE_HOME": str(home), "JOBFORGE_AUTOPILOT_JOBS_ENABLED": "1"})
     cmd = [str(BIN / "jobforge"), "dev", "--headless", "--temporal-port", str(free_port()),
            "--pg-port", str(free_port()), "--api-port", str(free_port())]
-    log = home / "logs" / "worker0.log"
-    with contextlib.suppress(FileNotFoundError):
-        log.unlink()  # a warm start's worker log starts afresh
+    logs = {name: home / "logs" / f"{name}.log" for name in ("worker0", "api")}
+    for log in logs.values():
+        with contextlib.suppress(FileNotFoundError):
+            log.unlink()  # a warm start's logs start afresh
     start = time.perf_counter()
     launched = time.time()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -143,13 +151,17 @@ def launch(home: Path) -> Launch:
         marks = {**state.startup, "state_seen": time.time()}
         asyncio.run(first_job(state, marks))
         elapsed = time.perf_counter() - start
-        ready = worker_started_at(log)
+        ready = logged_at(logs["worker0"], "worker_started")
+        since = {name: logged_at(log, "stack_gate_waiting", 1) for name, log in logs.items()}
         time.sleep(3)  # let things settle to idle
         rss = {"jobforge dev (supervisor)": rss_mb(proc.pid)}
         for name, pid in state.pids.items():
             rss[name] = rss_mb(pid, with_children=name == "temporal")
         rss["postgres (all backends)"] = postgres_rss_mb(home / "pgdata")
-        return Launch(elapsed, rss, breakdown(launched, marks), ready - launched if ready is not None else None)
+        since["released"] = marks.get("temporal_ready")
+        after = {name: stamp - launched if stamp is not None else None for name, stamp in since.items()}
+        return Launch(elapsed, rss, breakdown(launched, marks), ready - launched if ready is not None else None,
+                      after["api"], after["worker0"], after["released"])
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
@@ -177,8 +189,12 @@ def main() -> None:
     print("where the best warm start went:")
     for label, seconds in best.steps:
         print(f"  {label:46s} {seconds:6.2f} s")
-    ready = f"{best.worker_ready:.2f} s" if best.worker_ready is not None else "not within 30 s"
-    print(f"  (the worker logged worker_started {ready} after launch)")
+    def at(seconds: float | None) -> str:
+        return f"{seconds:.2f} s" if seconds is not None else "(not logged)"
+
+    print(f"  (after launch: the API's imports were done at {at(best.api_imported)}, the worker's at "
+          f"{at(best.worker_imported)}, the stack released them at {at(best.released)}; "
+          f"the worker logged worker_started at {at(best.worker_ready)})")
     print("idle RSS:")
     for name, mb in rss.items():
         print(f"  {name:28s} {mb:7.1f} MB")

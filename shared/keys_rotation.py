@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from jobforge.sealed import public_key_bytes
+from jobforge.sealed_key import public_key_bytes
 
 
 class KeyRotationInputs(BaseModel):

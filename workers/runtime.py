@@ -63,8 +63,10 @@ def wait_for_stack(process: str) -> None:
     starts, so their imports overlap its start; a process started any other way does not wait."""
     if os.environ.get(STACK_GATE) != "stdin":
         return
+    log.info("stack_gate_waiting", process=process)  # its imports are done (bench/startup.py reads when)
     if not sys.stdin.readline():
         raise StackStartFailed(f"{process}: the dev stack stopped before its database and Temporal were ready")
+    log.info("stack_gate_open", process=process)
 
 
 def leave(code: int | str | None) -> NoReturn:

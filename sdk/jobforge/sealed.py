@@ -22,6 +22,7 @@ except ImportError as exc:  # the core SDK has no crypto dependency
     raise ImportError("jobforge.sealed needs the `keys` extra: pip install 'jobforge[keys]'") from exc
 
 from jobforge.errors import InvalidRequest, SealedSecretInvalid
+from jobforge.sealed_key import public_key_bytes
 
 __all__ = [
     "X25519PrivateKey",
@@ -39,17 +40,6 @@ __all__ = [
 
 _INFO = b"jobforge sealed secret v1"
 _NONCE = b"\0" * 12  # every seal uses a fresh ephemeral key, so the derived key is never reused
-
-
-def public_key_bytes(text: str) -> bytes:
-    """The raw 32 bytes of a base64 X25519 public key (shape only, no crypto); ValueError when it is not one."""
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("recipient_public_key must be base64") from None
-    if len(raw) != 32:
-        raise ValueError("recipient_public_key must be a raw 32-byte X25519 public key (base64)")
-    return raw
 
 
 def load_public_key(text: str) -> X25519PublicKey:
