@@ -189,8 +189,8 @@ class DevStack:
 
             env["JOBFORGE_METRICS_BIND"] = nth_bind(self.settings.metrics_bind, index)
         with (self.logs / f"worker{index}.log").open("ab") as out:
-            return subprocess.Popen([sys.executable, "-m", "workers.worker"], stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.PIPE, env=env, start_new_session=True)
+            return subprocess.Popen([sys.executable, "-m", "workers.boot", "worker"], stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.PIPE, env=env, start_new_session=True)
 
     def api_env(self) -> dict[str, str]:
         """The API's environment: the workers', the console's operator token and the Temporal UI for its links."""
@@ -208,7 +208,7 @@ class DevStack:
         with os.fdopen(fd, "w") as token_file:
             token_file.write(self.console_token + "\n")
         with (self.logs / "api.log").open("ab") as out:
-            self.api = subprocess.Popen([sys.executable, "-m", "workers.api", "--port", str(self.ports.api)],
+            self.api = subprocess.Popen([sys.executable, "-m", "workers.boot", "api", "--port", str(self.ports.api)],
                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.PIPE,
                                         env=self.api_env(), start_new_session=True)
 
