@@ -402,7 +402,7 @@ def installed_versions(plan: Plan, tree: Path) -> dict[str, str]:
 
 def node_modules_dirs(tree: Path, depth: int = 6) -> list[envcache.EnvDir]:
     """The ``node_modules`` directories a Node install left in ``tree`` (the root's and each workspace package's;
-    none inside another ``node_modules`` or ``.git``), as environment-cache directories."""
+    none inside another ``node_modules`` or a hidden directory), as environment-cache directories."""
     out: list[envcache.EnvDir] = []
     root = str(tree)
     for current, names, _files in os.walk(root):
@@ -412,7 +412,7 @@ def node_modules_dirs(tree: Path, depth: int = 6) -> list[envcache.EnvDir]:
             here = name if relative == "." else f"{relative}/{name}"
             if envcache.is_tree_dir(here) and not os.path.islink(os.path.join(current, name)):
                 out.append(envcache.EnvDir(envcache.tree_dir_name(here), os.path.join(current, name)))
-        names[:] = [] if level >= depth else [n for n in names if n not in ("node_modules", ".git")
+        names[:] = [] if level >= depth else [n for n in names if n != "node_modules" and not n.startswith(".")
                                               and not os.path.islink(os.path.join(current, n))]
     return sorted(out, key=lambda d: d.name)
 

@@ -96,9 +96,10 @@ def tree_dir(name: str, tree: str) -> EnvDir | None:
 
 def is_tree_dir(relative: str) -> bool:
     """Whether a directory found in the tree after a Node install is one the cache keeps: a ``node_modules``
-    outside ``.git`` and outside another ``node_modules``."""
+    outside another ``node_modules`` and outside hidden directories (``.git``; ``.yarn``, where Plug'n'Play
+    unpacks the packages it cannot serve from zip files, tracked by yarn's own install state)."""
     parts = relative.split("/")
-    return parts[-1] == NODE_DIR and NODE_DIR not in parts[:-1] and ".git" not in parts
+    return parts[-1] == NODE_DIR and NODE_DIR not in parts[:-1] and not any(p.startswith(".") for p in parts)
 
 
 def shares_files(name: str) -> bool:

@@ -66,6 +66,8 @@ def _node_tree(ws: Path) -> Path:
     member = tree / "packages" / "a" / "node_modules"
     member.mkdir(parents=True)
     (member / "kleur").symlink_to("../../../node_modules/.pnpm/kleur@4.1.5/node_modules/kleur")
+    unplugged = tree / ".yarn" / "unplugged" / "native-npm-1.0.0" / "node_modules"  # yarn's state: not kept
+    unplugged.mkdir(parents=True)
     return tree
 
 

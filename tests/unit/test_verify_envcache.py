@@ -114,9 +114,10 @@ def test_a_recorded_tree_directory_never_leaves_the_tree(name: str) -> None:
         assert relative.split("/")[-1] == "node_modules"
 
 
-def test_the_node_modules_kept_are_outside_other_node_modules_and_git() -> None:
+def test_the_node_modules_kept_are_outside_other_node_modules_and_hidden_directories() -> None:
     assert is_tree_dir("node_modules") and is_tree_dir("packages/a/node_modules")
     assert not is_tree_dir("node_modules/a/node_modules") and not is_tree_dir(".git/node_modules")
+    assert not is_tree_dir(".yarn/unplugged/node-gyp-npm-7.0.0-9ae0ecd334/node_modules")  # yarn's own state
     assert not is_tree_dir("src")
 
 
