@@ -84,12 +84,14 @@ def tree_dir_name(relative: str) -> str:
 
 def tree_dir(name: str, tree: str) -> EnvDir | None:
     """The run's directory an entry directory ``name`` is restored to, or None when ``name`` names none (no
-    tree directory, a path leaving the tree, not a ``node_modules``)."""
+    tree directory, a path leaving the tree, not a ``node_modules`` the cache keeps: see :func:`is_tree_dir`)."""
     if not name.startswith(TREE_PREFIX):
         return None
     relative = unquote(name.removeprefix(TREE_PREFIX))
     parts = relative.split("/")
-    if not relative or relative.startswith("/") or any(p in ("", ".", "..") for p in parts) or parts[-1] != NODE_DIR:
+    if not relative or relative.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        return None
+    if not is_tree_dir(relative):
         return None
     return EnvDir(name, f"{tree}/{relative}")
 

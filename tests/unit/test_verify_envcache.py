@@ -99,7 +99,8 @@ def test_a_tree_directory_name_round_trips_and_only_names_node_modules_inside_th
         name = tree_dir_name(relative)
         assert "/" not in name
         assert tree_dir(name, "/ws/tree") == EnvDir(name, f"/ws/tree/{relative}")
-    for hostile in ("../node_modules", "/etc/node_modules", "a/../../node_modules", "src", "", "a//node_modules"):
+    for hostile in ("../node_modules", "/etc/node_modules", "a/../../node_modules", "src", "", "a//node_modules",
+                    ".yarn/unplugged/x/node_modules", "node_modules/a/node_modules"):
         assert tree_dir(tree_dir_name(hostile), "/ws/tree") is None
     assert tree_dir("env", "/ws/tree") is None
 
