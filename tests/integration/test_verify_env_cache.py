@@ -265,9 +265,9 @@ def verify_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(Flag.VERIFY_PACK.value, "1")
 
 
-async def _verify(rt: Runtime, repo: Path) -> VerifyReport:
-    await ensure_tenants(rt, "acme")
-    handle = await rt.client().request_job("acme", TEMPLATE_KEY, {"repo_path": str(repo),
+async def _verify(rt: Runtime, repo: Path, tenant: str = "acme") -> VerifyReport:
+    await ensure_tenants(rt, tenant)
+    handle = await rt.client().request_job(tenant, TEMPLATE_KEY, {"repo_path": str(repo),
                                                                   "options": {"no_cache": True}}, actor="test")
     report = await rt.client().result(handle)
     assert isinstance(report, VerifyReport)
@@ -312,59 +312,45 @@ def _install(report: VerifyReport) -> Any:
     return report.step(StepName.INSTALL)
 
 
-async def test_a_warm_run_restores_its_environments_and_tests_its_own_code(
-        runtime: Runtime, worker: None, verify_on: None, repos: Path, pypi: None) -> None:
-    """The second run of an install key starts from the first's environments (tox's and the venv) and
-    still tests its own code (tox's package is rebuilt from its tree); a changed dependency file misses;
-    the checkout is not written."""
-    marker = uuid.uuid4().hex
-    first = await _verify(runtime, _toxed(repos, "one", marker))
-    assert first.passed, explain(first)
-    assert "restored" not in _install(first).reason
-    repo = _toxed(repos, "two", marker, answer=4)  # same dependency files, other code
-    before = listing(repo)
-    second = await _verify(runtime, repo)
-    assert second.passed, explain(second)
-    assert "restored from the cache" in _install(second).reason, explain(second)
-    assert "uv venv --clear" in _install(second).command  # the report shows the whole install
-    assert "1 passed" in log_text(second, StepName.TEST)
-    assert listing(repo) == before, "the checkout was written to"
-    changed = await _verify(runtime, _toxed(repos, "three", uuid.uuid4().hex))
-    assert changed.passed, explain(changed)
-    assert "restored" not in _install(changed).reason
-
-
 async def test_a_damaged_entry_is_rebuilt_by_the_run_that_finds_it(
         runtime: Runtime, worker: None, verify_on: None, repos: Path, settings: Settings, pypi: None) -> None:
     """A file missing from a kept environment: the run that finds it installs from scratch and passes,
     and leaves a complete entry that the next run restores."""
     marker = uuid.uuid4().hex
-    first = await _verify(runtime, _toxed(repos, "one", marker))
+    # a tenant of its own: the cache directory is shared with the other verify tests and other checkouts'
+    # suites, so this test's entry is the only one under its tenant
+    tenant = f"damaged-{marker[:8]}"
+    first = await _verify(runtime, _toxed(repos, "one", marker), tenant)
     assert first.passed, explain(first)
-    entry = _newest_entry(SHARED_CACHE / "envs" / "acme")
+    [entry] = [p for p in (SHARED_CACHE / "envs" / tenant).iterdir() if p.is_dir()]
     victim = next(p for p in (entry / "env").rglob("*.py") if p.is_file())
     victim.unlink()
-    second = await _verify(runtime, _toxed(repos, "two", marker))
+    second = await _verify(runtime, _toxed(repos, "two", marker), tenant)
     assert second.passed, explain(second)
     assert "restored" not in _install(second).reason
-    third = await _verify(runtime, _toxed(repos, "three", marker))
+    third = await _verify(runtime, _toxed(repos, "three", marker), tenant)
     assert third.passed, explain(third)
     assert "restored from the cache" in _install(third).reason
 
 
-def _newest_entry(tenant_dir: Path) -> Path:
-    """The entry the run just stored: the tenant's newest."""
-    return max((p for p in tenant_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-
-
-async def test_concurrent_runs_of_one_key_both_pass(runtime: Runtime, worker: None, verify_on: None, repos: Path,
-                                                    pypi: None) -> None:
-    """Two runs of one install key at once, each building (no entry yet): both pass on their own code, and
-    a third run restores the one entry they left."""
+async def test_concurrent_runs_of_one_key_both_pass_and_a_warm_run_restores_their_entry(
+        runtime: Runtime, worker: None, verify_on: None, repos: Path, pypi: None) -> None:
+    """Two runs of one install key at once, each building (no entry yet): both pass on their own code. A
+    third run starts from the one entry they left (tox's environments and the venv) and still tests its own
+    code (tox's package is rebuilt from its tree); the checkout is not written; a changed dependency file
+    misses."""
     marker = uuid.uuid4().hex
     one, two = await asyncio.gather(_verify(runtime, _toxed(repos, "one", marker)),
                                     _verify(runtime, _toxed(repos, "two", marker, answer=5)))
     assert one.passed and two.passed, (explain(one), explain(two))
-    third = await _verify(runtime, _toxed(repos, "three", marker, answer=6))
+    repo = _toxed(repos, "three", marker, answer=6)  # same dependency files, other code
+    before = listing(repo)
+    third = await _verify(runtime, repo)
     assert third.passed, explain(third)
-    assert "restored from the cache" in _install(third).reason
+    assert "restored from the cache" in _install(third).reason, explain(third)
+    assert "uv venv --clear" in _install(third).command  # the report shows the whole install
+    assert "1 passed" in log_text(third, StepName.TEST)
+    assert listing(repo) == before, "the checkout was written to"
+    changed = await _verify(runtime, _toxed(repos, "four", uuid.uuid4().hex))
+    assert changed.passed, explain(changed)
+    assert "restored" not in _install(changed).reason
