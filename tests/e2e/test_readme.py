@@ -28,18 +28,3 @@ def test_every_readme_block_runs_as_written(stack_tmp_path: Path) -> None:
         pytest.fail(report.explain(), pytrace=False)
     assert any(r.block.stack and r.outcome is Outcome.PASSED for r in report.results), "no block started the stack"
 
-
-def test_a_page_without_a_stack_block_gets_one(stack_tmp_path: Path) -> None:
-    """A docs page that assumes a running stack gets one from the runner: `jobforge` finds it through the state
-    file, the stock `temporal` CLI through TEMPORAL_ADDRESS; the stack is gone when the session ends."""
-    page = stack_tmp_path / "page.md"
-    page.write_text("<!-- docrun: expect JobForgeTenant -->\n```sh\njobforge status\n"
-                    "temporal operator search-attribute list\n```\n")
-    work = stack_tmp_path / "work"
-    work.mkdir()
-    report = run_page(page, work, env_with({"HOME": str(stack_tmp_path / "home")}), stack=True, activate=True)
-    if not report.ok:
-        pytest.fail(report.explain(), pytrace=False)
-    assert [(r.block.source, r.outcome) for r in report.results] == [("<docrun>", Outcome.PASSED),
-                                                                      ("page.md", Outcome.PASSED)]
-    assert not (work / ".jobforge" / "state.json").exists()
