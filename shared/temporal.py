@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from pydantic import ValidationError
-from temporalio import activity
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client, TLSConfig
@@ -22,11 +19,9 @@ from temporalio.converter import (
     PayloadConverter,
 )
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from jobforge.errors import JobForgeError, TemporalUnavailable
 from shared import metrics, tracing
-from shared.outages import as_data_error
 from shared.search_attributes import TEMPLATE_ATTRIBUTE, TENANT_ATTRIBUTE, TRACE_ATTRIBUTE
 from shared.security.redaction import redact, redact_text
 from shared.settings import Settings
@@ -141,37 +136,3 @@ def to_application_error(err: JobForgeError) -> ApplicationError:
     """A JobForge error as a Temporal failure: typed, no stack, retryable only if transient."""
     return ApplicationError(redact_text(err.message), redact(err.details), type=err.code,
                             non_retryable=not err.retryable)
-
-
-class _ActivityErrorsInbound(ActivityInboundInterceptor):
-    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-        try:
-            return await super().execute_activity(input)
-        except ApplicationError:
-            raise
-        except JobForgeError as err:
-            raise to_application_error(err) from None
-        except ValidationError as exc:
-            raise ApplicationError(
-                f"{activity.info().activity_type}: a value failed validation ({exc.error_count()} error(s)); "
-                "retrying cannot change it", type="invalid_data", non_retryable=True) from None
-        except Exception as exc:
-            if as_data_error(exc):
-                raise ApplicationError(
-                    f"{activity.info().activity_type}: PostgreSQL refused a value this run carries "
-                    f"({type(exc).__name__}); retrying cannot change it", type="store_refused_value",
-                    non_retryable=True) from None
-            raise
-
-
-class ActivityErrors(Interceptor):
-    """Worker interceptor: an activity failing on what retrying cannot change fails for good, typed.
-
-    A JobForge error becomes its typed failure (retried only if transient); a validation error or a
-    value the store refuses (a PostgreSQL data error) is non-retryable, so the run fails with a typed
-    error instead of retrying forever. Messages carry the error's class, never the driver's text
-    (which can quote the statement's parameters).
-    """
-
-    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
-        return _ActivityErrorsInbound(next)

@@ -61,7 +61,6 @@ from shared.key_rotation_runs import ROTATION, sealed_secret_of
 from shared.logs import configure
 from shared.outages import as_data_error, as_outage
 from shared.replay.bundle import REPLAY_FILE, tar_bundle
-from shared.replay.service import ReplayService
 from shared.security.audit import Decision
 from shared.security.limits import HARD_CAP_FACTOR, PayloadLimits, check_storable, parse_and_check
 from shared.security.pacing import REFUSED_STATUSES, HeldFull, Pacer, PacingPolicy
@@ -645,6 +644,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> ProblemGua
     async def get_replay(ident: str, caller: Caller,
                          fmt: Annotated[Literal["tar", "json"], Query(alias="format")] = "tar") -> Response:
         """The replay bundle of one of the tenant's finished runs (scope ``runs:read``, REPLAY_PACK_ENABLED)."""
+        from shared.replay.service import ReplayService  # with Temporal's Replayer: loaded when a bundle is asked for
+
         require_scopes(caller.scopes, ("runs:read",))
         assert caller.tenant_id is not None
         runtime = rt()

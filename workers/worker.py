@@ -28,8 +28,8 @@ from shared.replay.service import ReplayService
 from shared.settings import Settings
 from shared.stale_runs import sweep_loop
 from shared.templates import import_template_module
-from shared.temporal import ActivityErrors
 from workers import payload_visits
+from workers.activity_errors import ActivityErrors
 from workers.archiver import archive_histories
 from workers.queue_depth import watch_queue_depth
 from workers.runtime import (

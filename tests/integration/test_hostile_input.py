@@ -32,9 +32,10 @@ from jobforge.models import RunStatus
 from shared.flags import Flag
 from shared.search_attributes import search_attribute_args
 from shared.settings import Settings
-from shared.temporal import DATA_CONVERTER, ActivityErrors
+from shared.temporal import DATA_CONVERTER
 from tests.integration.test_api import HEALTHCHECK, PROBLEM, auth, is_problem, tenant_with_key
 from tests.unit.test_security_limits import bad_text, documents, first_unstorable
+from workers.activity_errors import ActivityErrors
 from workers.api import create_app
 from workers.runtime import Runtime, open_runtime
 from workers.stack import temporal_binary

@@ -28,8 +28,9 @@ def _of(modules: set[str], packages: tuple[str, ...]) -> list[str]:
     # the worker checks the schema against shared.store.schema.HEAD_REVISION, not Alembic's scripts; tracing
     # (OpenTelemetry's SDK and Temporal's interceptor for it) is imported when JOBFORGE_OTLP_ENDPOINT turns it on
     ("workers.worker", ("alembic", "sqlalchemy", *TRACING)),
-    # the API validates a key rotation's recipient key for shape (jobforge.sealed_key); sealing is the worker's
-    ("workers.api", ("alembic", "sqlalchemy", "cryptography", *TRACING)),
+    # the API validates a key rotation's recipient key for shape (jobforge.sealed_key); sealing is the worker's;
+    # Temporal's worker module is the workers' (the activity interceptor, the replay service's Replayer)
+    ("workers.api", ("alembic", "sqlalchemy", "cryptography", "temporalio.worker", *TRACING)),
     # `jobforge dev` launches the Temporal dev server, the workers and the API before it imports psycopg (to
     # check the database while they import); Temporal's SDK is for the processes it launches, not for it
     ("workers.dev", ("temporalio", "psycopg", "alembic", "sqlalchemy", "fastapi", "opentelemetry")),
