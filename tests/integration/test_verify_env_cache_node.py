@@ -5,7 +5,7 @@ The first half drives ``activities.envcache.EnvCache`` on generated trees (no ne
 ``node_modules`` (the root's and a workspace package's) come back at the restoring run's paths, packages'
 files linked and the rest copied and relocated, and a file written in place through a link (which the
 entry shares with every run it was restored into) makes the entry a miss. The second half runs the pack
-against the npm registry with npm, pnpm, yarn classic and yarn berry: a warm run restores and gives the
+against the npm registry with npm, pnpm, yarn classic, yarn berry and bun: a warm run restores and gives the
 same verdict as the cold one (npm skipping ``npm ci``, which would delete node_modules, and saying so), a
 changed lockfile misses, a damaged entry is rebuilt, and the checkout is never written.
 """
@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from activities.envcache import EnvCache
-from activities.toolchains import Toolchains
+from activities.toolchains import Toolchains, npm_arch
 from activities.verify import node_modules_dirs
 from shared.verify.envcache import EnvDir, tree_dir_name
 from shared.verify.models import StepName, StepStatus, ToolRequest, VerifyReport
@@ -156,6 +156,8 @@ MANAGERS: dict[str, dict[str, Any]] = {
              "install": "yarn install --frozen-lockfile", "tool": ("yarn", "1.22.22")},
     "berry": {"package": {"packageManager": "yarn@4.5.0"}, "files": {".yarnrc.yml": "nodeLinker: node-modules\n"},
               "lock": "yarn.lock", "install": "yarn install --immutable", "tool": ("@yarnpkg/cli-dist", "4.5.0")},
+    "bun": {"package": {"packageManager": "bun@1.2.23"}, "files": {}, "lock": "bun.lock",
+            "install": "bun install --frozen-lockfile", "tool": (f"@oven/bun-linux-{npm_arch()}", "1.2.23")},
 }
 
 
@@ -174,7 +176,8 @@ async def _lockfile(manager: str, dependencies: dict[str, str], marker: str) -> 
                 "YARN_ENABLE_TELEMETRY": "0", "YARN_GLOBAL_FOLDER": str(SHARED_CACHE / "test-yarn"),
                 "YARN_ENABLE_GLOBAL_CACHE": "true", "YARN_CACHE_FOLDER": str(SHARED_CACHE / "test-yarn1"),
                 "npm_config_store_dir": str(SHARED_CACHE / "test-pnpm-store"),
-                "npm_config_manage_package_manager_versions": "false"})
+                "npm_config_manage_package_manager_versions": "false",
+                "BUN_INSTALL_CACHE_DIR": str(SHARED_CACHE / "test-bun")})
     if "tool" in spec:
         name, version = spec["tool"]
         [tool] = await Toolchains(SHARED_CACHE / "toolchains").provision(
@@ -182,7 +185,8 @@ async def _lockfile(manager: str, dependencies: dict[str, str], marker: str) -> 
         env["PATH"] = f"{tool.bin_dir}:{env['PATH']}"
     argv = {"npm": ["npm", "install", "--package-lock-only", "--no-audit", "--no-fund"],
             "pnpm": ["pnpm", "install", "--lockfile-only"], "yarn": ["yarn", "install", "--ignore-scripts"],
-            "berry": ["yarn", "install", "--mode=update-lockfile"]}[manager]
+            "berry": ["yarn", "install", "--mode=update-lockfile"],
+            "bun": ["bun", "install", "--lockfile-only"]}[manager]
     done = await asyncio.to_thread(subprocess.run, argv, cwd=scratch, env=env, capture_output=True, text=True,
                                    timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
