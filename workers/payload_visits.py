@@ -17,18 +17,33 @@ concurrency as they are.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
+import structlog
 import temporalio.bridge.worker
 from temporalio.api.common.v1 import Payload
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 from temporalio.converter import DataConverter
-from temporalio.converter._extstore import StorageOperationMetrics
-from temporalio.worker._command_aware_visitor import CommandAwarePayloadVisitor
+
+try:  # internals of the SDK (the version range admits releases that may move them: see sdk_matches)
+    from temporalio.converter._extstore import StorageOperationMetrics
+    from temporalio.worker._command_aware_visitor import CommandAwarePayloadVisitor
+except ImportError:
+    _INTERNALS_IMPORTED = False
+else:
+    _INTERNALS_IMPORTED = True
+
+log = structlog.get_logger(__name__)
 
 _stock_decode_activation = temporalio.bridge.worker.decode_activation
 _stock_encode_completion = temporalio.bridge.worker.encode_completion
+
+#: what this module calls of the SDK beyond its public API, checked by :func:`sdk_matches` before installing
+_CONVERTER_STEPS = ("_decode_reference_payload_sequence", "_external_retrieve_payload_sequence",
+                    "_decode_payload_sequence", "_encode_payload_sequence", "_external_store_payload_sequence",
+                    "_encode_reference_payload_sequence")
 
 
 async def decode_activation(activation: WorkflowActivation, data_converter: DataConverter, decode_headers: bool,
@@ -65,8 +80,33 @@ async def encode_completion(completion: WorkflowActivationCompletion, data_conve
     return StorageOperationMetrics()
 
 
-def install() -> None:
+def sdk_matches() -> bool:
+    """Whether the installed SDK still has the internals these functions compose, with the signatures they
+    were written against (the SDK's version range admits releases that may move them)."""
+    if not _INTERNALS_IMPORTED:
+        return False
+    if not all(callable(getattr(DataConverter, name, None)) for name in _CONVERTER_STEPS):
+        return False
+    if not callable(getattr(temporalio.bridge.worker, "_Visitor", None)):
+        return False
+    try:
+        decode = list(inspect.signature(_stock_decode_activation).parameters)
+        encode = list(inspect.signature(_stock_encode_completion).parameters)
+    except (TypeError, ValueError):
+        return False
+    return decode == ["activation", "data_converter", "decode_headers", "storage_concurrency_limit"] and \
+        encode == ["completion", "data_converter", "encode_headers", "storage_concurrency_limit"]
+
+
+def install() -> bool:
     """Have the SDK's workflow worker (which calls them through ``temporalio.bridge.worker``) use
-    :func:`decode_activation` and :func:`encode_completion` (idempotent)."""
+    :func:`decode_activation` and :func:`encode_completion` (idempotent). With an SDK whose internals no
+    longer match (:func:`sdk_matches`), the SDK's own functions stay, the worker logs
+    ``payload_visits_stock``, and False is returned."""
+    if not sdk_matches():
+        log.warning("payload_visits_stock", reason="the Temporal SDK's payload internals differ from the ones "
+                    "workers.payload_visits composes: its three walks per activation are kept")
+        return False
     setattr(temporalio.bridge.worker, "decode_activation", decode_activation)  # noqa: B010  # the SDK's function replaced
     setattr(temporalio.bridge.worker, "encode_completion", encode_completion)  # noqa: B010  # the SDK's function replaced
+    return True

@@ -137,3 +137,15 @@ def test_install_puts_the_one_walk_passes_where_the_workflow_worker_calls_them()
     assert temporalio.bridge.worker.decode_activation is decode_activation
     assert temporalio.bridge.worker.encode_completion is encode_completion
     assert payload_visits._stock_decode_activation is not decode_activation
+
+
+def test_an_sdk_whose_internals_moved_keeps_its_own_walks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release of the SDK without one of the converter steps composed here: nothing is replaced."""
+    monkeypatch.setattr(temporalio.bridge.worker, "decode_activation", payload_visits._stock_decode_activation)
+    monkeypatch.setattr(temporalio.bridge.worker, "encode_completion", payload_visits._stock_encode_completion)
+    assert payload_visits.sdk_matches()
+    monkeypatch.setattr(payload_visits, "_CONVERTER_STEPS", (*payload_visits._CONVERTER_STEPS, "_moved_away"))
+    assert not payload_visits.sdk_matches()
+    assert payload_visits.install() is False
+    assert temporalio.bridge.worker.decode_activation is payload_visits._stock_decode_activation
+    assert temporalio.bridge.worker.encode_completion is payload_visits._stock_encode_completion
