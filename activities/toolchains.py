@@ -42,8 +42,6 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-import httpx
-import nodesemver  # type: ignore[import-untyped]  # node-semver ships no type information
 import structlog
 
 from jobforge.errors import ToolchainUnavailable
@@ -54,7 +52,9 @@ log = structlog.get_logger("jobforge.activities.toolchains")
 
 DEFAULT_NPM_REGISTRY = "https://registry.npmjs.org/"
 RESOLVE_TTL_SECONDS = 24 * 3600
-HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+#: seconds for a registry's answer (and to connect: CONNECT_TIMEOUT); a download gets INSTALL_TIMEOUT
+HTTP_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 10.0
 INSTALL_TIMEOUT = 600.0
 #: executables each Python tool exposes
 PYPI_EXECUTABLES: dict[str, tuple[str, ...]] = {
@@ -308,6 +308,8 @@ class Toolchains:
         return ProvisionedTool(name=name, version=version, bin_dir=str(target / "bin"), why=request.why)
 
     def _best_installed_npm(self, name: str, spec: str) -> str | None:
+        import nodesemver  # type: ignore[import-untyped]  # node-semver ships no type information
+
         versions = self._installed("npm", name)
         with contextlib.suppress(ValueError, TypeError):
             best = nodesemver.max_satisfying(versions, spec or "*", loose=True)
@@ -315,10 +317,13 @@ class Toolchains:
         return None
 
     def _packument(self, name: str) -> dict[str, object]:
+        import httpx
+
         registry = _npm_registry()
         url = registry + urllib.parse.quote(name, safe="@")
         try:
-            with httpx.Client(timeout=HTTP_TIMEOUT, follow_redirects=True) as client:
+            timeout = httpx.Timeout(HTTP_TIMEOUT, connect=CONNECT_TIMEOUT)
+            with httpx.Client(timeout=timeout, follow_redirects=True) as client:
                 response = client.get(url, headers={"Accept": "application/vnd.npm.install-v1+json"})
         except httpx.HTTPError as exc:
             raise ToolchainUnavailable(f"the npm registry ({registry}) cannot be reached for {name}: "
@@ -334,6 +339,8 @@ class Toolchains:
 
     @staticmethod
     def _resolve_npm(metadata: dict[str, object], request: ToolRequest) -> str:
+        import nodesemver
+
         versions = metadata.get("versions")
         tags = metadata.get("dist-tags")
         if not isinstance(versions, dict) or not versions:
@@ -351,6 +358,8 @@ class Toolchains:
 
     def _install_npm(self, name: str, version: str, metadata: dict[str, object], request: ToolRequest,
                      target: Path) -> None:
+        import httpx
+
         versions = metadata.get("versions")
         info = versions.get(version) if isinstance(versions, dict) else None
         dist = info.get("dist") if isinstance(info, dict) else None
@@ -361,7 +370,8 @@ class Toolchains:
                 return
             started = time.monotonic()
             try:
-                with httpx.Client(timeout=httpx.Timeout(INSTALL_TIMEOUT, connect=10.0), follow_redirects=True) as c:
+                timeout = httpx.Timeout(INSTALL_TIMEOUT, connect=CONNECT_TIMEOUT)
+                with httpx.Client(timeout=timeout, follow_redirects=True) as c:
                     response = c.get(str(dist["tarball"]))
             except httpx.HTTPError as exc:
                 raise ToolchainUnavailable(f"downloading {name}@{version} failed: {type(exc).__name__}: {exc}"[:400],

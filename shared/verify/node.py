@@ -7,8 +7,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import nodesemver  # type: ignore[import-untyped]  # node-semver ships no type information
-
 from jobforge.errors import VerifyConfigInvalid
 from shared.verify import detect, pins, sources
 from shared.verify.detect import Host, RepoFacts, Request, none, select, spec
@@ -75,6 +73,8 @@ def manager_tool(manager: pins.PackageManager, host: Host, yarn_release: str = "
 
 def node_tool(facts: RepoFacts, package: Mapping[str, Any], host: Host) -> tuple[ToolRequest | None, str]:
     """The Node to provision when the repository asks for one the worker's node does not satisfy."""
+    import nodesemver  # type: ignore[import-untyped]  # node-semver ships no type information; loaded when used
+
     wanted, where = pins.node_version_request(facts.files, package)
     if not wanted:
         return None, ""

@@ -17,8 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from jobforge.errors import VerifyConfigInvalid
 
 CONFIG_FILE = ".pre-commit-config.yaml"
@@ -243,6 +241,8 @@ def _local_hook(hook_id: str, base: Hook, user: Mapping[str, Any], dependency: s
 
 
 def load(text: str) -> dict[str, Any]:
+    import yaml  # PyYAML loads with the first configuration read, not with every worker
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -346,4 +346,6 @@ def translate(text: str, config_path: str = "", python: str = "") -> Translation
 
 
 def dump(config: Mapping[str, Any]) -> str:
+    import yaml
+
     return yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True)

@@ -27,7 +27,8 @@ def _of(modules: set[str], packages: tuple[str, ...]) -> list[str]:
 @pytest.mark.parametrize(("module", "forbidden"), [
     # the worker checks the schema against shared.store.schema.HEAD_REVISION, not Alembic's scripts; tracing
     # (OpenTelemetry's SDK and Temporal's interceptor for it) is imported when JOBFORGE_OTLP_ENDPOINT turns it on
-    ("workers.worker", ("alembic", "sqlalchemy", *TRACING)),
+    # the verify pack's HTTP client and parsers (httpx, PyYAML, node-semver) load when a verify step uses them
+    ("workers.worker", ("alembic", "sqlalchemy", "httpx", "yaml", "nodesemver", *TRACING)),
     # the API validates a key rotation's recipient key for shape (jobforge.sealed_key); sealing is the worker's;
     # Temporal's worker module is the workers' (the activity interceptor, the replay service's Replayer)
     ("workers.api", ("alembic", "sqlalchemy", "cryptography", "temporalio.worker", *TRACING)),
