@@ -13,9 +13,9 @@ import pytest
 TRACING = ("opentelemetry.sdk", "opentelemetry.exporter", "temporalio.contrib.opentelemetry")
 
 
-def _imported(module: str) -> set[str]:
-    """Every module a fresh interpreter holds after importing ``module``."""
-    probe = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+def _imported(module: str, then: str = "") -> set[str]:
+    """Every module a fresh interpreter holds after importing ``module`` (and running ``then``)."""
+    probe = f"import json, sys, {module}\n{then}\nprint(json.dumps(sorted(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     return set(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -41,3 +41,11 @@ def test_a_process_starts_without_what_it_does_not_use(module: str, forbidden: t
     modules = _imported(module)
     assert module in modules
     assert _of(modules, forbidden) == []
+
+
+def test_the_api_builds_its_app_without_the_console() -> None:
+    """The console (Jinja2, its pages and routes) is built on its first request to /ui, not with the API's app."""
+    modules = _imported("workers.api", "from pydantic import SecretStr\nfrom shared.settings import Settings\n"
+                        "workers.api.create_app(Settings(database_url=SecretStr('postgresql://nobody@127.0.0.1:1/x')))")
+    assert "workers.console" in modules
+    assert _of(modules, ("workers.console.app", "jinja2")) == []
