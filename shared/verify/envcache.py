@@ -12,8 +12,8 @@ A Node repository's install writes ``node_modules`` into the run's tree (and int
 a monorepo): those directories are kept the same way, named in the entry by their place in the tree
 (:func:`tree_dir_name`), and found after the install (:func:`is_tree_dir`), since which packages get one is the
 package manager's decision. ``npm ci`` deletes ``node_modules`` before it installs, so a run whose restored
-``node_modules`` matches the lockfile runs ``Plan.warm_install`` instead (``npm ls`` and the root package's
-lifecycle scripts, which ``npm ci`` runs after installing).
+``node_modules`` matches the lockfile runs ``Plan.warm_install`` instead (``npm ci --dry-run --ignore-scripts``
+and the root package's lifecycle scripts, which ``npm ci`` runs after installing).
 """
 
 from __future__ import annotations
