@@ -79,6 +79,7 @@ class Outcome:
     by_hand: float | None = None
     by_hand_install: float | None = None
     by_hand_statuses: dict[str, str] = field(default_factory=dict)
+    by_hand_steps: dict[str, float] = field(default_factory=dict)  # each step's seconds by hand
     phases: list[Phase] = field(default_factory=list)
 
     def status(self, step: str) -> str:
@@ -278,6 +279,7 @@ def by_hand(outcome: Outcome, settings: Settings, tenant: str, work: Path) -> No
             continue
         code, seconds, tail = _shell(local(step.command), repo, env)
         total += seconds
+        outcome.by_hand_steps[step.name.value] = round(seconds, 3)
         outcome.by_hand_statuses[step.name.value] = "passed" if code == 0 else "failed"
         if code != 0:
             outcome.by_hand_statuses[f"{step.name.value}:tail"] = tail[-300:].replace("\n", " | ")
@@ -451,7 +453,8 @@ async def run_cases(settings: Settings, cases: list[Case], work: Path, hand: boo
                 differ = {s: v for s, v in outcome.by_hand_statuses.items()
                           if ":" not in s and v != outcome.status(s)}
                 differ.update({s: v for s, v in outcome.by_hand_statuses.items() if s.split(":")[0] in differ})
-                print(f"    by hand: install {outcome.by_hand_install or 0:.1f}s, steps {outcome.by_hand:.1f}s"
+                print(f"    by hand: install {outcome.by_hand_install or 0:.1f}s, steps {outcome.by_hand:.1f}s ("
+                      + ", ".join(f"{s} {t:.1f}s" for s, t in outcome.by_hand_steps.items()) + ")"
                       + (f"; differs: {differ}" if differ else ""), flush=True)
             elif outcome.error:
                 print(f"    {outcome.error}", flush=True)
@@ -480,7 +483,8 @@ def summarise(outcomes: list[Outcome], skipped: list[str]) -> dict[str, Any]:
     details = [{
         "repo": o.case.repo, "case": o.case.name, "verdict": o.verdict, "expected": o.case.expect.get("verdict"),
         "wall_s": round(o.wall, 1), "install_s": o.install_seconds, "by_hand_s": o.by_hand,
-        "by_hand_install_s": o.by_hand_install, "error": o.error or (o.report.error if o.report else ""),
+        "by_hand_install_s": o.by_hand_install, "by_hand_steps_s": o.by_hand_steps,
+        "error": o.error or (o.report.error if o.report else ""),
         "phases": [vars(p) for p in o.phases],
         "steps": [{"step": r.name.value, "status": r.status.value, "expected": o.case.expect.get(r.name.value),
                    "seconds": r.duration_seconds, "command": r.command, "origin": r.origin}
