@@ -536,6 +536,31 @@ class VerifyActivities:
         self.cache = (settings.verify_cache_dir or self.base / "cache").resolve()
         self.toolchains = Toolchains(self.cache / "toolchains")
         self.envs = EnvCache(self.cache / "envs", settings.verify_env_cache_max_mb << 20)
+        self._warming: asyncio.Future[None] | None = None
+
+    def warm(self) -> None:
+        """Probe the host in the background now (bubblewrap; the versions of the worker's Pythons, node, npm
+        and uv, which are kept per executable), so that a worker's first run does not wait for it: about 0.3 s,
+        most of it ``npm --version``, which is a large part of a small repository's whole run. Called by the
+        worker as it registers the activities; without a running event loop (a list built for a replay) there
+        is no run to speed up and nothing is started."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._warming is None:
+            self._warming = loop.run_in_executor(None, self._probe_host)
+
+    def _probe_host(self) -> None:
+        probe_sandbox(self.settings.verify_sandbox)
+        self.toolchains.host()
+
+    async def _warmed(self) -> None:
+        """Wait for a warm-up still probing (its probes are the ones this run needs; a failed probe is simply
+        made again by the run)."""
+        if self._warming is not None and not self._warming.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._warming)
 
     # -- layout
 
@@ -870,6 +895,7 @@ class VerifyActivities:
         settings = self.settings
         ws = self.workspace(req.tenant_id, req.run_id)
         ws.mkdir(parents=True, exist_ok=True)
+        await self._warmed()
         sandbox = probe_sandbox(settings.verify_sandbox)
         if settings.verify_sandbox == "required" and not sandbox.enabled:
             raise SandboxUnavailable(f"JOBFORGE_VERIFY_SANDBOX=required, but {sandbox.reason}")
