@@ -376,6 +376,28 @@ def phases(history: Any) -> list[Phase]:
     return out
 
 
+def overhead(phases: list[Phase], commands: dict[str, float], wall: float) -> dict[str, float]:
+    """Where the run's time went besides its commands (seconds): ``start`` (the history's start to its first
+    activity: the first workflow task, admission), ``prepare``, ``between`` (the history's span covered by no
+    activity: the workflow tasks that schedule the next), ``around`` (each step activity, install included,
+    beyond its commands' time ``commands[step]``, summed), ``finalize``, ``outside`` (the wall time outside the
+    history: the request and the wait for its result)."""
+    if not phases:
+        return {}
+    spans = sorted((p.scheduled, p.scheduled + p.queued + p.ran) for p in phases)
+    covered, end = 0.0, 0.0
+    for begin, finish in spans:
+        if finish > end:
+            covered += finish - max(begin, end)
+            end = finish
+    first = spans[0][0]
+    named = {p.name: p.queued + p.ran for p in phases if p.name in ("prepare", "finalize")}
+    around = sum(p.queued + p.ran - commands[p.step] for p in phases if p.step in commands)
+    return {"start": round(first, 3), "prepare": round(named.get("prepare", 0.0), 3),
+            "between": round(end - first - covered, 3), "around": round(around, 3),
+            "finalize": round(named.get("finalize", 0.0), 3), "outside": round(wall - end, 3)}
+
+
 # -- the corpus file ---------------------------------------------------------------------------------
 
 
@@ -446,6 +468,8 @@ async def run_cases(settings: Settings, cases: list[Case], work: Path, hand: boo
                 f"{p.step or p.name} {p.ran:.1f}s" + (f" (its process {steps[p.step]:.1f}s)" if p.step in steps else "")
                 + (f" after {p.queued:.2f}s queued" if p.queued >= 0.05 else "") for p in outcome.phases)
                 + f"; wall {outcome.wall:.1f}s", flush=True)
+            own = overhead(outcome.phases, steps, outcome.wall)
+            print("    besides the commands: " + ", ".join(f"{k} {v:.3f}s" for k, v in own.items()), flush=True)
         if hand and report is not None and case.name == "intact":
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(by_hand, outcome, settings, tenant, work)
@@ -486,6 +510,8 @@ def summarise(outcomes: list[Outcome], skipped: list[str]) -> dict[str, Any]:
         "by_hand_install_s": o.by_hand_install, "by_hand_steps_s": o.by_hand_steps,
         "error": o.error or (o.report.error if o.report else ""),
         "phases": [vars(p) for p in o.phases],
+        "overhead_s": overhead(o.phases, {r.name.value: r.duration_seconds for r in o.report.steps}, o.wall)
+        if o.report else {},
         "steps": [{"step": r.name.value, "status": r.status.value, "expected": o.case.expect.get(r.name.value),
                    "seconds": r.duration_seconds, "command": r.command, "origin": r.origin}
                   for r in (o.report.steps if o.report else [])],
