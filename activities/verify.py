@@ -115,6 +115,7 @@ COPY_SKIPPED = frozenset({".git", "node_modules", ".venv", "venv", ".tox", ".nox
 _GIT_IDENTITY = {"GIT_AUTHOR_NAME": "jobforge", "GIT_AUTHOR_EMAIL": "verify@jobforge.invalid",
                  "GIT_COMMITTER_NAME": "jobforge", "GIT_COMMITTER_EMAIL": "verify@jobforge.invalid"}
 
+#: probe results by the bubblewrap they are for (its path on PATH; "" when PATH has none)
 _sandbox_probe: dict[str, SandboxInfo] = {}
 _T = TypeVar("_T")
 
@@ -142,12 +143,13 @@ def in_container(root: Path = Path("/"), environ: Mapping[str, str] = os.environ
 
 
 def probe_sandbox(mode: str) -> SandboxInfo:
-    """Whether steps can run under bubblewrap here (probed once per process)."""
+    """Whether steps can run under bubblewrap here (probed once per process for each ``bwrap`` that PATH
+    names: the steps run the one PATH names when they start, so a result is only reused for that one)."""
     if mode == "off":
         return SandboxInfo(enabled=False, reason="turned off (JOBFORGE_VERIFY_SANDBOX=off)")
-    if "bwrap" in _sandbox_probe:
-        return _sandbox_probe["bwrap"]
     path = shutil.which("bwrap")
+    if (path or "") in _sandbox_probe:
+        return _sandbox_probe[path or ""]
     if path is None:
         info = SandboxInfo(enabled=False, reason="bubblewrap is not installed on this worker (Debian: bubblewrap)")
     else:
@@ -166,7 +168,7 @@ def probe_sandbox(mode: str) -> SandboxInfo:
                 reason = probe_failure_reason(probe.stderr.decode(errors="replace"), in_container())
                 info = SandboxInfo(enabled=False, reason=reason)
                 log.warning("sandbox_unavailable", reason=reason)
-    _sandbox_probe["bwrap"] = info
+    _sandbox_probe[path or ""] = info
     return info
 
 

@@ -87,6 +87,24 @@ def test_probe_reports_refused_user_namespaces(unusable_bwrap: Path) -> None:
     assert probe_sandbox("off").reason.startswith("turned off")
 
 
+def test_a_result_for_another_bwrap_is_not_reused(unusable_bwrap: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe of another bubblewrap (the worker's background probe of the one PATH named when it started,
+    finishing after PATH changed) is kept for that one only: the bwrap PATH names now is probed itself."""
+    working = tmp_path / "working-bin"
+    working.mkdir()
+    (working / "bwrap").write_text('#!/bin/sh\nif [ "$1" = "--version" ]; then echo "bubblewrap 0.11.0"; fi\nexit 0\n')
+    (working / "bwrap").chmod(0o755)
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", f"{working}{os.pathsep}{path}")
+    assert probe_sandbox("auto").enabled  # the probe the worker made of the bwrap it started with
+    monkeypatch.setenv("PATH", path)  # the unusable one is first again
+    info = probe_sandbox("auto")
+    assert not info.enabled and "No permissions to create new namespace" in info.reason
+    assert verify_activities._sandbox_probe[str(working / "bwrap")].enabled
+    assert verify_activities._sandbox_probe[str(unusable_bwrap)] is info
+
+
 def test_failure_reason_names_what_to_allow() -> None:
     """Inside a container the reason points at the operations guide; on a host, at the kernel setting;
     any other failure is quoted as it is."""
