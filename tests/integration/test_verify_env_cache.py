@@ -28,7 +28,7 @@ from shared.verify.envcache import EnvDir
 from shared.verify.models import TEMPLATE_KEY, StepName, VerifyReport
 from tests.integration.test_verify_provisioning import PYPI, SHARED_CACHE, _reachable, explain, listing, log_text
 from tests.support.tenants import ensure_tenants
-from tests.support.verify_repos import git_init, write_files
+from tests.support.verify_repos import TOXED_PYPROJECT, git_init, write_files
 from workers.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -287,19 +287,7 @@ def _toxed(root: Path, name: str, marker: str, answer: int = 3) -> Path:
             deps = pytest==8.3.3
             commands = pytest -q
         """,
-        "pyproject.toml": f"""
-            # {marker}
-            [build-system]
-            requires = ["setuptools>=61"]
-            build-backend = "setuptools.build_meta"
-
-            [project]
-            name = "toxed"
-            version = "0.1.0"
-
-            [tool.setuptools]
-            py-modules = ["toxed"]
-        """,
+        "pyproject.toml": f"# {marker}{TOXED_PYPROJECT}",
         "toxed.py": f"def answer() -> int:\n    return {answer}\n",
         "tests/test_toxed.py": "from toxed import answer\n\n\ndef test_answer() -> None:\n"
                                f"    assert answer() == {answer}\n",

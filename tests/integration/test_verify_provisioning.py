@@ -24,7 +24,7 @@ from shared.flags import Flag
 from shared.settings import Settings
 from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, ToolRequest, Verdict, VerifyReport
 from tests.support.tenants import ensure_tenants
-from tests.support.verify_repos import git_init, write_files
+from tests.support.verify_repos import TOXED_PYPROJECT, git_init, write_files
 from workers.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -241,18 +241,7 @@ async def test_tox_environments_are_the_steps(runtime: Runtime, worker: None, ve
             deps =
             commands = python -c "import sys; print('lint env on', sys.version_info[:2])"
         """,
-        "pyproject.toml": """
-            [build-system]
-            requires = ["setuptools>=61"]
-            build-backend = "setuptools.build_meta"
-
-            [project]
-            name = "toxed"
-            version = "0.1.0"
-
-            [tool.setuptools]
-            py-modules = ["toxed"]
-        """,
+        "pyproject.toml": TOXED_PYPROJECT,
         "toxed.py": "def three() -> int:\n    return 3\n",
         "tests/test_toxed.py": "from toxed import three\n\n\ndef test_three() -> None:\n    assert three() == 3\n",
     })

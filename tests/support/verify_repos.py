@@ -47,6 +47,21 @@ def node_repo(root: Path, name: str, scripts: Mapping[str, str], extra: Mapping[
     return write_files(root / name, {"package.json": json.dumps(package, indent=2) + "\n", **(extra or {})})
 
 
+#: the pyproject of the one-module ``toxed`` repository the tox tests build (setuptools, no dependencies)
+TOXED_PYPROJECT = """
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "toxed"
+version = "0.1.0"
+
+[tool.setuptools]
+py-modules = ["toxed"]
+"""
+
+
 PYTHON_PASSING = {
     "pyproject.toml": """
         [build-system]
