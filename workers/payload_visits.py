@@ -18,7 +18,7 @@ concurrency as they are.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 import temporalio.bridge.worker
@@ -46,38 +46,43 @@ _CONVERTER_STEPS = ("_decode_reference_payload_sequence", "_external_retrieve_pa
                     "_encode_reference_payload_sequence")
 
 
+#: a payload step of the data converter: one payload sequence in, the sequence it becomes out
+Step = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
+
+
+async def _walk(message: WorkflowActivation | WorkflowActivationCompletion, steps: tuple[Step, ...],
+                skip_headers: bool) -> StorageOperationMetrics:
+    """One walk over ``message``, each payload sequence put through ``steps`` in order (no external storage:
+    nothing is stored or retrieved, so the metrics are empty, as the SDK's would be)."""
+
+    async def apply(payloads: Sequence[Payload]) -> list[Payload]:
+        for step in steps:
+            payloads = await step(payloads)
+        return list(payloads)
+
+    await CommandAwarePayloadVisitor(skip_search_attributes=True, skip_headers=skip_headers).visit(
+        temporalio.bridge.worker._Visitor(apply), message)
+    return StorageOperationMetrics()
+
+
 async def decode_activation(activation: WorkflowActivation, data_converter: DataConverter, decode_headers: bool,
                             storage_concurrency_limit: int) -> StorageOperationMetrics:
-    """The SDK's ``decode_activation``, its three steps applied to each payload sequence in one walk (no
-    external storage: nothing is retrieved, so the metrics are empty, as the SDK's would be)."""
+    """The SDK's ``decode_activation``, its three steps applied to each payload sequence in one walk."""
     if data_converter.external_storage is not None:
         return await _stock_decode_activation(activation, data_converter, decode_headers, storage_concurrency_limit)
-
-    async def decode(payloads: Sequence[Payload]) -> list[Payload]:
-        decoded = await data_converter._decode_reference_payload_sequence(payloads)
-        decoded = await data_converter._external_retrieve_payload_sequence(decoded)
-        return await data_converter._decode_payload_sequence(decoded)
-
-    await CommandAwarePayloadVisitor(skip_search_attributes=True, skip_headers=not decode_headers).visit(
-        temporalio.bridge.worker._Visitor(decode), activation)
-    return StorageOperationMetrics()
+    return await _walk(activation, (data_converter._decode_reference_payload_sequence,
+                                    data_converter._external_retrieve_payload_sequence,
+                                    data_converter._decode_payload_sequence), skip_headers=not decode_headers)
 
 
 async def encode_completion(completion: WorkflowActivationCompletion, data_converter: DataConverter,
                             encode_headers: bool, storage_concurrency_limit: int) -> StorageOperationMetrics:
-    """The SDK's ``encode_completion``, its three steps applied to each payload sequence in one walk (no
-    external storage: nothing is stored, so the metrics are empty, as the SDK's would be)."""
+    """The SDK's ``encode_completion``, its three steps applied to each payload sequence in one walk."""
     if data_converter.external_storage is not None:
         return await _stock_encode_completion(completion, data_converter, encode_headers, storage_concurrency_limit)
-
-    async def encode(payloads: Sequence[Payload]) -> list[Payload]:
-        encoded = await data_converter._encode_payload_sequence(payloads)
-        encoded = await data_converter._external_store_payload_sequence(encoded)
-        return await data_converter._encode_reference_payload_sequence(encoded)
-
-    await CommandAwarePayloadVisitor(skip_search_attributes=True, skip_headers=not encode_headers).visit(
-        temporalio.bridge.worker._Visitor(encode), completion)
-    return StorageOperationMetrics()
+    return await _walk(completion, (data_converter._encode_payload_sequence,
+                                    data_converter._external_store_payload_sequence,
+                                    data_converter._encode_reference_payload_sequence), skip_headers=not encode_headers)
 
 
 def sdk_matches() -> bool:
