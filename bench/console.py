@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from pydantic import SecretStr
+
+from shared.settings import Secret
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -122,7 +123,7 @@ def start_dev(home: Path) -> tuple[subprocess.Popen[bytes], StackState, str]:
 async def seed(state: StackState, home: Path) -> dict[str, str]:
     """The tenant's data; returns the ids of what the pages show."""
     settings = Settings(home=home, temporal_address=state.temporal_address,
-                        database_url=SecretStr(state.database_url), verify_allowed_roots=[ROOT / "examples"])
+                        database_url=Secret(state.database_url), verify_allowed_roots=[ROOT / "examples"])
     os.environ.update(dict.fromkeys(FLAGS, "1"))  # the in-process client's own flag pre-checks
     async with open_runtime(settings) as rt:
         await rt.gate.tenants.create_tenant(TENANT)

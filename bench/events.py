@@ -58,11 +58,12 @@ from typing import Any
 import psutil
 import psycopg
 from psycopg import sql
-from pydantic import SecretStr
 from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+
+from shared.settings import Secret
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -174,7 +175,7 @@ async def rate_bench(rate: float, duration: float, home: Path, url: str) -> None
     env = await start_env(home)
     try:
         settings = Settings(home=home, temporal_address=env.client.service_client.config.target_host,
-                            database_url=SecretStr(url), task_queue=f"bench-{uuid.uuid4().hex[:8]}",
+                            database_url=Secret(url), task_queue=f"bench-{uuid.uuid4().hex[:8]}",
                             rate_limit_per_minute=10**7, database_pool_size=50,
                             template_modules=["bench.templates.many_activities"])
         bare_queue = f"bench-bare-{uuid.uuid4().hex[:8]}"
@@ -260,7 +261,7 @@ async def bench(n: int, concurrency: int, home: Path, url: str, separate_worker:
     env = await start_env(home)
     try:
         settings = Settings(home=home, temporal_address=env.client.service_client.config.target_host,
-                            database_url=SecretStr(url), task_queue=f"bench-{uuid.uuid4().hex[:8]}",
+                            database_url=Secret(url), task_queue=f"bench-{uuid.uuid4().hex[:8]}",
                             rate_limit_per_minute=10**7, database_pool_size=concurrency + 5,
                             template_modules=["bench.templates.many_activities"])
         sem = asyncio.Semaphore(concurrency)

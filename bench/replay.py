@@ -28,11 +28,12 @@ from pathlib import Path
 import orjson
 import psycopg
 from psycopg import sql
-from pydantic import SecretStr
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
+
+from shared.settings import Secret
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -77,7 +78,7 @@ async def bench(activities: int, rounds: int, home: Path, url: str) -> None:
         dev_server_extra_args=[a for sa in search_attribute_args() for a in ("--search-attribute", sa)])
     try:
         settings = Settings(home=home, temporal_address=env.client.service_client.config.target_host,
-                            database_url=SecretStr(url), task_queue=f"bench-{uuid.uuid4().hex[:8]}",
+                            database_url=Secret(url), task_queue=f"bench-{uuid.uuid4().hex[:8]}",
                             template_modules=[TEMPLATE_MODULE])
         workflows = discover([import_template_module(TEMPLATE_MODULE)])
         async with open_runtime(settings) as rt:

@@ -56,7 +56,6 @@ from typing import Any
 import psutil
 import psycopg
 from google.protobuf.message import Message
-from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
@@ -64,6 +63,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+
+from shared.settings import Secret
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -296,7 +297,7 @@ async def run(n: int, k: int, root: Path, pg: PrivatePostgres) -> None:
     worker: subprocess.Popen[bytes] | None = None
     try:
         settings = Settings(home=root, temporal_address=env.client.service_client.config.target_host,
-                            database_url=SecretStr(pg.url("bench-submitter")),
+                            database_url=Secret(pg.url("bench-submitter")),
                             task_queue=f"cost-{uuid.uuid4().hex[:8]}",
                             rate_limit_per_minute=10**7, database_pool_size=k + 5,
                             template_modules=["bench.templates.many_activities"])
@@ -357,7 +358,7 @@ async def run(n: int, k: int, root: Path, pg: PrivatePostgres) -> None:
         async with open_runtime(settings) as rt:
             assert rt.temporal is not None
             log = root / "worker.log"
-            worker = start_worker(settings.model_copy(update={"database_url": SecretStr(pg.url("jobforge-worker"))}),
+            worker = start_worker(settings.replace(database_url=Secret(pg.url("jobforge-worker"))),
                                   pg.url("jobforge-worker"), log)
             await wait_worker_started(worker, log)
             cpu.add("jobforge-worker", psutil.Process(worker.pid))

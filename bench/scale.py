@@ -44,9 +44,10 @@ from pathlib import Path
 import psutil
 import psycopg
 from psycopg import sql
-from pydantic import SecretStr
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+
+from shared.settings import Secret
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -274,7 +275,7 @@ class Bench:
 
     async def run_round(self, k: int) -> Round:
         tag = f"s{k}{uuid.uuid4().hex[:6]}"
-        settings = Settings(home=self.home, temporal_address=self.address, database_url=SecretStr(self.url),
+        settings = Settings(home=self.home, temporal_address=self.address, database_url=Secret(self.url),
                             task_queue=f"scale-{tag}", database_pool_size=self.args.concurrency + 5)
         result = Round(k)
         fleet = Fleet(k, self.worker_env(settings), self.home / "logs" / tag)

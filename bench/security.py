@@ -358,9 +358,8 @@ def neighbour_figures(requests: int = 150, attackers: int = 4, unpaced: bool = T
     import httpx
     import psycopg
     from psycopg import sql
-    from pydantic import SecretStr
 
-    from shared.settings import Settings
+    from shared.settings import Secret, Settings
     from shared.store.migrate import upgrade
     from workers.runtime import open_runtime
     from workers.stack import temporal_binary
@@ -397,7 +396,7 @@ def neighbour_figures(requests: int = 150, attackers: int = 4, unpaced: bool = T
              "--ui-port", str(free_port()), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
              "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         procs.append(temporal)
-        settings = Settings(home=work / "home", database_url=SecretStr(db_url),
+        settings = Settings(home=work / "home", database_url=Secret(db_url),
                             temporal_address=f"127.0.0.1:{temporal_port}")
 
         async def keys() -> tuple[str, str]:

@@ -31,7 +31,8 @@ from datetime import datetime
 from pathlib import Path
 
 import psutil
-from pydantic import SecretStr
+
+from shared.settings import Secret
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -57,7 +58,7 @@ def baseline_temporal(home: Path) -> float:
 
 
 async def first_job(state: StackState, marks: dict[str, float]) -> None:
-    settings = Settings(temporal_address=state.temporal_address, database_url=SecretStr(state.database_url))
+    settings = Settings(temporal_address=state.temporal_address, database_url=Secret(state.database_url))
     async with open_runtime(settings) as rt:
         marks["client_open"] = time.time()
         await rt.gate.tenants.ensure_tenant("bench")

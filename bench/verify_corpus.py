@@ -47,9 +47,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pydantic import SecretStr  # noqa: E402 - after the checkout is on sys.path, with the imports below
-
-from shared.settings import Settings  # noqa: E402
+from shared.settings import Secret, Settings  # noqa: E402 - after the checkout is on sys.path, as the imports below
 from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, VerifyReport  # noqa: E402
 from tests.support.procs import free_port  # noqa: E402
 from workers.dev import DevPorts, DevStack  # noqa: E402
@@ -615,8 +613,8 @@ def main() -> None:
         stack = DevStack(settings, DevPorts(free_port(), free_port(), free_port()), workers=1, headless=True)
         state = stack.start()
         try:
-            live = settings.model_copy(update={"temporal_address": state.temporal_address,
-                                               "database_url": SecretStr(state.database_url)})
+            live = settings.replace(temporal_address=state.temporal_address,
+                                               database_url=Secret(state.database_url))
             outcomes = asyncio.run(run_cases(live, cases, work, args.by_hand, args.json_out))
         finally:
             stack.stop()

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
+from shared.settings import Secret
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -130,8 +130,8 @@ def main() -> None:
         stack = DevStack(settings, DevPorts(free_port(), free_port(), free_port()), workers=1, headless=True)
         state = stack.start()
         try:
-            live = settings.model_copy(update={"temporal_address": state.temporal_address,
-                                               "database_url": SecretStr(state.database_url)})
+            live = settings.replace(temporal_address=state.temporal_address,
+                                               database_url=Secret(state.database_url))
             result = asyncio.run(bench(live, repo, origin, args.rounds, work))
         finally:
             stack.stop()

@@ -18,12 +18,11 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from pydantic import SecretStr
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from shared.search_attributes import search_attribute_args
-from shared.settings import Settings
+from shared.settings import Secret, Settings
 from shared.store.migrate import upgrade
 from workers.runtime import Runtime, open_runtime
 from workers.stack import temporal_binary
@@ -106,7 +105,7 @@ def settings(pg_url: str, temporal_address: str, tmp_path: Path) -> Settings:
     is off: tests of other behaviours send refused requests in bulk from one key (hypothesis);
     tests/integration/test_refusal_pacing.py turns it on."""
     return Settings(
-        home=tmp_path / "home", temporal_address=temporal_address, database_url=SecretStr(pg_url),
+        home=tmp_path / "home", temporal_address=temporal_address, database_url=Secret(pg_url),
         task_queue=f"test-{uuid.uuid4().hex[:12]}", flag_override_ttl_seconds=0.5,
         worker_graceful_shutdown_seconds=5, refusal_pacing_max_hold_seconds=0,
     )

@@ -817,7 +817,7 @@ def run(host: str | None = typer.Option(None, help="Address to bind (default: JO
         overrides["api_host"] = host
     if port is not None:
         overrides["api_port"] = port
-    settings = settings.model_copy(update=overrides) if overrides else settings
+    settings = settings.replace(**overrides) if overrides else settings
     configure(settings.log_level, settings.log_format)
     try:
         require_database(settings, "jobforge-api")

@@ -392,11 +392,9 @@ def dev(
                                      "environment of the stack's workers and API (repeatable)."),
 ) -> None:
     """Start the embedded stack: Temporal dev server, PostgreSQL, migrations and workers."""
-    from pydantic import SecretStr
-
     from shared.flags import Flag
     from shared.logs import configure
-    from shared.settings import Settings
+    from shared.settings import Secret, Settings
     from workers.dev import DevPorts, DevStack
 
     enabled = [Flag.parse(name) for name in enable]
@@ -423,8 +421,8 @@ def dev(
                   f"  flags on      : {', '.join(_flags_on(state.flag_env)) or 'none in the environment'} "
                   "(`jobforge flags` shows every flag)", highlight=False)
         if run:
-            _run_once(s.model_copy(update={"temporal_address": state.temporal_address,
-                                           "database_url": SecretStr(state.database_url)}), run, tenant, parsed)
+            _run_once(s.replace(temporal_address=state.temporal_address,
+                                           database_url=Secret(state.database_url)), run, tenant, parsed)
             return
         err.print("Ctrl-C stops the stack; data stays in the home directory.", highlight=False)
         problem = stack.wait_until_stopped()

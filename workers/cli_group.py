@@ -50,12 +50,29 @@ def _named(command: Any, name: str) -> Any:
 
 
 def plain(command: Any) -> None:
-    """Plain-text help and errors for ``command`` and everything under it (no rich import)."""
+    """Plain-text help and errors for ``command`` and everything under it (no rich import), and a ``--help``
+    whose value is a bool when it is not given (:func:`_bool_help`)."""
     if isinstance(command, TyperGroup | TyperCommand):
         command.rich_markup_mode = None
+        _bool_help(command)
     commands = getattr(command, "commands", {})
     for sub in (commands.loaded() if isinstance(commands, LazyCommands) else commands.values()):
         plain(sub)
+
+
+def _bool_help(command: TyperGroup | TyperCommand) -> None:
+    """``--help`` not given is ``False``, not ``None``: Typer converts a bool flag's value only when it is
+    not a bool, and the conversion imports pydantic (about a third of a store-only command's start-up;
+    docs/operations.md). The option is made once per command, when the command first parses."""
+    make = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        option = make(ctx)
+        if option is not None and option.default is None:
+            option.default = False
+        return option
+
+    command.get_help_option = get_help_option  # type: ignore[method-assign]
 
 
 class LazyCommands(MutableMapping[str, Any]):

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 from rich.console import Console, Group
 from rich.live import Live
 from rich.spinner import Spinner
@@ -31,7 +31,7 @@ from temporalio.service import RPCError
 
 from jobforge.errors import InvalidInputs, InvalidRequest, VerifyIncomplete
 from shared.logs import configure
-from shared.settings import Settings
+from shared.settings import Secret, Settings
 from shared.verify.models import (
     TEMPLATE_KEY,
     Pack,
@@ -81,7 +81,7 @@ def build_inputs(target: str, ref: str | None, pack: Pack, no_cache: bool, timeo
 def stack_for_command(quiet: bool) -> Iterator[Settings]:
     """Settings of a reachable stack: the running one, the configured one, or an embedded one for now."""
     base = Settings()
-    if StackState.read(base.state_file) is not None or {"database_url", "temporal_address"} <= base.model_fields_set:
+    if StackState.read(base.state_file) is not None or {"database_url", "temporal_address"} <= base.fields_set:
         yield effective_settings(base)
         return
     from workers.dev import DevPorts, DevStack
@@ -99,8 +99,8 @@ def stack_for_command(quiet: bool) -> Iterator[Settings]:
         if not quiet:
             err.print(f"stack up in {time.monotonic() - started:.1f}s (Temporal {state.temporal_address})",
                       highlight=False)
-        yield base.model_copy(update={"temporal_address": state.temporal_address,
-                                      "database_url": SecretStr(state.database_url)})
+        yield base.replace(temporal_address=state.temporal_address,
+                                      database_url=Secret(state.database_url))
     finally:
         stack.stop()
 

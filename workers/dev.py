@@ -196,7 +196,7 @@ class DevStack:
         """The API's environment: the workers', the console's operator token and the Temporal UI for its links."""
         env = self.worker_env()
         env["JOBFORGE_CONSOLE_OPERATOR_TOKEN"] = self.console_token
-        if self.ui_url and "temporal_ui_url" not in self.settings.model_fields_set:
+        if self.ui_url and "temporal_ui_url" not in self.settings.fields_set:
             env["JOBFORGE_TEMPORAL_UI_URL"] = self.ui_url
         return env
 

@@ -160,7 +160,7 @@ class StackState:
 def where_looked(settings: Settings) -> str:
     """Where commands look for a stack, for errors that found none."""
     path = settings.state_file.resolve()
-    how = "JOBFORGE_HOME" if "home" in settings.model_fields_set else "JOBFORGE_HOME is not set: .jobforge under the " \
+    how = "JOBFORGE_HOME" if "home" in settings.fields_set else "JOBFORGE_HOME is not set: .jobforge under the " \
         "working directory"
     try:
         data = json.loads(path.read_text())
@@ -171,7 +171,7 @@ def where_looked(settings: Settings) -> str:
         left = "; it cannot be read"
     unset = [name for name, field_name in (("JOBFORGE_DATABASE_URL", "database_url"),
                                            ("JOBFORGE_TEMPORAL_ADDRESS", "temporal_address"))
-             if field_name not in settings.model_fields_set]
+             if field_name not in settings.fields_set]
     env = f"; {' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set" if unset else ""
     return f"looked for a running `jobforge dev` through {path} ({how}){left}{env}"
 
@@ -210,20 +210,18 @@ def stack_flag_reader(settings: Settings, load_overrides: OverrideLoader, ttl_se
 
 def effective_settings(settings: Settings | None = None) -> Settings:
     """Settings, with the running dev stack's addresses where the environment names none."""
-    from pydantic import SecretStr
-
-    from shared.settings import Settings
+    from shared.settings import Secret, Settings
 
     settings = settings or Settings()
     state = StackState.read(settings.state_file)
     if state is None:
         return settings
     update: dict[str, Any] = {}
-    if "temporal_address" not in settings.model_fields_set:
+    if "temporal_address" not in settings.fields_set:
         update["temporal_address"] = state.temporal_address
-    if "database_url" not in settings.model_fields_set:
-        update["database_url"] = SecretStr(state.database_url)
-    return settings.model_copy(update=update) if update else settings
+    if "database_url" not in settings.fields_set:
+        update["database_url"] = Secret(state.database_url)
+    return settings.replace(**update) if update else settings
 
 
 # -- embedded PostgreSQL --------------------------------------------------------------------------

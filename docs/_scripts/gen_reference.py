@@ -106,21 +106,8 @@ def cli_page() -> str:
 # -- settings and flags -------------------------------------------------------------------------------
 
 
-def type_name(annotation: Any) -> str:
-    text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
-    text = re.sub(r"\b(typing|pathlib|pydantic\.types|pydantic)\.", "", text)
-    return re.sub(r"Annotated\[(.*), NoDecode\]", r"\1", text)
-
-
-def default_text(info: Any) -> str:
-    from pydantic_core import PydanticUndefined
-
-    if info.default_factory is not None:
-        value = info.default_factory()
-    elif info.default is PydanticUndefined:
-        return "(required)"
-    else:
-        value = info.default
+def default_text(spec: Any) -> str:
+    value = spec.default()
     if value is None:
         return "unset"
     if isinstance(value, list):
@@ -132,26 +119,26 @@ def default_text(info: Any) -> str:
     return str(value) if str(value) != "" else "empty"
 
 
-def constraint_text(info: Any) -> str:
+def constraint_text(spec: Any) -> str:
     bits = []
-    for meta in info.metadata:
-        for name, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
-            value = getattr(meta, name, None)
-            if value is not None:
-                bits.append(f"{sign} {value:g}" if isinstance(value, float) else f"{sign} {value}")
-        pattern = getattr(meta, "pattern", None)
-        if pattern:
-            bits.append(f"matches {code(pattern)}")
+    constraints = spec.declared.metadata
+    for name, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤")):
+        value = constraints.get(name)
+        if value is not None:
+            bits.append(f"{sign} {value:g}" if isinstance(value, float) else f"{sign} {value}")
+    pattern = constraints.get("pattern")
+    if pattern:
+        bits.append(f"matches {code(pattern)}")
     return ", ".join(bits)
 
 
 def settings_page() -> str:
     from shared.flags import Flag
-    from shared.settings import Settings
+    from shared.settings import ENV_PREFIX, Settings, specs
     from shared.templates import load_registry
 
     docs = class_attribute_docs(Settings)
-    prefix = Settings.model_config.get("env_prefix", "")
+    prefix = ENV_PREFIX
     lines = ["# Settings and feature flags\n",
              "Generated from `shared/settings.py` (`Settings`) and `shared/flags.py` (`Flag`).\n",
              "## Settings\n",
@@ -160,14 +147,14 @@ def settings_page() -> str:
              "Settings without a description below are described by their name.\n",
              "| variable | type | default | constraint | what it sets |", "|---|---|---|---|---|"]
     undocumented = []
-    for name, info in Settings.model_fields.items():
-        description = docs.get(name, "")
+    for spec in specs():
+        description = docs.get(spec.name, "")
         if not description:
-            undocumented.append(name)
-        lines.append(f"| {code(prefix.upper() + name.upper())} | {code(type_name(info.annotation))} | "
-                     f"{code(default_text(info))} | {constraint_text(info)} | {cell(description)} |")
+            undocumented.append(spec.name)
+        lines.append(f"| {code(prefix + spec.name.upper())} | {code(spec.annotation)} | "
+                     f"{code(default_text(spec))} | {constraint_text(spec)} | {cell(description)} |")
     if undocumented:  # tolerated for the obvious ones, listed so they get a comment
-        names = ", ".join(code(prefix.upper() + n.upper()) for n in undocumented)
+        names = ", ".join(code(prefix + n.upper()) for n in undocumented)
         lines.append(f"\n*Described by their names only:* {names}.\n")
 
     flag_docs = class_attribute_docs(Flag)

@@ -145,7 +145,7 @@ def test_image_env_is_what_the_worker_reads(monkeypatch: pytest.MonkeyPatch) -> 
         assert env[name].startswith("/cache/"), name
     for key in ("JOBFORGE_HOME", "JOBFORGE_VERIFY_CACHE_DIR"):
         monkeypatch.setenv(key, env[key])
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]  # pydantic-settings' init-only argument
+    settings = Settings()
     assert settings.verify_cache_dir == Path("/cache") and settings.home == Path("/data")
     activities = VerifyActivities(cast(Store, None), settings, cast(FlagReader, None),
                                   ArtifactStore(Path("/data/artifacts"), cast(Store, None)))

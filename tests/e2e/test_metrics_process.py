@@ -15,12 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from jobforge.models import RunStatus, TriggerKind, TriggerSpec
 from shared.flags import Flag
-from shared.settings import Settings
+from shared.settings import Secret, Settings
 from shared.triggers.service import TriggerService
 from shared.verify.models import TEMPLATE_KEY as VERIFY
 from tests.support.procs import ROOT, env_with, free_port, wait_for
@@ -99,7 +98,7 @@ async def stack(pg_url: str, temporal_env: WorkflowEnvironment, tmp_path: Path,
     api_port = free_port()
     api_bind, worker_bind = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     address = str(temporal_env.client.service_client.config.target_host)
-    settings = Settings(home=tmp_path / "home", temporal_address=address, database_url=SecretStr(pg_url),
+    settings = Settings(home=tmp_path / "home", temporal_address=address, database_url=Secret(pg_url),
                         task_queue=f"metrics-{uuid.uuid4().hex[:8]}")
     env = env_with({
         "JOBFORGE_TEMPORAL_ADDRESS": settings.temporal_address, "JOBFORGE_DATABASE_URL": pg_url,

@@ -18,12 +18,11 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from pydantic import SecretStr
 
 from jobforge.errors import JobForgeError, SecretInInputs, UnstorableText
 from jobforge.models import JobRun
 from shared.flags import Flag
-from shared.settings import Settings
+from shared.settings import Secret, Settings
 from shared.store.migrate import upgrade
 from shared.temporal import run_search_attributes
 from shared.verify.models import VerifyReport
@@ -71,7 +70,7 @@ def leaks(text_: str) -> list[str]:
 
 async def test_canaries_appear_nowhere(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run, fail and refuse jobs carrying canaries; then scan every log line, error, record, file and history."""
-    settings = settings.model_copy(update={"template_modules": ["tests.support.security_templates"]})
+    settings = settings.replace(template_modules=["tests.support.security_templates"])
     monkeypatch.setenv(Flag.AUDIT_LOGGING.value, "1")
     log_path = tmp_path / "worker.log"
     env = env_with({
@@ -203,7 +202,7 @@ async def test_step_output_secrets_reach_no_surface(settings: Settings, repos: P
     try:
         db_url = pg.url
         await asyncio.to_thread(upgrade, db_url)
-        private = settings.model_copy(update={"database_url": SecretStr(db_url), "verify_allowed_roots": [repos]})
+        private = settings.replace(database_url=Secret(db_url), verify_allowed_roots=[repos])
         repo = explicit_repo(repos, "leaky", {"lint": "true", "test": "cat out.txt"}, {"out.txt": STEP_OUTPUT})
         env = env_with({
             "JOBFORGE_TEMPORAL_ADDRESS": private.temporal_address, "JOBFORGE_DATABASE_URL": db_url,

@@ -18,9 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
-from shared.settings import Settings
+from shared.settings import Secret, Settings
 from shared.store.migrate import upgrade
 from tests.support.procs import ROOT, env_with, free_port, wait_for
 from workers.runtime import open_runtime
@@ -110,7 +109,7 @@ async def test_postgres_killed_and_restarted_under_event_load(settings: Settings
     api: subprocess.Popen[bytes] | None = None
     try:
         await asyncio.to_thread(upgrade, db_url)
-        private = settings.model_copy(update={"database_url": SecretStr(db_url)})
+        private = settings.replace(database_url=Secret(db_url))
         tenant = f"fault-{uuid.uuid4().hex[:6]}"
         async with open_runtime(private, temporal=False) as rt:
             await rt.gate.tenants.create_tenant(tenant)

@@ -55,10 +55,10 @@ def worker_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def native(pg_url: str, temporal_env: Any, worker_log: Path) -> Iterator[Settings]:
     """A `jobforge-worker` process serving a task queue of this module's own, flags on."""
-    from pydantic import SecretStr
+    from shared.settings import Secret
 
     address = str(temporal_env.client.service_client.config.target_host)
-    settings = Settings(home=worker_log.parent / "home", temporal_address=address, database_url=SecretStr(pg_url),
+    settings = Settings(home=worker_log.parent / "home", temporal_address=address, database_url=Secret(pg_url),
                         task_queue=f"native-{uuid.uuid4().hex[:10]}")
     proc = start_worker(settings, worker_log, FLAGS)
     try:

@@ -28,7 +28,7 @@ FLAGS_ON = {Flag.AUTOPILOT_JOBS.value: "1", Flag.VERIFY_PACK.value: "1"}
 
 @pytest.fixture
 def settings(settings: Settings, repos: Path) -> Settings:
-    return settings.model_copy(update={"verify_allowed_roots": [repos], "verify_kill_grace_seconds": 1.0})
+    return settings.replace(verify_allowed_roots=[repos], verify_kill_grace_seconds=1.0)
 
 
 def cli_env(settings: Settings) -> dict[str, str]:

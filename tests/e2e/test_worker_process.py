@@ -37,7 +37,7 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
 
 async def test_worker_sigterm_mid_run_then_new_worker_completes(settings: Settings, tmp_path: Path) -> None:
     """SIGTERM stops the worker cleanly mid-activity; the run completes once another worker starts."""
-    settings = settings.model_copy(update={"template_modules": ["tests.support.slow_template"]})
+    settings = settings.replace(template_modules=["tests.support.slow_template"])
     marker = tmp_path / "marker"
     marker.mkdir()
     log = tmp_path / "worker.log"

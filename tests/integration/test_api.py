@@ -26,7 +26,7 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"rate_limit_per_minute": 5, "max_payload_bytes": 20_000})
+    return settings.replace(rate_limit_per_minute=5, max_payload_bytes=20_000)
 
 
 @pytest.fixture

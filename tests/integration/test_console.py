@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 import pytest
-from pydantic import SecretStr
 
 from jobforge.errors import RateLimited
 from jobforge.models import EventEnvelope, RunStatus, TriggerKind, TriggerSpec
@@ -19,7 +18,7 @@ from shared.flags import Flag, FlagReader
 from shared.kill_switch import FLEET_CHAIN, change_override
 from shared.security.audit import Decision
 from shared.security.principal import Principal
-from shared.settings import Settings
+from shared.settings import Secret, Settings
 from shared.store.sessions import digest
 from workers.api import create_app
 from workers.console.reads import triggers as trigger_service
@@ -33,9 +32,9 @@ OPERATOR_TOKEN = "op-" + "x" * 40
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"console_operator_token": SecretStr(OPERATOR_TOKEN),
-                                       "temporal_ui_url": "http://temporal-ui.test:8233",
-                                       "rate_limit_per_minute": 3})
+    return settings.replace(console_operator_token=Secret(OPERATOR_TOKEN),
+                                       temporal_ui_url="http://temporal-ui.test:8233",
+                                       rate_limit_per_minute=3)
 
 
 @pytest.fixture
@@ -211,13 +210,13 @@ async def test_operator_sign_in_needs_the_configured_token(runtime: Runtime, htt
         missing = await http.get(path)
         assert missing.status_code == 404 and "no tenant &#39;acem-never&#39;" in missing.text, missing.text[:500]
     assert (await http.get("/ui/flags")).status_code == 200
-    runtime.settings = runtime.settings.model_copy(update={"console_operator_token": SecretStr("n" * 40)})
+    runtime.settings = runtime.settings.replace(console_operator_token=Secret("n" * 40))
     assert (await http.get("/ui/flags")).status_code == 303
 
 
 async def test_operator_sign_in_is_off_without_a_token(runtime: Runtime, flags_on: None) -> None:
     """Without JOBFORGE_CONSOLE_OPERATOR_TOKEN the sign-in page offers no operator form and refuses one."""
-    runtime.settings = runtime.settings.model_copy(update={"console_operator_token": None})
+    runtime.settings = runtime.settings.replace(console_operator_token=None)
     app = create_app(runtime.settings, runtime)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console.test") as http:
         assert "operator_token" not in (await http.get("/ui/login")).text

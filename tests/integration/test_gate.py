@@ -40,8 +40,8 @@ ECHO = "testing.jobforge.echo"
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """The session's settings plus the security test templates and a small rate limit."""
-    return settings.model_copy(update={"template_modules": ["tests.support.security_templates"],
-                                       "rate_limit_per_minute": 2})
+    return settings.replace(template_modules=["tests.support.security_templates"],
+                                       rate_limit_per_minute=2)
 
 
 @pytest.fixture

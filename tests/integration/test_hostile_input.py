@@ -19,7 +19,6 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
-from pydantic import SecretStr
 from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -31,7 +30,7 @@ from jobforge.errors import StoreUnavailable, TemporalUnavailable
 from jobforge.models import RunStatus
 from shared.flags import Flag
 from shared.search_attributes import search_attribute_args
-from shared.settings import Settings
+from shared.settings import Secret, Settings
 from shared.temporal import DATA_CONVERTER
 from tests.integration.test_api import HEALTHCHECK, PROBLEM, auth, is_problem, tenant_with_key
 from tests.unit.test_security_limits import bad_text, documents, first_unstorable
@@ -46,7 +45,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"rate_limit_per_minute": 5, "max_payload_bytes": 20_000})
+    return settings.replace(rate_limit_per_minute=5, max_payload_bytes=20_000)
 
 
 @pytest.fixture
@@ -141,8 +140,8 @@ async def test_store_outage_is_a_503_problem_everywhere(settings: Settings, runt
     a problem+json 503 store_unavailable with Retry-After."""
     monkeypatch.setenv(Flag.EVENTS.value, "1")
     _, key = await tenant_with_key(runtime, ["*:*"])
-    dead = settings.model_copy(update={"database_url": SecretStr(
-        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone")})
+    dead = settings.replace(database_url=Secret(
+        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone"))
     async with open_runtime(dead) as away:
         app = create_app(dead, away)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
@@ -298,8 +297,8 @@ async def test_sdk_answers_outages_with_typed_retryable_errors(settings: Setting
     for flag in (Flag.AUTOPILOT_JOBS, Flag.EVENTS):
         monkeypatch.setenv(flag.value, "1")
     tenant, key = await tenant_with_key(runtime, ["*:*"])
-    dead = settings.model_copy(update={"database_url": SecretStr(
-        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone")})
+    dead = settings.replace(database_url=Secret(
+        f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone"))
     async with open_runtime(dead) as away:
         direct = away.client()
         with pytest.raises(StoreUnavailable) as no_store:

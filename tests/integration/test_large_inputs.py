@@ -24,7 +24,7 @@ CHUNK = 99_000
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"template_modules": ["tests.support.security_templates"]})
+    return settings.replace(template_modules=["tests.support.security_templates"])
 
 
 def chunks(piece: str, count: int = 10) -> list[str]:

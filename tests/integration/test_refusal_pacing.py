@@ -34,8 +34,8 @@ BURST = 3
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     # a refill of one refusal a minute on a frozen pacer clock: only the burst is answered at once
-    return settings.model_copy(update={"refusal_pacing_burst": BURST, "refusal_pacing_per_minute": 1.0,
-                                       "refusal_pacing_max_hold_seconds": 60.0, "refusal_pacing_max_held": 2})
+    return settings.replace(refusal_pacing_burst=BURST, refusal_pacing_per_minute=1.0,
+                                       refusal_pacing_max_hold_seconds=60.0, refusal_pacing_max_held=2)
 
 
 @pytest.fixture(autouse=True)

@@ -45,10 +45,10 @@ PATH_TOKEN = "ghp_" + "PathCanary0123456789abcdefghijklmnopq"
 @pytest.fixture
 def settings(settings: Settings, repos: Path) -> Settings:
     """The session's services, repositories under ``repos``, and the test-only side-queue template."""
-    return settings.model_copy(update={
-        "verify_allowed_roots": [repos], "verify_heartbeat_timeout_seconds": 5.0, "verify_kill_grace_seconds": 1.0,
-        "template_modules": ["tests.support.replay_templates"],
-    })
+    return settings.replace(
+        verify_allowed_roots=[repos], verify_heartbeat_timeout_seconds=5.0, verify_kill_grace_seconds=1.0,
+        template_modules=["tests.support.replay_templates"],
+    )
 
 
 @pytest.fixture

@@ -330,7 +330,7 @@ async def test_sharded_routers_route_each_event_once(runtime: Runtime, worker: N
     t, svc = await tenant(runtime), service(runtime)
     await svc.create(event_trigger(t, "signed", "contract.signed", dry_run=True))
     assert runtime.temporal is not None
-    client = OperatorClient(runtime.temporal, runtime.settings.model_copy(update={"event_router_shards": 3}),
+    client = OperatorClient(runtime.temporal, runtime.settings.replace(event_router_shards=3),
                             runtime.registry, store=runtime.store, flags=runtime.flags, gate=runtime.gate)
     receipts = await asyncio.gather(*(client.submit_event(EventEnvelope(
         tenant_id=t, event_id=f"s{i}", event_type="contract.signed", payload={"queues": ["q"]})) for i in range(30)))

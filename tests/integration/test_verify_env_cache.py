@@ -250,7 +250,7 @@ def test_a_cache_of_size_zero_keeps_nothing(tmp_path: Path) -> None:
 
 @pytest.fixture
 def settings(settings: Settings, repos: Path) -> Settings:
-    return settings.model_copy(update={"verify_allowed_roots": [repos], "verify_cache_dir": SHARED_CACHE})
+    return settings.replace(verify_allowed_roots=[repos], verify_cache_dir=SHARED_CACHE)
 
 
 @pytest.fixture(scope="module")

@@ -45,10 +45,10 @@ SHARED_CACHE = Path(os.environ.get("JOBFORGE_TEST_VERIFY_CACHE", "/tmp/jobforge-
 @pytest.fixture
 def settings(settings: Settings, repos: Path) -> Settings:
     """The session's services, repositories allowed under ``repos``, fast heartbeats and kills."""
-    return settings.model_copy(update={
-        "verify_allowed_roots": [repos], "verify_heartbeat_timeout_seconds": 5.0, "verify_kill_grace_seconds": 1.0,
-        "verify_cache_dir": SHARED_CACHE,
-    })
+    return settings.replace(
+        verify_allowed_roots=[repos], verify_heartbeat_timeout_seconds=5.0, verify_kill_grace_seconds=1.0,
+        verify_cache_dir=SHARED_CACHE,
+    )
 
 
 @pytest.fixture

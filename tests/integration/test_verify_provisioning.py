@@ -55,7 +55,7 @@ def npm_registry() -> None:
 
 @pytest.fixture
 def settings(settings: Settings, repos: Path) -> Settings:
-    return settings.model_copy(update={"verify_allowed_roots": [repos], "verify_cache_dir": SHARED_CACHE})
+    return settings.replace(verify_allowed_roots=[repos], verify_cache_dir=SHARED_CACHE)
 
 
 @pytest.fixture

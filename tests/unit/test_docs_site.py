@@ -99,14 +99,14 @@ def test_the_error_settings_and_metrics_references_are_complete(site: Path) -> N
     from jobforge.errors import ERRORS_BY_CODE
     from shared import metrics
     from shared.flags import Flag
-    from shared.settings import Settings
+    from shared.settings import specs
 
     errors = _page(site, "errors")
     for code, cls in ERRORS_BY_CODE.items():
         status = cls.status
         assert re.search(rf"<code>{code}</code></td>\s*<td>{status}</td>", errors), code
     settings = _page(site, "settings")
-    for name in Settings.model_fields:
+    for name in (spec.name for spec in specs()):
         assert f"JOBFORGE_{name.upper()}" in settings, name
     assert all(flag.value in settings for flag in Flag)
     served = _page(site, "metrics")
@@ -158,10 +158,10 @@ def _guide_blocks() -> Iterator[tuple[str, Any]]:
 def test_every_variable_the_guides_name_is_a_setting_or_a_flag() -> None:
     """A JOBFORGE_* name in a tutorial or how-to (run or not) is a field of Settings or a feature flag."""
     from shared.flags import Flag
-    from shared.settings import Settings
+    from shared.settings import specs
     from tests.support.docpages import DOCS, HOW_TOS, TUTORIALS
 
-    known = {f"JOBFORGE_{name.upper()}" for name in Settings.model_fields} | {flag.value for flag in Flag}
+    known = {f"JOBFORGE_{spec.name.upper()}" for spec in specs()} | {flag.value for flag in Flag}
     named = {(page, name) for page in (*TUTORIALS, *HOW_TOS)
              for name in re.findall(r"\b(?:JOBFORGE|REPLAY|VERIFY)_[A-Z_]*[A-Z]\b", (DOCS / page).read_text())}
     assert named and sorted(n for n in named if n[1] not in known) == []

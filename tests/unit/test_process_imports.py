@@ -45,7 +45,7 @@ def test_a_process_starts_without_what_it_does_not_use(module: str, forbidden: t
 
 def test_the_api_builds_its_app_without_the_console() -> None:
     """The console (Jinja2, its pages and routes) is built on its first request to /ui, not with the API's app."""
-    modules = _imported("workers.api", "from pydantic import SecretStr\nfrom shared.settings import Settings\n"
-                        "workers.api.create_app(Settings(database_url=SecretStr('postgresql://nobody@127.0.0.1:1/x')))")
+    modules = _imported("workers.api", "from shared.settings import Secret\nfrom shared.settings import Settings\n"
+                        "workers.api.create_app(Settings(database_url=Secret('postgresql://nobody@127.0.0.1:1/x')))")
     assert "workers.console" in modules
     assert _of(modules, ("workers.console.app", "jinja2")) == []

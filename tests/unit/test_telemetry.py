@@ -6,12 +6,11 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from pydantic import ValidationError
 from temporalio.runtime import Runtime
 
 from jobforge.errors import TelemetryUnavailable
 from shared import metrics, tracing
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +47,7 @@ def test_metric_bind_settings_need_host_and_port() -> None:
     """metrics_bind / api_metrics_bind accept empty or host:port, nothing else."""
     assert Settings(metrics_bind="0.0.0.0:9464", api_metrics_bind="").metrics_bind == "0.0.0.0:9464"
     for bad in ("9464", "localhost", "host:port"):
-        with pytest.raises(ValidationError):
+        with pytest.raises(SettingsError, match="metrics_bind: must be text matching"):
             Settings(metrics_bind=bad)
 
 

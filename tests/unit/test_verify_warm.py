@@ -19,8 +19,7 @@ from shared.store import Store
 
 
 def _activities(tmp_path: Path) -> VerifyActivities:
-    settings = Settings(home=tmp_path / "home", verify_cache_dir=tmp_path / "cache",
-                        _env_file=None)  # type: ignore[call-arg]  # pydantic-settings' init-only argument
+    settings = Settings(home=tmp_path / "home", verify_cache_dir=tmp_path / "cache")
     return VerifyActivities(cast(Store, None), settings, cast(FlagReader, None),
                             ArtifactStore(tmp_path / "artifacts", cast(Store, None)))
 
