@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import hashlib
@@ -51,7 +52,13 @@ from activities.artifacts import ArtifactStore
 from activities.envcache import EnvCache
 from activities.process import ProcessResult, Progress, kill_stale, run_process
 from activities.toolchains import Toolchains, uv_binary
-from jobforge.errors import JobForgeError, RepoCheckoutFailed, SandboxUnavailable, ToolchainUnavailable
+from jobforge.errors import (
+    JobForgeError,
+    RepoCheckoutFailed,
+    RepoPathRefused,
+    SandboxUnavailable,
+    ToolchainUnavailable,
+)
 from jobforge.models import RunStatus
 from shared import metrics
 from shared.canonical import canonical_json
@@ -82,6 +89,8 @@ from shared.verify.models import (
     Prepared,
     PrepareInput,
     SandboxInfo,
+    Snapshot,
+    SnapshotInput,
     StepInput,
     StepName,
     StepResult,
@@ -474,6 +483,90 @@ def step_tree(tree: Path, dest: Path) -> Path:
     return dest
 
 
+def snapshot_dir(workspace: str) -> Path:
+    """Where a run's snapshot lanes run (``Plan.lanes``): inside its workspace, deleted with it."""
+    return Path(workspace) / "snapshot"
+
+
+#: directories of the run's tree that a snapshot links to instead of copying (besides every ``node_modules``): what
+#: install or the clone put there, large, and not the checks' to write
+SNAPSHOT_LINKED = (".git/objects", ".yarn/cache", ".yarn/unplugged")
+
+
+def snapshot_tree(tree: Path, dest: Path) -> tuple[int, list[str]]:
+    """A copy of ``tree`` at ``dest`` as it is now, except that each ``node_modules`` directory (and the git objects,
+    yarn's cache and unplugged packages) is a symbolic link to the tree's own: the sources are copied (with their
+    times, which incremental tools compare), the installed packages are not. Made aside and renamed into place, so
+    a copy cut short is never taken for a whole one. Returns the number of files copied and the directories linked
+    (absolute paths in ``tree``)."""
+    partial = dest.with_name(dest.name + ".partial")
+    for stale in (dest, partial):
+        if stale.is_symlink() or stale.is_file():
+            stale.unlink()
+        elif stale.exists():
+            shutil.rmtree(stale)
+    root = str(tree)
+    top = {str(tree / name) for name in SNAPSHOT_LINKED}
+    files = 0
+    linked: list[str] = []
+    for current, dirs, names in os.walk(root):
+        relative = os.path.relpath(current, root)
+        target = partial if relative == "." else partial / relative
+        target.mkdir(parents=True, exist_ok=True)
+        descend: list[str] = []
+        for name in sorted(dirs):
+            src = os.path.join(current, name)
+            if os.path.islink(src):
+                os.symlink(os.readlink(src), target / name)
+                files += 1
+            elif name == "node_modules" or src in top:
+                os.symlink(src, target / name)
+                linked.append(src)
+            else:
+                descend.append(name)
+        dirs[:] = descend
+        for name in names:
+            src = os.path.join(current, name)
+            if os.path.islink(src):
+                os.symlink(os.readlink(src), target / name)
+            elif os.path.isfile(src):  # not sockets or fifos a tool left behind
+                shutil.copy2(src, target / name)
+            else:
+                continue
+            files += 1
+    partial.rename(dest)
+    return files, linked
+
+
+def snapshot_links(snapshot: Path, tree: Path) -> list[str]:
+    """The directories of ``tree`` that ``snapshot`` links to (see :func:`snapshot_tree`)."""
+    out: list[str] = []
+    root = str(tree)
+    for current, dirs, _names in os.walk(snapshot):
+        for name in dirs:
+            path = os.path.join(current, name)
+            if os.path.islink(path):
+                target = os.readlink(path)
+                if os.path.isabs(target) and os.path.commonpath([target, root]) == root and os.path.isdir(target):
+                    out.append(target)
+    return sorted(out)
+
+
+def snapshot_guard(snapshot: Path, tree: Path) -> tuple[list[str], list[str]]:
+    """What a sandboxed step in ``snapshot`` sees read-only, and the empty writable directories mounted inside
+    those: the tree's directories the snapshot links to (but its git objects, which git only adds to), and
+    each linked ``node_modules/.cache`` (where tools keep caches, so that one writing there still works)."""
+    frozen = [p for p in snapshot_links(snapshot, tree) if not p.endswith("/.git/objects")]
+    scratch = [f"{p}/.cache" for p in frozen if p.endswith("/node_modules") and os.path.isdir(f"{p}/.cache")]
+    return frozen, scratch
+
+
+def _cache_mount_points(linked: list[str]) -> None:
+    for path in linked:
+        if path.endswith("/node_modules"):
+            os.makedirs(os.path.join(path, ".cache"), exist_ok=True)
+
+
 def _workspace_locked(workspace: str, fn: Callable[..., _T], *args: Any) -> _T:
     """``fn(*args)`` holding the run's environment lock: two attempts of one install (a retry started while the
     first still copies) never restore or store the run's environments at once."""
@@ -738,6 +831,11 @@ class VerifyActivities:
         if prepared.plan.env_dir:
             dirs.append(Path(prepared.plan.env_dir))
         await asyncio.to_thread(_fresh_dirs, remove=None, create=dirs)
+        base = repo
+        frozen: tuple[list[str], list[str]] = ([], [])
+        if req.tree:  # a snapshot lane's step: in the snapshot, the run's installed packages read-only
+            base = repo = Path(req.tree)
+            frozen = await asyncio.to_thread(snapshot_guard, repo, Path(prepared.repo_dir))
         if spec.own_tree:
             repo = await asyncio.to_thread(step_tree, repo, ws / "trees" / spec.name.value)
         pidfile = ws / "steps" / f"{spec.name.value}.pid"
@@ -747,6 +845,8 @@ class VerifyActivities:
         bwrap = shutil.which("bwrap") if sandbox else None
         box = self._sandbox_spec(prepared, req.tenant_id, install, spec.network, env["PATH"],
                                  str(repo)) if bwrap else None
+        if box is not None and frozen[0]:
+            box = dataclasses.replace(box, frozen=frozen[0], scratch=frozen[1])
         log_path = ws / "logs" / f"{spec.name.value}.log"
         attempt = activity.info().attempt
         name = spec.name.value
@@ -802,8 +902,7 @@ class VerifyActivities:
                     sink.write(f"[jobforge: {machine}: the machine failed this check, not the code; "
                                "running the step once more]\n")
                     if spec.own_tree:
-                        repo = await asyncio.to_thread(step_tree, Path(prepared.repo_dir),
-                                                       ws / "trees" / spec.name.value)
+                        repo = await asyncio.to_thread(step_tree, base, ws / "trees" / spec.name.value)
             except asyncio.CancelledError:
                 cancelled = True
                 sink.write("\n[jobforge: step cancelled; its process group was killed]\n")
@@ -1095,7 +1194,36 @@ class VerifyActivities:
             await self._ensure_tree(req.prepared)
         except JobForgeError as err:
             raise to_application_error(err) from None
-        return await self._execute(req, spec, install=False)
+        note = ""
+        if req.tree:
+            if Path(req.tree) != snapshot_dir(req.prepared.workspace):
+                raise to_application_error(RepoPathRefused(f"{req.tree} is not the run's snapshot"))
+            if not await asyncio.to_thread(Path(req.tree).is_dir):  # a retry on a worker that did not make it
+                await self._make_snapshot(req.tenant_id, req.run_id, req.prepared)
+                note = "the snapshot was not on this worker: made again from the run's tree as it is now"
+        return await self._execute(req, spec, install=False, note=note)
+
+    # -- the snapshot of the snapshot lanes
+
+    @activity.defn(name="verify.snapshot")
+    async def snapshot(self, req: SnapshotInput) -> Snapshot:
+        """Copy the run's tree as install left it, for the plan's snapshot lanes (its node_modules linked)."""
+        try:
+            await self._ensure_tree(req.prepared)
+        except JobForgeError as err:
+            raise to_application_error(err) from None
+        return await self._make_snapshot(req.tenant_id, req.run_id, req.prepared)
+
+    async def _make_snapshot(self, tenant_id: str, run_id: str, prepared: Prepared) -> Snapshot:
+        started = time.monotonic()
+        dest = snapshot_dir(prepared.workspace)
+        files, linked = await self._heartbeating("snapshot", snapshot_tree, Path(prepared.repo_dir), dest)
+        # where an empty node_modules/.cache is mounted for a sandboxed step of the snapshot (see _execute)
+        await asyncio.to_thread(_cache_mount_points, linked)
+        seconds = round(time.monotonic() - started, 3)
+        log.info("verify_snapshot_made", run_id=run_id, tenant_id=tenant_id, files=files, linked=len(linked),
+                 seconds=seconds)
+        return Snapshot(tree=str(dest), files=files, linked=linked, seconds=seconds)
 
     # -- finalize
 

@@ -72,7 +72,7 @@ def collect(rt: Runtime) -> tuple[list[type[Any]], list[Callable[..., Any]]]:
                                             provenance.capture_provenance]
     verify = VerifyActivities(rt.store, rt.settings, rt.flags)
     verify.warm()  # the host's probes, in the background: not on the first run's critical path
-    activities += [verify.prepare, verify.install, verify.run_step, verify.finalize]
+    activities += [verify.prepare, verify.install, verify.snapshot, verify.run_step, verify.finalize]
     triggers = TriggerActivities(rt.store, rt.gate, rt.temporal, rt.settings, rt.registry)
     activities += [triggers.fire, triggers.route_event,
                    triggers.route_batch, triggers.unrouted, triggers.fire_refused]

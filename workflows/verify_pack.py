@@ -1,7 +1,9 @@
 """``autopilot.readylayer.verify_pack``: lint, typecheck, build and test a repository, step by step.
 
 prepare (locate or clone, plan, fingerprint, cache lookup) → install → the checks in the plan's stages
-(Python: lint ∥ typecheck ∥ test, then build) → finalize (report.json, manifest, cache). Each step is an activity on
+(Python: lint ∥ typecheck ∥ test, then build), or in its lanes side by side (Node: lint ∥ typecheck in a
+snapshot of the tree install left, beside build → test in the run's tree) → finalize (report.json, manifest,
+cache). Each step is an activity on
 the verify task queue that heartbeats while its process group runs; a worker that dies mid-step
 is noticed by the heartbeat timeout and the step is retried elsewhere, while the steps that had
 finished are taken from history, not run again.
@@ -24,8 +26,11 @@ with workflow.unsafe.imports_passed_through():
         TEMPLATE_KEY,
         FinalizeInput,
         InstallResult,
+        Lane,
         Prepared,
         PrepareInput,
+        Snapshot,
+        SnapshotInput,
         StepInput,
         StepName,
         StepProgress,
@@ -42,6 +47,7 @@ from workflows._job import accept, run_job
 PREPARE_TIMEOUT = timedelta(minutes=20)
 PREPARE_HEARTBEAT = timedelta(minutes=2)
 FINALIZE_TIMEOUT = timedelta(minutes=2)
+SNAPSHOT_TIMEOUT = timedelta(minutes=5)
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                          maximum_interval=timedelta(seconds=10), maximum_attempts=3)
 BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10),
@@ -137,9 +143,11 @@ class VerifyPackWorkflow:
             for result in unrun_steps(plan, [], why):
                 results.append(result)
                 self._set(result.name, status=StepStatus.SKIPPED, reason=result.reason)
+        elif plan.lanes and (snapshot := await self._snapshot(prepared)) is not None:
+            lanes = await asyncio.gather(*(self._lane(prepared, lane, snapshot) for lane in plan.lanes))
+            results.extend(result for lane_results in lanes for result in lane_results)
         else:
-            for stage in plan.stages:
-                results.extend(await asyncio.gather(*(self._step(prepared, name) for name in stage)))
+            results.extend(await self._lane(prepared, Lane(stages=plan.stages), None))
         ran = {r.name for r in results}
         results += [skipped(plan, s.name) for s in plan.steps if s.name not in ran]
         results = ordered(results)
@@ -184,9 +192,35 @@ class VerifyPackWorkflow:
                   reason=result.result.reason)
         return result
 
-    async def _step(self, prepared: Prepared, name: StepName) -> StepResult:
+    async def _snapshot(self, prepared: Prepared) -> Snapshot | None:
+        """The copy of the tree install left that the snapshot lanes run in; None when it cannot be made (the
+        stages then run one after another in the run's tree, as without lanes: slower, the same results)."""
+        request = SnapshotInput(tenant_id=self._tenant, run_id=workflow.info().run_id, prepared=prepared)
+        try:
+            snapshot: Snapshot = await workflow.execute_activity_method(
+                VerifyActivities.snapshot, request, start_to_close_timeout=SNAPSHOT_TIMEOUT,
+                heartbeat_timeout=timedelta(seconds=prepared.heartbeat_timeout_seconds), retry_policy=STEP_RETRY,
+                cancellation_type=WAIT)
+        except ActivityError as exc:
+            if isinstance(exc.cause, CancelledError):
+                raise
+            workflow.logger.warning("verify_snapshot_failed: the lanes run one after another: %s", exc.cause or exc)
+            return None
+        return snapshot
+
+    async def _lane(self, prepared: Prepared, lane: Lane, snapshot: Snapshot | None) -> list[StepResult]:
+        """The lane's groups one after another, the steps of a group side by side (in the snapshot for a
+        snapshot lane)."""
+        tree = snapshot.tree if snapshot is not None and lane.snapshot else ""
+        results: list[StepResult] = []
+        for stage in lane.stages:
+            results.extend(await asyncio.gather(*(self._step(prepared, name, tree) for name in stage)))
+        return results
+
+    async def _step(self, prepared: Prepared, name: StepName, tree: str = "") -> StepResult:
         self._set(name, status=StepStatus.RUNNING, started_at=workflow.now())
-        request = StepInput(tenant_id=self._tenant, run_id=workflow.info().run_id, prepared=prepared, step=name)
+        request = StepInput(tenant_id=self._tenant, run_id=workflow.info().run_id, prepared=prepared, step=name,
+                            tree=tree)
         try:
             result: StepResult = await workflow.execute_activity_method(
                 VerifyActivities.run_step, request, **self._step_options(prepared))

@@ -197,6 +197,16 @@ class ProvisionedTool(Frozen):
     why: str = ""
 
 
+class Lane(Frozen):
+    """Steps run one group after another (the steps of a group side by side), beside the plan's other lanes."""
+
+    stages: list[list[StepName]]
+    #: the lane's steps run in a snapshot of the run's tree taken after install and before any check step (the
+    #: tree they see when they run first), not in the run's tree, which the other lanes' steps change (a build
+    #: writing dist/)
+    snapshot: bool = False
+
+
 class Plan(Frozen):
     toolchain: Toolchain
     #: where the steps came from: "detected (python)", "pyproject.toml [tool.jobforge.verify]", ...
@@ -231,6 +241,10 @@ class Plan(Frozen):
     #: what a run whose environments were restored from the environment cache runs instead of ``install``'s
     #: commands (None: those commands, except the ones creating an environment from nothing)
     warm_install: list[list[str]] | None = None
+    #: when not empty, the check steps run in these lanes side by side instead of ``stages`` one group after
+    #: another; each step sees the tree it sees in ``stages`` (which still says the steps' order: fingerprint,
+    #: reports, and what runs when the snapshot cannot be made)
+    lanes: list[Lane] = Field(default_factory=list)
 
     def step(self, name: StepName) -> StepSpec:
         if name is StepName.INSTALL:
@@ -351,6 +365,25 @@ class StepInput(Frozen):
     run_id: str
     prepared: Prepared
     step: StepName
+    #: the tree the step runs in when it is not the run's own (``prepared.repo_dir``): the snapshot of a lane
+    tree: str = ""
+
+
+class SnapshotInput(Frozen):
+    tenant_id: str
+    run_id: str
+    prepared: Prepared
+
+
+class Snapshot(Frozen):
+    """The copy of the run's tree the snapshot lanes run in (see ``Plan.lanes``), and what making it took."""
+
+    tree: str
+    #: files and symbolic links copied
+    files: int = 0
+    #: directories of the run's tree the copy links to instead of copying them (``node_modules``)
+    linked: list[str] = Field(default_factory=list)
+    seconds: float = 0.0
 
 
 class InstallResult(Frozen):

@@ -10,7 +10,7 @@ from typing import Any
 from jobforge.errors import VerifyConfigInvalid
 from shared.verify import detect, pins, sources
 from shared.verify.detect import Host, RepoFacts, Request, none, select, spec
-from shared.verify.models import Plan, StepName, StepSpec, Toolchain, ToolRequest
+from shared.verify.models import Lane, Plan, StepName, StepSpec, Toolchain, ToolRequest
 
 NPM_PLACEHOLDER_TEST = 'echo "Error: no test specified" && exit 1'
 SCRIPT_ALIASES: dict[StepName, tuple[str, ...]] = {
@@ -245,11 +245,27 @@ def plan(facts: RepoFacts, req: Request, host: Host) -> Plan:
                          "lockfile, `npm ci` (which deletes node_modules) is skipped; instead: "
                          + " && ".join(" ".join(a) for a in instead))
     order = [[StepName.LINT, StepName.TYPECHECK], [StepName.BUILD], [StepName.TEST]]
+    stages = detect.stages(order, steps)
     label = f"{manager.name}{'@' + manager.version if manager.version else ''}"
     return Plan(toolchain=Toolchain.NODE, source=f"node ({label}): " + _source(steps), package_manager=label,
-                install=install, steps=steps, stages=detect.stages(order, steps),
+                install=install, steps=steps, stages=stages, lanes=lanes(stages),
                 timeout_minutes=detect.timeout(req, None), path_prefix=["node_modules/.bin"], notes=notes,
                 tools=tools, env=env, files=defined.files, warm_install=warm_install)
+
+
+#: the checks that only read the tree install left: in ``stages`` they run before build, which writes into it
+READ_ONLY_CHECKS = (StepName.LINT, StepName.TYPECHECK)
+
+
+def lanes(stages: list[list[StepName]]) -> list[Lane]:
+    """lint ∥ typecheck in a snapshot of the tree as install left it (the tree they see running first), beside
+    build → test in the run's tree (test may need what build wrote): two lanes when each has a step, else none
+    (the stages run in turn)."""
+    checks = [kept for group in stages if (kept := [n for n in group if n in READ_ONLY_CHECKS])]
+    rest = [kept for group in stages if (kept := [n for n in group if n not in READ_ONLY_CHECKS])]
+    if not checks or not rest:
+        return []
+    return [Lane(stages=checks, snapshot=True), Lane(stages=rest)]
 
 
 def _source(steps: list[StepSpec]) -> str:

@@ -1,6 +1,7 @@
 """The bubblewrap command line a sandboxed step runs under (pure).
 
-The whole filesystem is mounted read-only; the repository and the run's workspace are writable;
+The whole filesystem is mounted read-only; the repository and the run's workspace are writable (but for the
+``frozen`` directories of a step in a snapshot: the installed packages the steps beside it use);
 JobForge's home (database files, other tenants' artifacts, the stack's state) and the usual secret
 stores of the worker user's home are hidden behind empty mounts; the network is cut off except for
 ``install``; the step gets its own PID, IPC and UTS namespaces and dies with the worker.
@@ -30,6 +31,11 @@ class SandboxSpec:
     #: bound writable after hiding (environment and caches, for install)
     writable: Sequence[str] = field(default_factory=tuple)
     network: bool = False
+    #: bound read-only over everything above (the run's node_modules, for a step running in a snapshot of the tree
+    #: beside the steps that use them)
+    frozen: Sequence[str] = ()
+    #: empty writable directories over (inside) the frozen ones: their ``node_modules/.cache``
+    scratch: Sequence[str] = ()
 
 
 def _inside(path: str, parent: str) -> bool:
@@ -80,5 +86,9 @@ def bwrap_argv(bwrap: str, argv: Sequence[str], spec: SandboxSpec) -> list[str]:
         out += ["--bind", path, path]
     if any(_inside(spec.repo, hidden) for hidden in spec.hidden_dirs) and not _inside(spec.repo, spec.workspace):
         out += ["--bind", spec.repo, spec.repo]
+    for path in spec.frozen:
+        out += ["--ro-bind", path, path]
+    for path in spec.scratch:
+        out += ["--tmpfs", path]
     out += ["--chdir", spec.repo, "--", *argv]
     return out
