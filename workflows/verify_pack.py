@@ -204,7 +204,8 @@ class VerifyPackWorkflow:
         except ActivityError as exc:
             if isinstance(exc.cause, CancelledError):
                 raise
-            workflow.logger.warning("verify_snapshot_failed: the lanes run one after another: %s", exc.cause or exc)
+            workflow.logger.warning("verify_snapshot_failed", extra={"reason": str(exc.cause or exc),
+                                                                     "then": "the stages, one after another"})
             return None
         return snapshot
 

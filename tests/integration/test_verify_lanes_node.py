@@ -15,12 +15,17 @@ from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.worker import Replayer
 
+from shared.temporal import DATA_CONVERTER
 from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, Verdict, VerifyReport
 from tests.integration.test_verify_pack import log_text, settings, verify_on
 from tests.support.tenants import ensure_tenants
 from tests.support.verify_repos import node_repo, write_files
 from workers.runtime import Runtime
+from workers.worker import WORKFLOW_RUNNER
+from workflows import discover
+from workflows._job import JobArguments
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +94,7 @@ def lanes_repo(root: Path, name: str) -> Path:
 
 
 async def run(rt: Runtime, repo: Path) -> tuple[VerifyReport, list[Any]]:
-    """The report of a run of ``repo`` and its history's events."""
+    """The report of a run of ``repo`` and its history's events; the history replays on today's workflows."""
     await ensure_tenants(rt, "acme")
     handle = await rt.client().request_job("acme", TEMPLATE_KEY, {"repo_path": str(repo),
                                                                    "options": {"no_cache": True}}, actor="test")
@@ -97,6 +102,10 @@ async def run(rt: Runtime, repo: Path) -> tuple[VerifyReport, list[Any]]:
     assert isinstance(report, VerifyReport)
     assert rt.temporal is not None
     history = await rt.temporal.get_workflow_handle(handle.workflow_id).fetch_history()
+    replayer = Replayer(workflows=discover(), data_converter=DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER,
+                        interceptors=[JobArguments(frozenset({TEMPLATE_KEY}))])
+    replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert replayed.replay_failure is None, replayed.replay_failure
     return report, list(history.events)
 
 

@@ -21,6 +21,9 @@ named ``<commit>_<what>.json`` after the commit whose code ran it on a dev serve
   any change to their steps must replay these.
 - ``e751c9c``: a run JobForge started with the memo that says its bookkeeping is local
   (``shared.starts.BOOKKEEPING_MEMO``): local-activity markers and no patch marker or upsert.
+- ``9172fad``: a verify-pack run of a Node repository (lint failing, typecheck, build and test passing, nothing
+  to install) before ``Plan.lanes``: its stages one after another (lint ∥ typecheck, build, test) in the run's
+  tree, no snapshot; its plan has no lanes, so it replays its stages.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from workflows import discover
 from workflows._job import JobArguments
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
-TEMPLATES = frozenset({"autopilot.jobforge.healthcheck"})
+TEMPLATES = frozenset({"autopilot.jobforge.healthcheck", "autopilot.readylayer.verify_pack"})
 REPLAYABLE = [
     "567724f_healthcheck", "567724f_healthcheck_refused",
     "cbb09be_route_event",
@@ -49,6 +52,7 @@ REPLAYABLE = [
     "bff6e19_healthcheck_cancelled", "19e09c0_healthcheck_cancelled",
     "22d8e08_event_router", "22d8e08_trigger_fire", "22d8e08_trigger_fire_invalid_input",
     "e751c9c_healthcheck_memo",
+    "9172fad_verify_pack_node",
 ]
 
 

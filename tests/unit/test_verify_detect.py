@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import textwrap
@@ -11,7 +12,7 @@ import yaml
 
 from jobforge.errors import VerifyConfigInvalid
 from shared.verify.detect import Host, RepoFacts, Request, plan
-from shared.verify.models import Pack, StepName, Toolchain
+from shared.verify.models import Lane, Pack, StepName, Toolchain
 
 HOST = Host(interpreters=(("3.13.0", "/py313/bin/python3.13"), ("3.11.7", "/py311/bin/python3.11")),
             python_version="3.11.7", node_version="20.20.2", npm_version="11.19.1", uv_bin_dir="/tc/uv/bin",
@@ -319,6 +320,27 @@ def test_node_package_manager_and_scripts() -> None:
     assert [(t.name, t.version) for t in berry.tools] == [("@yarnpkg/cli-dist", "4.1.0")]
     plain = plan(node_facts(package), REQ, HOST)
     assert plain.install.argv == ["npm", "install", "--no-package-lock"]
+
+
+def test_node_checks_run_in_a_snapshot_lane_beside_build_then_test() -> None:
+    """lint ∥ typecheck in a snapshot beside build → test when both lanes have a step; no lanes otherwise (the
+    stages, which the fingerprint hashes, stay as they are)."""
+    scripts = {"lint": "eslint .", "typecheck": "tsc", "build": "tsup", "test": "vitest run"}
+    full = plan(node_facts({"scripts": scripts}), REQ, HOST)
+    assert full.stages == [[StepName.LINT, StepName.TYPECHECK], [StepName.BUILD], [StepName.TEST]]
+    assert full.lanes == [Lane(stages=[[StepName.LINT, StepName.TYPECHECK]], snapshot=True),
+                          Lane(stages=[[StepName.BUILD], [StepName.TEST]])]
+    typecheck_and_test = plan(node_facts({"scripts": {"typecheck": "tsc", "test": "mocha"}}), REQ, HOST)
+    assert typecheck_and_test.lanes == [Lane(stages=[[StepName.TYPECHECK]], snapshot=True),
+                                        Lane(stages=[[StepName.TEST]])]
+    lint_and_build = plan(node_facts({"scripts": {"lint": "eslint .", "build": "tsup"}}), REQ, HOST)
+    assert lint_and_build.lanes == [Lane(stages=[[StepName.LINT]], snapshot=True), Lane(stages=[[StepName.BUILD]])]
+    for alone in ({"build": "tsup", "test": "vitest"}, {"lint": "eslint .", "typecheck": "tsc"}, {"test": "x"}):
+        assert plan(node_facts({"scripts": alone}), REQ, HOST).lanes == []
+    fast = plan(node_facts({"scripts": scripts}), dataclasses.replace(REQ, pack=Pack.FAST), HOST)
+    assert fast.lanes[1] == Lane(stages=[[StepName.BUILD]])
+    python = plan(facts({"pyproject.toml": PYPROJECT}, {"tests"}), REQ, HOST)
+    assert python.lanes == []
 
 
 def test_node_version_is_provisioned_when_the_worker_lacks_it() -> None:

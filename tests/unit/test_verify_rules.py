@@ -199,6 +199,16 @@ def test_bwrap_command_line() -> None:
     assert " ".join(hidden_repo).count("--bind /jf/other/repo /jf/other/repo") == 2
 
 
+def test_bwrap_freezes_a_snapshot_steps_node_modules_over_the_writable_workspace() -> None:
+    """The frozen directories are bound read-only after the workspace's writable bind, and their scratch
+    directories (node_modules/.cache) mounted empty and writable after that."""
+    spec = SandboxSpec(repo="/w/snapshot", workspace="/w", frozen=["/w/tree/node_modules"],
+                       scratch=["/w/tree/node_modules/.cache"])
+    text = " ".join(bwrap_argv("bwrap", ["eslint", "."], spec))
+    assert text.index("--bind /w /w") < text.index("--ro-bind /w/tree/node_modules /w/tree/node_modules") < (
+        text.index("--tmpfs /w/tree/node_modules/.cache")) < text.index("--chdir /w/snapshot")
+
+
 def test_env_allowlist_never_leaks_the_real_environment() -> None:
     """Whatever the worker's environment holds, a check step sees only allowlisted names plus its own."""
     env = step_env(dict(os.environ, JOBFORGE_X="1"), StepPaths(home="/h", tmp="/t"), install=False)
