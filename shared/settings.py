@@ -8,8 +8,9 @@ Feature flags are *not* settings: they are read at call time by :mod:`shared.fla
 Where a value comes from, the first that has it: the keyword arguments of ``Settings(...)``; the
 environment (``JOBFORGE_<NAME>``, any case); ``./.env`` (the same names, read with python-dotenv);
 the default. A value that cannot be used raises :class:`SettingsError`, naming the variable, what it
-must be and the value (secrets never). Conversions from text, as pydantic's lax mode makes them (the
-settings were a pydantic-settings model; tests/unit/test_settings.py checks the two agree):
+must be and the value (secrets never). Conversions from text, as pydantic's lax mode makes them
+(tests/unit/test_settings.py checks that a pydantic-settings model of the same settings reads every
+value alike):
 
 * ``int``: ASCII digits with an optional sign, ``_`` between digits and surrounding whitespace; a
   fractional part of zeros (``5.0``) is accepted;
