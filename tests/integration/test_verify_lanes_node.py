@@ -8,22 +8,34 @@ waits for both to have started; every wait is on a file, bounded, never a sleep 
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
-from temporalio.worker import Replayer
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Replayer, Worker
 
 from shared.temporal import DATA_CONVERTER
-from shared.verify.models import TEMPLATE_KEY, StepName, StepStatus, Verdict, VerifyReport
+from shared.verify.models import (
+    TEMPLATE_KEY,
+    Snapshot,
+    SnapshotInput,
+    StepName,
+    StepStatus,
+    Verdict,
+    VerifyReport,
+)
 from tests.integration.test_verify_pack import log_text, settings, verify_on
 from tests.support.tenants import ensure_tenants
 from tests.support.verify_repos import node_repo, write_files
+from workers.activity_errors import ActivityErrors
 from workers.runtime import Runtime
-from workers.worker import WORKFLOW_RUNNER
+from workers.worker import WORKFLOW_RUNNER, collect
 from workflows import discover
 from workflows._job import JobArguments
 
@@ -183,3 +195,45 @@ async def test_a_failing_lint_in_the_snapshot_lane_fails_the_verdict_and_build_a
                                               StepName.TEST]
     assert report.error == ""
     assert activity_names(events) == ["verify.prepare", "verify.snapshot", *["verify.run_step"] * 4, "verify.finalize"]
+
+
+@activity.defn(name="verify.snapshot")
+async def no_snapshot(req: SnapshotInput) -> Snapshot:
+    """The snapshot activity of a worker whose disk is full: it fails for good."""
+    raise ApplicationError("No space left on device", type="OSError", non_retryable=True)
+
+
+@pytest.fixture
+async def worker_without_snapshots(runtime: Runtime) -> AsyncIterator[None]:
+    """JobForge's workflows and activities for this test's task queues, but a snapshot that cannot be made."""
+    assert runtime.temporal is not None
+    workflows, activities = collect(runtime)
+    kept = [a for a in activities if getattr(a, "__temporal_activity_definition").name != "verify.snapshot"]
+    queues = runtime.settings.worker_task_queues or runtime.registry.task_queues(runtime.settings)
+    workers = [Worker(runtime.temporal, task_queue=queue, workflows=workflows, activities=[*kept, no_snapshot],
+                      workflow_runner=WORKFLOW_RUNNER,
+                      interceptors=[ActivityErrors(), JobArguments(frozenset(s.key for s in runtime.registry))])
+               for queue in queues]
+    tasks = [asyncio.ensure_future(w.run()) for w in workers]
+    try:
+        yield None
+    finally:
+        await asyncio.gather(*(w.shutdown() for w in workers))
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_snapshot_that_cannot_be_made_runs_the_stages_one_after_another(
+        runtime: Runtime, worker_without_snapshots: None, verify_on: None, repos: Path) -> None:
+    """When the snapshot activity fails for good, the checks run in the run's tree before build, as the stages
+    say, and the run's results are those of a run without lanes."""
+    repo = node_repo(repos, "lanes-fallback", {
+        "lint": "node -e \"if (require('fs').existsSync('built')) process.exit(5)\"",
+        "typecheck": "node -e \"console.log('types ok')\"",
+        "build": "node -e \"require('fs').writeFileSync('built', '1')\"",
+        "test": "node -e \"require('fs').readFileSync('built')\""})
+    report, events = await run(runtime, repo)
+    assert report.verdict is Verdict.PASSED, [(r.name, r.status, r.reason, r.tail) for r in report.steps]
+    assert activity_names(events) == ["verify.prepare", "verify.snapshot", *["verify.run_step"] * 4, "verify.finalize"]
+    assert log_text(report, StepName.LINT).split("# cwd: ")[1].split()[0].endswith("/tree")
+    spans = step_spans(events)
+    assert max(spans["lint"][1], spans["typecheck"][1]) <= spans["build"][0] and spans["build"][1] <= spans["test"][0]
