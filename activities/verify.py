@@ -552,19 +552,27 @@ def snapshot_links(snapshot: Path, tree: Path) -> list[str]:
     return sorted(out)
 
 
+#: where tools write inside ``node_modules`` while checking: caches (``find-cache-dir``: prettier ``--cache``, babel,
+#: eslint plugins) and ``.tmp`` (the ``tsBuildInfoFile`` of create-vite's tsconfigs, which ``tsc -b`` writes)
+NODE_MODULES_SCRATCH = (".cache", ".tmp")
+
+
 def snapshot_guard(snapshot: Path, tree: Path) -> tuple[list[str], list[str]]:
     """What a sandboxed step in ``snapshot`` sees read-only, and the empty writable directories mounted inside
     those: the tree's directories the snapshot links to (but its git objects, which git only adds to), and
-    each linked ``node_modules/.cache`` (where tools keep caches, so that one writing there still works)."""
+    each linked ``node_modules``' scratch directories (``NODE_MODULES_SCRATCH``), so that a tool writing there
+    still works."""
     frozen = [p for p in snapshot_links(snapshot, tree) if not p.endswith("/.git/objects")]
-    scratch = [f"{p}/.cache" for p in frozen if p.endswith("/node_modules") and os.path.isdir(f"{p}/.cache")]
+    scratch = [f"{p}/{name}" for p in frozen if p.endswith("/node_modules") for name in NODE_MODULES_SCRATCH
+               if os.path.isdir(f"{p}/{name}")]
     return frozen, scratch
 
 
-def _cache_mount_points(linked: list[str]) -> None:
+def _scratch_mount_points(linked: list[str]) -> None:
     for path in linked:
         if path.endswith("/node_modules"):
-            os.makedirs(os.path.join(path, ".cache"), exist_ok=True)
+            for name in NODE_MODULES_SCRATCH:
+                os.makedirs(os.path.join(path, name), exist_ok=True)
 
 
 def _workspace_locked(workspace: str, fn: Callable[..., _T], *args: Any) -> _T:
@@ -1218,8 +1226,8 @@ class VerifyActivities:
         started = time.monotonic()
         dest = snapshot_dir(prepared.workspace)
         files, linked = await self._heartbeating("snapshot", snapshot_tree, Path(prepared.repo_dir), dest)
-        # where an empty node_modules/.cache is mounted for a sandboxed step of the snapshot (see _execute)
-        await asyncio.to_thread(_cache_mount_points, linked)
+        # where empty node_modules/.cache and .tmp are mounted for a sandboxed step of the snapshot (see _execute)
+        await asyncio.to_thread(_scratch_mount_points, linked)
         seconds = round(time.monotonic() - started, 3)
         log.info("verify_snapshot_made", run_id=run_id, tenant_id=tenant_id, files=files, linked=len(linked),
                  seconds=seconds)

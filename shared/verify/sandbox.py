@@ -34,7 +34,7 @@ class SandboxSpec:
     #: bound read-only over everything above (the run's node_modules, for a step running in a snapshot of the tree
     #: beside the steps that use them)
     frozen: Sequence[str] = ()
-    #: empty writable directories over (inside) the frozen ones: their ``node_modules/.cache``
+    #: empty writable directories over (inside) the frozen ones: their ``node_modules/.cache`` and ``.tmp``
     scratch: Sequence[str] = ()
 
 

@@ -68,6 +68,7 @@ console.log(step + ' sees no dist/');
 require('dep');
 fs.mkdirSync('node_modules/.cache/' + step, {recursive: true});
 fs.writeFileSync('node_modules/.cache/' + step + '/cached', step);
+fs.writeFileSync('node_modules/.tmp/' + step + '.tsbuildinfo', step);
 try { fs.writeFileSync('node_modules/' + step + '-was-here', step); console.log('node_modules writable'); }
 catch (err) { console.log('node_modules read-only: ' + err.code); }
 """
@@ -86,7 +87,8 @@ const fs = require('fs');
 console.log('test cwd ' + process.cwd());
 if (require('./dist/out.js') !== 42) process.exit(1);
 require('dep');
-console.log(fs.existsSync('node_modules/.cache/lint') ? 'lint cache shared' : 'lint cache private');
+const shared = fs.existsSync('node_modules/.cache/lint') || fs.existsSync('node_modules/.tmp/lint.tsbuildinfo');
+console.log(shared ? 'lint cache shared' : 'lint cache private');
 console.log(fs.existsSync('node_modules/lint-was-here') ? 'lint wrote node_modules' : 'node_modules untouched');
 """
 

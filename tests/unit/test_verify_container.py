@@ -57,7 +57,8 @@ def test_a_steps_own_tree_links_the_runs_environments(tmp_path: Path) -> None:
 def test_a_snapshot_copies_the_sources_and_links_what_install_put_there(tmp_path: Path) -> None:
     """A snapshot of the run's tree copies its files (times kept) and its symbolic links as links, and links every
     node_modules (a workspace package's too), the git objects and yarn's cache instead of copying them; a snapshot
-    cut short before is replaced, and a step in it sees those directories frozen with a scratch node_modules/.cache."""
+    cut short before is replaced, and a step in it sees those directories frozen with node_modules' scratch
+    directories (.cache, .tmp) its own."""
     tree = tmp_path / "tree"
     for name in ("src/a.ts", "package.json", "packages/p/index.ts", "packages/p/node_modules/q/index.js",
                  "node_modules/x/index.js", "node_modules/x/node_modules/y/index.js", ".git/HEAD", ".git/objects/ab/cd",
@@ -67,6 +68,7 @@ def test_a_snapshot_copies_the_sources_and_links_what_install_put_there(tmp_path
     os.utime(tree / "src/a.ts", (1_000_000, 1_000_000))
     (tree / "link.ts").symlink_to("src/a.ts")
     (tree / "node_modules/.cache").mkdir()
+    (tree / "packages/p/node_modules/.tmp").mkdir()
     dest = tmp_path / "snapshot"
     (tmp_path / "snapshot.partial" / "junk").mkdir(parents=True)
     files, linked = snapshot_tree(tree, dest)
@@ -83,6 +85,7 @@ def test_a_snapshot_copies_the_sources_and_links_what_install_put_there(tmp_path
     assert files == 6  # package.json, src/a.ts, link.ts, packages/p/index.ts, .git/HEAD, .yarn/releases/yarn.cjs
     frozen, scratch = snapshot_guard(dest, tree)
     assert frozen == sorted(str(p) for p in expected if p.name != "objects")
-    assert scratch == [str(tree / "node_modules/.cache")]  # the only node_modules with a .cache to mount over
+    # the scratch directories there are to mount over (the snapshot activity makes them all)
+    assert scratch == [str(tree / "node_modules/.cache"), str(tree / "packages/p/node_modules/.tmp")]
     (dest / "src/a.ts").write_text("fixed")
     assert snapshot_tree(tree, dest)[0] == 6 and (dest / "src/a.ts").read_text() == "src/a.ts"
