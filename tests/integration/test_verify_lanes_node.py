@@ -8,7 +8,6 @@ waits for both to have started; every wait is on a file, bounded, never a sleep 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -33,6 +32,7 @@ from shared.verify.models import (
 from tests.integration.test_verify_pack import log_text, settings, verify_on
 from tests.support.tenants import ensure_tenants
 from tests.support.verify_repos import node_repo, write_files
+from tests.support.workers import running
 from workers.activity_errors import ActivityErrors
 from workers.runtime import Runtime
 from workers.worker import WORKFLOW_RUNNER, collect
@@ -216,12 +216,8 @@ async def worker_without_snapshots(runtime: Runtime) -> AsyncIterator[None]:
                       workflow_runner=WORKFLOW_RUNNER,
                       interceptors=[ActivityErrors(), JobArguments(frozenset(s.key for s in runtime.registry))])
                for queue in queues]
-    tasks = [asyncio.ensure_future(w.run()) for w in workers]
-    try:
+    async with running(workers):
         yield None
-    finally:
-        await asyncio.gather(*(w.shutdown() for w in workers))
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_a_snapshot_that_cannot_be_made_runs_the_stages_one_after_another(
